@@ -1,0 +1,55 @@
+//! The `sessionize` command line: a thin shell over the `sessionize` library.
+
+mod query;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sessions and session metrics from product-analytics event exports.
+#[derive(Debug, Parser)]
+#[command(name = "sessionize", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run SQL over Parquet exports with the session functions registered.
+    Query(query::QueryArgs),
+}
+
+/// A user-facing error: one sentence, printed to stderr, exit code 1.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl From<datafusion::error::DataFusionError> for CliError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        // The innermost error carries the sentence meant for the user; DataFusion's wrappers
+        // ("Error during planning: ...") only say where it happened.
+        let root = e.find_root();
+        CliError(root.message().trim().to_string())
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Query(args) => query::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

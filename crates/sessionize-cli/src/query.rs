@@ -1,0 +1,148 @@
+//! `sessionize query`: SQL over event tables, with every function registered.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Args;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+use sessionize::output::{self, Format};
+
+use crate::CliError;
+
+/// Arguments of `sessionize query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Register a table: NAME=PATH, where PATH is a Parquet file, a folder or a glob. Repeatable.
+    #[arg(long = "table", short = 't', value_name = "NAME=PATH")]
+    tables: Vec<String>,
+    /// Read the SQL from this file; several statements run in order.
+    #[arg(long = "file", short = 'f', value_name = "FILE.sql")]
+    file: Option<PathBuf>,
+    /// Output format: table, csv, json, ndjson or parquet (default: from the --output extension, else
+    /// table).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<Format>,
+    /// Write the result to this file (atomically) instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Number of partitions DataFusion plans for (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    target_partitions: Option<usize>,
+    /// `[PATH] SQL`: an optional Parquet file, folder or glob registered as `events`, then the SQL
+    /// (or only `PATH` with --file).
+    #[arg(value_name = "PATH | SQL")]
+    positional: Vec<String>,
+}
+
+/// The format for `output` when none was given.
+fn default_format(output: Option<&PathBuf>) -> Format {
+    let extension = output
+        .and_then(|p| p.extension())
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("csv") => Format::Csv,
+        Some("json") => Format::Json,
+        Some("ndjson" | "jsonl") => Format::NdJson,
+        Some("parquet") => Format::Parquet,
+        _ => Format::Table,
+    }
+}
+
+pub async fn run(args: QueryArgs) -> Result<(), CliError> {
+    let (events, sql) = match (&args.file, args.positional.as_slice()) {
+        (Some(file), [] | [_]) => {
+            let sql = std::fs::read_to_string(file).map_err(|e| {
+                CliError(format!(
+                    "cannot read the SQL file '{}': {e}",
+                    file.display()
+                ))
+            })?;
+            (args.positional.first().cloned(), sql)
+        }
+        (Some(_), _) => {
+            return Err(CliError(
+                "with --file, give at most one PATH argument (the events table)".into(),
+            ));
+        }
+        (None, [sql]) => (None, sql.clone()),
+        (None, [path, sql]) => (Some(path.clone()), sql.clone()),
+        (None, []) => {
+            return Err(CliError(
+                "no SQL given: pass it as an argument or with --file".into(),
+            ));
+        }
+        (None, _) => {
+            return Err(CliError(
+                "too many arguments: expected [PATH] SQL (quote the SQL as one argument)".into(),
+            ));
+        }
+    };
+
+    let mut config = SessionConfig::new().with_information_schema(true);
+    if let Some(n) = args.target_partitions {
+        config = config.with_target_partitions(n.max(1));
+    }
+    let ctx = sessionize::context_with_config(config)?;
+    if let Some(path) = events {
+        sessionize::tables::register_events(&ctx, "events", &path).await?;
+    }
+    for table in &args.tables {
+        let Some((name, path)) = table.split_once('=') else {
+            return Err(CliError(format!(
+                "--table expects NAME=PATH, but got '{table}'"
+            )));
+        };
+        sessionize::tables::register_events(&ctx, name.trim(), path.trim()).await?;
+    }
+
+    let format = args
+        .format
+        .unwrap_or_else(|| default_format(args.output.as_ref()));
+    run_statements(&ctx, &sql, format, args.output.as_ref()).await
+}
+
+/// Runs every statement of `sql` in order and writes the result of the last one.
+async fn run_statements(
+    ctx: &SessionContext,
+    sql: &str,
+    format: Format,
+    output: Option<&PathBuf>,
+) -> Result<(), CliError> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let Some(dialect) = dialect_from_str(dialect) else {
+        return Err(CliError(format!("unsupported SQL dialect {dialect}")));
+    };
+    let mut statements = DFParser::parse_sql_with_dialect(sql, dialect.as_ref())?;
+    let Some(last) = statements.pop_back() else {
+        return Err(CliError("no SQL statement to run".into()));
+    };
+    for statement in statements {
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        ctx.execute_logical_plan(plan).await?.collect().await?;
+    }
+    let plan = ctx.state().statement_to_plan(last).await?;
+    let stream = ctx
+        .execute_logical_plan(plan)
+        .await?
+        .execute_stream()
+        .await?;
+    match output {
+        Some(path) => {
+            output::write_file(stream, format, path).await?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            if format == Format::Parquet && stdout.is_terminal() {
+                return Err(CliError(
+                    "Parquet output is binary: pass --output FILE.parquet or redirect stdout"
+                        .into(),
+                ));
+            }
+            output::write_stream(stream, format, std::io::BufWriter::new(stdout)).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Arguments shared by every session function: `(ts, timeout [, restart [, max_length]])`.
+//!
+//! Type checks run while DataFusion plans the query (`coerce_types`), so a wrong type is a planning
+//! error that names the function, the argument, the type found and the fix. The constant arguments
+//! (`timeout`, `max_length`) are read when the physical evaluator is created.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
+use datafusion::arrow::datatypes::{
+    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
+
+use crate::rules::SessionRule;
+
+/// Index of the `ts` argument.
+pub const TS: usize = 0;
+/// Index of the optional `restart` argument.
+pub const RESTART: usize = 2;
+
+const SIGNATURE: &str = "(ts, timeout [, restart [, max_length]])";
+
+/// Checks the argument types of a session function and returns the types to coerce them to.
+pub fn coerce_session_args(function: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    if !(2..=4).contains(&arg_types.len()) {
+        return plan_err!(
+            "{function} takes 2 to 4 arguments {SIGNATURE}, but {} were given",
+            arg_types.len()
+        );
+    }
+    let mut coerced = Vec::with_capacity(arg_types.len());
+    coerced.push(coerce_timestamp(function, &arg_types[TS])?);
+    coerced.push(coerce_interval(function, 2, "timeout", &arg_types[1])?);
+    if let Some(restart) = arg_types.get(RESTART) {
+        coerced.push(coerce_boolean(function, 3, "restart", restart)?);
+    }
+    if let Some(max_length) = arg_types.get(3) {
+        coerced.push(coerce_interval(function, 4, "max_length", max_length)?);
+    }
+    Ok(coerced)
+}
+
+fn coerce_timestamp(function: &str, found: &DataType) -> Result<DataType> {
+    match found {
+        DataType::Timestamp(_, _) => Ok(found.clone()),
+        DataType::Int64 | DataType::Int32 | DataType::UInt64 | DataType::UInt32 => plan_err!(
+            "{function}: argument 1 (ts) must be a timestamp, but found {found}; convert epoch numbers \
+             first, for example {function}(to_timestamp_millis(ts), ...) for epoch milliseconds or \
+             to_timestamp_seconds(ts) for epoch seconds"
+        ),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => plan_err!(
+            "{function}: argument 1 (ts) must be a timestamp, but found {found}; parse text first, for \
+             example {function}(to_timestamp(ts), ...)"
+        ),
+        DataType::Date32 | DataType::Date64 => plan_err!(
+            "{function}: argument 1 (ts) must be a timestamp, but found {found}; cast dates first, for \
+             example {function}(CAST(ts AS TIMESTAMP), ...)"
+        ),
+        other => plan_err!(
+            "{function}: argument 1 (ts) must be a timestamp, but found {other}; convert it with \
+             to_timestamp(...) or CAST(... AS TIMESTAMP)"
+        ),
+    }
+}
+
+fn coerce_interval(
+    function: &str,
+    position: usize,
+    name: &str,
+    found: &DataType,
+) -> Result<DataType> {
+    match found {
+        DataType::Interval(_) | DataType::Duration(_) => Ok(found.clone()),
+        other => plan_err!(
+            "{function}: argument {position} ({name}) must be a constant INTERVAL such as \
+             INTERVAL '30 minutes', but found {other}"
+        ),
+    }
+}
+
+fn coerce_boolean(
+    function: &str,
+    position: usize,
+    name: &str,
+    found: &DataType,
+) -> Result<DataType> {
+    match found {
+        DataType::Boolean | DataType::Null => Ok(DataType::Boolean),
+        other => plan_err!(
+            "{function}: argument {position} ({name}) must be a boolean expression such as \
+             event_type = 'app_open', but found {other}"
+        ),
+    }
+}
+
+/// The unit of the (coerced) `ts` argument.
+pub fn timestamp_unit(function: &str, ts_type: &DataType) -> Result<TimeUnit> {
+    match ts_type {
+        DataType::Timestamp(unit, _) => Ok(*unit),
+        other => plan_err!("{function}: argument 1 (ts) must be a timestamp, but found {other}"),
+    }
+}
+
+/// Reads the constant `timeout` and optional `max_length` arguments into a [`SessionRule`].
+pub fn session_rule(
+    function: &str,
+    exprs: &[Arc<dyn PhysicalExpr>],
+    unit: TimeUnit,
+) -> Result<SessionRule> {
+    let Some(timeout) = exprs.get(1) else {
+        return plan_err!("{function} takes 2 to 4 arguments {SIGNATURE}, but 1 was given");
+    };
+    let timeout = constant_nanos(function, 2, "timeout", timeout)?;
+    let max_length = match exprs.get(3) {
+        Some(expr) => Some(constant_nanos(function, 4, "max_length", expr)?),
+        None => None,
+    };
+    Ok(SessionRule::new(timeout, max_length, unit))
+}
+
+/// The length in nanoseconds of a constant, positive, month-free interval argument.
+fn constant_nanos(
+    function: &str,
+    position: usize,
+    name: &str,
+    expr: &Arc<dyn PhysicalExpr>,
+) -> Result<i128> {
+    let Some(literal) = expr.downcast_ref::<Literal>() else {
+        return plan_err!(
+            "{function}: argument {position} ({name}) must be a constant INTERVAL such as \
+             INTERVAL '30 minutes', but found the expression {expr}"
+        );
+    };
+    let nanos: Option<i128> = match literal.value().clone() {
+        ScalarValue::IntervalMonthDayNano(Some(v)) => {
+            if v.months != 0 {
+                return plan_err!(
+                    "{function}: argument {position} ({name}) must not use months (their length \
+                     varies), but found {}; use days or hours instead",
+                    literal.value()
+                );
+            }
+            Some(i128::from(v.days) * 86_400_000_000_000 + i128::from(v.nanoseconds))
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Some(i128::from(v.days) * 86_400_000_000_000 + i128::from(v.milliseconds) * 1_000_000)
+        }
+        ScalarValue::IntervalYearMonth(Some(months)) => {
+            return plan_err!(
+                "{function}: argument {position} ({name}) must not use months or years (their length \
+                 varies), but found {months} months; use days or hours instead"
+            );
+        }
+        ScalarValue::DurationSecond(Some(v)) => Some(i128::from(v) * 1_000_000_000),
+        ScalarValue::DurationMillisecond(Some(v)) => Some(i128::from(v) * 1_000_000),
+        ScalarValue::DurationMicrosecond(Some(v)) => Some(i128::from(v) * 1_000),
+        ScalarValue::DurationNanosecond(Some(v)) => Some(i128::from(v)),
+        _ => None,
+    };
+    match nanos {
+        Some(n) if n > 0 => Ok(n),
+        Some(_) => plan_err!(
+            "{function}: argument {position} ({name}) must be positive, but found {}",
+            literal.value()
+        ),
+        None => plan_err!(
+            "{function}: argument {position} ({name}) must be a constant, non-null INTERVAL such as \
+             INTERVAL '30 minutes', but found {}",
+            literal.value()
+        ),
+    }
+}
+
+/// The raw values and validity of a timestamp array of any unit.
+pub fn timestamp_values(
+    function: &str,
+    array: &ArrayRef,
+) -> Result<(ScalarBuffer<i64>, Option<NullBuffer>)> {
+    let (values, nulls) = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            let a = array.as_primitive::<TimestampSecondType>();
+            (a.values().clone(), a.nulls().cloned())
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            let a = array.as_primitive::<TimestampMillisecondType>();
+            (a.values().clone(), a.nulls().cloned())
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let a = array.as_primitive::<TimestampMicrosecondType>();
+            (a.values().clone(), a.nulls().cloned())
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            let a = array.as_primitive::<TimestampNanosecondType>();
+            (a.values().clone(), a.nulls().cloned())
+        }
+        other => return exec_err!("{function}: expected a timestamp array, got {other}"),
+    };
+    Ok((values, nulls))
+}
+
+/// The optional `restart` argument as a boolean array, from the first `arg_count` of `values` (a
+/// window evaluator's values carry the ORDER BY columns after the arguments).
+pub fn restart_values<'a>(
+    function: &str,
+    values: &'a [ArrayRef],
+    arg_count: usize,
+) -> Result<Option<&'a BooleanArray>> {
+    match values[..arg_count.min(values.len())].get(RESTART) {
+        None => Ok(None),
+        Some(array) => match array.as_boolean_opt() {
+            Some(b) => Ok(Some(b)),
+            None => exec_err!(
+                "{function}: argument 3 (restart) must be boolean, got {}",
+                array.data_type()
+            ),
+        },
+    }
+}
+
+/// Whether row `i` of an optional restart array is true (null counts as false).
+pub fn is_restart(restart: Option<&BooleanArray>, i: usize) -> bool {
+    restart.is_some_and(|r| r.is_valid(i) && r.value(i))
+}
