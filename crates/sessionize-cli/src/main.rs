@@ -5,6 +5,8 @@ mod query;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 
 /// Sessions and session metrics from product-analytics event exports.
 #[derive(Debug, Parser)]
@@ -24,12 +26,28 @@ enum Command {
 #[derive(Debug)]
 pub struct CliError(pub String);
 
-impl From<datafusion::error::DataFusionError> for CliError {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
+impl From<DataFusionError> for CliError {
+    fn from(e: DataFusionError) -> Self {
         // The innermost error carries the sentence meant for the user; DataFusion's wrappers
         // ("Error during planning: ...") only say where it happened.
         let root = e.find_root();
-        CliError(root.message().trim().to_string())
+        let message = match root {
+            DataFusionError::SQL(error, _) => match error.as_ref() {
+                ParserError::ParserError(m) | ParserError::TokenizerError(m) => {
+                    format!("SQL syntax error: {m}")
+                }
+                other => format!("SQL syntax error: {other}"),
+            },
+            _ => root.message().trim().to_string(),
+        };
+        // One line: DataFusion lists valid fields on a second line.
+        let mut message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        if message.starts_with("table '") && message.ends_with("not found") {
+            message.push_str(
+                "; register it with --table NAME=PATH, or pass a PATH argument to register `events`",
+            );
+        }
+        CliError(message)
     }
 }
 

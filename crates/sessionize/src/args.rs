@@ -25,8 +25,17 @@ pub const RESTART: usize = 2;
 
 const SIGNATURE: &str = "(ts, timeout [, restart [, max_length]])";
 
-/// Checks the argument types of a session function and returns the types to coerce them to.
+/// The types to coerce a session function's arguments to (a null `restart` becomes boolean).
+///
+/// Wrong types pass through unchanged here and are reported by [`check_session_args`] when the
+/// planner asks for the return type: DataFusion folds errors raised during coercion into a longer
+/// message of its own, while return-type errors reach the user as written.
 pub fn coerce_session_args(function: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    Ok(check_session_args(function, arg_types).unwrap_or_else(|_| arg_types.to_vec()))
+}
+
+/// Checks the argument types of a session function and returns the types to coerce them to.
+pub fn check_session_args(function: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
     if !(2..=4).contains(&arg_types.len()) {
         return plan_err!(
             "{function} takes 2 to 4 arguments {SIGNATURE}, but {} were given",
@@ -96,6 +105,12 @@ fn coerce_boolean(
              event_type = 'app_open', but found {other}"
         ),
     }
+}
+
+/// Checks the argument types and returns the type of `ts`.
+pub fn checked_timestamp_type(function: &str, arg_types: &[DataType]) -> Result<DataType> {
+    let mut types = check_session_args(function, arg_types)?;
+    Ok(types.swap_remove(TS))
 }
 
 /// The unit of the (coerced) `ts` argument.

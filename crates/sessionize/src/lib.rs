@@ -61,3 +61,75 @@ pub fn context_with_config(config: datafusion::prelude::SessionConfig) -> Result
     register_all(&mut ctx)?;
     Ok(ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every function is registered, documented, and listed in the README with an example.
+    #[test]
+    fn every_function_is_documented_and_in_the_readme() {
+        let readme = include_str!("../../../README.md");
+        let mut ctx = SessionContext::new();
+        register_all(&mut ctx).unwrap();
+        let state = ctx.state();
+        let mut names = vec![];
+        for udwf in window::all_udwfs() {
+            let registered = state
+                .window_functions()
+                .get(udwf.name())
+                .expect("registered");
+            let doc = registered.documentation().expect("documented");
+            assert!(doc.sql_example.is_some(), "{} has an example", udwf.name());
+            names.push(udwf.name().to_string());
+        }
+        for udaf in aggregate::all_udafs() {
+            let registered = state
+                .aggregate_functions()
+                .get(udaf.name())
+                .expect("registered");
+            let doc = registered.documentation().expect("documented");
+            assert!(doc.sql_example.is_some(), "{} has an example", udaf.name());
+            names.push(udaf.name().to_string());
+        }
+        assert_eq!(names.len(), 6);
+        assert!(state.scalar_functions().contains_key("json_get_str"));
+        for name in names {
+            assert!(readme.contains(&format!("`{name}(")), "README lists {name}");
+        }
+    }
+
+    /// The window functions run in DataFusion's bounded (streaming) window operator, and the
+    /// aggregates group by hash without sorting the input.
+    #[tokio::test]
+    async fn window_is_bounded_and_aggregate_does_not_sort() {
+        let ctx = context().unwrap();
+        ctx.sql(
+            "CREATE TABLE ev AS SELECT * FROM (VALUES ('a', 3), ('b', 1), ('a', 2)) AS v(actor, t)",
+        )
+        .await
+        .unwrap();
+        let plan = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let df = ctx.sql(sql).await.unwrap();
+                let physical = df.create_physical_plan().await.unwrap();
+                datafusion::physical_plan::displayable(physical.as_ref())
+                    .indent(true)
+                    .to_string()
+            }
+        };
+        let window = plan(
+            "SELECT session_number(to_timestamp_seconds(t), INTERVAL '30 minutes') \
+             OVER (PARTITION BY actor ORDER BY to_timestamp_seconds(t)) FROM ev",
+        )
+        .await;
+        assert!(window.contains("BoundedWindowAggExec"), "{window}");
+        let aggregate = plan(
+            "SELECT actor, session_count(to_timestamp_seconds(t), INTERVAL '30 minutes') FROM ev GROUP BY actor",
+        )
+        .await;
+        assert!(aggregate.contains("AggregateExec"), "{aggregate}");
+        assert!(!aggregate.contains("SortExec"), "{aggregate}");
+    }
+}

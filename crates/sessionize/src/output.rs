@@ -63,7 +63,7 @@ impl fmt::Display for Format {
 
 enum Writer<W: Write + Send> {
     Table(W, Vec<RecordBatch>),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Json(json::ArrayWriter<W>),
     NdJson(json::LineDelimitedWriter<W>),
     Parquet(Box<ArrowWriter<W>>),
@@ -73,7 +73,7 @@ impl<W: Write + Send> Writer<W> {
     fn new(format: Format, schema: &SchemaRef, sink: W) -> Result<Self> {
         Ok(match format {
             Format::Table => Self::Table(sink, vec![]),
-            Format::Csv => Self::Csv(csv::Writer::new(sink)),
+            Format::Csv => Self::Csv(Box::new(csv::Writer::new(sink))),
             Format::Json => Self::Json(json::ArrayWriter::new(sink)),
             Format::NdJson => Self::NdJson(json::LineDelimitedWriter::new(sink)),
             Format::Parquet => {

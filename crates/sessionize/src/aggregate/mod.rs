@@ -128,15 +128,11 @@ impl AggregateUDFImpl for SessionAggregate {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let ts_type = args::checked_timestamp_type(self.name, arg_types)?;
         Ok(match self.output {
             AggOutput::Count => DataType::Int64,
             AggOutput::Seconds => DataType::Float64,
-            AggOutput::List => {
-                let Some(ts_type) = arg_types.get(TS) else {
-                    return internal_err!("{} needs a timestamp argument", self.name);
-                };
-                DataType::List(list_item_field(ts_type))
-            }
+            AggOutput::List => DataType::List(list_item_field(&ts_type)),
         })
     }
 

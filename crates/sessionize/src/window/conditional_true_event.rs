@@ -37,17 +37,8 @@ impl WindowUDFImpl for ConditionalTrueEvent {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types {
-            [DataType::Boolean | DataType::Null] => Ok(vec![DataType::Boolean]),
-            [other] => plan_err!(
-                "{NAME}: argument 1 (condition) must be a boolean expression such as \
-                 gap > INTERVAL '30 minutes', but found {other}"
-            ),
-            _ => plan_err!(
-                "{NAME} takes exactly 1 argument (condition), but {} were given",
-                arg_types.len()
-            ),
-        }
+        // Wrong types pass through and are reported by `field`, whose errors reach users as written.
+        Ok(check_condition(arg_types).unwrap_or_else(|_| arg_types.to_vec()))
     }
 
     fn partition_evaluator(
@@ -58,6 +49,12 @@ impl WindowUDFImpl for ConditionalTrueEvent {
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = field_args
+            .input_fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        check_condition(&types)?;
         Ok(Arc::new(Field::new(
             field_args.name(),
             DataType::Int64,
@@ -88,6 +85,21 @@ impl WindowUDFImpl for ConditionalTrueEvent {
             .build()
         });
         Some(&DOC)
+    }
+}
+
+/// Checks the argument types of `conditional_true_event`; returns the types to coerce them to.
+fn check_condition(arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    match arg_types {
+        [DataType::Boolean | DataType::Null] => Ok(vec![DataType::Boolean]),
+        [other] => plan_err!(
+            "{NAME}: argument 1 (condition) must be a boolean expression such as \
+             gap > INTERVAL '30 minutes', but found {other}"
+        ),
+        _ => plan_err!(
+            "{NAME} takes exactly 1 argument (condition), but {} were given",
+            arg_types.len()
+        ),
     }
 }
 

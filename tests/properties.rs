@@ -1,0 +1,415 @@
+//! Property tests: every session function agrees with a naive reference sessionizer on random
+//! inputs rich in ties, exact-timeout gaps, nulls and restarts, in random row order, split into
+//! random partitions and batches, in every timestamp unit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+    TimestampSecondArray,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionConfig;
+use proptest::prelude::*;
+
+/// One input event: actor, time in seconds, restart flag.
+#[derive(Debug, Clone)]
+struct Event {
+    actor: Option<&'static str>,
+    secs: Option<i64>,
+    restart: Option<bool>,
+}
+
+/// A session as the reference sees it: (number, id in epoch ms, start, end, event count); start and
+/// end in the unit of the test.
+type RefSession = (i64, i64, i64, i64, i64);
+
+/// The reference's answer for one actor: the session of each distinct timestamp, and the sessions.
+type RefActor = (BTreeMap<i64, RefSession>, Vec<RefSession>);
+
+const TIMEOUT_SECS: i64 = 1800;
+const MAX_LENGTH_SECS: i64 = 3600;
+
+/// The naive reference, written for clarity only: sort one actor's timestamps, then walk the distinct
+/// ones and start a session at the first, after a gap strictly greater than the timeout, at a
+/// timestamp where any event restarts, or more than the maximum length after the session's start.
+/// Returns, for every distinct timestamp, its session; and the list of sessions.
+fn reference(
+    events: &[(i64, bool)],
+    timeout: i64,
+    max_length: Option<i64>,
+    units_per_ms: Option<i64>,
+    ms_per_unit: i64,
+) -> RefActor {
+    let mut times: Vec<i64> = events.iter().map(|e| e.0).collect();
+    times.sort();
+    times.dedup();
+    let mut sessions: Vec<RefSession> = vec![];
+    let mut session_of = BTreeMap::new();
+    for (k, &t) in times.iter().enumerate() {
+        let restart = events.iter().any(|&(et, r)| et == t && r);
+        let count = events.iter().filter(|e| e.0 == t).count() as i64;
+        let new_session = match sessions.last() {
+            None => true,
+            Some(&(_, _, start, _, _)) => {
+                let gap = t - times[k - 1];
+                restart || gap > timeout || max_length.is_some_and(|m| t - start > m)
+            }
+        };
+        if new_session {
+            let id = match units_per_ms {
+                Some(per_ms) => t.div_euclid(per_ms),
+                None => t * ms_per_unit,
+            };
+            sessions.push((sessions.len() as i64 + 1, id, t, t, count));
+        } else if let Some(last) = sessions.last_mut() {
+            last.3 = t;
+            last.4 += count;
+        }
+        session_of.insert(t, *sessions.last().expect("a session"));
+    }
+    (session_of, sessions)
+}
+
+fn event_strategy() -> impl Strategy<Value = Event> {
+    (
+        prop_oneof![
+            8 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Some),
+            1 => Just(None)
+        ],
+        // A grid of 15-minute steps plus 0 or 1 second: ties, gaps of exactly 30 minutes and gaps of
+        // 30 minutes and one second are all common.
+        prop_oneof![
+            12 => (0i64..16, 0i64..2).prop_map(|(k, j)| Some(k * 900 + j)),
+            1 => Just(None)
+        ],
+        prop_oneof![6 => Just(Some(false)), 2 => Just(Some(true)), 1 => Just(None)],
+    )
+        .prop_map(|(actor, secs, restart)| Event {
+            actor,
+            secs,
+            restart,
+        })
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    events: Vec<Event>,
+    unit: TimeUnit,
+    with_restart: bool,
+    with_max_length: bool,
+    partitions: usize,
+    batch_size: usize,
+    target_partitions: usize,
+}
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    (
+        prop::collection::vec(event_strategy(), 0..60),
+        prop::sample::select(vec![
+            TimeUnit::Second,
+            TimeUnit::Millisecond,
+            TimeUnit::Microsecond,
+            TimeUnit::Nanosecond,
+        ]),
+        any::<bool>(),
+        any::<bool>(),
+        1usize..4,
+        1usize..6,
+        1usize..=4,
+    )
+        .prop_map(
+            |(events, unit, with_restart, with_max_length, partitions, batch_size, target)| Case {
+                events,
+                unit,
+                with_restart,
+                with_max_length,
+                partitions,
+                batch_size,
+                target_partitions: target,
+            },
+        )
+}
+
+fn per_second(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    }
+}
+
+fn timestamps(values: Vec<Option<i64>>, unit: TimeUnit) -> ArrayRef {
+    match unit {
+        TimeUnit::Second => Arc::new(TimestampSecondArray::from(values)),
+        TimeUnit::Millisecond => Arc::new(TimestampMillisecondArray::from(values)),
+        TimeUnit::Microsecond => Arc::new(TimestampMicrosecondArray::from(values)),
+        TimeUnit::Nanosecond => Arc::new(TimestampNanosecondArray::from(values)),
+    }
+}
+
+fn timestamp_value(array: &ArrayRef, i: usize) -> Option<i64> {
+    if array.is_null(i) {
+        return None;
+    }
+    Some(match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            array.as_primitive::<TimestampSecondType>().value(i)
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            array.as_primitive::<TimestampMillisecondType>().value(i)
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            array.as_primitive::<TimestampMicrosecondType>().value(i)
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            array.as_primitive::<TimestampNanosecondType>().value(i)
+        }
+        other => panic!("not a timestamp: {other}"),
+    })
+}
+
+/// Registers the case's events as table `ev` split into partitions and batches.
+fn context(case: &Case) -> datafusion::prelude::SessionContext {
+    let ts_type = DataType::Timestamp(case.unit, None);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("row_id", DataType::Int64, false),
+        Field::new("actor", DataType::Utf8, true),
+        Field::new("ts", ts_type, true),
+        Field::new("restart", DataType::Boolean, true),
+    ]));
+    let scale = per_second(case.unit);
+    let rows: Vec<(usize, &Event)> = case.events.iter().enumerate().collect();
+    let per_partition = rows.len().div_ceil(case.partitions).max(1);
+    let mut partitions: Vec<Vec<RecordBatch>> = rows
+        .chunks(per_partition)
+        .map(|part| {
+            part.chunks(case.batch_size)
+                .map(|chunk| {
+                    let columns: Vec<ArrayRef> = vec![
+                        Arc::new(Int64Array::from_iter_values(
+                            chunk.iter().map(|(i, _)| *i as i64),
+                        )),
+                        Arc::new(StringArray::from_iter(chunk.iter().map(|(_, e)| e.actor))),
+                        timestamps(
+                            chunk
+                                .iter()
+                                .map(|(_, e)| e.secs.map(|s| s * scale))
+                                .collect(),
+                            case.unit,
+                        ),
+                        Arc::new(BooleanArray::from_iter(
+                            chunk.iter().map(|(_, e)| e.restart),
+                        )),
+                    ];
+                    RecordBatch::try_new(schema.clone(), columns).expect("batch")
+                })
+                .collect()
+        })
+        .collect();
+    if partitions.is_empty() {
+        partitions.push(vec![]);
+    }
+    let config = SessionConfig::new()
+        .with_target_partitions(case.target_partitions)
+        .with_batch_size(case.batch_size);
+    let ctx = sessionize::context_with_config(config).expect("context");
+    let table = MemTable::try_new(schema, partitions).expect("table");
+    ctx.register_table("ev", Arc::new(table)).expect("register");
+    ctx
+}
+
+fn args(case: &Case) -> String {
+    let mut args = "ts, INTERVAL '30 minutes'".to_string();
+    if case.with_restart || case.with_max_length {
+        args.push_str(if case.with_restart {
+            ", restart"
+        } else {
+            ", false"
+        });
+    }
+    if case.with_max_length {
+        args.push_str(", INTERVAL '1 hour'");
+    }
+    args
+}
+
+/// The reference's answer for every actor (null actor included) present in the case.
+fn expected(case: &Case) -> BTreeMap<Option<&'static str>, RefActor> {
+    let scale = per_second(case.unit);
+    let (units_per_ms, ms_per_unit) = match case.unit {
+        TimeUnit::Second => (None, 1000),
+        TimeUnit::Millisecond => (Some(1), 1),
+        TimeUnit::Microsecond => (Some(1_000), 1),
+        TimeUnit::Nanosecond => (Some(1_000_000), 1),
+    };
+    let mut by_actor: BTreeMap<Option<&'static str>, Vec<(i64, bool)>> = BTreeMap::new();
+    for e in &case.events {
+        let list = by_actor.entry(e.actor).or_default();
+        if let Some(s) = e.secs {
+            list.push((s * scale, case.with_restart && e.restart == Some(true)));
+        }
+    }
+    by_actor
+        .into_iter()
+        .map(|(actor, events)| {
+            let max = case.with_max_length.then_some(MAX_LENGTH_SECS * scale);
+            (
+                actor,
+                reference(
+                    &events,
+                    TIMEOUT_SECS * scale,
+                    max,
+                    units_per_ms,
+                    ms_per_unit,
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn check_window(case: &Case) -> Result<(), TestCaseError> {
+    let ctx = context(case);
+    let sql = format!(
+        "SELECT row_id, ts, session_number({a}) OVER (PARTITION BY actor ORDER BY ts) AS n, \
+                session_id({a}) OVER (PARTITION BY actor ORDER BY ts) AS id FROM ev",
+        a = args(case)
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let expected = expected(case);
+    let mut seen = 0;
+    for batch in batches {
+        let row_ids = batch.column(0).as_primitive::<Int64Type>();
+        let numbers = batch.column(2).as_primitive::<Int64Type>();
+        let ids = batch.column(3).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            seen += 1;
+            let event = &case.events[row_ids.value(i) as usize];
+            match timestamp_value(batch.column(1), i) {
+                None => {
+                    prop_assert!(
+                        numbers.is_null(i) && ids.is_null(i),
+                        "null ts must give null"
+                    );
+                }
+                Some(t) => {
+                    let (number, id, ..) = expected[&event.actor].0[&t];
+                    prop_assert_eq!(numbers.value(i), number, "session_number of {:?}", event);
+                    prop_assert_eq!(ids.value(i), id, "session_id of {:?}", event);
+                }
+            }
+        }
+    }
+    prop_assert_eq!(seen, case.events.len());
+    Ok(())
+}
+
+async fn check_aggregates(case: &Case) -> Result<(), TestCaseError> {
+    let ctx = context(case);
+    let sql = format!(
+        "SELECT actor, session_count({a}), session_seconds({a}), session_list({a}) FROM ev GROUP BY actor",
+        a = args(case)
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let expected = expected(case);
+    let scale = per_second(case.unit) as f64;
+    let mut seen = 0;
+    for batch in batches {
+        let actors = batch.column(0).as_string::<i32>();
+        let counts = batch.column(1).as_primitive::<Int64Type>();
+        let seconds = batch.column(2).as_primitive::<Float64Type>();
+        let lists = batch.column(3).as_list::<i32>();
+        for i in 0..batch.num_rows() {
+            seen += 1;
+            let actor = (!actors.is_null(i)).then(|| actors.value(i));
+            let key = expected.keys().find(|k| **k == actor).copied();
+            let sessions = &expected[&key.expect("an actor of the input")].1;
+            prop_assert_eq!(
+                counts.value(i),
+                sessions.len() as i64,
+                "session_count of {:?}",
+                actor
+            );
+            let total: i64 = sessions.iter().map(|s| s.3 - s.2).sum();
+            prop_assert!((seconds.value(i) - total as f64 / scale).abs() < 1e-9);
+            let list = lists.value(i);
+            let fields = list.as_struct();
+            let got: Vec<RefSession> = (0..list.len())
+                .map(|k| {
+                    (
+                        fields.column(0).as_primitive::<Int64Type>().value(k),
+                        fields.column(1).as_primitive::<Int64Type>().value(k),
+                        timestamp_value(fields.column(2), k).expect("start"),
+                        timestamp_value(fields.column(3), k).expect("end"),
+                        fields.column(4).as_primitive::<Int64Type>().value(k),
+                    )
+                })
+                .collect();
+            prop_assert_eq!(&got, sessions, "session_list of {:?}", actor);
+        }
+    }
+    prop_assert_eq!(seen, expected.len());
+    Ok(())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn window_functions_match_the_reference(case in case_strategy()) {
+        runtime().block_on(check_window(&case))?;
+    }
+
+    #[test]
+    fn aggregate_functions_match_the_reference(case in case_strategy()) {
+        runtime().block_on(check_aggregates(&case))?;
+    }
+}
+
+/// The reference itself, on a case worked out by hand.
+#[test]
+fn reference_on_a_hand_made_case() {
+    // Seconds: 0, 1800 (equal gap, stays), 1800 (tie), 3601 (gap 1801, splits, restart too), 3601.
+    let events = [
+        (0, false),
+        (1800, false),
+        (1800, false),
+        (3601, true),
+        (3601, false),
+    ];
+    let (_, sessions) = reference(&events, 1800, None, None, 1000);
+    assert_eq!(
+        sessions,
+        vec![(1, 0, 0, 1800, 3), (2, 3_601_000, 3601, 3601, 2)]
+    );
+}
