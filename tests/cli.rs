@@ -316,7 +316,7 @@ fn bad_input_gives_one_clear_sentence_and_exit_code_1() {
     let empty = tempfile::tempdir().unwrap();
     fails(
         &["query", empty.path().to_str().unwrap(), "SELECT 1"],
-        "holds no .parquet files",
+        "holds no .parquet",
     );
     fails(
         &["query", SAMPLE, "SELECT * FROM nope"],

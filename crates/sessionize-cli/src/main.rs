@@ -1,6 +1,7 @@
 //! The `sessionize` command line: a thin shell over the `sessionize` library.
 
 mod query;
+mod sessions;
 
 use std::process::ExitCode;
 
@@ -18,8 +19,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run SQL over Parquet exports with the session functions registered.
+    /// Run SQL over event exports with the session functions registered.
     Query(query::QueryArgs),
+    /// One row per session, with the columns of the dbt model amplitude__sessions.
+    Sessions(sessions::SessionsCommand),
 }
 
 /// A user-facing error: one sentence, printed to stderr, exit code 1.
@@ -62,6 +65,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Query(args) => query::run(args).await,
+        Command::Sessions(args) => sessions::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -131,7 +131,7 @@ async fn run_statements(
         .await?;
     match output {
         Some(path) => {
-            output::write_file(stream, format, path).await?;
+            output::write_to(ctx, stream, format, &path.to_string_lossy(), None).await?;
         }
         None => {
             let stdout = std::io::stdout();
@@ -141,7 +141,7 @@ async fn run_statements(
                         .into(),
                 ));
             }
-            output::write_stream(stream, format, std::io::BufWriter::new(stdout)).await?;
+            output::write_stream(stream, format, std::io::BufWriter::new(stdout), None).await?;
         }
     }
     Ok(())

@@ -30,6 +30,7 @@ mod args;
 mod docs;
 pub mod output;
 pub mod rules;
+pub mod sessions;
 pub mod tables;
 pub mod window;
 

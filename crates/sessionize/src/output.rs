@@ -118,11 +118,15 @@ impl<W: Write + Send> Writer<W> {
     }
 }
 
+/// Called with the number of rows written so far, after each batch.
+pub type Progress<'a> = Option<&'a (dyn Fn(usize) + Sync)>;
+
 /// Writes every batch of `stream` to `sink` in `format`; returns the sink and the number of rows.
 pub async fn write_stream<W: Write + Send>(
     mut stream: SendableRecordBatchStream,
     format: Format,
     sink: W,
+    progress: Progress<'_>,
 ) -> Result<(W, usize)> {
     let schema = stream.schema();
     let mut writer = Writer::new(format, &schema, sink)?;
@@ -131,6 +135,9 @@ pub async fn write_stream<W: Write + Send>(
         let batch = batch?;
         rows += batch.num_rows();
         writer.write(&batch)?;
+        if let Some(report) = progress {
+            report(rows);
+        }
     }
     let mut sink = writer.finish(&schema)?;
     sink.flush()?;
@@ -143,6 +150,7 @@ pub async fn write_file(
     stream: SendableRecordBatchStream,
     format: Format,
     path: &Path,
+    progress: Progress<'_>,
 ) -> Result<usize> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -156,10 +164,116 @@ pub async fn write_file(
         .suffix(".tmp")
         .tempfile_in(folder)
         .map_err(|e| io_error("write", e))?;
-    let (temp, rows) = write_stream(stream, format, temp).await?;
+    let (temp, rows) = write_stream(stream, format, temp, progress).await?;
     temp.as_file()
         .sync_all()
         .map_err(|e| io_error("write", e))?;
     temp.persist(path).map_err(|e| io_error("write", e.error))?;
     Ok(rows)
+}
+
+/// Whether `target` names an object store location (`s3://`, `gs://`, ...) rather than a local path.
+pub fn is_remote(target: &str) -> bool {
+    target.contains("://") && !target.starts_with("file://")
+}
+
+/// Writes `stream` to `target`, a local path or an object store URL, in `format`, so that a failure
+/// leaves nothing: a local file is written under a temporary name and renamed; a remote object is
+/// staged in a local temporary file and sent as a multipart upload that is completed only when all
+/// was written. Returns the number of rows.
+pub async fn write_to(
+    ctx: &datafusion::prelude::SessionContext,
+    stream: SendableRecordBatchStream,
+    format: Format,
+    target: &str,
+    progress: Progress<'_>,
+) -> Result<usize> {
+    if !is_remote(target) {
+        let local = target.strip_prefix("file://").unwrap_or(target);
+        return write_file(stream, format, Path::new(local), progress).await;
+    }
+    crate::tables::register_object_store(ctx, target)?;
+    let url = datafusion::datasource::listing::ListingTableUrl::parse(target)?;
+    let store = ctx.state().runtime_env().object_store(&url)?;
+    let staged = tempfile::tempfile()
+        .map_err(|e| DataFusionError::Execution(format!("cannot stage the output: {e}")))?;
+    let (mut staged, rows) = write_stream(stream, format, staged, progress).await?;
+    upload(store, url.prefix().clone(), &mut staged, target).await?;
+    Ok(rows)
+}
+
+async fn upload(
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+    staged: &mut std::fs::File,
+    target: &str,
+) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    use tokio::io::AsyncWriteExt;
+    let error =
+        |e: std::io::Error| DataFusionError::Execution(format!("cannot write '{target}': {e}"));
+    staged.seek(SeekFrom::Start(0)).map_err(error)?;
+    let mut writer = object_store::buffered::BufWriter::new(store, path);
+    let mut buffer = vec![0u8; 8 << 20];
+    loop {
+        let n = staged.read(&mut buffer).map_err(error)?;
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = writer.write_all(&buffer[..n]).await {
+            writer.abort().await.ok();
+            return Err(error(e));
+        }
+    }
+    // The upload is completed (and the object made visible) only here.
+    writer.shutdown().await.map_err(error)
+}
+
+/// Writes `df` under the local folder `target` as Hive-style partitions by `column`
+/// (`column=VALUE/part-*.ext`), atomically: into a temporary folder beside `target` that replaces it
+/// only when all was written.
+pub async fn write_partitioned(
+    _ctx: &datafusion::prelude::SessionContext,
+    df: datafusion::dataframe::DataFrame,
+    format: Format,
+    target: &str,
+    column: &str,
+) -> Result<()> {
+    use datafusion::dataframe::DataFrameWriteOptions;
+    if is_remote(target) {
+        return Err(DataFusionError::Plan(format!(
+            "--partition-by-day writes to a local folder; '{target}' is an object store URL"
+        )));
+    }
+    let target = Path::new(target.strip_prefix("file://").unwrap_or(target));
+    let folder = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io_error = |e: std::io::Error| {
+        DataFusionError::Execution(format!("cannot write '{}': {e}", target.display()))
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".sessionize-")
+        .tempdir_in(folder)
+        .map_err(io_error)?;
+    let staged = temp.path().join("out");
+    let staged_str = format!("{}/", staged.display());
+    let options = DataFrameWriteOptions::new().with_partition_by(vec![column.to_string()]);
+    match format {
+        Format::Parquet => df.write_parquet(&staged_str, options, None).await?,
+        Format::Csv => df.write_csv(&staged_str, options, None).await?,
+        Format::NdJson => df.write_json(&staged_str, options, None).await?,
+        other => {
+            return Err(DataFusionError::Plan(format!(
+                "--partition-by-day writes parquet, csv or ndjson, not {other}"
+            )));
+        }
+    };
+    if target.exists() {
+        let old = temp.path().join("old");
+        std::fs::rename(target, &old).map_err(io_error)?;
+    }
+    std::fs::rename(&staged, target).map_err(io_error)?;
+    Ok(())
 }

@@ -1,66 +1,522 @@
-//! Loading event tables: Parquet files, folders and globs.
+//! Loading event tables: Parquet, CSV and newline-delimited JSON (plain, `.gz`, or Amplitude's
+//! `.zip` archive of such files), from files, folders and globs, locally or on an object store
+//! (`s3://`, `gs://`, `az://`, `http(s)://`, `file://`).
+//!
+//! Parquet stays lazy (a DataFusion listing table reads only the columns a query needs). CSV and JSON
+//! are read into memory, where text times are parsed (naming the file, row and text that fails) and
+//! JSON objects such as `event_properties` become JSON text, so the same SQL runs on every format.
+//! Several inputs, and files with different columns, are combined by column name: a column missing in
+//! one file is null there.
 //!
 //! Errors name the path and say what was wrong with it, since they are shown to users as they are.
 
+use std::io::Read;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+/// How to load events.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// A column of text times (in CSV or JSON) to parse into `Timestamp(µs, "UTC")`.
+    pub time_column: Option<String>,
+}
+
+/// The format of one input file, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileFormat {
+    Parquet,
+    Csv,
+    Json,
+    Zip,
+}
+
+fn file_format(name: &str) -> Option<FileFormat> {
+    let lower = name.to_ascii_lowercase();
+    let lower = lower.strip_suffix(".gz").unwrap_or(&lower);
+    let extension = lower.rsplit_once('.').map(|(_, e)| e)?;
+    match extension {
+        "parquet" | "parq" => Some(FileFormat::Parquet),
+        "csv" => Some(FileFormat::Csv),
+        "json" | "ndjson" | "jsonl" => Some(FileFormat::Json),
+        "zip" => Some(FileFormat::Zip),
+        _ => None,
+    }
+}
 
 /// Whether `path` holds glob characters.
 fn is_glob(path: &str) -> bool {
     path.contains(['*', '?', '['])
 }
 
-/// Registers the Parquet file, folder or glob at `path` as table `name`.
-pub async fn register_events(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
+/// Registers an object store for `url`'s scheme and host when it is a remote URL, configured from
+/// the standard environment variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_REGION`,
+/// `AWS_ALLOW_HTTP`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, ...).
+pub fn register_object_store(ctx: &SessionContext, location: &str) -> Result<()> {
+    let Ok(url) = Url::parse(location) else {
+        return Ok(());
+    };
+    let bucket = url.host_str().unwrap_or_default();
+    let error = |e: object_store::Error| {
+        DataFusionError::Plan(format!("cannot set up access to '{location}': {e}"))
+    };
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(error)?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(error)?,
+        ),
+        "az" | "abfs" | "abfss" | "azure" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_container_name(bucket)
+                .build()
+                .map_err(error)?,
+        ),
+        "http" | "https" => Arc::new(
+            object_store::http::HttpBuilder::new()
+                .with_url(format!("{}://{}", url.scheme(), url.authority()))
+                .build()
+                .map_err(error)?,
+        ),
+        _ => return Ok(()),
+    };
+    let base = Url::parse(&format!("{}://{}", url.scheme(), url.authority()))
+        .map_err(|e| DataFusionError::Plan(format!("'{location}' is not a valid URL: {e}")))?;
+    ctx.register_object_store(&base, store);
+    Ok(())
+}
+
+/// One input file found behind a path, folder, glob or URL.
+struct Found {
+    url: ListingTableUrl,
+    display: String,
+    format: FileFormat,
+}
+
+/// Lists the files behind `path` with a format this loader reads.
+async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
     let has_scheme = path.contains("://");
-    let mut extension = "";
     if !has_scheme && !is_glob(path) {
-        match std::fs::metadata(path) {
-            Err(e) => return plan_err!("cannot read '{path}': {e}"),
-            Ok(meta) if meta.is_dir() => extension = ".parquet",
-            Ok(_) => {}
+        if let Err(e) = std::fs::metadata(path) {
+            return plan_err!("cannot read '{path}': {e}");
         }
-    } else if has_scheme && !path.starts_with("file://") {
-        return plan_err!(
-            "cannot read '{path}': only local paths and file:// URLs are supported by this build"
-        );
     }
+    register_object_store(ctx, path)?;
     let url = ListingTableUrl::parse(path)
         .map_err(|e| DataFusionError::Plan(format!("'{path}' is not a valid path or URL: {e}")))?;
     let state = ctx.state();
-    let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-    let options = ListingOptions::new(Arc::new(format)).with_file_extension(extension);
     let store = state.runtime_env().object_store(&url)?;
-    let files = url
-        .list_all_files(&state, store.as_ref(), extension)
+    let listed: Vec<object_store::ObjectMeta> = url
+        .list_all_files(&state, store.as_ref(), "")
         .await
-        .map_err(|e| DataFusionError::Plan(format!("cannot list '{path}': {e}")))?;
-    let count = {
-        use futures::TryStreamExt;
-        files.try_collect::<Vec<_>>().await?.len()
-    };
-    if count == 0 {
+        .map_err(|e| DataFusionError::Plan(format!("cannot list '{path}': {}", root_message(&e))))?
+        .try_collect()
+        .await
+        .map_err(|e| {
+            DataFusionError::Plan(format!("cannot list '{path}': {}", root_message(&e)))
+        })?;
+    let mut found = vec![];
+    for meta in listed {
+        let location = meta.location.to_string();
+        let Some(format) = file_format(&location) else {
+            continue;
+        };
+        let file_url = format!("{}{}", url.object_store().as_str(), location);
+        let display = if has_scheme {
+            file_url.clone()
+        } else {
+            format!("/{location}")
+        };
+        found.push(Found {
+            url: ListingTableUrl::parse(&file_url)?,
+            display,
+            format,
+        });
+    }
+    found.sort_by(|a, b| a.display.cmp(&b.display));
+    if found.is_empty() {
         return if is_glob(path) {
             plan_err!("no files match '{path}'")
+        } else if has_scheme || std::path::Path::new(path).is_dir() {
+            plan_err!("'{path}' holds no .parquet, .csv, .json, .ndjson, .json.gz or .zip files")
         } else {
-            plan_err!("the folder '{path}' holds no .parquet files")
+            plan_err!(
+                "cannot tell the format of '{path}': expected a name ending in .parquet, .csv, \
+                 .json, .ndjson, .json.gz or .zip"
+            )
         };
     }
-    let schema = options.infer_schema(&state, &url).await.map_err(|e| {
+    Ok(found)
+}
+
+fn root_message(e: &DataFusionError) -> String {
+    e.find_root().message().trim().to_string()
+}
+
+/// A lazy table over Parquet files.
+async fn parquet_frame(ctx: &SessionContext, files: Vec<&Found>) -> Result<DataFrame> {
+    let state = ctx.state();
+    let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+    let options = ListingOptions::new(Arc::new(format)).with_file_extension("");
+    let mut schemas = vec![];
+    for file in &files {
+        let schema = options.infer_schema(&state, &file.url).await.map_err(|e| {
+            DataFusionError::Plan(format!(
+                "cannot read '{}' as Parquet: {}",
+                file.display,
+                root_message(&e)
+            ))
+        })?;
+        schemas.push(schema.as_ref().clone());
+    }
+    let schema = Schema::try_merge(schemas).map_err(|e| {
         DataFusionError::Plan(format!(
-            "cannot read '{path}' as Parquet: {}",
-            e.strip_backtrace()
+            "the Parquet inputs have conflicting column types: {e}"
         ))
     })?;
-    let config = ListingTableConfig::new(url)
+    let urls = files.iter().map(|f| f.url.clone()).collect();
+    let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
-        .with_schema(schema);
-    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+        .with_schema(Arc::new(schema));
+    ctx.read_table(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Reads the whole object behind `file`.
+async fn read_bytes(ctx: &SessionContext, file: &Found) -> Result<Vec<u8>> {
+    let store = ctx.state().runtime_env().object_store(&file.url)?;
+    let bytes = store
+        .get(file.url.prefix())
+        .await
+        .map_err(|e| DataFusionError::Plan(format!("cannot read '{}': {e}", file.display)))?
+        .bytes()
+        .await
+        .map_err(|e| DataFusionError::Plan(format!("cannot read '{}': {e}", file.display)))?;
+    Ok(bytes.to_vec())
+}
+
+fn gunzip(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if !name.to_ascii_lowercase().ends_with(".gz") {
+        return Ok(bytes);
+    }
+    let mut out = vec![];
+    flate2::read::MultiGzDecoder::new(bytes.as_slice())
+        .read_to_end(&mut out)
+        .map_err(|e| DataFusionError::Plan(format!("cannot decompress '{name}': {e}")))?;
+    Ok(out)
+}
+
+/// Newline-delimited JSON into record batches. Objects and arrays (Amplitude's `event_properties`,
+/// `user_properties`) become JSON text; blank lines are skipped.
+fn json_batches(name: &str, bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>, Vec<usize>)> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| DataFusionError::Plan(format!("'{name}' is not UTF-8 text: {e}")))?;
+    let mut values = vec![];
+    let mut lines = vec![];
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            DataFusionError::Plan(format!(
+                "'{name}' line {}: not a JSON object ({e}): {}",
+                number + 1,
+                excerpt(line)
+            ))
+        })?;
+        let Some(object) = value.as_object_mut() else {
+            return plan_err!(
+                "'{name}' line {}: expected a JSON object, found {}",
+                number + 1,
+                excerpt(line)
+            );
+        };
+        for field in object.values_mut() {
+            if field.is_object() || field.is_array() {
+                *field = serde_json::Value::String(field.to_string());
+            }
+        }
+        values.push(value);
+        lines.push(number + 1);
+    }
+    let schema = infer_json_schema_from_iterator(values.iter().map(Ok))
+        .map_err(|e| DataFusionError::Plan(format!("cannot read '{name}' as JSON: {e}")))?;
+    let schema = Arc::new(schema);
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .build_decoder()
+        .map_err(|e| DataFusionError::Plan(format!("cannot read '{name}' as JSON: {e}")))?;
+    let mut batches = vec![];
+    for chunk in values.chunks(8192) {
+        decoder
+            .serialize(chunk)
+            .map_err(|e| DataFusionError::Plan(format!("cannot read '{name}' as JSON: {e}")))?;
+        if let Some(batch) = decoder
+            .flush()
+            .map_err(|e| DataFusionError::Plan(format!("cannot read '{name}' as JSON: {e}")))?
+        {
+            batches.push(batch);
+        }
+    }
+    Ok((schema, batches, lines))
+}
+
+fn excerpt(text: &str) -> String {
+    let short: String = text.chars().take(60).collect();
+    if short.len() < text.len() {
+        format!("{short}…")
+    } else {
+        short
+    }
+}
+
+/// Parses a text time column into `Timestamp(µs, "UTC")`; converts a timestamp column without a
+/// time zone (as CSV inference gives) to UTC microseconds. `row_names` gives the line of each row.
+fn normalize_time(
+    name: &str,
+    batch: RecordBatch,
+    column: &str,
+    first_row: usize,
+    row_names: &dyn Fn(usize) -> String,
+) -> Result<RecordBatch> {
+    let Ok(index) = batch.schema().index_of(column) else {
+        return Ok(batch);
+    };
+    let target = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let array = batch.column(index);
+    let converted: ArrayRef = match array.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let text = cast(array, &DataType::Utf8)?;
+            let text = text.as_string::<i32>();
+            let mut values = Vec::with_capacity(text.len());
+            for i in 0..text.len() {
+                if text.is_null(i) || text.value(i).trim().is_empty() {
+                    values.push(None);
+                    continue;
+                }
+                let raw = text.value(i).trim();
+                let nanos = datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(raw)
+                    .map_err(|_| {
+                        DataFusionError::Plan(format!(
+                            "'{name}' {}: cannot parse the time '{raw}' in column '{column}' (expected \
+                             for example 2026-01-01 00:00:00.123456, in UTC)",
+                            row_names(first_row + i)
+                        ))
+                    })?;
+                values.push(Some(nanos.div_euclid(1_000)));
+            }
+            Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+        }
+        DataType::Timestamp(_, None) => cast(array, &target)?,
+        _ => return Ok(batch),
+    };
+    let mut columns = batch.columns().to_vec();
+    columns[index] = converted;
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[index] = Field::new(column, target, true);
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// A table in memory from batches that share a schema.
+fn memory_frame(
+    ctx: &SessionContext,
+    batches: Vec<RecordBatch>,
+    schema: SchemaRef,
+) -> Result<DataFrame> {
+    let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+    let table = MemTable::try_new(schema, vec![batches])?;
+    ctx.read_table(Arc::new(table))
+}
+
+async fn csv_frame(ctx: &SessionContext, file: &Found, options: &LoadOptions) -> Result<DataFrame> {
+    let state = ctx.state();
+    let listing = ListingOptions::new(Arc::new(CsvFormat::default().with_has_header(true)))
+        .with_file_extension("");
+    let schema = listing.infer_schema(&state, &file.url).await.map_err(|e| {
+        DataFusionError::Plan(format!(
+            "cannot read '{}' as CSV: {}",
+            file.display,
+            root_message(&e)
+        ))
+    })?;
+    let config = ListingTableConfig::new(file.url.clone())
+        .with_listing_options(listing)
+        .with_schema(schema.clone());
+    let batches = ctx
+        .read_table(Arc::new(ListingTable::try_new(config)?))?
+        .collect()
+        .await
+        .map_err(|e| {
+            DataFusionError::Plan(format!(
+                "cannot read '{}' as CSV: {}",
+                file.display,
+                root_message(&e)
+            ))
+        })?;
+    let batches = match &options.time_column {
+        None => batches,
+        Some(column) => {
+            let mut first_row = 0;
+            let mut out = vec![];
+            for batch in batches {
+                let rows = batch.num_rows();
+                // Line 1 is the header.
+                out.push(normalize_time(
+                    &file.display,
+                    batch,
+                    column,
+                    first_row,
+                    &|row| format!("line {}", row + 2),
+                )?);
+                first_row += rows;
+            }
+            out
+        }
+    };
+    memory_frame(ctx, batches, schema)
+}
+
+fn json_frame(
+    ctx: &SessionContext,
+    name: &str,
+    bytes: &[u8],
+    options: &LoadOptions,
+) -> Result<DataFrame> {
+    let (schema, batches, lines) = json_batches(name, bytes)?;
+    let batches = match &options.time_column {
+        None => batches,
+        Some(column) => {
+            let mut first_row = 0;
+            let mut out = vec![];
+            for batch in batches {
+                let rows = batch.num_rows();
+                out.push(normalize_time(name, batch, column, first_row, &|row| {
+                    format!("line {}", lines.get(row).copied().unwrap_or(row + 1))
+                })?);
+                first_row += rows;
+            }
+            out
+        }
+    };
+    memory_frame(ctx, batches, schema)
+}
+
+/// The JSON files (plain or gzip) inside an Amplitude Export API `.zip` archive.
+fn zip_frames(
+    ctx: &SessionContext,
+    name: &str,
+    bytes: Vec<u8>,
+    options: &LoadOptions,
+) -> Result<Vec<DataFrame>> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
+        DataFusionError::Plan(format!("cannot read '{name}' as a zip archive: {e}"))
+    })?;
+    let mut frames = vec![];
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| DataFusionError::Plan(format!("cannot read '{name}': {e}")))?;
+        let inner = entry.name().map(|n| n.to_string()).unwrap_or_default();
+        let entry_name = format!("{name}!{inner}");
+        if entry.is_dir() || file_format(&inner) != Some(FileFormat::Json) {
+            continue;
+        }
+        let mut data = vec![];
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| DataFusionError::Plan(format!("cannot read '{entry_name}': {e}")))?;
+        let data = gunzip(&entry_name, data)?;
+        frames.push(json_frame(ctx, &entry_name, &data, options)?);
+    }
+    if frames.is_empty() {
+        return plan_err!("the archive '{name}' holds no .json or .json.gz files");
+    }
+    Ok(frames)
+}
+
+/// All inputs as one DataFrame, combined by column name.
+pub async fn read_inputs(
+    ctx: &SessionContext,
+    inputs: &[String],
+    options: &LoadOptions,
+) -> Result<DataFrame> {
+    let mut found = vec![];
+    for input in inputs {
+        found.extend(list_inputs(ctx, input).await?);
+    }
+    let mut frames = vec![];
+    let parquet: Vec<&Found> = found
+        .iter()
+        .filter(|f| f.format == FileFormat::Parquet)
+        .collect();
+    if !parquet.is_empty() {
+        frames.push(parquet_frame(ctx, parquet).await?);
+    }
+    for file in found.iter().filter(|f| f.format != FileFormat::Parquet) {
+        match file.format {
+            FileFormat::Csv => frames.push(csv_frame(ctx, file, options).await?),
+            FileFormat::Json => {
+                let bytes = gunzip(&file.display, read_bytes(ctx, file).await?)?;
+                frames.push(json_frame(ctx, &file.display, &bytes, options)?);
+            }
+            FileFormat::Zip => {
+                let bytes = read_bytes(ctx, file).await?;
+                frames.extend(zip_frames(ctx, &file.display, bytes, options)?);
+            }
+            FileFormat::Parquet => {}
+        }
+    }
+    let mut frames = frames.into_iter();
+    let Some(mut combined) = frames.next() else {
+        return plan_err!("no input given");
+    };
+    for frame in frames {
+        combined = combined.union_by_name(frame)?;
+    }
+    Ok(combined)
+}
+
+/// Registers the inputs (files, folders, globs or URLs of any supported format) as table `name`.
+pub async fn register_inputs(
+    ctx: &SessionContext,
+    name: &str,
+    inputs: &[String],
+    options: &LoadOptions,
+) -> Result<()> {
+    let frame = read_inputs(ctx, inputs, options).await?;
+    ctx.register_table(name, frame.into_view())?;
     Ok(())
+}
+
+/// Registers the file, folder, glob or URL at `path` as table `name`.
+pub async fn register_events(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
+    register_inputs(ctx, name, &[path.to_string()], &LoadOptions::default()).await
 }

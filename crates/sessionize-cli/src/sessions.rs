@@ -1,0 +1,351 @@
+//! `sessionize sessions` and `sessionize annotate`: the sessions table and events annotated with
+//! their session, from exports.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use datafusion::prelude::SessionContext;
+use indicatif::{ProgressBar, ProgressStyle};
+use sessionize::output::{self, Format};
+use sessionize::sessions::{SessionSource, SessionsOptions, exclude_preset};
+use sessionize::tables::{LoadOptions, register_inputs};
+
+use crate::CliError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    /// Sessions by the inactivity rule (timeout, restart and excluded events).
+    Derived,
+    /// Sessions as the SDK recorded them in the session id column.
+    Sdk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompatArg {
+    /// Reproduce Fivetran's dbt model `amplitude__sessions` exactly.
+    Dbt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DedupArg {
+    /// Drop repeated events with the same insert id.
+    #[value(name = "insert_id")]
+    InsertId,
+}
+
+/// How sessions are formed: shared by `sessions` and `annotate`.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// Event exports: Parquet, CSV or newline-delimited JSON (.json, .json.gz, or the Export API's
+    /// .zip) files, folders or globs, local or s3:// gs:// az:// http(s):// URLs.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+    /// Where sessions come from.
+    #[arg(long, value_enum, default_value = "derived")]
+    session_source: SourceArg,
+    /// Reproduce another tool's output exactly (implies SDK session ids).
+    #[arg(long, value_enum)]
+    compat: Option<CompatArg>,
+    /// Inactivity timeout: a gap strictly longer starts a new session (20m, 1h30m, 90s).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Maximum session length: an event later than this after its session's start begins a new one.
+    #[arg(long, value_parser = parse_duration)]
+    max_length: Option<Duration>,
+    /// An event type that always starts a new session. Repeatable.
+    #[arg(long = "restart-event", value_name = "NAME")]
+    restart_events: Vec<String>,
+    /// An event type that is not activity: left out of sessions, never extending one. Repeatable.
+    #[arg(long = "exclude-event", value_name = "NAME")]
+    exclude_events: Vec<String>,
+    /// A named list of excluded event types: clevertap.
+    #[arg(long = "exclude-preset", value_name = "PRESET")]
+    exclude_presets: Vec<String>,
+    /// Per-platform timeouts: `--timeout-by platform web=30m,ios=5m,android=5m`. Sessions are then
+    /// formed per actor and platform; other platforms use --timeout.
+    #[arg(long, num_args = 2, value_names = ["COLUMN", "PLATFORM=DURATION,..."])]
+    timeout_by: Option<Vec<String>>,
+    /// The actor column.
+    #[arg(long, default_value = "user_id", value_name = "COLUMN")]
+    actor: String,
+    /// The event time column.
+    #[arg(long, default_value = "event_time", value_name = "COLUMN")]
+    time: String,
+    /// The event type column.
+    #[arg(long, default_value = "event_type", value_name = "COLUMN")]
+    event: String,
+    /// The SDK's session id column.
+    #[arg(long, default_value = "session_id", value_name = "COLUMN")]
+    session_id_col: String,
+    /// The insert id column (default: insert_id, _insert_id or $insert_id, whichever exists).
+    #[arg(long, value_name = "COLUMN")]
+    insert_id_col: Option<String>,
+    /// De-duplicate events.
+    #[arg(long, value_enum)]
+    dedup: Option<DedupArg>,
+    /// IANA time zone of the *_day columns.
+    #[arg(long, default_value = "UTC", value_name = "ZONE")]
+    time_zone: String,
+    /// The source_relation column's value (dbt).
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    source_relation: String,
+    /// First event day to include, YYYY-MM-DD (with --compat dbt).
+    #[arg(long, value_name = "DAY")]
+    date_from: Option<String>,
+    /// Last event day to include, YYYY-MM-DD (with --compat dbt).
+    #[arg(long, value_name = "DAY")]
+    date_to: Option<String>,
+}
+
+/// Where and how to write.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output file, folder (with --partition-by-day) or object store URL. Without it, CSV goes to
+    /// stdout.
+    #[arg(long, short, value_name = "PATH")]
+    output: Option<String>,
+    /// Output format: parquet (default with --output), csv or ndjson.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<Format>,
+}
+
+/// Arguments of `sessionize sessions`.
+#[derive(Debug, Args)]
+pub struct SessionsCommand {
+    #[command(flatten)]
+    session: SessionArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Write Hive-style folders session_started_at_day=YYYY-MM-DD under --output.
+    #[arg(long)]
+    partition_by_day: bool,
+    /// Print the SQL that builds the table instead of running it.
+    #[arg(long)]
+    print_sql: bool,
+}
+
+/// A human duration: 30m, 1h30m, 90s.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("'{text}' is not a duration ({e}); use for example 20m, 1h30m or 90s")
+    })?;
+    if duration.is_zero() {
+        return Err(format!("the duration '{text}' must be positive"));
+    }
+    Ok(duration)
+}
+
+fn check_day(flag: &str, day: &Option<String>) -> Result<(), CliError> {
+    let Some(day) = day else { return Ok(()) };
+    let parts: Vec<&str> = day.split('-').collect();
+    let valid = parts.len() == 3
+        && parts[0].len() == 4
+        && parts.iter().all(|p| p.parse::<u32>().is_ok())
+        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
+        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
+    if valid {
+        Ok(())
+    } else {
+        Err(CliError(format!(
+            "{flag} expects a day as YYYY-MM-DD, but got '{day}'"
+        )))
+    }
+}
+
+impl SessionArgs {
+    /// The library's options from the flags.
+    pub fn options(&self) -> Result<SessionsOptions, CliError> {
+        let source = match (self.compat, self.session_source) {
+            (Some(CompatArg::Dbt), _) => SessionSource::DbtCompat,
+            (None, SourceArg::Sdk) => SessionSource::Sdk,
+            (None, SourceArg::Derived) => SessionSource::Derived,
+        };
+        let mut exclude_events = self.exclude_events.clone();
+        for preset in &self.exclude_presets {
+            exclude_events.extend(exclude_preset(preset)?.iter().map(|e| e.to_string()));
+        }
+        let timeout_by = match &self.timeout_by {
+            None => None,
+            Some(values) => {
+                let [column, spec] = values.as_slice() else {
+                    return Err(CliError(
+                        "--timeout-by expects a column and PLATFORM=DURATION pairs, for example \
+                         --timeout-by platform web=30m,ios=5m"
+                            .into(),
+                    ));
+                };
+                let mut pairs = vec![];
+                for pair in spec.split(',').filter(|p| !p.trim().is_empty()) {
+                    let Some((platform, duration)) = pair.split_once('=') else {
+                        return Err(CliError(format!(
+                            "--timeout-by expects PLATFORM=DURATION pairs, but got '{pair}'"
+                        )));
+                    };
+                    let duration = parse_duration(duration)
+                        .map_err(|e| CliError(format!("--timeout-by {platform}: {e}")))?;
+                    pairs.push((platform.trim().to_string(), duration));
+                }
+                Some((column.clone(), pairs))
+            }
+        };
+        check_day("--date-from", &self.date_from)?;
+        check_day("--date-to", &self.date_to)?;
+        if source == SessionSource::DbtCompat
+            && let (Some(from), Some(to)) = (&self.date_from, &self.date_to)
+            && from > to
+        {
+            return Err(CliError(format!("the date range {from} to {to} is empty")));
+        }
+        Ok(SessionsOptions {
+            source,
+            actor: self.actor.clone(),
+            time: self.time.clone(),
+            event: self.event.clone(),
+            session_id_col: self.session_id_col.clone(),
+            insert_id_col: self.insert_id_col.clone(),
+            timeout: self.timeout,
+            max_length: self.max_length,
+            restart_events: self.restart_events.clone(),
+            exclude_events,
+            timeout_by,
+            dedup_insert_id: self.dedup.is_some(),
+            time_zone: self.time_zone.clone(),
+            source_relation: self.source_relation.clone(),
+            date_from: self.date_from.clone(),
+            date_to: self.date_to.clone(),
+        })
+    }
+
+    /// A context with the inputs registered as `events`.
+    pub async fn load(&self, options: &SessionsOptions) -> Result<SessionContext, CliError> {
+        let ctx = sessionize::context()?;
+        let load = LoadOptions {
+            time_column: Some(options.time.clone()),
+        };
+        register_inputs(&ctx, "events", &self.inputs, &load).await?;
+        Ok(ctx)
+    }
+}
+
+/// Says on stderr how many events were left out for a null actor or time (derived sessions).
+async fn report_left_out(ctx: &SessionContext, options: &SessionsOptions) -> Result<(), CliError> {
+    if options.source != SessionSource::Derived {
+        return Ok(());
+    }
+    let schema = ctx.table("events").await?.schema().as_arrow().clone();
+    sessionize::sessions::require_column(&schema, &options.actor, "--actor")?;
+    sessionize::sessions::require_column(&schema, &options.time, "--time")?;
+    let sql = format!(
+        "SELECT count(*) FROM events WHERE {} IS NULL OR {} IS NULL",
+        sessionize::sessions::ident(&options.actor),
+        sessionize::sessions::ident(&options.time)
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let left_out = batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0);
+    if left_out > 0 {
+        eprintln!(
+            "note: left out {left_out} events whose {} or {} is null",
+            options.actor, options.time
+        );
+    }
+    Ok(())
+}
+
+/// A spinner on stderr when it is a terminal; nothing otherwise.
+pub fn progress_bar(what: &'static str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(format!("reading events and writing {what}"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(bar)
+}
+
+/// Writes `df` to the output the flags name.
+pub async fn write(
+    ctx: &SessionContext,
+    df: datafusion::dataframe::DataFrame,
+    output: &OutputArgs,
+    partition_by_day: Option<&str>,
+    what: &'static str,
+) -> Result<(), CliError> {
+    let bar = progress_bar(what);
+    let report = |rows: usize| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!("{rows} {what} written"));
+        }
+    };
+    let result = match &output.output {
+        None => {
+            if partition_by_day.is_some() {
+                return Err(CliError("--partition-by-day needs --output FOLDER".into()));
+            }
+            let format = output.format.unwrap_or(Format::Csv);
+            if format == Format::Parquet && std::io::stdout().is_terminal() {
+                return Err(CliError(
+                    "Parquet output is binary: pass --output FILE.parquet or redirect stdout"
+                        .into(),
+                ));
+            }
+            let stream = df.execute_stream().await?;
+            output::write_stream(
+                stream,
+                format,
+                std::io::BufWriter::new(std::io::stdout()),
+                Some(&report),
+            )
+            .await
+            .map(|_| ())
+        }
+        Some(target) => {
+            let format = output.format.unwrap_or(Format::Parquet);
+            if !matches!(format, Format::Parquet | Format::Csv | Format::NdJson) {
+                return Err(CliError(format!(
+                    "--format {format} is not a table format: use parquet, csv or ndjson"
+                )));
+            }
+            match partition_by_day {
+                Some(column) => output::write_partitioned(ctx, df, format, target, column).await,
+                None => {
+                    let stream = df.execute_stream().await?;
+                    output::write_to(ctx, stream, format, target, Some(&report))
+                        .await
+                        .map(|_| ())
+                }
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(result?)
+}
+
+pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
+    let options = args.session.options()?;
+    let ctx = args.session.load(&options).await?;
+    let schema = ctx.table("events").await?.schema().as_arrow().clone();
+    let sql = sessionize::sessions::sessions_sql("events", &schema, &options)?;
+    if args.print_sql {
+        println!("{sql}");
+        return Ok(());
+    }
+    report_left_out(&ctx, &options).await?;
+    let df = ctx.sql(&sql).await?;
+    let partition = args.partition_by_day.then_some("session_started_at_day");
+    write(&ctx, df, &args.output, partition, "sessions").await
+}

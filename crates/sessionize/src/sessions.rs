@@ -1,0 +1,458 @@
+//! The sessions table: one row per session, with the columns of Fivetran's dbt model
+//! `amplitude__sessions`, and events annotated with their session.
+//!
+//! Both are built as SQL over a registered events table, with the project's aggregate functions
+//! (`session_list`) doing the sessionization, so they follow the one rule of [`crate::rules`]. The SQL
+//! is returned by [`sessions_sql`] / [`annotate_sql`] so users can read and run it.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
+use datafusion::common::{Result, plan_err};
+use datafusion::dataframe::DataFrame;
+use datafusion::prelude::SessionContext;
+
+/// CleverTap's system events that never count as activity (`--exclude-preset clevertap`).
+pub const CLEVERTAP_EXCLUDED: [&str; 9] = [
+    "App Installed",
+    "App Uninstalled",
+    "Notification Sent",
+    "Notification Clicked",
+    "Notification Viewed",
+    "UTM Visited",
+    "Identity Set",
+    "Identity Reset",
+    "Identity Error",
+];
+
+/// The events of a named exclusion preset.
+pub fn exclude_preset(name: &str) -> Result<&'static [&'static str]> {
+    match name.to_ascii_lowercase().as_str() {
+        "clevertap" => Ok(&CLEVERTAP_EXCLUDED),
+        other => plan_err!("unknown exclusion preset '{other}': the known preset is clevertap"),
+    }
+}
+
+/// The dbt_utils token for nulls in `generate_surrogate_key`.
+pub const DBT_NULL_TOKEN: &str = "_dbt_utils_surrogate_key_null_";
+
+/// Where sessions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionSource {
+    /// Derived from event times by the project's rule (timeout, restarts, excluded events).
+    #[default]
+    Derived,
+    /// As recorded by the SDK in a session id column; -1 and null are out of session.
+    Sdk,
+    /// Exactly as the dbt model `amplitude__sessions` computes them (see [`SessionsOptions`]).
+    DbtCompat,
+}
+
+/// How to build the sessions table.
+#[derive(Debug, Clone)]
+pub struct SessionsOptions {
+    pub source: SessionSource,
+    /// The actor column (default `user_id`).
+    pub actor: String,
+    /// The event time column (default `event_time`).
+    pub time: String,
+    /// The event type column (default `event_type`).
+    pub event: String,
+    /// The SDK's session id column (default `session_id`).
+    pub session_id_col: String,
+    /// The insert id column for de-duplication (default: `insert_id`, `_insert_id` or `$insert_id`,
+    /// whichever exists).
+    pub insert_id_col: Option<String>,
+    /// Inactivity timeout (derived sessions).
+    pub timeout: Duration,
+    /// Optional maximum session length (derived sessions).
+    pub max_length: Option<Duration>,
+    /// Event types that always start a new session (derived sessions).
+    pub restart_events: Vec<String>,
+    /// Event types that are not activity: left out of sessions, never extending one.
+    pub exclude_events: Vec<String>,
+    /// Per-platform timeouts: the platform column and (platform, timeout) pairs. Sessions are formed
+    /// per actor and platform; platforms not listed use `timeout`.
+    pub timeout_by: Option<(String, Vec<(String, Duration)>)>,
+    /// Drop repeated events with the same insert id (derived and SDK sessions).
+    pub dedup_insert_id: bool,
+    /// IANA time zone of the `*_day` columns (default UTC).
+    pub time_zone: String,
+    /// The `source_relation` column's value (default empty, as in the dbt package).
+    pub source_relation: String,
+    /// Inclusive range of event days (dbt compat), `YYYY-MM-DD`.
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+}
+
+impl Default for SessionsOptions {
+    fn default() -> Self {
+        Self {
+            source: SessionSource::Derived,
+            actor: "user_id".into(),
+            time: "event_time".into(),
+            event: "event_type".into(),
+            session_id_col: "session_id".into(),
+            insert_id_col: None,
+            timeout: Duration::from_secs(30 * 60),
+            max_length: None,
+            restart_events: vec![],
+            exclude_events: vec![],
+            timeout_by: None,
+            dedup_insert_id: false,
+            time_zone: "UTC".into(),
+            source_relation: String::new(),
+            date_from: None,
+            date_to: None,
+        }
+    }
+}
+
+/// The names of the sessions table's columns, in order.
+pub const SESSION_COLUMNS: [&str; 16] = [
+    "source_relation",
+    "unique_session_id",
+    "user_id",
+    "events_per_session",
+    "session_started_at",
+    "session_ended_at",
+    "session_length_in_minutes",
+    "session_started_at_day",
+    "session_ended_at_day",
+    "user_session_number",
+    "last_session_ended_at",
+    "last_session_ended_at_day",
+    "is_first_user_session",
+    "minutes_in_between_sessions",
+    "session_id",
+    "session_length_seconds",
+];
+
+/// A SQL identifier, quoted.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A SQL string literal.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A SQL interval literal of exactly `d`.
+pub fn interval(d: Duration) -> String {
+    format!(
+        "INTERVAL '{} seconds {} nanoseconds'",
+        d.as_secs(),
+        d.subsec_nanos()
+    )
+}
+
+fn string_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| literal(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks that `column` exists in `schema`; the message names the column, lists the columns found
+/// and names the flag that maps it.
+pub fn require_column<'a>(schema: &'a Schema, column: &str, flag: &str) -> Result<&'a DataType> {
+    match schema.field_with_name(column) {
+        Ok(field) => Ok(field.data_type()),
+        Err(_) => {
+            let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            plan_err!(
+                "the events have no column '{column}' (columns found: {}); map it with {flag} COLUMN",
+                found.join(", ")
+            )
+        }
+    }
+}
+
+/// The timestamp unit of the time column; anything else is an error naming the column and type.
+fn time_unit(schema: &Schema, options: &SessionsOptions) -> Result<(TimeUnit, bool)> {
+    match require_column(schema, &options.time, "--time")? {
+        DataType::Timestamp(unit, tz) => Ok((*unit, tz.is_some())),
+        other => plan_err!(
+            "the time column '{}' must be a timestamp, but it is {other}; convert it in SQL with \
+             to_timestamp(...) and pass the result, or map another column with --time",
+            options.time
+        ),
+    }
+}
+
+fn units_per_second(unit: TimeUnit) -> i64 {
+    crate::rules::units_per_second(unit)
+}
+
+/// The SQL of the `*_day` column for timestamp expression `ts`.
+fn day(ts: &str, tz_aware: bool, time_zone: &str) -> String {
+    if time_zone.eq_ignore_ascii_case("UTC") {
+        format!("CAST({ts} AS DATE)")
+    } else {
+        let aware = if tz_aware {
+            ts.to_string()
+        } else {
+            format!("({ts} AT TIME ZONE 'UTC')")
+        };
+        format!(
+            "CAST(to_local_time({aware} AT TIME ZONE {}) AS DATE)",
+            literal(time_zone)
+        )
+    }
+}
+
+/// Whole seconds of `ts` (cut to the second), as dbt's `datediff(..., 'second')` counts them.
+fn whole_seconds(ts: &str) -> String {
+    format!("CAST(date_part('epoch', date_trunc('second', {ts})) AS BIGINT)")
+}
+
+/// Checks the time zone name.
+pub fn check_time_zone(time_zone: &str) -> Result<()> {
+    use datafusion::arrow::array::timezone::Tz;
+    match time_zone.parse::<Tz>() {
+        Ok(_) => Ok(()),
+        Err(_) => plan_err!(
+            "unknown time zone '{time_zone}': use an IANA name such as UTC, Europe/Berlin or America/New_York"
+        ),
+    }
+}
+
+fn insert_id_column(schema: &Schema, options: &SessionsOptions) -> Result<String> {
+    if let Some(col) = &options.insert_id_col {
+        require_column(schema, col, "--insert-id-col")?;
+        return Ok(col.clone());
+    }
+    for candidate in ["insert_id", "_insert_id", "$insert_id"] {
+        if schema.field_with_name(candidate).is_ok() {
+            return Ok(candidate.to_string());
+        }
+    }
+    require_column(schema, "insert_id", "--insert-id-col").map(|_| "insert_id".to_string())
+}
+
+/// The SQL of the events that take part in sessions, as a CTE body selecting `user_id`,
+/// `event_time`, `event_type`, `restart` and, when needed, `session_id` and `platform`.
+fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result<String> {
+    let actor = ident(&options.actor);
+    let time = ident(&options.time);
+    require_column(schema, &options.actor, "--actor")?;
+    require_column(schema, &options.event, "--event")?;
+    let event = ident(&options.event);
+    let mut select = format!(
+        "SELECT CAST({actor} AS VARCHAR) AS user_id, {time} AS event_time, \
+         CAST({event} AS VARCHAR) AS event_type"
+    );
+    let restart = if options.restart_events.is_empty() {
+        "false".to_string()
+    } else {
+        format!(
+            "COALESCE(CAST({event} AS VARCHAR) IN ({}), false)",
+            string_list(&options.restart_events)
+        )
+    };
+    write!(select, ", {restart} AS restart").ok();
+    if options.source != SessionSource::Derived {
+        require_column(schema, &options.session_id_col, "--session-id-col")?;
+        write!(
+            select,
+            ", CAST({} AS BIGINT) AS session_id",
+            ident(&options.session_id_col)
+        )
+        .ok();
+    }
+    if let Some((platform, _)) = &options.timeout_by {
+        require_column(schema, platform, "--timeout-by")?;
+        write!(select, ", CAST({} AS VARCHAR) AS platform", ident(platform)).ok();
+    }
+    let mut conditions: Vec<String> = vec![];
+    match options.source {
+        SessionSource::Derived => {
+            conditions.push(format!("{actor} IS NOT NULL"));
+            conditions.push(format!("{time} IS NOT NULL"));
+        }
+        SessionSource::Sdk => {
+            let sid = ident(&options.session_id_col);
+            conditions.push(format!("{time} IS NOT NULL"));
+            conditions.push(format!("{sid} IS NOT NULL AND {sid} <> -1"));
+        }
+        SessionSource::DbtCompat => {
+            let event_day = day(&time, false, "UTC");
+            if let Some(from) = &options.date_from {
+                conditions.push(format!("{event_day} >= DATE {}", literal(from)));
+            }
+            if let Some(to) = &options.date_to {
+                conditions.push(format!("{event_day} <= DATE {}", literal(to)));
+            }
+        }
+    }
+    if !options.exclude_events.is_empty() && options.source != SessionSource::DbtCompat {
+        conditions.push(format!(
+            "({event} IS NULL OR CAST({event} AS VARCHAR) NOT IN ({}))",
+            string_list(&options.exclude_events)
+        ));
+    }
+    let dedup = match options.source {
+        SessionSource::DbtCompat => Some(dbt_dedup(schema, options)?),
+        _ if options.dedup_insert_id => {
+            let insert_id = ident(&insert_id_column(schema, options)?);
+            Some(format!(
+                "row_number() OVER (PARTITION BY CASE WHEN {insert_id} IS NULL THEN NULL ELSE \
+                 CAST({insert_id} AS VARCHAR) END, CASE WHEN {insert_id} IS NULL THEN random() END \
+                 ORDER BY {time}) = 1"
+            ))
+        }
+        _ => None,
+    };
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    Ok(match dedup {
+        None => format!("{select} FROM {table}{filter}"),
+        Some(keep) => format!(
+            "SELECT * EXCLUDE (keep) FROM ({select}, {keep} AS keep FROM {table}{filter}) WHERE keep"
+        ),
+    })
+}
+
+/// dbt's de-duplication: the latest `client_upload_time` per `_insert_id`, or per event id, device
+/// id, client event time and user when the insert id is null.
+fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
+    let insert_id = ident(&insert_id_column(schema, options)?);
+    for (col, flag) in [
+        ("client_upload_time", "(rename it)"),
+        ("event_id", "(rename it)"),
+        ("device_id", "(rename it)"),
+        ("client_event_time", "(rename it)"),
+    ] {
+        require_column(schema, col, flag)?;
+    }
+    let actor = ident(&options.actor);
+    Ok(format!(
+        "row_number() OVER (PARTITION BY CASE WHEN {insert_id} IS NOT NULL THEN CAST({insert_id} AS VARCHAR) \
+         ELSE concat_ws('|', CAST(\"event_id\" AS VARCHAR), CAST(\"device_id\" AS VARCHAR), \
+         CAST(\"client_event_time\" AS VARCHAR), CAST({actor} AS VARCHAR)) END \
+         ORDER BY \"client_upload_time\" DESC NULLS LAST) = 1"
+    ))
+}
+
+/// The SQL that builds the sessions table from `table`, whose schema is `schema`.
+pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> Result<String> {
+    check_time_zone(&options.time_zone)?;
+    let (unit, tz_aware) = time_unit(schema, options)?;
+    let table = ident(table);
+    let events = events_cte(&table, schema, options)?;
+    let timeout = interval(options.timeout);
+    let max_length = options
+        .max_length
+        .map(|m| format!(", {}", interval(m)))
+        .unwrap_or_default();
+    if options.timeout.is_zero() {
+        return plan_err!("the timeout must be positive");
+    }
+    let list = |timeout: &str| format!("session_list(event_time, {timeout}, restart{max_length})");
+
+    let sessions = match options.source {
+        SessionSource::Derived => match &options.timeout_by {
+            None => format!(
+                "SELECT user_id, CAST(NULL AS VARCHAR) AS platform, unnest({}) AS s FROM ev GROUP BY user_id",
+                list(&timeout)
+            ),
+            Some((_, platforms)) => {
+                let mut parts = vec![];
+                for (platform, platform_timeout) in platforms {
+                    if platform_timeout.is_zero() {
+                        return plan_err!("the timeout for platform '{platform}' must be positive");
+                    }
+                    parts.push(format!(
+                        "SELECT user_id, platform, unnest({}) AS s FROM ev WHERE platform = {} GROUP BY user_id, platform",
+                        list(&interval(*platform_timeout)),
+                        literal(platform)
+                    ));
+                }
+                let listed: Vec<String> = platforms.iter().map(|(p, _)| p.clone()).collect();
+                parts.push(format!(
+                    "SELECT user_id, platform, unnest({}) AS s FROM ev WHERE platform IS NULL OR platform NOT IN ({}) GROUP BY user_id, platform",
+                    list(&timeout),
+                    string_list(&listed)
+                ));
+                parts.join(" UNION ALL ")
+            }
+        },
+        SessionSource::Sdk | SessionSource::DbtCompat => String::new(),
+    };
+
+    let per_second = units_per_second(unit);
+    let base = match options.source {
+        SessionSource::Derived => format!(
+            "sessions AS ({sessions}), \
+             base AS (SELECT user_id, platform, s['session_id'] AS session_id, s['event_count'] AS events_per_session, \
+                     s['started_at'] AS session_started_at, s['ended_at'] AS session_ended_at FROM sessions)"
+        ),
+        SessionSource::Sdk | SessionSource::DbtCompat => {
+            "base AS (SELECT user_id, CAST(NULL AS VARCHAR) AS platform, session_id, \
+             count(*) AS events_per_session, min(event_time) AS session_started_at, \
+             max(event_time) AS session_ended_at FROM ev GROUP BY user_id, session_id)"
+                .to_string()
+        }
+    };
+    let source_relation = literal(&options.source_relation);
+    let unique_session_id = match (options.source, &options.timeout_by) {
+        (SessionSource::DbtCompat, _) => format!(
+            "md5(concat_ws('-', COALESCE({source_relation}, '{DBT_NULL_TOKEN}'), \
+             COALESCE(user_id, '{DBT_NULL_TOKEN}'), COALESCE(CAST(session_id AS VARCHAR), '{DBT_NULL_TOKEN}')))"
+        ),
+        (SessionSource::Derived, Some(_)) => {
+            "user_id || '-' || platform || '-' || CAST(session_id AS VARCHAR)".to_string()
+        }
+        _ => "user_id || '-' || CAST(session_id AS VARCHAR)".to_string(),
+    };
+    let tz = &options.time_zone;
+    Ok(format!(
+        "WITH ev AS ({events}), {base}, \
+         ranked AS (SELECT *, \
+            CASE WHEN user_id IS NULL THEN NULL ELSE row_number() OVER (PARTITION BY user_id \
+                 ORDER BY session_started_at, session_ended_at, session_id, platform) END AS user_session_number, \
+            CASE WHEN user_id IS NULL THEN NULL ELSE lag(session_ended_at) OVER (PARTITION BY user_id \
+                 ORDER BY session_ended_at, session_started_at, session_id, platform) END AS last_session_ended_at \
+            FROM base) \
+         SELECT \
+            {source_relation} AS source_relation, \
+            {unique_session_id} AS unique_session_id, \
+            user_id, \
+            events_per_session, \
+            session_started_at, \
+            session_ended_at, \
+            CAST({end_s} - {start_s} AS DOUBLE) / 60 AS session_length_in_minutes, \
+            {start_day} AS session_started_at_day, \
+            {end_day} AS session_ended_at_day, \
+            user_session_number, \
+            last_session_ended_at, \
+            {last_day} AS last_session_ended_at_day, \
+            CAST(CASE WHEN user_session_number = 1 THEN 1 ELSE 0 END AS INT) AS is_first_user_session, \
+            CAST({start_s} - {last_s} AS DOUBLE) / 60 AS minutes_in_between_sessions, \
+            session_id, \
+            CAST(arrow_cast(session_ended_at - session_started_at, 'Int64') AS DOUBLE) / {per_second} AS session_length_seconds \
+         FROM ranked",
+        end_s = whole_seconds("session_ended_at"),
+        start_s = whole_seconds("session_started_at"),
+        last_s = whole_seconds("last_session_ended_at"),
+        start_day = day("session_started_at", tz_aware, tz),
+        end_day = day("session_ended_at", tz_aware, tz),
+        last_day = day("last_session_ended_at", tz_aware, tz),
+    ))
+}
+
+/// The sessions table of `table` as a DataFrame.
+pub async fn sessions(
+    ctx: &SessionContext,
+    table: &str,
+    options: &SessionsOptions,
+) -> Result<DataFrame> {
+    let schema = ctx.table(table).await?.schema().as_arrow().clone();
+    ctx.sql(&sessions_sql(table, &schema, options)?).await
+}
