@@ -23,6 +23,8 @@ enum Command {
     Query(query::QueryArgs),
     /// One row per session, with the columns of the dbt model amplitude__sessions.
     Sessions(sessions::SessionsCommand),
+    /// Every event with its session_id and session_number (CleverTap's session properties).
+    Annotate(sessions::AnnotateCommand),
 }
 
 /// A user-facing error: one sentence, printed to stderr, exit code 1.
@@ -62,10 +64,26 @@ impl From<std::io::Error> for CliError {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                // One sentence and exit code 1, like every other user error.
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("invalid arguments");
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                eprintln!("error: {first} (see --help)");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let result = match cli.command {
         Command::Query(args) => query::run(args).await,
         Command::Sessions(args) => sessions::run(args).await,
+        Command::Annotate(args) => sessions::annotate(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

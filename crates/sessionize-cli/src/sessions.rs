@@ -349,3 +349,32 @@ pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
     let partition = args.partition_by_day.then_some("session_started_at_day");
     write(&ctx, df, &args.output, partition, "sessions").await
 }
+
+/// Arguments of `sessionize annotate`.
+#[derive(Debug, Args)]
+pub struct AnnotateCommand {
+    #[command(flatten)]
+    session: SessionArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Append one `Session Concluded` event per session, at its last event time, with
+    /// session_length in seconds.
+    #[arg(long)]
+    concluded: bool,
+    /// Print the SQL instead of running it.
+    #[arg(long)]
+    print_sql: bool,
+}
+
+pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {
+    let options = args.session.options()?;
+    let ctx = args.session.load(&options).await?;
+    let schema = ctx.table("events").await?.schema().as_arrow().clone();
+    let sql = sessionize::sessions::annotate_sql("events", &schema, &options, args.concluded)?;
+    if args.print_sql {
+        println!("{sql}");
+        return Ok(());
+    }
+    let df = ctx.sql(&sql).await?;
+    write(&ctx, df, &args.output, None, "events").await
+}

@@ -139,6 +139,10 @@ pub async fn write_stream<W: Write + Send>(
             report(rows);
         }
     }
+    if rows == 0 {
+        // A header (CSV) or an empty file of the right schema (Parquet) even without rows.
+        writer.write(&RecordBatch::new_empty(schema.clone()))?;
+    }
     let mut sink = writer.finish(&schema)?;
     sink.flush()?;
     Ok((sink, rows))

@@ -456,3 +456,194 @@ pub async fn sessions(
     let schema = ctx.table(table).await?.schema().as_arrow().clone();
     ctx.sql(&sessions_sql(table, &schema, options)?).await
 }
+
+/// The event type of the synthetic events `annotate --concluded` appends.
+pub const SESSION_CONCLUDED: &str = "Session Concluded";
+
+/// The SQL that gives every event of `table` its `session_id` and `session_number` (null for events
+/// left out of sessions). Input columns with those names are kept as `<name>_input`. With
+/// `concluded`, one `Session Concluded` event per session is appended at the session's last event
+/// time, with `session_length` in seconds (CleverTap's rule).
+pub fn annotate_sql(
+    table: &str,
+    schema: &Schema,
+    options: &SessionsOptions,
+    concluded: bool,
+) -> Result<String> {
+    let (unit, _) = time_unit(schema, options)?;
+    require_column(schema, &options.actor, "--actor")?;
+    require_column(schema, &options.event, "--event")?;
+    let table = ident(table);
+    let actor = ident(&options.actor);
+    let time = ident(&options.time);
+    let event = ident(&options.event);
+    let renamed = |name: &str| -> String {
+        if name == "session_id" || name == "session_number" || name == "session_length" {
+            format!("{name}_input")
+        } else {
+            name.to_string()
+        }
+    };
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            let out = renamed(name);
+            if &out == name {
+                ident(name)
+            } else {
+                format!("{} AS {}", ident(name), ident(&out))
+            }
+        })
+        .collect();
+    let restart = if options.restart_events.is_empty() {
+        "false".to_string()
+    } else {
+        format!(
+            "COALESCE(CAST({event} AS VARCHAR) IN ({}), false)",
+            string_list(&options.restart_events)
+        )
+    };
+    let mut included = vec![
+        format!("{actor} IS NOT NULL"),
+        format!("{time} IS NOT NULL"),
+    ];
+    if !options.exclude_events.is_empty() {
+        included.push(format!(
+            "({event} IS NULL OR CAST({event} AS VARCHAR) NOT IN ({}))",
+            string_list(&options.exclude_events)
+        ));
+    }
+    let annotated = match options.source {
+        SessionSource::DbtCompat => {
+            return plan_err!("annotate takes --session-source derived or sdk, not --compat dbt");
+        }
+        SessionSource::Derived => {
+            if options.dedup_insert_id {
+                let insert_id = ident(&insert_id_column(schema, options)?);
+                included.push(format!(
+                    "(CASE WHEN {insert_id} IS NULL THEN true ELSE row_number() OVER \
+                     (PARTITION BY {insert_id} ORDER BY {time}) = 1 END)"
+                ));
+            }
+            let max_length = options
+                .max_length
+                .map(|m| format!(", {}", interval(m)))
+                .unwrap_or_default();
+            let platform = options
+                .timeout_by
+                .as_ref()
+                .map(|(col, _)| {
+                    require_column(schema, col, "--timeout-by")?;
+                    Ok::<_, datafusion::error::DataFusionError>(format!(", {}", ident(col)))
+                })
+                .transpose()?
+                .unwrap_or_default();
+            let window = |function: &str, timeout: Duration| {
+                format!(
+                    "{function}(__time, {}, __restart{max_length}) OVER (PARTITION BY __actor, __included{platform} ORDER BY __time)",
+                    interval(timeout)
+                )
+            };
+            let pick = |function: &str| match &options.timeout_by {
+                None => window(function, options.timeout),
+                Some((col, platforms)) => {
+                    let mut case = format!("CASE CAST({} AS VARCHAR)", ident(col));
+                    for (name, timeout) in platforms {
+                        write!(
+                            case,
+                            " WHEN {} THEN {}",
+                            literal(name),
+                            window(function, *timeout)
+                        )
+                        .ok();
+                    }
+                    write!(case, " ELSE {} END", window(function, options.timeout)).ok();
+                    case
+                }
+            };
+            format!(
+                "marked AS (SELECT *, {actor} AS __actor, {time} AS __time, {restart} AS __restart, \
+                   {} AS __included FROM {table}), \
+                 annotated AS (SELECT {}, \
+                   CASE WHEN __included THEN {} END AS session_id, \
+                   CASE WHEN __included THEN {} END AS session_number \
+                   FROM marked)",
+                included.join(" AND "),
+                columns.join(", "),
+                pick("session_id"),
+                pick("session_number"),
+            )
+        }
+        SessionSource::Sdk => {
+            let sid = ident(&options.session_id_col);
+            require_column(schema, &options.session_id_col, "--session-id-col")?;
+            included.push(format!("{sid} IS NOT NULL AND {sid} <> -1"));
+            format!(
+                "marked AS (SELECT *, {actor} AS __actor, CAST({sid} AS BIGINT) AS __sid, \
+                   {} AS __included FROM {table}), \
+                 started AS (SELECT *, min(CASE WHEN __included THEN {time} END) \
+                   OVER (PARTITION BY __actor, __sid) AS __start FROM marked), \
+                 annotated AS (SELECT {}, \
+                   CASE WHEN __included THEN __sid END AS session_id, \
+                   CASE WHEN __included THEN dense_rank() OVER (PARTITION BY __actor, __included \
+                     ORDER BY __start, __sid) END AS session_number \
+                   FROM started)",
+                included.join(" AND "),
+                columns.join(", "),
+            )
+        }
+    };
+    let output_columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| ident(&renamed(f.name())))
+        .collect();
+    if !concluded {
+        return Ok(format!(
+            "WITH {annotated} SELECT {}, session_id, session_number FROM annotated",
+            output_columns.join(", ")
+        ));
+    }
+    let platform_col = options.timeout_by.as_ref().map(|(col, _)| col.clone());
+    let mut group = vec![actor.clone()];
+    if let Some(col) = &platform_col {
+        group.push(ident(col));
+    }
+    let synthetic: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            let out = ident(&renamed(name));
+            if name == &options.actor || Some(name) == platform_col.as_ref() {
+                format!("{} AS {out}", ident(name))
+            } else if name == &options.time {
+                format!("__ended AS {out}")
+            } else if name == &options.event {
+                format!("CAST({} AS VARCHAR) AS {out}", literal(SESSION_CONCLUDED))
+            } else {
+                format!(
+                    "arrow_cast(NULL, {}) AS {out}",
+                    literal(&f.data_type().to_string())
+                )
+            }
+        })
+        .collect();
+    Ok(format!(
+        "WITH {annotated}, \
+         concluded AS (SELECT {group}, session_id, session_number, min({time}) AS __started, \
+           max({time}) AS __ended FROM annotated WHERE session_id IS NOT NULL \
+           GROUP BY {group}, session_id, session_number) \
+         SELECT {cols}, session_id, session_number, CAST(NULL AS DOUBLE) AS session_length FROM annotated \
+         UNION ALL \
+         SELECT {synthetic}, session_id, session_number, \
+           CAST(arrow_cast(__ended - __started, 'Int64') AS DOUBLE) / {per_second} AS session_length \
+         FROM concluded",
+        group = group.join(", "),
+        cols = output_columns.join(", "),
+        synthetic = synthetic.join(", "),
+        per_second = units_per_second(unit),
+    ))
+}

@@ -118,10 +118,11 @@ struct Found {
 /// Lists the files behind `path` with a format this loader reads.
 async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
     let has_scheme = path.contains("://");
-    if !has_scheme && !is_glob(path) {
-        if let Err(e) = std::fs::metadata(path) {
-            return plan_err!("cannot read '{path}': {e}");
-        }
+    if !has_scheme
+        && !is_glob(path)
+        && let Err(e) = std::fs::metadata(path)
+    {
+        return plan_err!("cannot read '{path}': {e}");
     }
     register_object_store(ctx, path)?;
     let url = ListingTableUrl::parse(path)
@@ -149,6 +150,9 @@ async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
         } else {
             format!("/{location}")
         };
+        if meta.size == 0 {
+            return plan_err!("'{display}' is empty: it holds no events");
+        }
         found.push(Found {
             url: ListingTableUrl::parse(&file_url)?,
             display,
@@ -259,6 +263,9 @@ fn json_batches(name: &str, bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>
         }
         values.push(value);
         lines.push(number + 1);
+    }
+    if values.is_empty() {
+        return plan_err!("'{name}' holds no events");
     }
     let schema = infer_json_schema_from_iterator(values.iter().map(Ok))
         .map_err(|e| DataFusionError::Plan(format!("cannot read '{name}' as JSON: {e}")))?;

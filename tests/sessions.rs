@@ -1,0 +1,442 @@
+//! Golden tests of `sessionize sessions` and `sessionize annotate` on a small hand-written export
+//! (`tests/golden/events.csv`, the same events as Amplitude-style JSON in `events.json`).
+//!
+//! The expected tables in `tests/golden/*.csv` were worked out by hand from the events (the dbt
+//! mode's md5 keys with Python's hashlib); see the comments in `tests/golden/README.md`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sessionize(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sessionize"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run sessionize")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = sessionize(args);
+    assert!(
+        out.status.success(),
+        "sessionize {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(args: &[&str], needle: &str) {
+    let out = sessionize(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "sessionize {args:?}: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+/// The header, then the rows sorted: row order is not part of the contract.
+fn normalized(csv: &str) -> Vec<String> {
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    if lines.len() > 1 {
+        lines[1..].sort();
+    }
+    lines
+}
+
+fn golden(name: &str) -> Vec<String> {
+    normalized(&std::fs::read_to_string(root().join("tests/golden").join(name)).unwrap())
+}
+
+const CSV: &str = "tests/golden/events.csv";
+const JSON: &str = "tests/golden/events.json";
+
+const MODES: [(&str, &[&str]); 4] = [
+    ("derived.csv", &[]),
+    (
+        "derived_flags.csv",
+        &[
+            "--restart-event",
+            "app_open",
+            "--exclude-preset",
+            "clevertap",
+            "--dedup",
+            "insert_id",
+            "--timeout-by",
+            "platform",
+            "ios=5m",
+        ],
+    ),
+    ("sdk.csv", &["--session-source", "sdk"]),
+    ("dbt.csv", &["--compat", "dbt"]),
+];
+
+/// The same export in every input format this tool reads, in a temporary folder.
+struct Inputs {
+    _dir: tempfile::TempDir,
+    formats: Vec<(&'static str, String)>,
+}
+
+fn inputs() -> Inputs {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    // Parquet, with the times as timestamps in UTC.
+    let parquet = path("events.parquet");
+    ok(&[
+        "query",
+        CSV,
+        "SELECT * REPLACE (arrow_cast(event_time, 'Timestamp(µs, \"UTC\")') AS event_time) FROM events",
+        "--output",
+        &parquet,
+    ]);
+    // Amplitude's Export API: gzip'd NDJSON files inside a zip.
+    let json = std::fs::read(root().join(JSON)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&json).unwrap();
+    let gz = gz.finish().unwrap();
+    let json_gz = path("events.json.gz");
+    std::fs::write(&json_gz, &gz).unwrap();
+    let zip_path = path("export.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    zip.start_file(
+        "123456/123456_2026-01-05_9#0.json.gz",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    zip.write_all(&gz).unwrap();
+    zip.finish().unwrap();
+    Inputs {
+        formats: vec![
+            ("csv", CSV.to_string()),
+            ("json", JSON.to_string()),
+            ("json.gz", json_gz),
+            ("zip", zip_path),
+            ("parquet", parquet),
+        ],
+        _dir: dir,
+    }
+}
+
+#[test]
+fn every_mode_in_every_input_format_matches_its_golden_table() {
+    let inputs = inputs();
+    for (golden_name, flags) in MODES {
+        for (format, input) in &inputs.formats {
+            let mut args = vec!["sessions", input.as_str()];
+            args.extend_from_slice(flags);
+            let got = normalized(&ok(&args));
+            assert_eq!(got, golden(golden_name), "{golden_name} from {format}");
+        }
+    }
+}
+
+#[test]
+fn several_inputs_with_different_columns_combine_by_name() {
+    // The CSV half lacks user_properties, the JSON half has it: the table is the same.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = std::fs::read_to_string(root().join(CSV)).unwrap();
+    let first: Vec<&str> = csv.lines().take(8).collect();
+    let first_path = dir.path().join("u1.csv");
+    std::fs::write(&first_path, first.join("\n") + "\n").unwrap();
+    let json = std::fs::read_to_string(root().join(JSON)).unwrap();
+    let rest: Vec<&str> = json.lines().skip(7).collect();
+    let rest_path = dir.path().join("rest.json");
+    std::fs::write(&rest_path, rest.join("\n") + "\n").unwrap();
+    let got = normalized(&ok(&[
+        "sessions",
+        first_path.to_str().unwrap(),
+        rest_path.to_str().unwrap(),
+    ]));
+    assert_eq!(got, golden("derived.csv"));
+}
+
+#[test]
+fn left_out_events_are_counted_on_stderr() {
+    let out = sessionize(&["sessions", CSV]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("left out 2 events whose user_id or event_time is null"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_sql_model_gives_the_rows_of_the_sessions_command() {
+    let from_sql = ok(&[
+        "query",
+        "data/events.parquet",
+        "-f",
+        "sql/amplitude__sessions.sql",
+        "--format",
+        "csv",
+    ]);
+    let from_command = ok(&["sessions", "data/events.parquet", "--format", "csv"]);
+    assert!(from_command.lines().count() > 100);
+    assert_eq!(normalized(&from_sql), normalized(&from_command));
+}
+
+#[test]
+fn output_files_partitions_and_time_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sessions.parquet");
+    ok(&["sessions", CSV, "--output", file.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    let back = ok(&[
+        "query",
+        "--table",
+        &format!("s={}", file.display()),
+        "SELECT * FROM s",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(normalized(&back), golden("derived.csv"));
+
+    let ndjson = dir.path().join("sessions.ndjson");
+    ok(&[
+        "sessions",
+        CSV,
+        "--output",
+        ndjson.to_str().unwrap(),
+        "--format",
+        "ndjson",
+    ]);
+    assert_eq!(std::fs::read_to_string(&ndjson).unwrap().lines().count(), 3);
+
+    let folder = dir.path().join("by_day");
+    ok(&[
+        "sessions",
+        JSON,
+        "--output",
+        folder.to_str().unwrap(),
+        "--partition-by-day",
+    ]);
+    let day = folder.join("session_started_at_day=2026-01-05");
+    assert!(day.is_dir(), "Hive-style folder by day");
+    let rows = ok(&[
+        "query",
+        "--table",
+        &format!("s={}", day.display()),
+        "SELECT count(*) FROM s",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(rows.lines().nth(1), Some("3"));
+
+    // 23:30 UTC on 2026-01-05 is 2026-01-06 in Tokyo.
+    let late = dir.path().join("late.csv");
+    std::fs::write(
+        &late,
+        "user_id,event_type,event_time\nu9,view,2026-01-05 23:30:00\n",
+    )
+    .unwrap();
+    let utc = ok(&["sessions", late.to_str().unwrap()]);
+    assert!(
+        utc.lines()
+            .nth(1)
+            .unwrap()
+            .contains(",2026-01-05,2026-01-05,"),
+        "{utc}"
+    );
+    let tokyo = ok(&[
+        "sessions",
+        late.to_str().unwrap(),
+        "--time-zone",
+        "Asia/Tokyo",
+    ]);
+    assert!(
+        tokyo
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(",2026-01-06,2026-01-06,"),
+        "{tokyo}"
+    );
+}
+
+#[test]
+fn dbt_date_range_filters_event_days() {
+    let all = ok(&[
+        "sessions",
+        CSV,
+        "--compat",
+        "dbt",
+        "--date-from",
+        "2026-01-05",
+        "--date-to",
+        "2026-01-05",
+    ]);
+    assert_eq!(normalized(&all), golden("dbt.csv"));
+    let none = ok(&[
+        "sessions",
+        CSV,
+        "--compat",
+        "dbt",
+        "--date-from",
+        "2026-01-06",
+    ]);
+    assert_eq!(none.lines().count(), 1, "header only: {none}");
+    let relation = ok(&[
+        "sessions",
+        CSV,
+        "--compat",
+        "dbt",
+        "--source-relation",
+        "amplitude.event",
+    ]);
+    assert!(
+        relation
+            .lines()
+            .skip(1)
+            .all(|l| l.starts_with("amplitude.event,"))
+    );
+}
+
+/// Column `name` of a CSV line split naively (the tests' fields hold no commas but JSON ones, which
+/// come last).
+fn field<'a>(header: &str, line: &'a str, name: &str) -> &'a str {
+    let index = header.split(',').position(|h| h == name).unwrap();
+    line.split(',').nth(index).unwrap()
+}
+
+#[test]
+fn annotate_gives_every_event_its_session_and_concludes_sessions() {
+    let out = ok(&[
+        "annotate",
+        CSV,
+        "--concluded",
+        "--exclude-preset",
+        "clevertap",
+        "--format",
+        "csv",
+    ]);
+    let mut lines = out.lines();
+    let header = lines.next().unwrap().to_string();
+    let rows: Vec<&str> = lines.collect();
+    // u1: events 1-4 in session 1; 5 and 7 in session 2 (gap over 30 minutes); 6 excluded.
+    let expected = [
+        ("1", "1"),
+        ("2", "1"),
+        ("3", "1"),
+        ("4", "1"),
+        ("5", "2"),
+        ("6", ""),
+        ("7", "2"),
+        ("14", ""),
+        ("15", ""),
+    ];
+    for (event_id, number) in expected {
+        let row = rows
+            .iter()
+            .find(|r| field(&header, r, "event_id") == event_id)
+            .unwrap();
+        assert_eq!(
+            field(&header, row, "session_number"),
+            number,
+            "event {event_id}"
+        );
+    }
+    let concluded: Vec<&&str> = rows
+        .iter()
+        .filter(|r| field(&header, r, "event_type") == "Session Concluded")
+        .collect();
+    assert_eq!(concluded.len(), 3);
+    let mut lengths: Vec<&str> = concluded
+        .iter()
+        .map(|r| field(&header, r, "session_length"))
+        .collect();
+    lengths.sort();
+    // u1: 10:00-10:40 and 11:10:01-11:20; u2: 09:00-09:30.
+    assert_eq!(lengths, vec!["1800.0", "2400.0", "599.0"]);
+    assert_eq!(rows.len(), 15 + 3);
+    // The input's own session_id is kept under another name.
+    assert!(header.contains("session_id_input"), "{header}");
+}
+
+#[test]
+fn bad_input_gives_one_clear_sentence_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.parquet");
+    let out = target.to_str().unwrap();
+    fails(
+        &["sessions", CSV, "--actor", "person", "--output", out],
+        "the events have no column 'person' (columns found: user_id, device_id, event_id",
+    );
+    fails(
+        &["sessions", CSV, "--actor", "person"],
+        "map it with --actor COLUMN",
+    );
+    let bad_time = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad_time,
+        "user_id,event_type,event_time\nu1,view,2026-01-05 10:00:00\nu1,view,yesterday\n",
+    )
+    .unwrap();
+    fails(
+        &["sessions", bad_time.to_str().unwrap(), "--output", out],
+        "line 3: cannot parse the time 'yesterday' in column 'event_time'",
+    );
+    fails(
+        &["sessions", CSV, "--exclude-preset", "mixpanel"],
+        "unknown exclusion preset 'mixpanel'",
+    );
+    fails(
+        &["sessions", CSV, "--timeout", "30x"],
+        "'30x' is not a duration",
+    );
+    fails(&["sessions", CSV, "--timeout", "0s"], "must be positive");
+    fails(
+        &["sessions", CSV, "--time-zone", "Mars/Olympus"],
+        "unknown time zone 'Mars/Olympus'",
+    );
+    fails(
+        &[
+            "sessions",
+            CSV,
+            "--compat",
+            "dbt",
+            "--date-from",
+            "2026-02-01",
+            "--date-to",
+            "2026-01-01",
+        ],
+        "is empty",
+    );
+    fails(
+        &["sessions", "tests/golden/missing.csv"],
+        "cannot read 'tests/golden/missing.csv'",
+    );
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    fails(
+        &["sessions", empty.to_str().unwrap(), "--output", out],
+        "is empty: it holds no events",
+    );
+    let blank = dir.path().join("blank.json");
+    std::fs::write(&blank, "\n\n").unwrap();
+    fails(&["sessions", blank.to_str().unwrap()], "holds no events");
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{\"user_id\": 1}\nnot json\n").unwrap();
+    fails(
+        &["sessions", garbage.to_str().unwrap()],
+        "line 2: not a JSON object",
+    );
+    assert!(!target.exists(), "no partial output");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        4,
+        "only the inputs this test wrote"
+    );
+}
