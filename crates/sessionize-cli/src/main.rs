@@ -87,6 +87,8 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`| head`): not an error of ours.
+        Err(CliError(message)) if message.contains("Broken pipe") => ExitCode::SUCCESS,
         Err(CliError(message)) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE

@@ -75,27 +75,37 @@ pub fn register_object_store(ctx: &SessionContext, location: &str) -> Result<()>
     let error = |e: object_store::Error| {
         DataFusionError::Plan(format!("cannot set up access to '{location}': {e}"))
     };
+    // Fail within seconds, not minutes, when a bucket is unreachable.
+    let retry = object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..Default::default()
+    };
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "s3" | "s3a" => Arc::new(
             object_store::aws::AmazonS3Builder::from_env()
+                .with_retry(retry)
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(error)?,
         ),
         "gs" => Arc::new(
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_retry(retry)
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(error)?,
         ),
         "az" | "abfs" | "abfss" | "azure" => Arc::new(
             object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_retry(retry)
                 .with_container_name(bucket)
                 .build()
                 .map_err(error)?,
         ),
         "http" | "https" => Arc::new(
             object_store::http::HttpBuilder::new()
+                .with_retry(retry)
                 .with_url(format!("{}://{}", url.scheme(), url.authority()))
                 .build()
                 .map_err(error)?,
@@ -106,6 +116,22 @@ pub fn register_object_store(ctx: &SessionContext, location: &str) -> Result<()>
         .map_err(|e| DataFusionError::Plan(format!("'{location}' is not a valid URL: {e}")))?;
     ctx.register_object_store(&base, store);
     Ok(())
+}
+
+/// A path, folder, glob or URL as a listing location. DataFusion expands globs in local paths only;
+/// in a URL (`s3://bucket/exports/*.json.gz`) the part from the first glob character's folder on
+/// becomes the pattern.
+fn parse_location(location: &str) -> Result<ListingTableUrl> {
+    if !(location.contains("://") && is_glob(location)) {
+        return ListingTableUrl::parse(location);
+    }
+    let first_glob = location.find(['*', '?', '[']).unwrap_or(location.len());
+    let split = location[..first_glob].rfind('/').map_or(0, |i| i + 1);
+    let (prefix, pattern) = location.split_at(split);
+    let url = Url::parse(prefix).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let pattern =
+        glob::Pattern::new(pattern).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    ListingTableUrl::try_new(url, Some(pattern))
 }
 
 /// One input file found behind a path, folder, glob or URL.
@@ -125,7 +151,7 @@ async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
         return plan_err!("cannot read '{path}': {e}");
     }
     register_object_store(ctx, path)?;
-    let url = ListingTableUrl::parse(path)
+    let url = parse_location(path)
         .map_err(|e| DataFusionError::Plan(format!("'{path}' is not a valid path or URL: {e}")))?;
     let state = ctx.state();
     let store = state.runtime_env().object_store(&url)?;
