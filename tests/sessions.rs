@@ -440,3 +440,28 @@ fn bad_input_gives_one_clear_sentence_and_no_output() {
         "only the inputs this test wrote"
     );
 }
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.parquet");
+    let command = format!(
+        "{} sessions {} --output {}",
+        env!("CARGO_BIN_EXE_sessionize"),
+        root().join("data/events.parquet").display(),
+        out.display()
+    );
+    // `script` (util-linux) runs the command on a pseudo-terminal.
+    let tty = Command::new("script")
+        .args(["-q", "-c", &command, "/dev/null"])
+        .output()
+        .expect("script from util-linux");
+    assert!(tty.status.success());
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("reading events and writing sessions"), "{shown}");
+
+    let piped = sessionize(&["sessions", "data/events.parquet", "--output", out.to_str().unwrap()]);
+    assert!(piped.status.success());
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("reading events"), "{err}");
+}
