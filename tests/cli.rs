@@ -1,58 +1,9 @@
 //! End-to-end tests of the `sessionize` binary on the shipped sample (`data/events.parquet`) and on
 //! bad input: exit codes, messages, output formats and atomic output files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn sessionize(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sessionize"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run sessionize")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs and expects success; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let out = sessionize(args);
-    assert!(
-        out.status.success(),
-        "sessionize {args:?} failed: {}",
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// Runs and expects exit code 1 with one `error:` line naming `needle`; returns that line.
-fn fails(args: &[&str], needle: &str) -> String {
-    let out = sessionize(args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "sessionize {args:?}: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    err
-}
+use common::{fails, ok, root};
 
 /// The single value of a one-row, one-column CSV result.
 fn scalar(args: &[&str]) -> String {

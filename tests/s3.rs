@@ -2,14 +2,14 @@
 //! `tests/s3/setup.sh` into a private virtual environment) on 127.0.0.1, reached through the standard
 //! AWS environment variables. Inputs are read from and outputs written to `s3://` URLs by the binary.
 
+mod common;
+
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{expect_failure, expect_ok, golden, normalized, root};
 
 /// The moto server, stopped when dropped (also when the test fails).
 struct Server {
@@ -102,13 +102,7 @@ impl Server {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.sessionize(args);
-        assert!(
-            out.status.success(),
-            "sessionize {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        expect_ok(args, self.sessionize(args))
     }
 
     fn keys(&self, prefix: &str) -> Vec<String> {
@@ -117,18 +111,6 @@ impl Server {
         ));
         listed.lines().map(str::to_string).collect()
     }
-}
-
-fn normalized(csv: &str) -> Vec<String> {
-    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
-    if lines.len() > 1 {
-        lines[1..].sort();
-    }
-    lines
-}
-
-fn golden(name: &str) -> Vec<String> {
-    normalized(&std::fs::read_to_string(root().join("tests/golden").join(name)).unwrap())
 }
 
 #[test]
@@ -190,8 +172,7 @@ fn sessions_from_and_to_s3() {
         "--output",
         "s3://events/out/failed.csv",
     ]);
-    assert_eq!(failed.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&failed.stderr).contains("Divide by zero"));
+    expect_failure(&[], failed, "Divide by zero");
     assert_eq!(
         server.keys("out/"),
         vec!["out/sessions.parquet".to_string()]

@@ -4,57 +4,12 @@
 //! The expected tables in `tests/golden/*.csv` were worked out by hand from the events (the dbt
 //! mode's md5 keys with Python's hashlib); see the comments in `tests/golden/README.md`.
 
+mod common;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn sessionize(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sessionize"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run sessionize")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = sessionize(args);
-    assert!(
-        out.status.success(),
-        "sessionize {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(args: &[&str], needle: &str) {
-    let out = sessionize(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "sessionize {args:?}: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-}
-
-/// The header, then the rows sorted: row order is not part of the contract.
-fn normalized(csv: &str) -> Vec<String> {
-    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
-    if lines.len() > 1 {
-        lines[1..].sort();
-    }
-    lines
-}
-
-fn golden(name: &str) -> Vec<String> {
-    normalized(&std::fs::read_to_string(root().join("tests/golden").join(name)).unwrap())
-}
+use common::{fails, golden, normalized, ok, root, sessionize};
 
 const CSV: &str = "tests/golden/events.csv";
 const JSON: &str = "tests/golden/events.json";
@@ -458,9 +413,17 @@ fn progress_shows_on_a_terminal_only() {
         .expect("script from util-linux");
     assert!(tty.status.success());
     let shown = String::from_utf8_lossy(&tty.stdout);
-    assert!(shown.contains("reading events and writing sessions"), "{shown}");
+    assert!(
+        shown.contains("reading events and writing sessions"),
+        "{shown}"
+    );
 
-    let piped = sessionize(&["sessions", "data/events.parquet", "--output", out.to_str().unwrap()]);
+    let piped = sessionize(&[
+        "sessions",
+        "data/events.parquet",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(piped.status.success());
     let err = String::from_utf8_lossy(&piped.stderr);
     assert!(!err.contains("reading events"), "{err}");

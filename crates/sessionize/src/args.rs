@@ -8,10 +8,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
-use datafusion::arrow::datatypes::{
-    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
-};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
@@ -113,6 +110,11 @@ pub fn checked_timestamp_type(function: &str, arg_types: &[DataType]) -> Result<
     Ok(types.swap_remove(TS))
 }
 
+/// The data types of a function's input fields.
+pub fn input_types(fields: &[datafusion::arrow::datatypes::FieldRef]) -> Vec<DataType> {
+    fields.iter().map(|f| f.data_type().clone()).collect()
+}
+
 /// The unit of the (coerced) `ts` argument.
 pub fn timestamp_unit(function: &str, ts_type: &DataType) -> Result<TimeUnit> {
     match ts_type {
@@ -196,26 +198,16 @@ pub fn timestamp_values(
     function: &str,
     array: &ArrayRef,
 ) -> Result<(ScalarBuffer<i64>, Option<NullBuffer>)> {
-    let (values, nulls) = match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            let a = array.as_primitive::<TimestampSecondType>();
-            (a.values().clone(), a.nulls().cloned())
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            let a = array.as_primitive::<TimestampMillisecondType>();
-            (a.values().clone(), a.nulls().cloned())
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            let a = array.as_primitive::<TimestampMicrosecondType>();
-            (a.values().clone(), a.nulls().cloned())
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            let a = array.as_primitive::<TimestampNanosecondType>();
-            (a.values().clone(), a.nulls().cloned())
-        }
-        other => return exec_err!("{function}: expected a timestamp array, got {other}"),
-    };
-    Ok((values, nulls))
+    // Every timestamp unit is stored as i64 values, so one view serves them all.
+    if !matches!(array.data_type(), DataType::Timestamp(_, _)) {
+        return exec_err!(
+            "{function}: expected a timestamp array, got {}",
+            array.data_type()
+        );
+    }
+    let data = array.to_data();
+    let values = ScalarBuffer::new(data.buffers()[0].clone(), data.offset(), data.len());
+    Ok((values, array.nulls().cloned()))
 }
 
 /// The optional `restart` argument as a boolean array, from the first `arg_count` of `values` (a

@@ -209,6 +209,36 @@ fn whole_seconds(ts: &str) -> String {
     format!("CAST(date_part('epoch', date_trunc('second', {ts})) AS BIGINT)")
 }
 
+/// The condition that an event is the first of its insert id (events without one are all kept).
+fn insert_id_first(insert_id: &str, time: &str) -> String {
+    format!(
+        "(CASE WHEN {insert_id} IS NULL THEN true ELSE row_number() OVER \
+         (PARTITION BY {insert_id} ORDER BY {time}) = 1 END)"
+    )
+}
+
+/// Whether an event (of event type expression `event`) restarts a session.
+fn restart_condition(event: &str, options: &SessionsOptions) -> String {
+    if options.restart_events.is_empty() {
+        "false".to_string()
+    } else {
+        format!(
+            "COALESCE(CAST({event} AS VARCHAR) IN ({}), false)",
+            string_list(&options.restart_events)
+        )
+    }
+}
+
+/// The condition that an event is activity, not one of the excluded (inactive) event types.
+fn activity_condition(event: &str, options: &SessionsOptions) -> Option<String> {
+    (!options.exclude_events.is_empty()).then(|| {
+        format!(
+            "({event} IS NULL OR CAST({event} AS VARCHAR) NOT IN ({}))",
+            string_list(&options.exclude_events)
+        )
+    })
+}
+
 /// Checks the time zone name.
 pub fn check_time_zone(time_zone: &str) -> Result<()> {
     use datafusion::arrow::array::timezone::Tz;
@@ -245,14 +275,7 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
         "SELECT CAST({actor} AS VARCHAR) AS user_id, {time} AS event_time, \
          CAST({event} AS VARCHAR) AS event_type"
     );
-    let restart = if options.restart_events.is_empty() {
-        "false".to_string()
-    } else {
-        format!(
-            "COALESCE(CAST({event} AS VARCHAR) IN ({}), false)",
-            string_list(&options.restart_events)
-        )
-    };
+    let restart = restart_condition(&event, options);
     write!(select, ", {restart} AS restart").ok();
     if options.source != SessionSource::Derived {
         require_column(schema, &options.session_id_col, "--session-id-col")?;
@@ -288,21 +311,14 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
             }
         }
     }
-    if !options.exclude_events.is_empty() && options.source != SessionSource::DbtCompat {
-        conditions.push(format!(
-            "({event} IS NULL OR CAST({event} AS VARCHAR) NOT IN ({}))",
-            string_list(&options.exclude_events)
-        ));
+    if options.source != SessionSource::DbtCompat {
+        conditions.extend(activity_condition(&event, options));
     }
     let dedup = match options.source {
         SessionSource::DbtCompat => Some(dbt_dedup(schema, options)?),
         _ if options.dedup_insert_id => {
             let insert_id = ident(&insert_id_column(schema, options)?);
-            Some(format!(
-                "row_number() OVER (PARTITION BY CASE WHEN {insert_id} IS NULL THEN NULL ELSE \
-                 CAST({insert_id} AS VARCHAR) END, CASE WHEN {insert_id} IS NULL THEN random() END \
-                 ORDER BY {time}) = 1"
-            ))
+            Some(insert_id_first(&insert_id, &time))
         }
         _ => None,
     };
@@ -497,24 +513,12 @@ pub fn annotate_sql(
             }
         })
         .collect();
-    let restart = if options.restart_events.is_empty() {
-        "false".to_string()
-    } else {
-        format!(
-            "COALESCE(CAST({event} AS VARCHAR) IN ({}), false)",
-            string_list(&options.restart_events)
-        )
-    };
+    let restart = restart_condition(&event, options);
     let mut included = vec![
         format!("{actor} IS NOT NULL"),
         format!("{time} IS NOT NULL"),
     ];
-    if !options.exclude_events.is_empty() {
-        included.push(format!(
-            "({event} IS NULL OR CAST({event} AS VARCHAR) NOT IN ({}))",
-            string_list(&options.exclude_events)
-        ));
-    }
+    included.extend(activity_condition(&event, options));
     let annotated = match options.source {
         SessionSource::DbtCompat => {
             return plan_err!("annotate takes --session-source derived or sdk, not --compat dbt");
@@ -522,10 +526,7 @@ pub fn annotate_sql(
         SessionSource::Derived => {
             if options.dedup_insert_id {
                 let insert_id = ident(&insert_id_column(schema, options)?);
-                included.push(format!(
-                    "(CASE WHEN {insert_id} IS NULL THEN true ELSE row_number() OVER \
-                     (PARTITION BY {insert_id} ORDER BY {time}) = 1 END)"
-                ));
+                included.push(insert_id_first(&insert_id, &time));
             }
             let max_length = options
                 .max_length

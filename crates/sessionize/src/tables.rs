@@ -378,6 +378,26 @@ fn normalize_time(
     )?)
 }
 
+/// [`normalize_time`] over every batch of one file; `row_names` names a row by its index in the file.
+fn normalize_times(
+    name: &str,
+    batches: Vec<RecordBatch>,
+    options: &LoadOptions,
+    row_names: &dyn Fn(usize) -> String,
+) -> Result<Vec<RecordBatch>> {
+    let Some(column) = &options.time_column else {
+        return Ok(batches);
+    };
+    let mut first_row = 0;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let rows = batch.num_rows();
+        out.push(normalize_time(name, batch, column, first_row, row_names)?);
+        first_row += rows;
+    }
+    Ok(out)
+}
+
 /// A table in memory from batches that share a schema.
 fn memory_frame(
     ctx: &SessionContext,
@@ -414,26 +434,10 @@ async fn csv_frame(ctx: &SessionContext, file: &Found, options: &LoadOptions) ->
                 root_message(&e)
             ))
         })?;
-    let batches = match &options.time_column {
-        None => batches,
-        Some(column) => {
-            let mut first_row = 0;
-            let mut out = vec![];
-            for batch in batches {
-                let rows = batch.num_rows();
-                // Line 1 is the header.
-                out.push(normalize_time(
-                    &file.display,
-                    batch,
-                    column,
-                    first_row,
-                    &|row| format!("line {}", row + 2),
-                )?);
-                first_row += rows;
-            }
-            out
-        }
-    };
+    // Line 1 is the header.
+    let batches = normalize_times(&file.display, batches, options, &|row| {
+        format!("line {}", row + 2)
+    })?;
     memory_frame(ctx, batches, schema)
 }
 
@@ -444,21 +448,9 @@ fn json_frame(
     options: &LoadOptions,
 ) -> Result<DataFrame> {
     let (schema, batches, lines) = json_batches(name, bytes)?;
-    let batches = match &options.time_column {
-        None => batches,
-        Some(column) => {
-            let mut first_row = 0;
-            let mut out = vec![];
-            for batch in batches {
-                let rows = batch.num_rows();
-                out.push(normalize_time(name, batch, column, first_row, &|row| {
-                    format!("line {}", lines.get(row).copied().unwrap_or(row + 1))
-                })?);
-                first_row += rows;
-            }
-            out
-        }
-    };
+    let batches = normalize_times(name, batches, options, &|row| {
+        format!("line {}", lines.get(row).copied().unwrap_or(row + 1))
+    })?;
     memory_frame(ctx, batches, schema)
 }
 

@@ -209,60 +209,6 @@ impl GroupTimes {
         }
     }
 
-    fn update(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.resize(total_num_groups);
-        let (ts, nulls) = args::timestamp_values(self.name, &values[TS])?;
-        let restart = args::restart_values(self.name, values, values.len())?;
-        for (row, &group) in group_indices.iter().enumerate() {
-            if nulls.as_ref().is_some_and(|n| n.is_null(row))
-                || opt_filter.is_some_and(|f| !(f.is_valid(row) && f.value(row)))
-            {
-                continue;
-            }
-            self.times[group].push(ts[row]);
-            if args::is_restart(restart, row) {
-                self.restarts[group].push(ts[row]);
-            }
-        }
-        Ok(())
-    }
-
-    fn merge(
-        &mut self,
-        states: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.resize(total_num_groups);
-        let [times, restarts] = states else {
-            return internal_err!(
-                "{}: expected 2 state arrays, got {}",
-                self.name,
-                states.len()
-            );
-        };
-        for (lists, target) in [(times, &mut self.times), (restarts, &mut self.restarts)] {
-            let Some(lists) = lists.as_list_opt::<i32>() else {
-                return internal_err!("{}: state must be a list", self.name);
-            };
-            let (values, _) = args::timestamp_values(self.name, lists.values())?;
-            let offsets = lists.value_offsets();
-            for (row, &group) in group_indices.iter().enumerate() {
-                if lists.is_valid(row) {
-                    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-                    target[group].extend_from_slice(&values[start..end]);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The state of the groups `emit_to` names: two lists of timestamps per group.
     fn state_arrays(&self, times: &[Vec<i64>], restarts: &[Vec<i64>]) -> Result<Vec<ArrayRef>> {
         let item = Arc::new(Field::new_list_field(self.ts_type.clone(), false));
@@ -300,7 +246,21 @@ impl GroupsAccumulator for GroupTimes {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.update(values, group_indices, opt_filter, total_num_groups)
+        self.resize(total_num_groups);
+        let (ts, nulls) = args::timestamp_values(self.name, &values[TS])?;
+        let restart = args::restart_values(self.name, values, values.len())?;
+        for (row, &group) in group_indices.iter().enumerate() {
+            if nulls.as_ref().is_some_and(|n| n.is_null(row))
+                || opt_filter.is_some_and(|f| !(f.is_valid(row) && f.value(row)))
+            {
+                continue;
+            }
+            self.times[group].push(ts[row]);
+            if args::is_restart(restart, row) {
+                self.restarts[group].push(ts[row]);
+            }
+        }
+        Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
@@ -317,11 +277,32 @@ impl GroupsAccumulator for GroupTimes {
 
     fn merge_batch(
         &mut self,
-        values: &[ArrayRef],
+        states: &[ArrayRef],
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.merge(values, group_indices, total_num_groups)
+        self.resize(total_num_groups);
+        let [times, restarts] = states else {
+            return internal_err!(
+                "{}: expected 2 state arrays, got {}",
+                self.name,
+                states.len()
+            );
+        };
+        for (lists, target) in [(times, &mut self.times), (restarts, &mut self.restarts)] {
+            let Some(lists) = lists.as_list_opt::<i32>() else {
+                return internal_err!("{}: state must be a list", self.name);
+            };
+            let (values, _) = args::timestamp_values(self.name, lists.values())?;
+            let offsets = lists.value_offsets();
+            for (row, &group) in group_indices.iter().enumerate() {
+                if lists.is_valid(row) {
+                    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                    target[group].extend_from_slice(&values[start..end]);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn convert_to_state(
@@ -332,7 +313,7 @@ impl GroupsAccumulator for GroupTimes {
         let rows = values.first().map_or(0, |v| v.len());
         let mut single = self.empty_like();
         let groups: Vec<usize> = (0..rows).collect();
-        single.update(values, &groups, opt_filter, rows)?;
+        single.update_batch(values, &groups, opt_filter, rows)?;
         single.state_arrays(&single.times, &single.restarts)
     }
 
@@ -361,7 +342,7 @@ impl std::fmt::Debug for SessionAccumulator {
 impl Accumulator for SessionAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let rows = values.first().map_or(0, |v| v.len());
-        self.state.update(values, &vec![0; rows], None, 1)
+        GroupsAccumulator::update_batch(&mut self.state, values, &vec![0; rows], None, 1)
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -384,7 +365,7 @@ impl Accumulator for SessionAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let rows = states.first().map_or(0, |v| v.len());
-        self.state.merge(states, &vec![0; rows], 1)
+        GroupsAccumulator::merge_batch(&mut self.state, states, &vec![0; rows], 1)
     }
 }
 

@@ -49,11 +49,7 @@ impl WindowUDFImpl for ConditionalTrueEvent {
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        let types: Vec<DataType> = field_args
-            .input_fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
+        let types = crate::args::input_types(field_args.input_fields());
         check_condition(&types)?;
         Ok(Arc::new(Field::new(
             field_args.name(),

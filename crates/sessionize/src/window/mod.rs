@@ -109,11 +109,7 @@ impl WindowUDFImpl for SessionWindow {
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        let types: Vec<DataType> = field_args
-            .input_fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
+        let types = crate::args::input_types(field_args.input_fields());
         args::checked_timestamp_type(self.name, &types)?;
         Ok(Arc::new(Field::new(
             field_args.name(),

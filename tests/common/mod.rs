@@ -1,0 +1,72 @@
+//! Helpers shared by the end-to-end tests: run the binary from the workspace root, check its exit
+//! code and message, and compare CSV tables whose row order is not part of the contract.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root, where `data/`, `sql/` and `tests/` are.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `sessionize` from the workspace root.
+pub fn sessionize(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sessionize"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run sessionize")
+}
+
+/// Runs and expects success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    expect_ok(args, sessionize(args))
+}
+
+/// Checks that a run succeeded; returns its stdout.
+pub fn expect_ok(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "sessionize {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs and expects exit code 1 with one `error:` line containing `needle`; returns that line.
+pub fn fails(args: &[&str], needle: &str) -> String {
+    expect_failure(args, sessionize(args), needle)
+}
+
+/// Checks that a run failed with exit code 1 and one `error:` line containing `needle`.
+pub fn expect_failure(args: &[&str], out: Output, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "sessionize {args:?}: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    err
+}
+
+/// The header, then the rows sorted.
+pub fn normalized(csv: &str) -> Vec<String> {
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    if lines.len() > 1 {
+        lines[1..].sort();
+    }
+    lines
+}
+
+/// A golden table of `tests/golden/`, normalized.
+pub fn golden(name: &str) -> Vec<String> {
+    normalized(&std::fs::read_to_string(root().join("tests/golden").join(name)).unwrap())
+}
