@@ -1,5 +1,6 @@
 //! The `sessionize` command line: a thin shell over the `sessionize` library.
 
+mod chart;
 mod query;
 mod sessions;
 
@@ -25,6 +26,8 @@ enum Command {
     Sessions(sessions::SessionsCommand),
     /// Every event with its session_id and session_number (CleverTap's session properties).
     Annotate(sessions::AnnotateCommand),
+    /// The User Sessions chart: session metrics per interval and series, with formulas.
+    Chart(chart::ChartCommand),
 }
 
 /// A user-facing error: one sentence, printed to stderr, exit code 1.
@@ -84,6 +87,7 @@ async fn main() -> ExitCode {
         Command::Query(args) => query::run(args).await,
         Command::Sessions(args) => sessions::run(args).await,
         Command::Annotate(args) => sessions::annotate(args).await,
+        Command::Chart(args) => chart::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

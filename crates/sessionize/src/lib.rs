@@ -27,7 +27,9 @@
 
 pub mod aggregate;
 mod args;
+pub mod chart;
 mod docs;
+pub mod formula;
 pub mod output;
 pub mod rules;
 pub mod sessions;

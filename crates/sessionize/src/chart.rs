@@ -1,0 +1,1126 @@
+//! The User Sessions chart: session metrics per interval and series, with filters, group-bys,
+//! segments and formulas, compiled to one DataFusion SQL query.
+//!
+//! A [`ChartSpec`] (TOML or JSON, or CLI flags) becomes one SQL statement ([`chart_sql`]) built from the
+//! project's window functions: events are filtered, sessionized per row with `session_number` (or
+//! grouped by the SDK's session id), summarized per session, filtered by session, joined to the users
+//! of each segment and aggregated per interval, segment and group. Formulas become SQL expressions
+//! over the rows' metrics. `--print-sql` shows the statement; running it through `sessionize query`
+//! gives the same table.
+
+use std::fmt::Write as _;
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::{Result, plan_err};
+use datafusion::dataframe::DataFrame;
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use crate::formula::{self, Display, Expr, Formula, Func, Op};
+use crate::sessions::{check_time_zone, ident, interval, literal, require_column};
+
+/// The interval a session counts in (by its start time, in the chart's time zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntervalKind {
+    #[default]
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
+/// How sessions are defined.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionDefinition {
+    /// `derived` (by inactivity) or `sdk` (the SDK's session ids).
+    pub source: String,
+    /// Inactivity timeout, e.g. `30m`.
+    pub timeout: String,
+    pub restart_events: Vec<String>,
+    /// Inactive event types: never part of a session, not activity.
+    pub exclude_events: Vec<String>,
+    pub actor: String,
+    pub time: String,
+    pub event: String,
+    pub session_id_col: String,
+    /// Sessions longer than this are left out of every metric.
+    pub max_session_length: String,
+}
+
+impl Default for SessionDefinition {
+    fn default() -> Self {
+        Self {
+            source: "derived".into(),
+            timeout: "30m".into(),
+            restart_events: vec![],
+            exclude_events: vec![],
+            actor: "user_id".into(),
+            time: "event_time".into(),
+            event: "event_type".into(),
+            session_id_col: "session_id".into(),
+            max_session_length: "24h".into(),
+        }
+    }
+}
+
+/// A condition on a property: `event.page`, `user.plan` (JSON properties) or a column name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Condition {
+    pub property: String,
+    /// The property equals one of these values.
+    pub one_of: Vec<String>,
+}
+
+/// A "session contains event E" filter.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Contains {
+    pub event: String,
+    pub at_least: Option<u64>,
+    pub at_most: Option<u64>,
+    pub exactly: Option<u64>,
+    /// Only events of type `event` with this property condition count.
+    pub property: Option<Condition>,
+}
+
+/// One lettered row of the chart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RowSpec {
+    /// `sessions`, or `events` (events performed within sessions).
+    pub kind: String,
+    /// For `events` rows: the chosen event type (none: any event).
+    pub event: Option<String>,
+    /// Event property filters, applied before sessions are formed.
+    pub event_filters: Vec<Condition>,
+    /// Minimum session duration, e.g. `10s`.
+    pub min_duration: Option<String>,
+    pub contains: Vec<Contains>,
+    pub first_event: Option<Condition>,
+    pub last_event: Option<Condition>,
+}
+
+impl Default for RowSpec {
+    fn default() -> Self {
+        Self {
+            kind: "sessions".into(),
+            event: None,
+            event_filters: vec![],
+            min_duration: None,
+            contains: vec![],
+            first_event: None,
+            last_event: None,
+        }
+    }
+}
+
+/// A "performed event E" condition of a segment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Performed {
+    pub event: String,
+    pub at_least: Option<u64>,
+    pub at_most: Option<u64>,
+    pub exactly: Option<u64>,
+}
+
+/// A named set of users.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Segment {
+    pub name: String,
+    /// User property conditions (the user's latest value in the date range).
+    pub user: Vec<Condition>,
+    pub performed: Vec<Performed>,
+}
+
+/// Bucket edges: explicit `edges`, or `min`, `max` and `size`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Buckets {
+    pub edges: Vec<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub size: Option<f64>,
+}
+
+/// Default length-distribution edges in seconds: 0, 3 s, 10 s, 30 s, 1 min, 3 min, 10 min, 30 min,
+/// 1 h, 24 h.
+pub const DEFAULT_LENGTH_EDGES: [f64; 10] = [
+    0.0, 3.0, 10.0, 30.0, 60.0, 180.0, 600.0, 1800.0, 3600.0, 86400.0,
+];
+/// Default events-distribution edges (times the event occurred in a session).
+pub const DEFAULT_EVENT_EDGES: [f64; 8] = [0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 100.0];
+
+impl Buckets {
+    /// The edges, checked: at least two, strictly increasing.
+    pub fn edges(&self, default: &[f64]) -> Result<Vec<f64>> {
+        let edges = match (self.min, self.max, self.size) {
+            _ if !self.edges.is_empty() => self.edges.clone(),
+            (Some(min), Some(max), Some(size)) => {
+                if size <= 0.0 || max <= min {
+                    return plan_err!(
+                        "bucket min {min}, max {max} and size {size} give no buckets: size must be positive and max above min"
+                    );
+                }
+                let count = ((max - min) / size).ceil() as usize;
+                if count > 1000 {
+                    return plan_err!(
+                        "buckets of size {size} from {min} to {max} are more than 1000"
+                    );
+                }
+                (0..=count)
+                    .map(|k| (min + k as f64 * size).min(max))
+                    .collect()
+            }
+            (None, None, None) => default.to_vec(),
+            _ => return plan_err!("buckets need either edges, or all of min, max and size"),
+        };
+        if edges.len() < 2 {
+            return plan_err!("buckets need at least two edges, but got {edges:?}");
+        }
+        if edges
+            .windows(2)
+            .any(|w| w[0] >= w[1] || w[0].is_nan() || w[1].is_nan())
+        {
+            return plan_err!(
+                "bucket edges must be strictly increasing (no overlaps), but got {edges:?}"
+            );
+        }
+        Ok(edges)
+    }
+}
+
+/// A User Sessions chart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChartSpec {
+    /// First day (inclusive), `YYYY-MM-DD`.
+    pub from: Option<String>,
+    /// Last day (inclusive).
+    pub to: Option<String>,
+    pub interval: IntervalKind,
+    /// IANA time zone of days and intervals.
+    pub time_zone: String,
+    pub session: SessionDefinition,
+    /// Rows A, B, C, ...
+    pub rows: Vec<RowSpec>,
+    /// Properties that split each row into series; a session takes its first event's value.
+    pub group_by: Vec<String>,
+    /// Segments; none means all users.
+    pub segments: Vec<Segment>,
+    /// Length distribution buckets (seconds).
+    pub length_buckets: Buckets,
+    /// Events distribution buckets (event counts).
+    pub event_buckets: Buckets,
+    /// Formulas over the rows, e.g. `%:SESSIONTOTALS(A)/SESSIONTOTALS(B)`.
+    pub formulas: Vec<String>,
+}
+
+impl Default for ChartSpec {
+    fn default() -> Self {
+        Self {
+            from: None,
+            to: None,
+            interval: IntervalKind::Day,
+            time_zone: "UTC".into(),
+            session: SessionDefinition::default(),
+            rows: vec![RowSpec::default()],
+            group_by: vec![],
+            segments: vec![],
+            length_buckets: Buckets::default(),
+            event_buckets: Buckets::default(),
+            formulas: vec![],
+        }
+    }
+}
+
+impl ChartSpec {
+    /// Reads a spec from TOML or JSON text (`name` decides which: `.json` is JSON).
+    pub fn from_text(name: &str, text: &str) -> Result<Self> {
+        let parsed = if name.to_ascii_lowercase().ends_with(".json") {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str(text).map_err(|e| e.to_string())
+        };
+        parsed.or_else(|e| plan_err!("cannot read the chart spec '{name}': {e}"))
+    }
+}
+
+/// The letter of row `index`.
+pub fn row_letter(index: usize) -> char {
+    (b'A' + index as u8) as char
+}
+
+fn parse_duration_secs(what: &str, text: &str) -> Result<f64> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d.as_secs_f64()),
+        _ => plan_err!("{what} '{text}' is not a positive duration such as 30m, 1h30m or 90s"),
+    }
+}
+
+fn check_day(what: &str, day: &str) -> Result<()> {
+    let parts: Vec<&str> = day.split('-').collect();
+    let ok = parts.len() == 3
+        && parts[0].len() == 4
+        && parts.iter().all(|p| p.parse::<u32>().is_ok())
+        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
+        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
+    if ok {
+        Ok(())
+    } else {
+        plan_err!("{what} expects a day as YYYY-MM-DD, but got '{day}'")
+    }
+}
+
+/// Compiles properties to SQL against the events' schema.
+struct Props<'a> {
+    schema: &'a Schema,
+}
+
+impl Props<'_> {
+    /// The SQL (text) of a property: `event.X` / `user.X` read JSON properties; anything else is a
+    /// column.
+    fn sql(&self, property: &str) -> Result<String> {
+        let json = |column: &str, key: &str| -> Result<String> {
+            if self.schema.field_with_name(column).is_err() {
+                return plan_err!(
+                    "unknown property '{property}': the events have no column '{column}'"
+                );
+            }
+            Ok(format!("json_get_str({}, {})", ident(column), literal(key)))
+        };
+        if let Some(key) = property
+            .strip_prefix("event.")
+            .or_else(|| property.strip_prefix("event_properties."))
+        {
+            return json("event_properties", key);
+        }
+        if let Some(key) = property
+            .strip_prefix("user.")
+            .or_else(|| property.strip_prefix("user_properties."))
+        {
+            return json("user_properties", key);
+        }
+        if self.schema.field_with_name(property).is_ok() {
+            return Ok(format!("CAST({} AS VARCHAR)", ident(property)));
+        }
+        let found: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        plan_err!(
+            "unknown property '{property}': use event.NAME or user.NAME for JSON properties, or one of the columns {}",
+            found.join(", ")
+        )
+    }
+
+    fn condition(&self, condition: &Condition, value_sql: Option<&str>) -> Result<String> {
+        if condition.one_of.is_empty() {
+            return plan_err!(
+                "the condition on '{}' lists no values (one_of)",
+                condition.property
+            );
+        }
+        let value = match value_sql {
+            Some(v) => v.to_string(),
+            None => self.sql(&condition.property)?,
+        };
+        let values: Vec<String> = condition.one_of.iter().map(|v| literal(v)).collect();
+        Ok(format!(
+            "COALESCE({value} IN ({}), false)",
+            values.join(", ")
+        ))
+    }
+}
+
+fn count_condition(
+    count: &str,
+    at_least: Option<u64>,
+    at_most: Option<u64>,
+    exactly: Option<u64>,
+) -> String {
+    let mut parts = vec![];
+    if let Some(n) = exactly {
+        parts.push(format!("{count} = {n}"));
+    }
+    if let Some(n) = at_least {
+        parts.push(format!("{count} >= {n}"));
+    }
+    if let Some(n) = at_most {
+        parts.push(format!("{count} <= {n}"));
+    }
+    if parts.is_empty() {
+        parts.push(format!("{count} >= 1"));
+    }
+    parts.join(" AND ")
+}
+
+/// Bucket label for `[lo, hi)`.
+fn bucket_label(prefix: &str, lo: f64, hi: f64, seconds: bool) -> String {
+    let show = |v: f64| {
+        if seconds {
+            format_seconds(v)
+        } else {
+            trim_number(v)
+        }
+    };
+    format!("{prefix}[{},{})", show(lo), show(hi))
+}
+
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn format_seconds(v: f64) -> String {
+    if v >= 3600.0 && (v / 3600.0).fract() == 0.0 {
+        format!("{}h", trim_number(v / 3600.0))
+    } else if v >= 60.0 && (v / 60.0).fract() == 0.0 {
+        format!("{}m", trim_number(v / 60.0))
+    } else {
+        format!("{}s", trim_number(v))
+    }
+}
+
+/// The names of the metric columns of row `letter` (in output order), and of its distribution
+/// buckets.
+pub struct RowColumns {
+    pub letter: char,
+    pub is_events: bool,
+    pub metrics: Vec<String>,
+    pub buckets: Vec<String>,
+}
+
+/// A compiled chart: the SQL and what its columns mean.
+pub struct CompiledChart {
+    pub sql: String,
+    pub rows: Vec<RowColumns>,
+    pub group_columns: Vec<String>,
+    pub formulas: Vec<(String, Display)>,
+}
+
+/// Compiles `spec` over the events table `table` with schema `schema` into one SQL statement.
+pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<CompiledChart> {
+    check_time_zone(&spec.time_zone)?;
+    if let Some(from) = &spec.from {
+        check_day("--from", from)?;
+    }
+    if let Some(to) = &spec.to {
+        check_day("--to", to)?;
+    }
+    if let (Some(from), Some(to)) = (&spec.from, &spec.to)
+        && from > to
+    {
+        return plan_err!("the date range {from} to {to} is empty");
+    }
+    if spec.rows.is_empty() {
+        return plan_err!("a chart needs at least one row");
+    }
+    if spec.rows.len() > 26 {
+        return plan_err!("a chart has at most 26 rows (A to Z)");
+    }
+    let def = &spec.session;
+    let sdk = match def.source.as_str() {
+        "derived" => false,
+        "sdk" => true,
+        other => return plan_err!("unknown session source '{other}': use derived or sdk"),
+    };
+    let timeout =
+        std::time::Duration::from_secs_f64(parse_duration_secs("the timeout", &def.timeout)?);
+    let max_length = parse_duration_secs("the maximum session length", &def.max_session_length)?;
+    let actor = ident(&def.actor);
+    let time = ident(&def.time);
+    let event = ident(&def.event);
+    require_column(schema, &def.actor, "the session's actor")?;
+    require_column(schema, &def.event, "the session's event")?;
+    let (unit, tz_aware) = match require_column(schema, &def.time, "the session's time")? {
+        DataType::Timestamp(unit, tz) => (*unit, tz.is_some()),
+        other => {
+            return plan_err!(
+                "the time column '{}' must be a timestamp, but it is {other}",
+                def.time
+            );
+        }
+    };
+    if sdk {
+        require_column(schema, &def.session_id_col, "the session's session_id_col")?;
+    }
+    let props = Props { schema };
+    let length_edges = spec.length_buckets.edges(&DEFAULT_LENGTH_EDGES)?;
+    let event_edges = spec.event_buckets.edges(&DEFAULT_EVENT_EDGES)?;
+    let formulas: Vec<Formula> = spec
+        .formulas
+        .iter()
+        .map(|f| formula::parse_formula(f))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| datafusion::error::DataFusionError::Plan(e.render()))?;
+
+    // The local time and day of a timestamp expression in the chart's time zone.
+    let local = |ts: &str| -> String {
+        if spec.time_zone.eq_ignore_ascii_case("UTC") {
+            if tz_aware {
+                format!("to_local_time({ts})")
+            } else {
+                ts.to_string()
+            }
+        } else {
+            let aware = if tz_aware {
+                ts.to_string()
+            } else {
+                format!("({ts} AT TIME ZONE 'UTC')")
+            };
+            format!(
+                "to_local_time({aware} AT TIME ZONE {})",
+                literal(&spec.time_zone)
+            )
+        }
+    };
+    let day = |ts: &str| format!("CAST({} AS DATE)", local(ts));
+    let interval_start = |ts: &str| -> String {
+        match spec.interval {
+            IntervalKind::Day => day(ts),
+            IntervalKind::Week => format!("CAST(date_trunc('week', {}) AS DATE)", local(ts)),
+            IntervalKind::Month => format!("CAST(date_trunc('month', {}) AS DATE)", local(ts)),
+            IntervalKind::Total => match &spec.from {
+                Some(from) => format!("DATE {}", literal(from)),
+                None => "CAST(NULL AS DATE)".to_string(),
+            },
+        }
+    };
+
+    // Events in the date range, with every property the chart needs.
+    let mut needed: Vec<String> = spec.group_by.clone();
+    for segment in &spec.segments {
+        needed.extend(segment.user.iter().map(|c| c.property.clone()));
+    }
+    for row in &spec.rows {
+        needed.extend(row.event_filters.iter().map(|c| c.property.clone()));
+        needed.extend(row.first_event.iter().map(|c| c.property.clone()));
+        needed.extend(row.last_event.iter().map(|c| c.property.clone()));
+        needed.extend(
+            row.contains
+                .iter()
+                .filter_map(|c| c.property.as_ref())
+                .map(|c| c.property.clone()),
+        );
+    }
+    needed.sort();
+    needed.dedup();
+    let prop_col = |property: &str| -> String {
+        let index = needed.iter().position(|p| p == property).unwrap_or(0);
+        format!("__p{index}")
+    };
+    let mut ev_select = format!(
+        "SELECT CAST({actor} AS VARCHAR) AS user_id, {time} AS event_time, CAST({event} AS VARCHAR) AS event_type"
+    );
+    if sdk {
+        write!(
+            ev_select,
+            ", CAST({} AS BIGINT) AS __sid",
+            ident(&def.session_id_col)
+        )
+        .ok();
+    }
+    for (i, property) in needed.iter().enumerate() {
+        write!(ev_select, ", {} AS __p{i}", props.sql(property)?).ok();
+    }
+    let mut ev_where = vec![
+        format!("{actor} IS NOT NULL"),
+        format!("{time} IS NOT NULL"),
+    ];
+    if let Some(from) = &spec.from {
+        ev_where.push(format!("{} >= DATE {}", day(&time), literal(from)));
+    }
+    if let Some(to) = &spec.to {
+        ev_where.push(format!("{} <= DATE {}", day(&time), literal(to)));
+    }
+    let excluded = if def.exclude_events.is_empty() {
+        "false".to_string()
+    } else {
+        let list: Vec<String> = def.exclude_events.iter().map(|e| literal(e)).collect();
+        format!("COALESCE(event_type IN ({}), false)", list.join(", "))
+    };
+    let mut ctes = vec![format!(
+        "ev AS ({ev_select}, {iv} AS __iv FROM {table} WHERE {})",
+        ev_where.join(" AND "),
+        iv = interval_start(&time),
+        table = ident(table),
+    )];
+
+    // Segments: users by their latest user properties and the events they performed.
+    let mut user_cols = String::new();
+    for (s, segment) in spec.segments.iter().enumerate() {
+        for condition in &segment.user {
+            let p = prop_col(&condition.property);
+            write!(
+                user_cols,
+                ", last_value({p} ORDER BY event_time) AS __s{s}_{p}"
+            )
+            .ok();
+        }
+        for (k, performed) in segment.performed.iter().enumerate() {
+            write!(
+                user_cols,
+                ", sum(CASE WHEN event_type = {} THEN 1 ELSE 0 END) AS __s{s}_perf{k}",
+                literal(&performed.event)
+            )
+            .ok();
+        }
+    }
+    ctes.push(format!(
+        "users AS (SELECT user_id{user_cols} FROM ev GROUP BY user_id)"
+    ));
+    let segment_names: Vec<String> = if spec.segments.is_empty() {
+        vec!["All users".to_string()]
+    } else {
+        spec.segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if s.name.is_empty() {
+                    format!("Segment {}", i + 1)
+                } else {
+                    s.name.clone()
+                }
+            })
+            .collect()
+    };
+    let mut segment_selects = vec![];
+    if spec.segments.is_empty() {
+        segment_selects.push("SELECT user_id, 1 AS __seg FROM users".to_string());
+    }
+    for (s, segment) in spec.segments.iter().enumerate() {
+        let mut conditions = vec!["true".to_string()];
+        for condition in &segment.user {
+            let column = format!("__s{s}_{}", prop_col(&condition.property));
+            conditions.push(props.condition(condition, Some(&column))?);
+        }
+        for (k, performed) in segment.performed.iter().enumerate() {
+            conditions.push(count_condition(
+                &format!("__s{s}_perf{k}"),
+                performed.at_least,
+                performed.at_most,
+                performed.exactly,
+            ));
+        }
+        segment_selects.push(format!(
+            "SELECT user_id, {} AS __seg FROM users WHERE {}",
+            s + 1,
+            conditions.join(" AND ")
+        ));
+    }
+    ctes.push(format!("segs AS ({})", segment_selects.join(" UNION ALL ")));
+    ctes.push(format!(
+        "active AS (SELECT ev.__iv, segs.__seg, count(DISTINCT ev.user_id) AS __active \
+         FROM ev JOIN segs ON ev.user_id = segs.user_id WHERE NOT {excluded} GROUP BY ev.__iv, segs.__seg)"
+    ));
+
+    let group_columns: Vec<String> = spec.group_by.clone();
+    let group_keys: Vec<String> = (0..group_columns.len())
+        .map(|g| format!("__g{g}"))
+        .collect();
+    let per_second = crate::rules::units_per_second(unit);
+    let restart = if def.restart_events.is_empty() {
+        "false".to_string()
+    } else {
+        let list: Vec<String> = def.restart_events.iter().map(|e| literal(e)).collect();
+        format!("COALESCE(event_type IN ({}), false)", list.join(", "))
+    };
+
+    let mut row_columns = vec![];
+    let mut metric_ctes = vec![];
+    for (r, row) in spec.rows.iter().enumerate() {
+        let x = row_letter(r).to_ascii_lowercase();
+        let is_events = match row.kind.as_str() {
+            "sessions" => false,
+            "events" => true,
+            other => {
+                return plan_err!(
+                    "row {}: unknown kind '{other}': use sessions or events",
+                    row_letter(r)
+                );
+            }
+        };
+        let mut filters = vec![format!("NOT {excluded}")];
+        for condition in &row.event_filters {
+            filters.push(props.condition(condition, Some(&prop_col(&condition.property)))?);
+        }
+        if sdk {
+            filters.push("__sid IS NOT NULL AND __sid <> -1".to_string());
+        }
+        let session_key = if sdk {
+            "__sid".to_string()
+        } else {
+            format!(
+                "session_number(event_time, {}, {restart}) OVER (PARTITION BY user_id ORDER BY event_time)",
+                interval(timeout)
+            )
+        };
+        ctes.push(format!(
+            "{x}_ev AS (SELECT *, {session_key} AS __sn FROM ev WHERE {})",
+            filters.join(" AND ")
+        ));
+        // Per session: bounds, first-event values, counts.
+        let order = "ORDER BY event_time, event_type";
+        let mut per_session = "SELECT user_id, __sn, min(event_time) AS __start, max(event_time) AS __end, count(*) AS __events".to_string();
+        for (g, property) in group_columns.iter().enumerate() {
+            write!(
+                per_session,
+                ", first_value({} {order}) AS __g{g}",
+                prop_col(property)
+            )
+            .ok();
+        }
+        if let Some(c) = &row.first_event {
+            write!(
+                per_session,
+                ", first_value({} {order}) AS __first",
+                prop_col(&c.property)
+            )
+            .ok();
+        }
+        if let Some(c) = &row.last_event {
+            write!(
+                per_session,
+                ", last_value({} {order}) AS __last",
+                prop_col(&c.property)
+            )
+            .ok();
+        }
+        for (k, contains) in row.contains.iter().enumerate() {
+            let mut when = format!("event_type = {}", literal(&contains.event));
+            if let Some(c) = &contains.property {
+                write!(
+                    when,
+                    " AND {}",
+                    props.condition(c, Some(&prop_col(&c.property)))?
+                )
+                .ok();
+            }
+            write!(
+                per_session,
+                ", sum(CASE WHEN {when} THEN 1 ELSE 0 END) AS __c{k}"
+            )
+            .ok();
+        }
+        let chosen = match &row.event {
+            Some(e) if is_events => format!(
+                "sum(CASE WHEN event_type = {} THEN 1 ELSE 0 END)",
+                literal(e)
+            ),
+            _ => "count(*)".to_string(),
+        };
+        write!(
+            per_session,
+            ", {chosen} AS __chosen FROM {x}_ev GROUP BY user_id, __sn"
+        )
+        .ok();
+        ctes.push(format!("{x}_ses AS ({per_session})"));
+
+        let length = format!("CAST(arrow_cast(__end - __start, 'Int64') AS DOUBLE) / {per_second}");
+        let mut session_filters = vec![format!("{length} <= {max_length}")];
+        if let Some(min) = &row.min_duration {
+            session_filters.push(format!(
+                "{length} >= {}",
+                parse_duration_secs("min_duration", min)?
+            ));
+        }
+        for (k, contains) in row.contains.iter().enumerate() {
+            session_filters.push(count_condition(
+                &format!("__c{k}"),
+                contains.at_least,
+                contains.at_most,
+                contains.exactly,
+            ));
+        }
+        if let Some(c) = &row.first_event {
+            session_filters.push(props.condition(c, Some("__first"))?);
+        }
+        if let Some(c) = &row.last_event {
+            session_filters.push(props.condition(c, Some("__last"))?);
+        }
+        ctes.push(format!(
+            "{x}_ok AS (SELECT *, {length} AS __len, {iv} AS __iv FROM {x}_ses WHERE {})",
+            session_filters.join(" AND "),
+            iv = interval_start("__start"),
+        ));
+
+        // Metrics per interval, segment and group.
+        let upper = row_letter(r);
+        let mut metrics = vec![];
+        let mut select = "SELECT o.__iv, segs.__seg".to_string();
+        for key in &group_keys {
+            write!(select, ", o.{key}").ok();
+        }
+        let mut add = |sql: String, name: String, metrics: &mut Vec<String>| {
+            write!(select, ", {sql} AS {}", ident(&name)).ok();
+            metrics.push(name);
+        };
+        add(
+            "count(*)".into(),
+            format!("{upper}_total_sessions"),
+            &mut metrics,
+        );
+        add(
+            "count(DISTINCT o.user_id)".into(),
+            format!("{upper}_uniques"),
+            &mut metrics,
+        );
+        add(
+            "sum(o.__len)".into(),
+            format!("{upper}_time_spent"),
+            &mut metrics,
+        );
+        add(
+            "avg(o.__len)".into(),
+            format!("{upper}_avg_length"),
+            &mut metrics,
+        );
+        add(
+            "median(o.__len)".into(),
+            format!("{upper}_median_length"),
+            &mut metrics,
+        );
+        // The sorted lengths, for an exact 95th percentile in the output.
+        add(
+            "array_sort(array_agg(o.__len))".into(),
+            format!("{upper}_lengths"),
+            &mut metrics,
+        );
+        add(
+            "sum(o.__chosen)".into(),
+            format!("{upper}_total_events"),
+            &mut metrics,
+        );
+        let (edges, value, seconds) = if is_events {
+            (&event_edges, "o.__chosen", false)
+        } else {
+            (&length_edges, "o.__len", true)
+        };
+        let mut buckets = vec![];
+        let prefix = if is_events {
+            format!("{upper}_events")
+        } else {
+            format!("{upper}_length")
+        };
+        for w in edges.windows(2) {
+            let name = bucket_label(&prefix, w[0], w[1], seconds);
+            write!(
+                select,
+                ", sum(CASE WHEN {value} >= {} AND {value} < {} THEN 1 ELSE 0 END) AS {}",
+                w[0],
+                w[1],
+                ident(&name)
+            )
+            .ok();
+            buckets.push(name);
+        }
+        let mut group_by = vec!["o.__iv".to_string(), "segs.__seg".to_string()];
+        group_by.extend(group_keys.iter().map(|k| format!("o.{k}")));
+        write!(
+            select,
+            " FROM {x}_ok o JOIN segs ON o.user_id = segs.user_id GROUP BY {}",
+            group_by.join(", ")
+        )
+        .ok();
+        metric_ctes.push(format!("{x}_m AS ({select})"));
+        row_columns.push(RowColumns {
+            letter: upper,
+            is_events,
+            metrics,
+            buckets,
+        });
+    }
+    ctes.extend(metric_ctes);
+
+    // Every (interval, segment, group) that any row has.
+    let keys_cols = {
+        let mut k = vec!["__iv".to_string(), "__seg".to_string()];
+        k.extend(group_keys.iter().cloned());
+        k
+    };
+    let key_union: Vec<String> = (0..spec.rows.len())
+        .map(|r| {
+            format!(
+                "SELECT {} FROM {}_m",
+                keys_cols.join(", "),
+                row_letter(r).to_ascii_lowercase()
+            )
+        })
+        .collect();
+    ctes.push(format!("keys AS ({})", key_union.join(" UNION ")));
+
+    let mut wide = String::from("SELECT k.__iv, k.__seg");
+    for key in &group_keys {
+        write!(wide, ", k.{key}").ok();
+    }
+    write!(wide, ", COALESCE(act.__active, 0) AS __active").ok();
+    for rc in &row_columns {
+        let x = format!("r_{}", rc.letter.to_ascii_lowercase());
+        for name in rc.metrics.iter().chain(rc.buckets.iter()) {
+            let counted = !name.ends_with("_avg_length")
+                && !name.ends_with("_median_length")
+                && !name.ends_with("_lengths");
+            if counted {
+                write!(wide, ", COALESCE({x}.{n}, 0) AS {n}", n = ident(name)).ok();
+            } else {
+                write!(wide, ", {x}.{n} AS {n}", n = ident(name)).ok();
+            }
+        }
+    }
+    write!(wide, " FROM keys k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
+    for rc in &row_columns {
+        let m = rc.letter.to_ascii_lowercase();
+        let x = format!("r_{m}");
+        let mut on: Vec<String> = keys_cols
+            .iter()
+            .map(|c| format!("(k.{c} IS NOT DISTINCT FROM {x}.{c})"))
+            .collect();
+        on.dedup();
+        write!(wide, " LEFT JOIN {m}_m {x} ON {}", on.join(" AND ")).ok();
+    }
+    ctes.push(format!("wide AS ({wide})"));
+
+    // The output: interval, segment, groups, per-row metrics, formulas.
+    let mut out = vec![
+        "__iv AS interval_start".to_string(),
+        format!(
+            "CASE __seg {} END AS segment",
+            segment_names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("WHEN {} THEN {}", i + 1, literal(n)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    ];
+    for (g, name) in group_columns.iter().enumerate() {
+        out.push(format!("__g{g} AS {}", ident(name)));
+    }
+    for rc in &row_columns {
+        let u = rc.letter;
+        let q = |m: &str| ident(&format!("{u}_{m}"));
+        if rc.is_events {
+            out.push(format!(
+                "{} AS {}",
+                q("total_events"),
+                ident(&format!("{u}_total_events"))
+            ));
+            out.push(format!(
+                "CAST({} AS DOUBLE) / NULLIF({}, 0) AS {}",
+                q("total_events"),
+                q("total_sessions"),
+                ident(&format!("{u}_avg_events_per_session"))
+            ));
+            out.push(format!(
+                "{} AS {}",
+                q("total_sessions"),
+                q("total_sessions")
+            ));
+        } else {
+            out.push(format!(
+                "{} AS {}",
+                q("total_sessions"),
+                q("total_sessions")
+            ));
+            out.push(format!("{} AS {}", q("time_spent"), q("time_spent")));
+            out.push(format!(
+                "{} / NULLIF(__active, 0) AS {}",
+                q("time_spent"),
+                ident(&format!("{u}_time_spent_per_user"))
+            ));
+            out.push(format!("{} AS {}", q("avg_length"), q("avg_length")));
+            out.push(format!("{} AS {}", q("median_length"), q("median_length")));
+            out.push(format!(
+                "{} AS {}",
+                percentile(&q("lengths"), 0.95),
+                q("p95_length")
+            ));
+            out.push(format!(
+                "CAST({} AS DOUBLE) / NULLIF(__active, 0) AS {}",
+                q("total_sessions"),
+                ident(&format!("{u}_avg_per_user"))
+            ));
+        }
+        out.push(format!("{} AS {}", q("uniques"), q("uniques")));
+        for b in &rc.buckets {
+            out.push(ident(b));
+        }
+    }
+    out.push("__active AS active_users".to_string());
+    let mut formula_columns = vec![];
+    let mut partition = vec!["__iv".to_string()];
+    partition.extend(group_keys.iter().cloned());
+    for f in &formulas {
+        let columns = formula_sql(f, &row_columns, segment_names.len(), &partition)?;
+        for (name, sql) in columns {
+            out.push(format!("{sql} AS {}", ident(&name)));
+        }
+        formula_columns.push((f.text.clone(), f.display));
+    }
+    let mut order = vec!["interval_start".to_string(), "__seg".to_string()];
+    order.extend(group_keys.iter().cloned());
+    let sql = format!(
+        "WITH {} SELECT {} FROM wide ORDER BY {}",
+        ctes.join(",\n"),
+        out.join(",\n  "),
+        order
+            .iter()
+            .map(|o| format!("{o} NULLS FIRST"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(CompiledChart {
+        sql,
+        rows: row_columns,
+        group_columns,
+        formulas: formula_columns,
+    })
+}
+
+/// The exact `p` percentile (linear interpolation between closest ranks, as `percentile_cont`) of a
+/// sorted list column.
+fn percentile(sorted: &str, p: f64) -> String {
+    let n = format!("CAST(cardinality({sorted}) AS BIGINT)");
+    let pos = format!("({p} * ({n} - 1))");
+    let lo = format!("CAST(floor({pos}) AS BIGINT)");
+    format!(
+        "CASE WHEN {n} > 0 THEN {sorted}[{lo} + 1] + ({pos} - {lo}) * ({sorted}[least({lo} + 2, {n})] - {sorted}[{lo} + 1]) END"
+    )
+}
+
+/// The SQL of one formula: one column, or one per bucket for `HIST`.
+fn formula_sql(
+    f: &Formula,
+    rows: &[RowColumns],
+    segments: usize,
+    partition: &[String],
+) -> Result<Vec<(String, String)>> {
+    let check_row = |row: char, segment: Option<usize>, func: Func| -> Result<&RowColumns> {
+        let Some(rc) = rows.iter().find(|r| r.letter == row) else {
+            let known: Vec<String> = rows.iter().map(|r| r.letter.to_string()).collect();
+            return plan_err!(
+                "formula '{}': unknown row {row}: the chart has rows {}",
+                f.text,
+                known.join(", ")
+            );
+        };
+        if let Some(s) = segment
+            && s > segments
+        {
+            return plan_err!(
+                "formula '{}': {}({row}{s}) names segment {s}, but the chart has {segments}",
+                f.text,
+                func.name()
+            );
+        }
+        Ok(rc)
+    };
+    if let Expr::Call {
+        func: Func::Hist,
+        row,
+        segment,
+        ..
+    } = &f.expr
+    {
+        let rc = check_row(*row, *segment, Func::Hist)?;
+        if rc.is_events {
+            return plan_err!(
+                "formula '{}': HIST takes a sessions row; row {row} counts events",
+                f.text
+            );
+        }
+        return Ok(rc
+            .buckets
+            .iter()
+            .map(|b| {
+                (
+                    format!(
+                        "{} {}",
+                        f.text,
+                        b.trim_start_matches(&format!("{row}_length"))
+                    ),
+                    pick(&ident(b), *segment, partition),
+                )
+            })
+            .collect());
+    }
+    let validate =
+        |row: char, segment: Option<usize>, func: Func| check_row(row, segment, func).map(|_| ());
+    let sql = expr_sql(&f.expr, &validate, partition)?;
+    let sql = match f.display {
+        Display::Percent => format!("({sql}) * 100"),
+        _ => sql,
+    };
+    Ok(vec![(f.text.clone(), sql)])
+}
+
+/// A metric column, or its value for segment `segment` in the same interval and group.
+fn pick(column: &str, segment: Option<usize>, partition: &[String]) -> String {
+    match segment {
+        None => format!("CAST({column} AS DOUBLE)"),
+        Some(s) => format!(
+            "max(CASE WHEN __seg = {s} THEN CAST({column} AS DOUBLE) END) OVER (PARTITION BY {})",
+            partition.join(", ")
+        ),
+    }
+}
+
+fn expr_sql(
+    expr: &Expr,
+    check_row: &dyn Fn(char, Option<usize>, Func) -> Result<()>,
+    partition: &[String],
+) -> Result<String> {
+    Ok(match expr {
+        Expr::Number(n) => format!("CAST({n} AS DOUBLE)"),
+        Expr::Neg(inner) => format!("(-{})", expr_sql(inner, check_row, partition)?),
+        Expr::Binary(op, l, r) => {
+            let l = expr_sql(l, check_row, partition)?;
+            let r = expr_sql(r, check_row, partition)?;
+            match op {
+                Op::Add => format!("({l} + {r})"),
+                Op::Sub => format!("({l} - {r})"),
+                Op::Mul => format!("({l} * {r})"),
+                // Division by zero gives null (an empty cell).
+                Op::Div => format!("({l} / NULLIF({r}, 0))"),
+            }
+        }
+        Expr::Call {
+            func, row, segment, ..
+        } => {
+            check_row(*row, *segment, *func)?;
+            let metric = match func {
+                Func::SessionTotals => "total_sessions",
+                Func::EventTotals => "total_events",
+                Func::Uniques => "uniques",
+                Func::PropSum => "time_spent",
+                Func::Hist => {
+                    return plan_err!(
+                        "HIST cannot be mixed into arithmetic; use it alone, as HIST({row})"
+                    );
+                }
+            };
+            pick(&ident(&format!("{row}_{metric}")), *segment, partition)
+        }
+    })
+}
+
+/// The SQL of a chart over `table`.
+pub fn chart_sql(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<String> {
+    Ok(compile(table, schema, spec)?.sql)
+}
+
+/// The chart as a DataFrame.
+pub async fn chart(ctx: &SessionContext, table: &str, spec: &ChartSpec) -> Result<DataFrame> {
+    let schema = ctx.table(table).await?.schema().as_arrow().clone();
+    ctx.sql(&chart_sql(table, &schema, spec)?).await
+}
