@@ -396,6 +396,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The formula parser never panics, on any text or on text made of its own tokens.
+    #[test]
+    fn formula_parser_never_panics(
+        text in prop_oneof![
+            any::<String>(),
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "SESSIONTOTALS", "UNIQUES", "HIST", "PROPSUM", "EVENTTOTALS", "(", ")", "A", "B2",
+                    "0", "1.5", "+", "-", "*", "/", "%:", "$:", ";", " ", ",", ".", "9999999999999999999",
+                ]),
+                0..40,
+            )
+            .prop_map(|tokens| tokens.concat()),
+        ]
+    ) {
+        match sessionize::formula::parse_formulas(&text) {
+            Ok(formulas) => prop_assert!(formulas.len() <= 10),
+            Err(e) => prop_assert!(e.render().ends_with('^')),
+        }
+    }
+}
+
 /// The reference itself, on a case worked out by hand.
 #[test]
 fn reference_on_a_hand_made_case() {

@@ -70,3 +70,33 @@ pub fn normalized(csv: &str) -> Vec<String> {
 pub fn golden(name: &str) -> Vec<String> {
     normalized(&std::fs::read_to_string(root().join("tests/golden").join(name)).unwrap())
 }
+
+/// Splits one CSV line into fields (quotes with doubled quotes inside, as arrow writes them).
+pub fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![];
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// A CSV table as rows of (column, value) maps.
+pub fn csv_table(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut lines = csv.lines();
+    let header = csv_fields(lines.next().unwrap_or_default());
+    lines
+        .map(|line| header.iter().cloned().zip(csv_fields(line)).collect())
+        .collect()
+}

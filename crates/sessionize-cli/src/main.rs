@@ -48,8 +48,13 @@ impl From<DataFusionError> for CliError {
             },
             _ => root.message().trim().to_string(),
         };
-        // One line: DataFusion lists valid fields on a second line.
-        let mut message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        // One line (DataFusion lists valid fields on a second line), except a formula error, whose
+        // last lines show the formula with a caret under the error.
+        let mut message = if message.trim_end().ends_with('^') {
+            message
+        } else {
+            message.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
         if message.starts_with("table '") && message.ends_with("not found") {
             message.push_str(
                 "; register it with --table NAME=PATH, or pass a PATH argument to register `events`",

@@ -208,7 +208,8 @@ pub struct ChartSpec {
     pub session: SessionDefinition,
     /// Rows A, B, C, ...
     pub rows: Vec<RowSpec>,
-    /// Properties that split each row into series; a session takes its first event's value.
+    /// Properties that split each row into series; a session takes its first event's value, or its
+    /// last event's with a `last:` prefix (`last:event.page`).
     pub group_by: Vec<String>,
     /// Segments; none means all users.
     pub segments: Vec<Segment>,
@@ -247,6 +248,15 @@ impl ChartSpec {
             toml::from_str(text).map_err(|e| e.to_string())
         };
         parsed.or_else(|e| plan_err!("cannot read the chart spec '{name}': {e}"))
+    }
+}
+
+/// A group-by entry: the property, and whether the session takes its last event's value
+/// (`last:event.page`, for exit pages) rather than its first's.
+fn group_property(group: &str) -> (&str, bool) {
+    match group.strip_prefix("last:") {
+        Some(property) => (property.trim(), true),
+        None => (group.trim(), false),
     }
 }
 
@@ -498,7 +508,11 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
     };
 
     // Events in the date range, with every property the chart needs.
-    let mut needed: Vec<String> = spec.group_by.clone();
+    let mut needed: Vec<String> = spec
+        .group_by
+        .iter()
+        .map(|g| group_property(g).0.to_string())
+        .collect();
     for segment in &spec.segments {
         needed.extend(segment.user.iter().map(|c| c.property.clone()));
     }
@@ -672,10 +686,12 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
         // Per session: bounds, first-event values, counts.
         let order = "ORDER BY event_time, event_type";
         let mut per_session = "SELECT user_id, __sn, min(event_time) AS __start, max(event_time) AS __end, count(*) AS __events".to_string();
-        for (g, property) in group_columns.iter().enumerate() {
+        for (g, group) in group_columns.iter().enumerate() {
+            let (property, last) = group_property(group);
+            let pick = if last { "last_value" } else { "first_value" };
             write!(
                 per_session,
-                ", first_value({} {order}) AS __g{g}",
+                ", {pick}({} {order}) AS __g{g}",
                 prop_col(property)
             )
             .ok();

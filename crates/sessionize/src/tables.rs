@@ -541,7 +541,11 @@ pub async fn register_inputs(
     Ok(())
 }
 
-/// Registers the file, folder, glob or URL at `path` as table `name`.
+/// Registers the file, folder, glob or URL at `path` as table `name`. In CSV and JSON inputs, text
+/// times in a column named `event_time` (Amplitude's) are parsed as UTC, as the other commands do.
 pub async fn register_events(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
-    register_inputs(ctx, name, &[path.to_string()], &LoadOptions::default()).await
+    let options = LoadOptions {
+        time_column: Some("event_time".to_string()),
+    };
+    register_inputs(ctx, name, &[path.to_string()], &options).await
 }

@@ -1,0 +1,493 @@
+//! The User Sessions chart on a small hand-made export (`tests/golden/chart_events.csv`; its
+//! sessions S1..S6 are listed in `tests/golden/README.md`). Every expected number is worked out by
+//! hand in the comment beside it.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{csv_table, fails, ok, sessionize};
+
+const EVENTS: &str = "tests/golden/chart_events.csv";
+
+type Row = HashMap<String, String>;
+
+/// Runs `sessionize chart` on the export with the CleverTap preset and `args`; returns its rows.
+fn chart(args: &[&str]) -> Vec<Row> {
+    let mut all = vec![
+        "chart",
+        EVENTS,
+        "--exclude-preset",
+        "clevertap",
+        "--format",
+        "csv",
+    ];
+    all.extend_from_slice(args);
+    csv_table(&ok(&all))
+}
+
+/// The row of `day` (and, if given, segment and group value `group` of column `group_col`).
+fn row<'a>(rows: &'a [Row], day: &str, filters: &[(&str, &str)]) -> &'a Row {
+    rows.iter()
+        .find(|r| r["interval_start"] == day && filters.iter().all(|(k, v)| r[*k] == *v))
+        .unwrap_or_else(|| panic!("no row {day} {filters:?} in {rows:?}"))
+}
+
+fn num(row: &Row, column: &str) -> f64 {
+    row.get(column)
+        .unwrap_or_else(|| panic!("no column {column} in {row:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{column} = {:?} is not a number", row[column]))
+}
+
+fn close(row: &Row, column: &str, expected: f64) {
+    let got = num(row, column);
+    assert!(
+        (got - expected).abs() < 1e-9,
+        "{column}: expected {expected}, got {got} in {row:?}"
+    );
+}
+
+#[test]
+fn session_metrics_per_day() {
+    let rows = chart(&[]);
+    assert_eq!(rows.len(), 2);
+    // 01-05: S1 60 s, S2 0 s, S4 5 s; active users alice and bob (bob's notification is excluded
+    // but he has page views).
+    let d1 = row(&rows, "2026-01-05", &[("segment", "All users")]);
+    close(d1, "A_total_sessions", 3.0);
+    close(d1, "A_time_spent", 65.0);
+    close(d1, "active_users", 2.0);
+    close(d1, "A_time_spent_per_user", 32.5);
+    close(d1, "A_avg_length", 65.0 / 3.0);
+    close(d1, "A_median_length", 5.0);
+    // Sorted lengths 0, 5, 60: rank 0.95 * 2 = 1.9, so 5 + 0.9 * 55.
+    close(d1, "A_p95_length", 54.5);
+    close(d1, "A_avg_per_user", 1.5);
+    close(d1, "A_uniques", 2.0);
+    // Buckets: 0 s in [0s,3s), 5 s in [3s,10s), 60 s in [1m,3m).
+    close(d1, "A_length[0s,3s)", 1.0);
+    close(d1, "A_length[3s,10s)", 1.0);
+    close(d1, "A_length[1m,3m)", 1.0);
+    close(d1, "A_length[30s,1m)", 0.0);
+    // 01-06: S3 300 s, S5 0 s, S6 600 s; three active users.
+    let d2 = row(&rows, "2026-01-06", &[]);
+    close(d2, "A_total_sessions", 3.0);
+    close(d2, "A_time_spent", 900.0);
+    close(d2, "A_time_spent_per_user", 300.0);
+    close(d2, "A_median_length", 300.0);
+    close(d2, "A_p95_length", 570.0);
+    close(d2, "A_length[10m,30m)", 1.0);
+}
+
+#[test]
+fn intervals_and_time_zones() {
+    // 2026-01-05 is a Monday: one week holds all six sessions; one month too.
+    let week = chart(&["--interval", "week"]);
+    assert_eq!(week.len(), 1);
+    close(row(&week, "2026-01-05", &[]), "A_total_sessions", 6.0);
+    let month = chart(&["--interval", "month"]);
+    close(row(&month, "2026-01-01", &[]), "A_total_sessions", 6.0);
+    let total = chart(&[
+        "--interval",
+        "total",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-31",
+    ]);
+    close(row(&total, "2026-01-01", &[]), "A_time_spent", 965.0);
+    // In Tokyo (UTC+9) S5 (20:00 UTC) and S6 (23:30 UTC) start on 01-07.
+    let tokyo = chart(&["--time-zone", "Asia/Tokyo"]);
+    close(row(&tokyo, "2026-01-05", &[]), "A_total_sessions", 3.0);
+    close(row(&tokyo, "2026-01-06", &[]), "A_total_sessions", 1.0);
+    close(row(&tokyo, "2026-01-07", &[]), "A_total_sessions", 2.0);
+    // The date range keeps the events of its days only.
+    let second = chart(&["--from", "2026-01-06"]);
+    assert_eq!(second.len(), 1);
+    close(row(&second, "2026-01-06", &[]), "A_total_sessions", 3.0);
+}
+
+#[test]
+fn session_filters() {
+    // Minimum duration 10 s: S1 (60 s) on 01-05; S3 and S6 on 01-06.
+    let min = chart(&["--min-duration", "10s"]);
+    close(row(&min, "2026-01-05", &[]), "A_total_sessions", 1.0);
+    close(row(&min, "2026-01-06", &[]), "A_total_sessions", 2.0);
+    // Sessions over 1 minute are left out of every metric: S3 and S6 go.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "[session]\nmax_session_length = \"1m\"\nexclude_events = [\"Notification Sent\"]\n",
+    )
+    .unwrap();
+    let capped = csv_table(&ok(&[
+        "chart",
+        EVENTS,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]));
+    close(row(&capped, "2026-01-05", &[]), "A_total_sessions", 3.0);
+    close(row(&capped, "2026-01-06", &[]), "A_total_sessions", 1.0);
+    // Contains a purchase (S1, S6), first page /home (S1, S2, S4, S6), last page /checkout (S1, S6),
+    // and an event property filter: only /home page views form sessions (alice 10:00 and 12:00 are
+    // two sessions, bob 11:00 one; alice 09:05 and carol 23:30 on 01-06).
+    std::fs::write(
+        &spec,
+        r#"
+[session]
+exclude_events = ["Notification Sent"]
+
+[[rows]]
+kind = "sessions"
+contains = [{ event = "purchase", at_least = 1 }]
+
+[[rows]]
+kind = "sessions"
+first_event = { property = "event.page", one_of = ["/home"] }
+
+[[rows]]
+kind = "sessions"
+last_event = { property = "event.page", one_of = ["/checkout"] }
+
+[[rows]]
+kind = "sessions"
+event_filters = [{ property = "event.page", one_of = ["/home"] }]
+
+[[rows]]
+kind = "sessions"
+contains = [{ event = "page_view", exactly = 1, property = { property = "event.page", one_of = ["/home"] } }]
+"#,
+    )
+    .unwrap();
+    let rows = csv_table(&ok(&[
+        "chart",
+        EVENTS,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]));
+    let (d1, d2) = (row(&rows, "2026-01-05", &[]), row(&rows, "2026-01-06", &[]));
+    close(d1, "A_total_sessions", 1.0);
+    close(d2, "A_total_sessions", 1.0);
+    close(d1, "B_total_sessions", 3.0);
+    close(d2, "B_total_sessions", 1.0);
+    close(d1, "C_total_sessions", 1.0);
+    close(d2, "C_total_sessions", 1.0);
+    close(d1, "D_total_sessions", 3.0);
+    close(d2, "D_total_sessions", 2.0);
+    // Exactly one /home page view: S1, S2, S4 on 01-05; S3 and S6 on 01-06.
+    close(d1, "E_total_sessions", 3.0);
+    close(d2, "E_total_sessions", 2.0);
+}
+
+#[test]
+fn events_within_sessions() {
+    // Purchases: one in S1 (01-05), one in S6 (01-06); three sessions each day.
+    let rows = chart(&["--row", "events:purchase", "--row", "events"]);
+    let d1 = row(&rows, "2026-01-05", &[]);
+    close(d1, "A_total_events", 1.0);
+    close(d1, "A_avg_events_per_session", 1.0 / 3.0);
+    close(d1, "A_events[0,1)", 2.0);
+    close(d1, "A_events[1,2)", 1.0);
+    // Any event: S1 3, S2 1, S4 2 on 01-05 (6 events).
+    close(d1, "B_total_events", 6.0);
+    close(d1, "B_events[3,5)", 1.0);
+    let d2 = row(&rows, "2026-01-06", &[]);
+    close(d2, "A_total_events", 1.0);
+    close(d2, "B_total_events", 5.0);
+}
+
+#[test]
+fn group_by_first_and_last_event_and_user_property() {
+    // Entry pages (first event): 01-05 all three start on /home; 01-06 /blog, /pricing, /home.
+    let entry = chart(&["--group-by", "event.page"]);
+    close(
+        row(&entry, "2026-01-05", &[("event.page", "/home")]),
+        "A_total_sessions",
+        3.0,
+    );
+    close(
+        row(&entry, "2026-01-06", &[("event.page", "/blog")]),
+        "A_total_sessions",
+        1.0,
+    );
+    assert_eq!(entry.len(), 4);
+    // Exit pages (last event): 01-05 /checkout S1, /home S2, /pricing S4.
+    let exit = chart(&["--group-by", "last:event.page"]);
+    close(
+        row(&exit, "2026-01-05", &[("last:event.page", "/checkout")]),
+        "A_time_spent",
+        60.0,
+    );
+    close(
+        row(&exit, "2026-01-05", &[("last:event.page", "/pricing")]),
+        "A_time_spent",
+        5.0,
+    );
+    // By plan and by a column.
+    let plan = chart(&["--group-by", "user.plan"]);
+    close(
+        row(&plan, "2026-01-06", &[("user.plan", "pro")]),
+        "A_total_sessions",
+        2.0,
+    );
+    let platform = chart(&["--group-by", "platform"]);
+    close(
+        row(&platform, "2026-01-06", &[("platform", "android")]),
+        "A_time_spent",
+        600.0,
+    );
+}
+
+#[test]
+fn segments_and_formulas() {
+    // pro: alice and carol; free: bob.
+    let rows = chart(&[
+        "--segment",
+        "pro:user.plan=pro",
+        "--segment",
+        "free:user.plan=free",
+        "--formula",
+        "SESSIONTOTALS(A1) - SESSIONTOTALS(A2); UNIQUES(A); PROPSUM(A) / UNIQUES(A); 2 * -SESSIONTOTALS(A) + 1",
+    ]);
+    let pro1 = row(&rows, "2026-01-05", &[("segment", "pro")]);
+    let free1 = row(&rows, "2026-01-05", &[("segment", "free")]);
+    close(pro1, "A_total_sessions", 2.0);
+    close(pro1, "active_users", 1.0);
+    close(free1, "A_total_sessions", 1.0);
+    // A1 - A2 on 01-05: 2 - 1 on every series of that day.
+    close(pro1, "SESSIONTOTALS(A1) - SESSIONTOTALS(A2)", 1.0);
+    close(free1, "SESSIONTOTALS(A1) - SESSIONTOTALS(A2)", 1.0);
+    close(pro1, "UNIQUES(A)", 1.0);
+    // pro on 01-06: alice 300 s, carol 600 s.
+    let pro2 = row(&rows, "2026-01-06", &[("segment", "pro")]);
+    close(pro2, "PROPSUM(A) / UNIQUES(A)", 450.0);
+    close(pro2, "2 * -SESSIONTOTALS(A) + 1", -3.0);
+}
+
+#[test]
+fn readme_recipes() {
+    // Bounce rate: sessions with exactly one page view over all sessions. 01-05: S2 of 3;
+    // 01-06: S5 and S6 (one page view and a purchase) of 3.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bounce.toml");
+    std::fs::write(
+        &spec,
+        r#"
+formulas = ["%:SESSIONTOTALS(A)/SESSIONTOTALS(B)"]
+[session]
+exclude_events = ["Notification Sent"]
+[[rows]]
+contains = [{ event = "page_view", exactly = 1 }]
+[[rows]]
+kind = "sessions"
+"#,
+    )
+    .unwrap();
+    let rows = csv_table(&ok(&[
+        "chart",
+        EVENTS,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]));
+    close(
+        row(&rows, "2026-01-05", &[]),
+        "%:SESSIONTOTALS(A)/SESSIONTOTALS(B)",
+        100.0 / 3.0,
+    );
+    close(
+        row(&rows, "2026-01-06", &[]),
+        "%:SESSIONTOTALS(A)/SESSIONTOTALS(B)",
+        200.0 / 3.0,
+    );
+
+    // Time spent per paying user: users who purchased (alice, carol). 01-05: alice's 60 s + 0 s;
+    // 01-06: 300 s + 600 s over two users.
+    let spec = dir.path().join("paying.toml");
+    std::fs::write(
+        &spec,
+        r#"
+formulas = ["PROPSUM(A)/UNIQUES(A)"]
+[session]
+exclude_events = ["Notification Sent"]
+[[segments]]
+name = "paying"
+performed = [{ event = "purchase", at_least = 1 }]
+"#,
+    )
+    .unwrap();
+    let rows = csv_table(&ok(&[
+        "chart",
+        EVENTS,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]));
+    close(
+        row(&rows, "2026-01-05", &[("segment", "paying")]),
+        "A_time_spent_per_user",
+        60.0,
+    );
+    close(
+        row(&rows, "2026-01-06", &[("segment", "paying")]),
+        "PROPSUM(A)/UNIQUES(A)",
+        450.0,
+    );
+}
+
+#[test]
+fn division_by_zero_is_an_empty_cell_and_hist_spreads_buckets() {
+    let rows = chart(&[
+        "--formula",
+        "SESSIONTOTALS(A) / (UNIQUES(A) - UNIQUES(A)); HIST(A)",
+        "--buckets",
+        "0,10,100,1000",
+    ]);
+    let d2 = row(&rows, "2026-01-06", &[]);
+    assert_eq!(d2["SESSIONTOTALS(A) / (UNIQUES(A) - UNIQUES(A))"], "");
+    // 01-06: 0 s in [0s,10s), 300 s and 600 s in [100s,1000s).
+    close(d2, "HIST(A) [0s,10s)", 1.0);
+    close(d2, "HIST(A) [10s,100s)", 0.0);
+    close(d2, "HIST(A) [100s,1000s)", 2.0);
+}
+
+#[test]
+fn sdk_sessions() {
+    // The SDK's ids give the same six sessions; the notification (-1) is out of session.
+    let rows = csv_table(&ok(&[
+        "chart",
+        EVENTS,
+        "--session-source",
+        "sdk",
+        "--format",
+        "csv",
+    ]));
+    close(row(&rows, "2026-01-05", &[]), "A_total_sessions", 3.0);
+    close(row(&rows, "2026-01-06", &[]), "A_time_spent", 900.0);
+}
+
+#[test]
+fn print_sql_runs_through_query_with_the_same_table() {
+    let args = [
+        "--group-by",
+        "event.page",
+        "--segment",
+        "pro:user.plan=pro",
+        "--formula",
+        "%:SESSIONTOTALS(A)/UNIQUES(A)",
+    ];
+    let mut print = vec![
+        "chart",
+        EVENTS,
+        "--exclude-preset",
+        "clevertap",
+        "--print-sql",
+    ];
+    print.extend_from_slice(&args);
+    let sql = ok(&print);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chart.sql");
+    std::fs::write(&file, &sql).unwrap();
+    // `query` reads the CSV's text times as the chart does when the column is named event_time.
+    let via_query = ok(&[
+        "query",
+        EVENTS,
+        "-f",
+        file.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    let mut direct = vec![
+        "chart",
+        EVENTS,
+        "--exclude-preset",
+        "clevertap",
+        "--format",
+        "csv",
+    ];
+    direct.extend_from_slice(&args);
+    assert_eq!(via_query, ok(&direct));
+}
+
+#[test]
+fn chart_errors_are_one_clear_sentence() {
+    fails(
+        &["chart", EVENTS, "--formula", "SESSIONTOTALS(C)"],
+        "unknown row C: the chart has rows A",
+    );
+    fails(
+        &["chart", EVENTS, "--formula", "UNIQUES(A2)"],
+        "names segment 2, but the chart has 1",
+    );
+    fails(
+        &["chart", EVENTS, "--group-by", "nope"],
+        "unknown property 'nope'",
+    );
+    fails(
+        &["chart", EVENTS, "--time-zone", "Nowhere/City"],
+        "unknown time zone 'Nowhere/City'",
+    );
+    fails(
+        &[
+            "chart",
+            EVENTS,
+            "--from",
+            "2026-02-01",
+            "--to",
+            "2026-01-01",
+        ],
+        "the date range 2026-02-01 to 2026-01-01 is empty",
+    );
+    fails(
+        &["chart", EVENTS, "--buckets", "0,10,5"],
+        "bucket edges must be strictly increasing",
+    );
+    fails(
+        &["chart", EVENTS, "--row", "funnels"],
+        "--row expects sessions, events or events:NAME",
+    );
+    // Formula errors show the formula with a caret under the column.
+    for (formula, needle, caret_column) in [
+        ("FOO(A)", "unknown function 'FOO'", 1),
+        ("UNIQUES(A, B)", "exactly one row", 10),
+        ("(UNIQUES(A)", "unbalanced parentheses", 1),
+        ("HIST(A) * 2", "cannot be mixed into arithmetic", 1),
+    ] {
+        let out = sessionize(&["chart", EVENTS, "--formula", formula]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        assert_eq!(lines[1], format!("  {formula}"));
+        assert_eq!(lines[2], format!("  {}^", " ".repeat(caret_column - 1)));
+    }
+}
+
+#[test]
+fn the_slt_file_holds_the_sql_the_chart_prints() {
+    let slt = std::fs::read_to_string(common::root().join("tests/slt/chart.slt")).unwrap();
+    let start = slt.find("\nquery ").expect("a query") + 1;
+    let body = &slt[start..];
+    let sql_start = body.find('\n').unwrap() + 1;
+    let sql_end = body.find("\n----").unwrap();
+    let in_slt = body[sql_start..sql_end].trim();
+    let printed = ok(&[
+        "chart",
+        EVENTS,
+        "--exclude-preset",
+        "clevertap",
+        "--formula",
+        "SESSIONTOTALS(A)/UNIQUES(A)",
+        "--print-sql",
+    ]);
+    assert_eq!(in_slt, printed.trim().trim_end_matches(';'));
+}
