@@ -253,7 +253,7 @@ fn segments_and_formulas() {
         "--segment",
         "free:user.plan=free",
         "--formula",
-        "SESSIONTOTALS(A1) - SESSIONTOTALS(A2); UNIQUES(A); PROPSUM(A) / UNIQUES(A); 2 * -SESSIONTOTALS(A) + 1",
+        "SESSIONTOTALS(A1) - SESSIONTOTALS(A2); UNIQUES(A); PROPSUM(A) / UNIQUES(A); 2 * -SESSIONTOTALS(A) + 1; $:EVENTTOTALS(A)",
     ]);
     let pro1 = row(&rows, "2026-01-05", &[("segment", "pro")]);
     let free1 = row(&rows, "2026-01-05", &[("segment", "free")]);
@@ -268,6 +268,53 @@ fn segments_and_formulas() {
     let pro2 = row(&rows, "2026-01-06", &[("segment", "pro")]);
     close(pro2, "PROPSUM(A) / UNIQUES(A)", 450.0);
     close(pro2, "2 * -SESSIONTOTALS(A) + 1", -3.0);
+    // Events in pro sessions on 01-05: S1 has 3, S2 has 1.
+    close(pro1, "$:EVENTTOTALS(A)", 4.0);
+}
+
+#[test]
+fn performed_segments_with_at_most_and_exactly() {
+    // Page views in the range: alice 5, bob 3, carol 1. "light" (at most 2): carol; "three"
+    // (exactly 3): bob.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"{"segments": [
+            {"name": "light", "performed": [{"event": "page_view", "at_most": 2}]},
+            {"name": "three", "performed": [{"event": "page_view", "exactly": 3}]}
+        ], "session": {"exclude_events": ["Notification Sent"]}}"#,
+    )
+    .unwrap();
+    let rows = csv_table(&ok(&[
+        "chart",
+        EVENTS,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]));
+    // carol has one session, on 01-06 (600 s); bob has S4 (01-05) and S5 (01-06).
+    close(
+        row(&rows, "2026-01-06", &[("segment", "light")]),
+        "A_time_spent",
+        600.0,
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["segment"] == "light" && r["interval_start"] == "2026-01-05")
+    );
+    close(
+        row(&rows, "2026-01-05", &[("segment", "three")]),
+        "A_time_spent",
+        5.0,
+    );
+    close(
+        row(&rows, "2026-01-06", &[("segment", "three")]),
+        "A_total_sessions",
+        1.0,
+    );
 }
 
 #[test]
@@ -490,4 +537,121 @@ fn the_slt_file_holds_the_sql_the_chart_prints() {
         "--print-sql",
     ]);
     assert_eq!(in_slt, printed.trim().trim_end_matches(';'));
+}
+
+/// The texts of an SVG's `<text>` elements.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| t.split_once('>').map(|(_, rest)| rest))
+        .filter_map(|rest| {
+            rest.split_once("</text>")
+                .map(|(text, _)| text.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn plots_draw_one_line_per_series_and_bars_for_distributions() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = dir.path().join("line.svg");
+    ok(&[
+        "chart",
+        EVENTS,
+        "--group-by",
+        "platform",
+        "--plot",
+        line.to_str().unwrap(),
+    ]);
+    let svg = std::fs::read_to_string(&line).unwrap();
+    let texts = svg_texts(&svg);
+    // Series: web has sessions on both days, ios and android on 01-06 only: 4 points.
+    for name in [
+        "All users / android",
+        "All users / ios",
+        "All users / web",
+        "A_total_sessions",
+        "sessions",
+        "day (start)",
+        "2026-01-05",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == name),
+            "no text {name:?} in {texts:?}"
+        );
+    }
+    assert_eq!(svg.matches("<circle").count(), 4);
+
+    let bars = dir.path().join("hist.html");
+    ok(&[
+        "chart",
+        EVENTS,
+        "--interval",
+        "total",
+        "--formula",
+        "HIST(A)",
+        "--buckets",
+        "0,10,100,1000",
+        "--plot",
+        bars.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&bars).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg"));
+    let texts = svg_texts(&html);
+    for name in [
+        "[0s,10s)",
+        "[10s,100s)",
+        "[100s,1000s)",
+        "session length",
+        "All users",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == name),
+            "no text {name:?} in {texts:?}"
+        );
+    }
+
+    fails(
+        &[
+            "chart",
+            EVENTS,
+            "--plot",
+            line.to_str().unwrap(),
+            "--plot-metric",
+            "nope",
+        ],
+        "--plot-metric 'nope' is not a column",
+    );
+}
+
+#[test]
+fn board_has_three_pictures_over_the_last_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("board.html");
+    ok(&[
+        "board",
+        EVENTS,
+        "--days",
+        "2",
+        "--output",
+        page.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert!(
+        html.contains("<h1>Sessions, 2026-01-05 to 2026-01-06</h1>"),
+        "{html}"
+    );
+    let texts = svg_texts(&html);
+    for name in [
+        "Session length distribution",
+        "Sum of session lengths per day",
+        "Sessions per day",
+        "minutes",
+        "2026-01-06",
+    ] {
+        assert!(texts.iter().any(|t| t == name), "no text {name:?}");
+    }
+    // Sessions per day: 3 and 3; the sum of lengths: 65 s and 900 s (2 points each line).
+    assert_eq!(html.matches("<circle").count(), 4);
 }

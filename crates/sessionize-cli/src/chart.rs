@@ -74,6 +74,14 @@ pub struct ChartCommand {
     /// Write the table to this file instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     output: Option<String>,
+    /// Also draw the chart: a line over intervals per series, or bars for a distribution, as SVG
+    /// (FILE.svg) or an HTML page (FILE.html).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// The column to draw (default: the first formula, else A_total_sessions); a distribution such
+    /// as A_length or HIST(A) draws bars.
+    #[arg(long, value_name = "COLUMN")]
+    plot_metric: Option<String>,
 }
 
 fn row_from_flag(flag: &str) -> Result<RowSpec, CliError> {
@@ -221,7 +229,25 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
         return Ok(());
     }
     let df = ctx.sql(&sql).await?;
-    let stream = df.execute_stream().await?;
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    if let Some(plot) = &args.plot {
+        let compiled = sessionize::chart::compile(
+            "events",
+            &ctx.table("events").await?.schema().as_arrow().clone(),
+            &spec,
+        )?;
+        draw(
+            &compiled,
+            &batches,
+            &spec,
+            args.plot_metric.as_deref(),
+            plot,
+        )?;
+    }
+    let stream: datafusion::physical_plan::SendableRecordBatchStream = Box::pin(
+        datafusion::physical_plan::memory::MemoryStream::try_new(batches, schema, None)?,
+    );
     match &args.output {
         Some(target) => {
             let format = args.format.unwrap_or(Format::Csv);
@@ -244,5 +270,203 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Draws the chart's result into `path` (.svg or .html).
+fn draw(
+    compiled: &sessionize::chart::CompiledChart,
+    batches: &[datafusion::arrow::array::RecordBatch],
+    spec: &ChartSpec,
+    metric: Option<&str>,
+    path: &std::path::Path,
+) -> Result<(), CliError> {
+    use sessionize::plot;
+    let mut series_columns = vec!["segment".to_string()];
+    series_columns.extend(compiled.group_columns.iter().cloned());
+    let metric = metric
+        .map(str::to_string)
+        .or_else(|| compiled.formulas.first().map(|(text, _)| text.clone()))
+        .unwrap_or_else(|| "A_total_sessions".to_string());
+    let schema = batches.first().map(|b| b.schema());
+    let columns: Vec<String> = schema
+        .map(|s| s.fields().iter().map(|f| f.name().clone()).collect())
+        .unwrap_or_default();
+    // A distribution: HIST(X) or X_length / X_events draws bars over its buckets.
+    let buckets: Vec<String> = columns
+        .iter()
+        .filter(|c| c.starts_with(&format!("{metric} [")) || c.starts_with(&format!("{metric}[")))
+        .cloned()
+        .collect();
+    let interval = format!("{:?}", spec.interval).to_lowercase();
+    let svg = if !buckets.is_empty() {
+        let labels: Vec<String> = buckets
+            .iter()
+            .map(|b| b[metric.len()..].trim().to_string())
+            .collect();
+        let series = plot::distribution(batches, &series_columns, &buckets)?;
+        let unit = if metric.contains("events") {
+            "events in the session"
+        } else {
+            "session length"
+        };
+        plot::bar_chart(&metric, unit, "sessions", &labels, &series)?
+    } else {
+        if !columns.contains(&metric) {
+            return Err(CliError(format!(
+                "--plot-metric '{metric}' is not a column of the chart; columns: {}",
+                columns.join(", ")
+            )));
+        }
+        let (x, series) = plot::series_over_intervals(batches, &series_columns, &metric)?;
+        let unit = if metric.contains("time_spent")
+            || metric.contains("length")
+            || metric.starts_with("PROPSUM")
+        {
+            "seconds"
+        } else if metric.contains("sessions") || metric.starts_with("SESSIONTOTALS") {
+            "sessions"
+        } else if metric.contains("uniques")
+            || metric.contains("users")
+            || metric.starts_with("UNIQUES")
+        {
+            "users"
+        } else if metric.contains("events") {
+            "events"
+        } else {
+            "value"
+        };
+        plot::line_chart(&metric, &format!("{interval} (start)"), unit, &x, &series)?
+    };
+    let is_html = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    let text = if is_html {
+        plot::html_page("User Sessions", &[(metric, svg)])
+    } else {
+        svg
+    };
+    sessionize::output::write_text_file(path, &text)?;
+    Ok(())
+}
+
+/// Arguments of `sessionize board`.
+#[derive(Debug, Args)]
+pub struct BoardCommand {
+    /// Event exports (as for `sessions`).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+    /// How many days, ending at the last event's day (UTC).
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Inactivity timeout.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    timeout: String,
+    /// The HTML page to write.
+    #[arg(long, short, value_name = "FILE.html")]
+    output: PathBuf,
+}
+
+/// CleverTap's session board: session length distribution, sum of session lengths per day and
+/// sessions per day over the last days, with CleverTap's inactive events excluded.
+pub async fn board(args: BoardCommand) -> Result<(), CliError> {
+    use sessionize::plot;
+    if args.days == 0 {
+        return Err(CliError("--days must be at least 1".into()));
+    }
+    let ctx = sessionize::context()?;
+    let load = LoadOptions {
+        time_column: Some("event_time".into()),
+    };
+    register_inputs(&ctx, "events", &args.inputs, &load).await?;
+    let last = ctx
+        .sql("SELECT CAST(CAST(max(event_time) AS DATE) AS VARCHAR) FROM events")
+        .await?
+        .collect()
+        .await?;
+    let last_day = plot::text_column(&last, &last[0].schema().field(0).name().clone())?
+        .into_iter()
+        .next()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| CliError("the events have no event_time values".into()))?;
+    let first_day = ctx
+        .sql(&format!(
+            "SELECT CAST(DATE '{last_day}' - INTERVAL '{} days' AS VARCHAR)",
+            args.days - 1
+        ))
+        .await?
+        .collect()
+        .await?;
+    let first_day = plot::text_column(&first_day, &first_day[0].schema().field(0).name().clone())?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| last_day.clone());
+    let mut spec = ChartSpec {
+        from: Some(first_day.clone()),
+        to: Some(last_day.clone()),
+        ..ChartSpec::default()
+    };
+    spec.session.timeout = args.timeout.clone();
+    spec.session.exclude_events = exclude_preset("clevertap")?
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let schema = ctx.table("events").await?.schema().as_arrow().clone();
+    let daily = ctx
+        .sql(&sessionize::chart::chart_sql("events", &schema, &spec)?)
+        .await?
+        .collect()
+        .await?;
+    spec.interval = IntervalKind::Total;
+    let compiled = sessionize::chart::compile("events", &schema, &spec)?;
+    let total = ctx.sql(&compiled.sql).await?.collect().await?;
+
+    let buckets = &compiled.rows[0].buckets;
+    let labels: Vec<String> = buckets
+        .iter()
+        .map(|b| b.trim_start_matches("A_length").to_string())
+        .collect();
+    let mut distribution = plot::distribution(&total, &[], buckets)?;
+    for s in &mut distribution {
+        s.name = format!("{first_day} to {last_day}");
+    }
+    let no_series: Vec<String> = vec![];
+    let (x, mut minutes) = plot::series_over_intervals(&daily, &no_series, "A_time_spent")?;
+    for s in &mut minutes {
+        s.name = "sum of session lengths".into();
+        s.values = s.values.iter().map(|v| v.map(|secs| secs / 60.0)).collect();
+    }
+    let (x2, mut sessions) = plot::series_over_intervals(&daily, &no_series, "A_total_sessions")?;
+    for s in &mut sessions {
+        s.name = "sessions".into();
+    }
+    let pictures = vec![
+        (
+            "Session length distribution".to_string(),
+            plot::bar_chart(
+                "Session length distribution",
+                "session length",
+                "sessions",
+                &labels,
+                &distribution,
+            )?,
+        ),
+        (
+            "Sum of session lengths per day".to_string(),
+            plot::line_chart(
+                "Sum of session lengths per day",
+                "day",
+                "minutes",
+                &x,
+                &minutes,
+            )?,
+        ),
+        (
+            "Sessions per day".to_string(),
+            plot::line_chart("Sessions per day", "day", "sessions", &x2, &sessions)?,
+        ),
+    ];
+    let title = format!("Sessions, {first_day} to {last_day}");
+    sessionize::output::write_text_file(&args.output, &plot::html_page(&title, &pictures))?;
     Ok(())
 }

@@ -28,6 +28,8 @@ enum Command {
     Annotate(sessions::AnnotateCommand),
     /// The User Sessions chart: session metrics per interval and series, with formulas.
     Chart(chart::ChartCommand),
+    /// CleverTap's session board as an HTML page: length distribution, time and sessions per day.
+    Board(chart::BoardCommand),
 }
 
 /// A user-facing error: one sentence, printed to stderr, exit code 1.
@@ -93,6 +95,7 @@ async fn main() -> ExitCode {
         Command::Sessions(args) => sessions::run(args).await,
         Command::Annotate(args) => sessions::annotate(args).await,
         Command::Chart(args) => chart::run(args).await,
+        Command::Board(args) => chart::board(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1135,8 +1135,59 @@ pub fn chart_sql(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Strin
     Ok(compile(table, schema, spec)?.sql)
 }
 
-/// The chart as a DataFrame.
-pub async fn chart(ctx: &SessionContext, table: &str, spec: &ChartSpec) -> Result<DataFrame> {
+/// The chart over the table `events` as a DataFrame.
+pub async fn chart(ctx: &SessionContext, spec: &ChartSpec) -> Result<DataFrame> {
+    chart_of(ctx, "events", spec).await
+}
+
+/// The chart over the table `table` as a DataFrame.
+pub async fn chart_of(ctx: &SessionContext, table: &str, spec: &ChartSpec) -> Result<DataFrame> {
     let schema = ctx.table(table).await?.schema().as_arrow().clone();
     ctx.sql(&chart_sql(table, &schema, spec)?).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The library entry point: a spec in, a DataFrame out.
+    #[tokio::test]
+    async fn chart_from_a_spec_in_a_datafusion_app() {
+        let ctx = crate::context().unwrap();
+        ctx.sql(
+            "CREATE TABLE events AS SELECT user_id, arrow_cast(to_timestamp_seconds(t), 'Timestamp(s, \"UTC\")') AS event_time, \
+             'view' AS event_type FROM (VALUES ('u', 0), ('u', 60), ('u', 5000), ('v', 86400)) AS v(user_id, t)",
+        )
+        .await
+        .unwrap();
+        let spec =
+            ChartSpec::from_text("spec.toml", "interval = \"total\"\nfrom = \"1970-01-01\"\n")
+                .unwrap();
+        let batches = chart(&ctx, &spec).await.unwrap().collect().await.unwrap();
+        let sessions = crate::plot::number_column(&batches, "A_total_sessions").unwrap();
+        let time = crate::plot::number_column(&batches, "A_time_spent").unwrap();
+        // u: [0, 60] and [5000]; v: [86400].
+        assert_eq!((sessions, time), (vec![Some(3.0)], vec![Some(60.0)]));
+    }
+
+    #[test]
+    fn bucket_edges_are_checked() {
+        let b = Buckets {
+            min: Some(0.0),
+            max: Some(10.0),
+            size: Some(4.0),
+            ..Buckets::default()
+        };
+        assert_eq!(b.edges(&[]).unwrap(), vec![0.0, 4.0, 8.0, 10.0]);
+        let overlapping = Buckets {
+            edges: vec![0.0, 5.0, 5.0],
+            ..Buckets::default()
+        };
+        assert!(overlapping.edges(&[]).is_err());
+        let partial = Buckets {
+            min: Some(0.0),
+            ..Buckets::default()
+        };
+        assert!(partial.edges(&[]).is_err());
+    }
 }

@@ -31,6 +31,7 @@ pub mod chart;
 mod docs;
 pub mod formula;
 pub mod output;
+pub mod plot;
 pub mod rules;
 pub mod sessions;
 pub mod tables;

@@ -281,3 +281,23 @@ pub async fn write_partitioned(
     std::fs::rename(&staged, target).map_err(io_error)?;
     Ok(())
 }
+
+/// Writes `text` to the local file `path` atomically (temporary name, then rename).
+pub fn write_text_file(path: &Path, text: &str) -> Result<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io_error = |e: std::io::Error| {
+        DataFusionError::Execution(format!("cannot write '{}': {e}", path.display()))
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".sessionize-")
+        .suffix(".tmp")
+        .tempfile_in(folder)
+        .map_err(io_error)?;
+    temp.write_all(text.as_bytes()).map_err(io_error)?;
+    temp.as_file().sync_all().map_err(io_error)?;
+    temp.persist(path).map_err(|e| io_error(e.error))?;
+    Ok(())
+}
