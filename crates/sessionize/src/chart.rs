@@ -410,249 +410,345 @@ pub struct RowColumns {
     pub buckets: Vec<String>,
 }
 
+/// A formula's text and how its values are shown.
+pub type FormulaColumn = (String, Display);
+
 /// A compiled chart: the SQL and what its columns mean.
 pub struct CompiledChart {
     pub sql: String,
     pub rows: Vec<RowColumns>,
     pub group_columns: Vec<String>,
-    pub formulas: Vec<(String, Display)>,
+    pub formulas: Vec<FormulaColumn>,
 }
 
 /// Compiles `spec` over the events table `table` with schema `schema` into one SQL statement.
+///
+/// The statement is a chain of CTEs: `ev` (events in the date range with the properties the chart
+/// needs), `users` / `segs` / `active` (segment membership and active users), per row X `x_ev`
+/// (sessionized events), `x_ses` (one row per session), `x_ok` (sessions that pass the filters) and
+/// `x_m` (metrics per interval, segment and group), then `keys` and `wide` (the rows side by side)
+/// and the output columns with the formulas.
 pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<CompiledChart> {
-    check_time_zone(&spec.time_zone)?;
-    if let Some(from) = &spec.from {
-        check_day("--from", from)?;
+    let compiler = Compiler::new(table, schema, spec)?;
+    let mut ctes = vec![compiler.events_cte()?];
+    let segment_names = compiler.segment_ctes(&mut ctes)?;
+    let mut rows = vec![];
+    let mut metric_ctes = vec![];
+    for (r, row) in spec.rows.iter().enumerate() {
+        let (metric_cte, columns) = compiler.row_ctes(r, row, &mut ctes)?;
+        metric_ctes.push(metric_cte);
+        rows.push(columns);
     }
-    if let Some(to) = &spec.to {
-        check_day("--to", to)?;
+    ctes.extend(metric_ctes);
+    ctes.extend(compiler.wide_ctes(&rows));
+    let (out, formulas) = compiler.output_columns(&rows, &segment_names)?;
+    let mut order = vec!["interval_start".to_string(), "__seg".to_string()];
+    order.extend(compiler.group_keys.iter().cloned());
+    let sql = format!(
+        "WITH {} SELECT {} FROM wide ORDER BY {}",
+        ctes.join(",\n"),
+        out.join(",\n  "),
+        order
+            .iter()
+            .map(|o| format!("{o} NULLS FIRST"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(CompiledChart {
+        sql,
+        rows,
+        group_columns: spec.group_by.clone(),
+        formulas,
+    })
+}
+
+/// What the SQL of a chart is built from: the checked spec and the facts of the events' schema.
+struct Compiler<'a> {
+    spec: &'a ChartSpec,
+    props: Props<'a>,
+    table: String,
+    sdk: bool,
+    timeout: std::time::Duration,
+    max_length: f64,
+    per_second: i64,
+    tz_aware: bool,
+    /// Every property the chart reads, selected once in `ev` as `__p0`, `__p1`, ...
+    needed: Vec<String>,
+    /// SQL: the event is one of the excluded (inactive) types.
+    excluded: String,
+    /// SQL: the event restarts a session.
+    restart: String,
+    group_keys: Vec<String>,
+    formulas: Vec<Formula>,
+    length_edges: Vec<f64>,
+    event_edges: Vec<f64>,
+}
+
+fn any_of(column: &str, values: &[String]) -> String {
+    if values.is_empty() {
+        "false".to_string()
+    } else {
+        let list: Vec<String> = values.iter().map(|e| literal(e)).collect();
+        format!("COALESCE({column} IN ({}), false)", list.join(", "))
     }
-    if let (Some(from), Some(to)) = (&spec.from, &spec.to)
-        && from > to
-    {
-        return plan_err!("the date range {from} to {to} is empty");
-    }
-    if spec.rows.is_empty() {
-        return plan_err!("a chart needs at least one row");
-    }
-    if spec.rows.len() > 26 {
-        return plan_err!("a chart has at most 26 rows (A to Z)");
-    }
-    let def = &spec.session;
-    let sdk = match def.source.as_str() {
-        "derived" => false,
-        "sdk" => true,
-        other => return plan_err!("unknown session source '{other}': use derived or sdk"),
-    };
-    let timeout =
-        std::time::Duration::from_secs_f64(parse_duration_secs("the timeout", &def.timeout)?);
-    let max_length = parse_duration_secs("the maximum session length", &def.max_session_length)?;
-    let actor = ident(&def.actor);
-    let time = ident(&def.time);
-    let event = ident(&def.event);
-    require_column(schema, &def.actor, "the session's actor")?;
-    require_column(schema, &def.event, "the session's event")?;
-    let (unit, tz_aware) = match require_column(schema, &def.time, "the session's time")? {
-        DataType::Timestamp(unit, tz) => (*unit, tz.is_some()),
-        other => {
-            return plan_err!(
-                "the time column '{}' must be a timestamp, but it is {other}",
-                def.time
+}
+
+impl<'a> Compiler<'a> {
+    fn new(table: &str, schema: &'a Schema, spec: &'a ChartSpec) -> Result<Self> {
+        check_time_zone(&spec.time_zone)?;
+        if let Some(from) = &spec.from {
+            check_day("--from", from)?;
+        }
+        if let Some(to) = &spec.to {
+            check_day("--to", to)?;
+        }
+        if let (Some(from), Some(to)) = (&spec.from, &spec.to)
+            && from > to
+        {
+            return plan_err!("the date range {from} to {to} is empty");
+        }
+        if spec.rows.is_empty() {
+            return plan_err!("a chart needs at least one row");
+        }
+        if spec.rows.len() > 26 {
+            return plan_err!("a chart has at most 26 rows (A to Z)");
+        }
+        let def = &spec.session;
+        let sdk = match def.source.as_str() {
+            "derived" => false,
+            "sdk" => true,
+            other => return plan_err!("unknown session source '{other}': use derived or sdk"),
+        };
+        require_column(schema, &def.actor, "the session's actor")?;
+        require_column(schema, &def.event, "the session's event")?;
+        let (unit, tz_aware) = match require_column(schema, &def.time, "the session's time")? {
+            DataType::Timestamp(unit, tz) => (*unit, tz.is_some()),
+            other => {
+                return plan_err!(
+                    "the time column '{}' must be a timestamp, but it is {other}",
+                    def.time
+                );
+            }
+        };
+        if sdk {
+            require_column(schema, &def.session_id_col, "the session's session_id_col")?;
+        }
+        let mut needed: Vec<String> = spec
+            .group_by
+            .iter()
+            .map(|g| group_property(g).0.to_string())
+            .collect();
+        for segment in &spec.segments {
+            needed.extend(segment.user.iter().map(|c| c.property.clone()));
+        }
+        for row in &spec.rows {
+            needed.extend(row.event_filters.iter().map(|c| c.property.clone()));
+            needed.extend(row.first_event.iter().map(|c| c.property.clone()));
+            needed.extend(row.last_event.iter().map(|c| c.property.clone()));
+            needed.extend(
+                row.contains
+                    .iter()
+                    .filter_map(|c| c.property.as_ref())
+                    .map(|c| c.property.clone()),
             );
         }
-    };
-    if sdk {
-        require_column(schema, &def.session_id_col, "the session's session_id_col")?;
+        needed.sort();
+        needed.dedup();
+        let formulas = spec
+            .formulas
+            .iter()
+            .map(|f| formula::parse_formula(f))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| datafusion::error::DataFusionError::Plan(e.render()))?;
+        Ok(Self {
+            spec,
+            props: Props { schema },
+            table: ident(table),
+            sdk,
+            timeout: std::time::Duration::from_secs_f64(parse_duration_secs(
+                "the timeout",
+                &def.timeout,
+            )?),
+            max_length: parse_duration_secs("the maximum session length", &def.max_session_length)?,
+            per_second: crate::rules::units_per_second(unit),
+            tz_aware,
+            needed,
+            excluded: any_of("event_type", &def.exclude_events),
+            restart: any_of("event_type", &def.restart_events),
+            group_keys: (0..spec.group_by.len())
+                .map(|g| format!("__g{g}"))
+                .collect(),
+            formulas,
+            length_edges: spec.length_buckets.edges(&DEFAULT_LENGTH_EDGES)?,
+            event_edges: spec.event_buckets.edges(&DEFAULT_EVENT_EDGES)?,
+        })
     }
-    let props = Props { schema };
-    let length_edges = spec.length_buckets.edges(&DEFAULT_LENGTH_EDGES)?;
-    let event_edges = spec.event_buckets.edges(&DEFAULT_EVENT_EDGES)?;
-    let formulas: Vec<Formula> = spec
-        .formulas
-        .iter()
-        .map(|f| formula::parse_formula(f))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| datafusion::error::DataFusionError::Plan(e.render()))?;
 
-    // The local time and day of a timestamp expression in the chart's time zone.
-    let local = |ts: &str| -> String {
-        if spec.time_zone.eq_ignore_ascii_case("UTC") {
-            if tz_aware {
+    /// The local time of a timestamp expression in the chart's time zone.
+    fn local(&self, ts: &str) -> String {
+        let zone = &self.spec.time_zone;
+        if zone.eq_ignore_ascii_case("UTC") {
+            if self.tz_aware {
                 format!("to_local_time({ts})")
             } else {
                 ts.to_string()
             }
         } else {
-            let aware = if tz_aware {
+            let aware = if self.tz_aware {
                 ts.to_string()
             } else {
                 format!("({ts} AT TIME ZONE 'UTC')")
             };
-            format!(
-                "to_local_time({aware} AT TIME ZONE {})",
-                literal(&spec.time_zone)
-            )
+            format!("to_local_time({aware} AT TIME ZONE {})", literal(zone))
         }
-    };
-    let day = |ts: &str| format!("CAST({} AS DATE)", local(ts));
-    let interval_start = |ts: &str| -> String {
-        match spec.interval {
-            IntervalKind::Day => day(ts),
-            IntervalKind::Week => format!("CAST(date_trunc('week', {}) AS DATE)", local(ts)),
-            IntervalKind::Month => format!("CAST(date_trunc('month', {}) AS DATE)", local(ts)),
-            IntervalKind::Total => match &spec.from {
+    }
+
+    fn day(&self, ts: &str) -> String {
+        format!("CAST({} AS DATE)", self.local(ts))
+    }
+
+    /// The first day of the interval a timestamp falls in.
+    fn interval_start(&self, ts: &str) -> String {
+        match self.spec.interval {
+            IntervalKind::Day => self.day(ts),
+            IntervalKind::Week => format!("CAST(date_trunc('week', {}) AS DATE)", self.local(ts)),
+            IntervalKind::Month => format!("CAST(date_trunc('month', {}) AS DATE)", self.local(ts)),
+            IntervalKind::Total => match &self.spec.from {
                 Some(from) => format!("DATE {}", literal(from)),
                 None => "CAST(NULL AS DATE)".to_string(),
             },
         }
-    };
+    }
 
-    // Events in the date range, with every property the chart needs.
-    let mut needed: Vec<String> = spec
-        .group_by
-        .iter()
-        .map(|g| group_property(g).0.to_string())
-        .collect();
-    for segment in &spec.segments {
-        needed.extend(segment.user.iter().map(|c| c.property.clone()));
-    }
-    for row in &spec.rows {
-        needed.extend(row.event_filters.iter().map(|c| c.property.clone()));
-        needed.extend(row.first_event.iter().map(|c| c.property.clone()));
-        needed.extend(row.last_event.iter().map(|c| c.property.clone()));
-        needed.extend(
-            row.contains
-                .iter()
-                .filter_map(|c| c.property.as_ref())
-                .map(|c| c.property.clone()),
-        );
-    }
-    needed.sort();
-    needed.dedup();
-    let prop_col = |property: &str| -> String {
-        let index = needed.iter().position(|p| p == property).unwrap_or(0);
+    /// The `ev` column that holds `property`.
+    fn prop_col(&self, property: &str) -> String {
+        let index = self.needed.iter().position(|p| p == property).unwrap_or(0);
         format!("__p{index}")
-    };
-    let mut ev_select = format!(
-        "SELECT CAST({actor} AS VARCHAR) AS user_id, {time} AS event_time, CAST({event} AS VARCHAR) AS event_type"
-    );
-    if sdk {
-        write!(
-            ev_select,
-            ", CAST({} AS BIGINT) AS __sid",
-            ident(&def.session_id_col)
-        )
-        .ok();
     }
-    for (i, property) in needed.iter().enumerate() {
-        write!(ev_select, ", {} AS __p{i}", props.sql(property)?).ok();
-    }
-    let mut ev_where = vec![
-        format!("{actor} IS NOT NULL"),
-        format!("{time} IS NOT NULL"),
-    ];
-    if let Some(from) = &spec.from {
-        ev_where.push(format!("{} >= DATE {}", day(&time), literal(from)));
-    }
-    if let Some(to) = &spec.to {
-        ev_where.push(format!("{} <= DATE {}", day(&time), literal(to)));
-    }
-    let excluded = if def.exclude_events.is_empty() {
-        "false".to_string()
-    } else {
-        let list: Vec<String> = def.exclude_events.iter().map(|e| literal(e)).collect();
-        format!("COALESCE(event_type IN ({}), false)", list.join(", "))
-    };
-    let mut ctes = vec![format!(
-        "ev AS ({ev_select}, {iv} AS __iv FROM {table} WHERE {})",
-        ev_where.join(" AND "),
-        iv = interval_start(&time),
-        table = ident(table),
-    )];
 
-    // Segments: users by their latest user properties and the events they performed.
-    let mut user_cols = String::new();
-    for (s, segment) in spec.segments.iter().enumerate() {
-        for condition in &segment.user {
-            let p = prop_col(&condition.property);
+    /// A condition on the `ev` column of its property.
+    fn condition(&self, condition: &Condition) -> Result<String> {
+        self.props
+            .condition(condition, Some(&self.prop_col(&condition.property)))
+    }
+
+    /// `ev`: events with a user and a time in the date range, with the properties the chart needs.
+    fn events_cte(&self) -> Result<String> {
+        let def = &self.spec.session;
+        let (actor, time, event) = (ident(&def.actor), ident(&def.time), ident(&def.event));
+        let mut select = format!(
+            "SELECT CAST({actor} AS VARCHAR) AS user_id, {time} AS event_time, CAST({event} AS VARCHAR) AS event_type"
+        );
+        if self.sdk {
             write!(
-                user_cols,
-                ", last_value({p} ORDER BY event_time) AS __s{s}_{p}"
+                select,
+                ", CAST({} AS BIGINT) AS __sid",
+                ident(&def.session_id_col)
             )
             .ok();
         }
-        for (k, performed) in segment.performed.iter().enumerate() {
-            write!(
-                user_cols,
-                ", sum(CASE WHEN event_type = {} THEN 1 ELSE 0 END) AS __s{s}_perf{k}",
-                literal(&performed.event)
-            )
-            .ok();
+        for (i, property) in self.needed.iter().enumerate() {
+            write!(select, ", {} AS __p{i}", self.props.sql(property)?).ok();
         }
-    }
-    ctes.push(format!(
-        "users AS (SELECT user_id{user_cols} FROM ev GROUP BY user_id)"
-    ));
-    let segment_names: Vec<String> = if spec.segments.is_empty() {
-        vec!["All users".to_string()]
-    } else {
-        spec.segments
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                if s.name.is_empty() {
-                    format!("Segment {}", i + 1)
-                } else {
-                    s.name.clone()
-                }
-            })
-            .collect()
-    };
-    let mut segment_selects = vec![];
-    if spec.segments.is_empty() {
-        segment_selects.push("SELECT user_id, 1 AS __seg FROM users".to_string());
-    }
-    for (s, segment) in spec.segments.iter().enumerate() {
-        let mut conditions = vec!["true".to_string()];
-        for condition in &segment.user {
-            let column = format!("__s{s}_{}", prop_col(&condition.property));
-            conditions.push(props.condition(condition, Some(&column))?);
+        let mut filters = vec![
+            format!("{actor} IS NOT NULL"),
+            format!("{time} IS NOT NULL"),
+        ];
+        if let Some(from) = &self.spec.from {
+            filters.push(format!("{} >= DATE {}", self.day(&time), literal(from)));
         }
-        for (k, performed) in segment.performed.iter().enumerate() {
-            conditions.push(count_condition(
-                &format!("__s{s}_perf{k}"),
-                performed.at_least,
-                performed.at_most,
-                performed.exactly,
+        if let Some(to) = &self.spec.to {
+            filters.push(format!("{} <= DATE {}", self.day(&time), literal(to)));
+        }
+        Ok(format!(
+            "ev AS ({select}, {iv} AS __iv FROM {table} WHERE {})",
+            filters.join(" AND "),
+            iv = self.interval_start(&time),
+            table = self.table,
+        ))
+    }
+
+    /// `users`, `segs` (the users of each segment, numbered from 1) and `active` (active users per
+    /// interval and segment); returns the segments' names.
+    fn segment_ctes(&self, ctes: &mut Vec<String>) -> Result<Vec<String>> {
+        let segments = &self.spec.segments;
+        let mut user_cols = String::new();
+        for (s, segment) in segments.iter().enumerate() {
+            for condition in &segment.user {
+                let p = self.prop_col(&condition.property);
+                write!(
+                    user_cols,
+                    ", last_value({p} ORDER BY event_time) AS __s{s}_{p}"
+                )
+                .ok();
+            }
+            for (k, performed) in segment.performed.iter().enumerate() {
+                write!(
+                    user_cols,
+                    ", sum(CASE WHEN event_type = {} THEN 1 ELSE 0 END) AS __s{s}_perf{k}",
+                    literal(&performed.event)
+                )
+                .ok();
+            }
+        }
+        ctes.push(format!(
+            "users AS (SELECT user_id{user_cols} FROM ev GROUP BY user_id)"
+        ));
+        let mut selects = vec![];
+        if segments.is_empty() {
+            selects.push("SELECT user_id, 1 AS __seg FROM users".to_string());
+        }
+        for (s, segment) in segments.iter().enumerate() {
+            let mut conditions = vec!["true".to_string()];
+            for condition in &segment.user {
+                let column = format!("__s{s}_{}", self.prop_col(&condition.property));
+                conditions.push(self.props.condition(condition, Some(&column))?);
+            }
+            for (k, performed) in segment.performed.iter().enumerate() {
+                conditions.push(count_condition(
+                    &format!("__s{s}_perf{k}"),
+                    performed.at_least,
+                    performed.at_most,
+                    performed.exactly,
+                ));
+            }
+            selects.push(format!(
+                "SELECT user_id, {} AS __seg FROM users WHERE {}",
+                s + 1,
+                conditions.join(" AND ")
             ));
         }
-        segment_selects.push(format!(
-            "SELECT user_id, {} AS __seg FROM users WHERE {}",
-            s + 1,
-            conditions.join(" AND ")
+        ctes.push(format!("segs AS ({})", selects.join(" UNION ALL ")));
+        ctes.push(format!(
+            "active AS (SELECT ev.__iv, segs.__seg, count(DISTINCT ev.user_id) AS __active \
+             FROM ev JOIN segs ON ev.user_id = segs.user_id WHERE NOT {} GROUP BY ev.__iv, segs.__seg)",
+            self.excluded
         ));
+        Ok(if segments.is_empty() {
+            vec!["All users".to_string()]
+        } else {
+            segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    if s.name.is_empty() {
+                        format!("Segment {}", i + 1)
+                    } else {
+                        s.name.clone()
+                    }
+                })
+                .collect()
+        })
     }
-    ctes.push(format!("segs AS ({})", segment_selects.join(" UNION ALL ")));
-    ctes.push(format!(
-        "active AS (SELECT ev.__iv, segs.__seg, count(DISTINCT ev.user_id) AS __active \
-         FROM ev JOIN segs ON ev.user_id = segs.user_id WHERE NOT {excluded} GROUP BY ev.__iv, segs.__seg)"
-    ));
 
-    let group_columns: Vec<String> = spec.group_by.clone();
-    let group_keys: Vec<String> = (0..group_columns.len())
-        .map(|g| format!("__g{g}"))
-        .collect();
-    let per_second = crate::rules::units_per_second(unit);
-    let restart = if def.restart_events.is_empty() {
-        "false".to_string()
-    } else {
-        let list: Vec<String> = def.restart_events.iter().map(|e| literal(e)).collect();
-        format!("COALESCE(event_type IN ({}), false)", list.join(", "))
-    };
-
-    let mut row_columns = vec![];
-    let mut metric_ctes = vec![];
-    for (r, row) in spec.rows.iter().enumerate() {
+    /// Row `r`'s `x_ev`, `x_ses` and `x_ok` CTEs (pushed to `ctes`); returns its `x_m` CTE and
+    /// columns.
+    fn row_ctes(
+        &self,
+        r: usize,
+        row: &RowSpec,
+        ctes: &mut Vec<String>,
+    ) -> Result<(String, RowColumns)> {
         let x = row_letter(r).to_ascii_lowercase();
         let is_events = match row.kind.as_str() {
             "sessions" => false,
@@ -664,35 +760,38 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
                 );
             }
         };
-        let mut filters = vec![format!("NOT {excluded}")];
+        // Events of the row, with their session.
+        let mut filters = vec![format!("NOT {}", self.excluded)];
         for condition in &row.event_filters {
-            filters.push(props.condition(condition, Some(&prop_col(&condition.property)))?);
+            filters.push(self.condition(condition)?);
         }
-        if sdk {
+        if self.sdk {
             filters.push("__sid IS NOT NULL AND __sid <> -1".to_string());
         }
-        let session_key = if sdk {
+        let session_key = if self.sdk {
             "__sid".to_string()
         } else {
             format!(
-                "session_number(event_time, {}, {restart}) OVER (PARTITION BY user_id ORDER BY event_time)",
-                interval(timeout)
+                "session_number(event_time, {}, {}) OVER (PARTITION BY user_id ORDER BY event_time)",
+                interval(self.timeout),
+                self.restart
             )
         };
         ctes.push(format!(
             "{x}_ev AS (SELECT *, {session_key} AS __sn FROM ev WHERE {})",
             filters.join(" AND ")
         ));
-        // Per session: bounds, first-event values, counts.
+
+        // Per session: bounds, first- and last-event values, counts.
         let order = "ORDER BY event_time, event_type";
         let mut per_session = "SELECT user_id, __sn, min(event_time) AS __start, max(event_time) AS __end, count(*) AS __events".to_string();
-        for (g, group) in group_columns.iter().enumerate() {
+        for (g, group) in self.spec.group_by.iter().enumerate() {
             let (property, last) = group_property(group);
             let pick = if last { "last_value" } else { "first_value" };
             write!(
                 per_session,
                 ", {pick}({} {order}) AS __g{g}",
-                prop_col(property)
+                self.prop_col(property)
             )
             .ok();
         }
@@ -700,7 +799,7 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
             write!(
                 per_session,
                 ", first_value({} {order}) AS __first",
-                prop_col(&c.property)
+                self.prop_col(&c.property)
             )
             .ok();
         }
@@ -708,19 +807,14 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
             write!(
                 per_session,
                 ", last_value({} {order}) AS __last",
-                prop_col(&c.property)
+                self.prop_col(&c.property)
             )
             .ok();
         }
         for (k, contains) in row.contains.iter().enumerate() {
             let mut when = format!("event_type = {}", literal(&contains.event));
             if let Some(c) = &contains.property {
-                write!(
-                    when,
-                    " AND {}",
-                    props.condition(c, Some(&prop_col(&c.property)))?
-                )
-                .ok();
+                write!(when, " AND {}", self.condition(c)?).ok();
             }
             write!(
                 per_session,
@@ -742,8 +836,12 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
         .ok();
         ctes.push(format!("{x}_ses AS ({per_session})"));
 
-        let length = format!("CAST(arrow_cast(__end - __start, 'Int64') AS DOUBLE) / {per_second}");
-        let mut session_filters = vec![format!("{length} <= {max_length}")];
+        // Sessions that pass the row's filters and the length limit.
+        let length = format!(
+            "CAST(arrow_cast(__end - __start, 'Int64') AS DOUBLE) / {}",
+            self.per_second
+        );
+        let mut session_filters = vec![format!("{length} <= {}", self.max_length)];
         if let Some(min) = &row.min_duration {
             session_filters.push(format!(
                 "{length} >= {}",
@@ -759,75 +857,58 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
             ));
         }
         if let Some(c) = &row.first_event {
-            session_filters.push(props.condition(c, Some("__first"))?);
+            session_filters.push(self.props.condition(c, Some("__first"))?);
         }
         if let Some(c) = &row.last_event {
-            session_filters.push(props.condition(c, Some("__last"))?);
+            session_filters.push(self.props.condition(c, Some("__last"))?);
         }
         ctes.push(format!(
             "{x}_ok AS (SELECT *, {length} AS __len, {iv} AS __iv FROM {x}_ses WHERE {})",
             session_filters.join(" AND "),
-            iv = interval_start("__start"),
+            iv = self.interval_start("__start"),
         ));
+        Ok(self.row_metrics(r, is_events))
+    }
 
-        // Metrics per interval, segment and group.
+    /// Row `r`'s `x_m` CTE: metrics per interval, segment and group; and its columns.
+    fn row_metrics(&self, r: usize, is_events: bool) -> (String, RowColumns) {
+        let x = row_letter(r).to_ascii_lowercase();
         let upper = row_letter(r);
-        let mut metrics = vec![];
         let mut select = "SELECT o.__iv, segs.__seg".to_string();
-        for key in &group_keys {
+        for key in &self.group_keys {
             write!(select, ", o.{key}").ok();
         }
-        let mut add = |sql: String, name: String, metrics: &mut Vec<String>| {
+        let mut metrics = vec![];
+        for (sql, name) in [
+            ("count(*)", "total_sessions"),
+            ("count(DISTINCT o.user_id)", "uniques"),
+            ("sum(o.__len)", "time_spent"),
+            ("avg(o.__len)", "avg_length"),
+            ("median(o.__len)", "median_length"),
+            // The sorted lengths, for an exact 95th percentile in the output.
+            ("array_sort(array_agg(o.__len))", "lengths"),
+            ("sum(o.__chosen)", "total_events"),
+        ] {
+            let name = format!("{upper}_{name}");
             write!(select, ", {sql} AS {}", ident(&name)).ok();
             metrics.push(name);
-        };
-        add(
-            "count(*)".into(),
-            format!("{upper}_total_sessions"),
-            &mut metrics,
-        );
-        add(
-            "count(DISTINCT o.user_id)".into(),
-            format!("{upper}_uniques"),
-            &mut metrics,
-        );
-        add(
-            "sum(o.__len)".into(),
-            format!("{upper}_time_spent"),
-            &mut metrics,
-        );
-        add(
-            "avg(o.__len)".into(),
-            format!("{upper}_avg_length"),
-            &mut metrics,
-        );
-        add(
-            "median(o.__len)".into(),
-            format!("{upper}_median_length"),
-            &mut metrics,
-        );
-        // The sorted lengths, for an exact 95th percentile in the output.
-        add(
-            "array_sort(array_agg(o.__len))".into(),
-            format!("{upper}_lengths"),
-            &mut metrics,
-        );
-        add(
-            "sum(o.__chosen)".into(),
-            format!("{upper}_total_events"),
-            &mut metrics,
-        );
-        let (edges, value, seconds) = if is_events {
-            (&event_edges, "o.__chosen", false)
+        }
+        let (edges, value, seconds, prefix) = if is_events {
+            (
+                &self.event_edges,
+                "o.__chosen",
+                false,
+                format!("{upper}_events"),
+            )
         } else {
-            (&length_edges, "o.__len", true)
+            (
+                &self.length_edges,
+                "o.__len",
+                true,
+                format!("{upper}_length"),
+            )
         };
         let mut buckets = vec![];
-        let prefix = if is_events {
-            format!("{upper}_events")
-        } else {
-            format!("{upper}_length")
-        };
         for w in edges.windows(2) {
             let name = bucket_label(&prefix, w[0], w[1], seconds);
             write!(
@@ -841,166 +922,140 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
             buckets.push(name);
         }
         let mut group_by = vec!["o.__iv".to_string(), "segs.__seg".to_string()];
-        group_by.extend(group_keys.iter().map(|k| format!("o.{k}")));
+        group_by.extend(self.group_keys.iter().map(|k| format!("o.{k}")));
         write!(
             select,
             " FROM {x}_ok o JOIN segs ON o.user_id = segs.user_id GROUP BY {}",
             group_by.join(", ")
         )
         .ok();
-        metric_ctes.push(format!("{x}_m AS ({select})"));
-        row_columns.push(RowColumns {
+        let columns = RowColumns {
             letter: upper,
             is_events,
             metrics,
             buckets,
-        });
+        };
+        (format!("{x}_m AS ({select})"), columns)
     }
-    ctes.extend(metric_ctes);
 
-    // Every (interval, segment, group) that any row has.
-    let keys_cols = {
-        let mut k = vec!["__iv".to_string(), "__seg".to_string()];
-        k.extend(group_keys.iter().cloned());
-        k
-    };
-    let key_union: Vec<String> = (0..spec.rows.len())
-        .map(|r| {
-            format!(
-                "SELECT {} FROM {}_m",
-                keys_cols.join(", "),
-                row_letter(r).to_ascii_lowercase()
-            )
-        })
-        .collect();
-    ctes.push(format!("keys AS ({})", key_union.join(" UNION ")));
-
-    let mut wide = String::from("SELECT k.__iv, k.__seg");
-    for key in &group_keys {
-        write!(wide, ", k.{key}").ok();
-    }
-    write!(wide, ", COALESCE(act.__active, 0) AS __active").ok();
-    for rc in &row_columns {
-        let x = format!("r_{}", rc.letter.to_ascii_lowercase());
-        for name in rc.metrics.iter().chain(rc.buckets.iter()) {
-            let counted = !name.ends_with("_avg_length")
-                && !name.ends_with("_median_length")
-                && !name.ends_with("_lengths");
-            if counted {
-                write!(wide, ", COALESCE({x}.{n}, 0) AS {n}", n = ident(name)).ok();
-            } else {
-                write!(wide, ", {x}.{n} AS {n}", n = ident(name)).ok();
+    /// `keys` (every interval, segment and group any row has) and `wide` (the rows side by side).
+    fn wide_ctes(&self, rows: &[RowColumns]) -> Vec<String> {
+        let mut keys_cols = vec!["__iv".to_string(), "__seg".to_string()];
+        keys_cols.extend(self.group_keys.iter().cloned());
+        let key_union: Vec<String> = rows
+            .iter()
+            .map(|rc| {
+                format!(
+                    "SELECT {} FROM {}_m",
+                    keys_cols.join(", "),
+                    rc.letter.to_ascii_lowercase()
+                )
+            })
+            .collect();
+        let mut wide = String::from("SELECT k.__iv, k.__seg");
+        for key in &self.group_keys {
+            write!(wide, ", k.{key}").ok();
+        }
+        write!(wide, ", COALESCE(act.__active, 0) AS __active").ok();
+        for rc in rows {
+            let x = format!("r_{}", rc.letter.to_ascii_lowercase());
+            for name in rc.metrics.iter().chain(rc.buckets.iter()) {
+                let counted = !name.ends_with("_avg_length")
+                    && !name.ends_with("_median_length")
+                    && !name.ends_with("_lengths");
+                if counted {
+                    write!(wide, ", COALESCE({x}.{n}, 0) AS {n}", n = ident(name)).ok();
+                } else {
+                    write!(wide, ", {x}.{n} AS {n}", n = ident(name)).ok();
+                }
             }
         }
-    }
-    write!(wide, " FROM keys k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
-    for rc in &row_columns {
-        let m = rc.letter.to_ascii_lowercase();
-        let x = format!("r_{m}");
-        let mut on: Vec<String> = keys_cols
-            .iter()
-            .map(|c| format!("(k.{c} IS NOT DISTINCT FROM {x}.{c})"))
-            .collect();
-        on.dedup();
-        write!(wide, " LEFT JOIN {m}_m {x} ON {}", on.join(" AND ")).ok();
-    }
-    ctes.push(format!("wide AS ({wide})"));
-
-    // The output: interval, segment, groups, per-row metrics, formulas.
-    let mut out = vec![
-        "__iv AS interval_start".to_string(),
-        format!(
-            "CASE __seg {} END AS segment",
-            segment_names
+        write!(wide, " FROM keys k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
+        for rc in rows {
+            let m = rc.letter.to_ascii_lowercase();
+            let x = format!("r_{m}");
+            let on: Vec<String> = keys_cols
                 .iter()
-                .enumerate()
-                .map(|(i, n)| format!("WHEN {} THEN {}", i + 1, literal(n)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    ];
-    for (g, name) in group_columns.iter().enumerate() {
-        out.push(format!("__g{g} AS {}", ident(name)));
-    }
-    for rc in &row_columns {
-        let u = rc.letter;
-        let q = |m: &str| ident(&format!("{u}_{m}"));
-        if rc.is_events {
-            out.push(format!(
-                "{} AS {}",
-                q("total_events"),
-                ident(&format!("{u}_total_events"))
-            ));
-            out.push(format!(
-                "CAST({} AS DOUBLE) / NULLIF({}, 0) AS {}",
-                q("total_events"),
-                q("total_sessions"),
-                ident(&format!("{u}_avg_events_per_session"))
-            ));
-            out.push(format!(
-                "{} AS {}",
-                q("total_sessions"),
-                q("total_sessions")
-            ));
-        } else {
-            out.push(format!(
-                "{} AS {}",
-                q("total_sessions"),
-                q("total_sessions")
-            ));
-            out.push(format!("{} AS {}", q("time_spent"), q("time_spent")));
-            out.push(format!(
-                "{} / NULLIF(__active, 0) AS {}",
-                q("time_spent"),
-                ident(&format!("{u}_time_spent_per_user"))
-            ));
-            out.push(format!("{} AS {}", q("avg_length"), q("avg_length")));
-            out.push(format!("{} AS {}", q("median_length"), q("median_length")));
-            out.push(format!(
-                "{} AS {}",
-                percentile(&q("lengths"), 0.95),
-                q("p95_length")
-            ));
-            out.push(format!(
-                "CAST({} AS DOUBLE) / NULLIF(__active, 0) AS {}",
-                q("total_sessions"),
-                ident(&format!("{u}_avg_per_user"))
-            ));
+                .map(|c| format!("(k.{c} IS NOT DISTINCT FROM {x}.{c})"))
+                .collect();
+            write!(wide, " LEFT JOIN {m}_m {x} ON {}", on.join(" AND ")).ok();
         }
-        out.push(format!("{} AS {}", q("uniques"), q("uniques")));
-        for b in &rc.buckets {
-            out.push(ident(b));
-        }
+        vec![
+            format!("keys AS ({})", key_union.join(" UNION ")),
+            format!("wide AS ({wide})"),
+        ]
     }
-    out.push("__active AS active_users".to_string());
-    let mut formula_columns = vec![];
-    let mut partition = vec!["__iv".to_string()];
-    partition.extend(group_keys.iter().cloned());
-    for f in &formulas {
-        let columns = formula_sql(f, &row_columns, segment_names.len(), &partition)?;
-        for (name, sql) in columns {
-            out.push(format!("{sql} AS {}", ident(&name)));
+
+    /// The output columns: interval, segment, groups, per-row metrics, active users, formulas.
+    fn output_columns(
+        &self,
+        rows: &[RowColumns],
+        segment_names: &[String],
+    ) -> Result<(Vec<String>, Vec<FormulaColumn>)> {
+        let mut out = vec![
+            "__iv AS interval_start".to_string(),
+            format!(
+                "CASE __seg {} END AS segment",
+                segment_names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("WHEN {} THEN {}", i + 1, literal(n)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ];
+        for (g, name) in self.spec.group_by.iter().enumerate() {
+            out.push(format!("__g{g} AS {}", ident(name)));
         }
-        formula_columns.push((f.text.clone(), f.display));
+        for rc in rows {
+            let u = rc.letter;
+            let q = |m: &str| ident(&format!("{u}_{m}"));
+            let same = |m: &str| format!("{} AS {}", q(m), q(m));
+            if rc.is_events {
+                out.push(same("total_events"));
+                out.push(format!(
+                    "CAST({} AS DOUBLE) / NULLIF({}, 0) AS {}",
+                    q("total_events"),
+                    q("total_sessions"),
+                    q("avg_events_per_session")
+                ));
+                out.push(same("total_sessions"));
+            } else {
+                out.push(same("total_sessions"));
+                out.push(same("time_spent"));
+                out.push(format!(
+                    "{} / NULLIF(__active, 0) AS {}",
+                    q("time_spent"),
+                    q("time_spent_per_user")
+                ));
+                out.push(same("avg_length"));
+                out.push(same("median_length"));
+                out.push(format!(
+                    "{} AS {}",
+                    percentile(&q("lengths"), 0.95),
+                    q("p95_length")
+                ));
+                out.push(format!(
+                    "CAST({} AS DOUBLE) / NULLIF(__active, 0) AS {}",
+                    q("total_sessions"),
+                    q("avg_per_user")
+                ));
+            }
+            out.push(same("uniques"));
+            out.extend(rc.buckets.iter().map(|b| ident(b)));
+        }
+        out.push("__active AS active_users".to_string());
+        let mut formulas = vec![];
+        let mut partition = vec!["__iv".to_string()];
+        partition.extend(self.group_keys.iter().cloned());
+        for f in &self.formulas {
+            for (name, sql) in formula_sql(f, rows, segment_names.len(), &partition)? {
+                out.push(format!("{sql} AS {}", ident(&name)));
+            }
+            formulas.push((f.text.clone(), f.display));
+        }
+        Ok((out, formulas))
     }
-    let mut order = vec!["interval_start".to_string(), "__seg".to_string()];
-    order.extend(group_keys.iter().cloned());
-    let sql = format!(
-        "WITH {} SELECT {} FROM wide ORDER BY {}",
-        ctes.join(",\n"),
-        out.join(",\n  "),
-        order
-            .iter()
-            .map(|o| format!("{o} NULLS FIRST"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(CompiledChart {
-        sql,
-        rows: row_columns,
-        group_columns,
-        formulas: formula_columns,
-    })
 }
 
 /// The exact `p` percentile (linear interpolation between closest ranks, as `percentile_cont`) of a
