@@ -26,6 +26,21 @@ fn chart(args: &[&str]) -> Vec<Row> {
     csv_table(&ok(&all))
 }
 
+/// Runs `sessionize chart` with a spec file (`name` tells TOML from JSON) holding `text`.
+fn chart_with_spec(name: &str, text: &str) -> Vec<Row> {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join(name);
+    std::fs::write(&spec, text).unwrap();
+    csv_table(&ok(&[
+        "chart",
+        EVENTS,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]))
+}
+
 /// The row of `day` (and, if given, segment and group value `group` of column `group_col`).
 fn row<'a>(rows: &'a [Row], day: &str, filters: &[(&str, &str)]) -> &'a Row {
     rows.iter()
@@ -115,28 +130,17 @@ fn session_filters() {
     close(row(&min, "2026-01-05", &[]), "A_total_sessions", 1.0);
     close(row(&min, "2026-01-06", &[]), "A_total_sessions", 2.0);
     // Sessions over 1 minute are left out of every metric: S3 and S6 go.
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.toml");
-    std::fs::write(
-        &spec,
+    let capped = chart_with_spec(
+        "spec.toml",
         "[session]\nmax_session_length = \"1m\"\nexclude_events = [\"Notification Sent\"]\n",
-    )
-    .unwrap();
-    let capped = csv_table(&ok(&[
-        "chart",
-        EVENTS,
-        "--spec",
-        spec.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]));
+    );
     close(row(&capped, "2026-01-05", &[]), "A_total_sessions", 3.0);
     close(row(&capped, "2026-01-06", &[]), "A_total_sessions", 1.0);
     // Contains a purchase (S1, S6), first page /home (S1, S2, S4, S6), last page /checkout (S1, S6),
     // and an event property filter: only /home page views form sessions (alice 10:00 and 12:00 are
     // two sessions, bob 11:00 one; alice 09:05 and carol 23:30 on 01-06).
-    std::fs::write(
-        &spec,
+    let rows = chart_with_spec(
+        "spec.toml",
         r#"
 [session]
 exclude_events = ["Notification Sent"]
@@ -161,16 +165,7 @@ event_filters = [{ property = "event.page", one_of = ["/home"] }]
 kind = "sessions"
 contains = [{ event = "page_view", exactly = 1, property = { property = "event.page", one_of = ["/home"] } }]
 "#,
-    )
-    .unwrap();
-    let rows = csv_table(&ok(&[
-        "chart",
-        EVENTS,
-        "--spec",
-        spec.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]));
+    );
     let (d1, d2) = (row(&rows, "2026-01-05", &[]), row(&rows, "2026-01-06", &[]));
     close(d1, "A_total_sessions", 1.0);
     close(d2, "A_total_sessions", 1.0);
@@ -276,24 +271,13 @@ fn segments_and_formulas() {
 fn performed_segments_with_at_most_and_exactly() {
     // Page views in the range: alice 5, bob 3, carol 1. "light" (at most 2): carol; "three"
     // (exactly 3): bob.
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.json");
-    std::fs::write(
-        &spec,
+    let rows = chart_with_spec(
+        "spec.json",
         r#"{"segments": [
             {"name": "light", "performed": [{"event": "page_view", "at_most": 2}]},
             {"name": "three", "performed": [{"event": "page_view", "exactly": 3}]}
         ], "session": {"exclude_events": ["Notification Sent"]}}"#,
-    )
-    .unwrap();
-    let rows = csv_table(&ok(&[
-        "chart",
-        EVENTS,
-        "--spec",
-        spec.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]));
+    );
     // carol has one session, on 01-06 (600 s); bob has S4 (01-05) and S5 (01-06).
     close(
         row(&rows, "2026-01-06", &[("segment", "light")]),
@@ -321,10 +305,8 @@ fn performed_segments_with_at_most_and_exactly() {
 fn readme_recipes() {
     // Bounce rate: sessions with exactly one page view over all sessions. 01-05: S2 of 3;
     // 01-06: S5 and S6 (one page view and a purchase) of 3.
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("bounce.toml");
-    std::fs::write(
-        &spec,
+    let rows = chart_with_spec(
+        "bounce.toml",
         r#"
 formulas = ["%:SESSIONTOTALS(A)/SESSIONTOTALS(B)"]
 [session]
@@ -334,16 +316,7 @@ contains = [{ event = "page_view", exactly = 1 }]
 [[rows]]
 kind = "sessions"
 "#,
-    )
-    .unwrap();
-    let rows = csv_table(&ok(&[
-        "chart",
-        EVENTS,
-        "--spec",
-        spec.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]));
+    );
     close(
         row(&rows, "2026-01-05", &[]),
         "%:SESSIONTOTALS(A)/SESSIONTOTALS(B)",
@@ -357,9 +330,8 @@ kind = "sessions"
 
     // Time spent per paying user: users who purchased (alice, carol). 01-05: alice's 60 s + 0 s;
     // 01-06: 300 s + 600 s over two users.
-    let spec = dir.path().join("paying.toml");
-    std::fs::write(
-        &spec,
+    let rows = chart_with_spec(
+        "paying.toml",
         r#"
 formulas = ["PROPSUM(A)/UNIQUES(A)"]
 [session]
@@ -368,16 +340,7 @@ exclude_events = ["Notification Sent"]
 name = "paying"
 performed = [{ event = "purchase", at_least = 1 }]
 "#,
-    )
-    .unwrap();
-    let rows = csv_table(&ok(&[
-        "chart",
-        EVENTS,
-        "--spec",
-        spec.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]));
+    );
     close(
         row(&rows, "2026-01-05", &[("segment", "paying")]),
         "A_time_spent_per_user",

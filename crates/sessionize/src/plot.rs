@@ -34,6 +34,14 @@ pub struct Series {
     pub values: Vec<Option<f64>>,
 }
 
+/// The smallest and largest value of all series, and 0.
+fn extent(series: &[Series]) -> (f64, f64) {
+    series
+        .iter()
+        .flat_map(|s| s.values.iter().flatten())
+        .fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+}
+
 /// A line chart: x labels (intervals), one line per series, with axis descriptions and a legend.
 pub fn line_chart(
     title: &str,
@@ -42,14 +50,7 @@ pub fn line_chart(
     x: &[String],
     series: &[Series],
 ) -> Result<String> {
-    let max = series
-        .iter()
-        .flat_map(|s| s.values.iter().flatten())
-        .fold(0.0f64, |m, v| m.max(*v));
-    let min = series
-        .iter()
-        .flat_map(|s| s.values.iter().flatten())
-        .fold(0.0f64, |m, v| m.min(*v));
+    let (min, max) = extent(series);
     let top = if max > min { max * 1.1 } else { min + 1.0 };
     let mut svg = String::new();
     {
@@ -110,10 +111,7 @@ pub fn bar_chart(
     buckets: &[String],
     series: &[Series],
 ) -> Result<String> {
-    let max = series
-        .iter()
-        .flat_map(|s| s.values.iter().flatten())
-        .fold(0.0f64, |m, v| m.max(*v));
+    let (_, max) = extent(series);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
