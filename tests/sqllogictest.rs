@@ -90,6 +90,87 @@ fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, DataFusionEr
     Ok(rows)
 }
 
+/// The queries of a file on Apache DataFusion Ballista's standalone mode (an in-process scheduler
+/// and executor). Ballista cannot ship in-memory tables to executors, so each `CREATE TABLE ... AS`
+/// runs in a local context and its rows are written to Parquet that the cluster reads; every other
+/// statement runs on the cluster. The files' expected results are the local ones.
+#[cfg(feature = "cluster")]
+struct BallistaDb {
+    local: SessionContext,
+    cluster: SessionContext,
+    dir: tempfile::TempDir,
+}
+
+#[cfg(feature = "cluster")]
+#[async_trait]
+impl AsyncDB for BallistaDb {
+    type Error = DataFusionError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+        let words: Vec<&str> = sql.split_whitespace().take(3).collect();
+        if let [create, table, name] = words.as_slice()
+            && create.eq_ignore_ascii_case("CREATE")
+            && table.eq_ignore_ascii_case("TABLE")
+        {
+            let name = name.split('(').next().unwrap_or(name).to_string();
+            self.local.sql(sql).await?.collect().await?;
+            let df = self.local.table(name.as_str()).await?;
+            let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            let path = self.dir.path().join(format!("{name}.parquet"));
+            let file = std::fs::File::create(&path)?;
+            let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
+            for batch in &batches {
+                writer.write(batch)?;
+            }
+            writer.close()?;
+            self.cluster
+                .register_parquet(&name, path.to_str().unwrap_or_default(), Default::default())
+                .await?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        Db {
+            ctx: self.cluster.clone(),
+        }
+        .run(sql)
+        .await
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "sessionize-ballista"
+    }
+}
+
+#[cfg(feature = "cluster")]
+async fn run_file_on_ballista(path: &Path) -> Result<(), String> {
+    let config = SessionConfig::new()
+        .with_target_partitions(4)
+        .with_batch_size(2);
+    let cluster = sessionize::cluster::standalone_context(config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let local = sessionize::context_with_config(config).map_err(|e| e.to_string())?;
+    let mut runner = Runner::new(move || {
+        let (local, cluster) = (local.clone(), cluster.clone());
+        // Labelled so that a file can skip a query Ballista cannot run (`skipif ballista`).
+        async move {
+            Ok(BallistaDb {
+                local,
+                cluster,
+                dir: tempfile::tempdir()?,
+            })
+        }
+    });
+    runner.add_label("ballista");
+    runner
+        .run_file_async(path)
+        .await
+        .map_err(|e| e.display(true).to_string())
+}
+
 /// The configurations every file runs under: (label, target partitions, batch size).
 const CONFIGS: [(&str, usize, usize); 3] = [
     ("1 partition", 1, 8192),
@@ -124,8 +205,17 @@ fn slt_files(folder: &Path, filter: Option<&str>) -> Vec<PathBuf> {
     files
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Deep plans (the chart's) are serialized recursively on their way to Ballista's executors.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(32 << 20)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run_all());
+}
+
+async fn run_all() {
     // Paths inside .slt files (data/events.parquet) are relative to the workspace root.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::env::set_current_dir(&root).expect("workspace root");
@@ -159,6 +249,17 @@ async fn main() {
                     failed += 1;
                     println!("FAILED {} ({label}):\n{e}", path.display());
                 }
+            }
+        }
+        #[cfg(feature = "cluster")]
+        match run_file_on_ballista(&path).await {
+            Ok(()) => {
+                passed += 1;
+                println!("ok     {} (Ballista standalone)", path.display());
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAILED {} (Ballista standalone):\n{e}", path.display());
             }
         }
     }

@@ -68,6 +68,9 @@ pub struct ChartCommand {
     /// Print the chart's SQL instead of running it.
     #[arg(long)]
     print_sql: bool,
+    /// Run on the Ballista cluster at this scheduler (df://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
     /// Output format: table, csv, json, ndjson or parquet.
     #[arg(long, value_name = "FORMAT")]
     format: Option<Format>,
@@ -217,9 +220,11 @@ impl ChartCommand {
 
 pub async fn run(args: ChartCommand) -> Result<(), CliError> {
     let spec = args.spec()?;
-    let ctx = sessionize::context()?;
+    let config = datafusion::prelude::SessionConfig::new();
+    let ctx = crate::context(args.cluster.as_deref(), config).await?;
     let load = LoadOptions {
         time_column: Some(spec.session.time.clone()),
+        for_cluster: args.cluster.is_some(),
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
@@ -377,6 +382,7 @@ pub async fn board(args: BoardCommand) -> Result<(), CliError> {
     let ctx = sessionize::context()?;
     let load = LoadOptions {
         time_column: Some("event_time".into()),
+        for_cluster: false,
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
     let last = ctx

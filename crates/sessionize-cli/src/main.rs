@@ -1,6 +1,8 @@
 //! The `sessionize` command line: a thin shell over the `sessionize` library.
 
 mod chart;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod query;
 mod sessions;
 
@@ -30,6 +32,12 @@ enum Command {
     Chart(chart::ChartCommand),
     /// CleverTap's session board as an HTML page: length distribution, time and sessions per day.
     Board(chart::BoardCommand),
+    /// A Ballista scheduler that knows every sessionize function.
+    #[cfg(feature = "cluster")]
+    Scheduler(cluster::SchedulerCommand),
+    /// A Ballista executor that knows every sessionize function.
+    #[cfg(feature = "cluster")]
+    Executor(cluster::ExecutorCommand),
 }
 
 /// A user-facing error: one sentence, printed to stderr, exit code 1.
@@ -72,8 +80,59 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// A context with every function registered: in-process, or on the Ballista cluster at `cluster`
+/// (`df://HOST:PORT`).
+pub async fn context(
+    cluster: Option<&str>,
+    config: datafusion::prelude::SessionConfig,
+) -> Result<datafusion::prelude::SessionContext, CliError> {
+    match cluster {
+        None => Ok(sessionize::context_with_config(config)?),
+        #[cfg(feature = "cluster")]
+        Some(url) => {
+            let unreachable = |e: DataFusionError| {
+                CliError(format!(
+                    "cannot reach the Ballista scheduler at {url}: {}",
+                    e.find_root()
+                ))
+            };
+            let ctx = sessionize::cluster::remote_context(url, config)
+                .await
+                .map_err(unreachable)?;
+            // A first small job, so that an unreachable scheduler is one clear sentence here.
+            ctx.sql("SELECT 1")
+                .await
+                .map_err(unreachable)?
+                .collect()
+                .await
+                .map_err(unreachable)?;
+            Ok(ctx)
+        }
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => Err(CliError(
+            "this build of sessionize has no cluster support: build it with --features cluster"
+                .into(),
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    // Large stacks: deep query plans (a chart's) are planned and, on a cluster, serialized
+    // recursively.
+    match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(32 << 20)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => match e.kind() {
@@ -96,6 +155,10 @@ async fn main() -> ExitCode {
         Command::Annotate(args) => sessions::annotate(args).await,
         Command::Chart(args) => chart::run(args).await,
         Command::Board(args) => chart::board(args).await,
+        #[cfg(feature = "cluster")]
+        Command::Scheduler(args) => cluster::scheduler(args).await,
+        #[cfg(feature = "cluster")]
+        Command::Executor(args) => cluster::executor(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -96,6 +96,10 @@ pub struct SessionArgs {
     /// Last event day to include, YYYY-MM-DD (with --compat dbt).
     #[arg(long, value_name = "DAY")]
     date_to: Option<String>,
+    /// Run on the Ballista cluster at this scheduler (df://HOST:PORT); inputs must be Parquet
+    /// reachable by its executors (a shared folder or an object store URL).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
 }
 
 /// Where and how to write.
@@ -219,9 +223,11 @@ impl SessionArgs {
 
     /// A context with the inputs registered as `events`.
     pub async fn load(&self, options: &SessionsOptions) -> Result<SessionContext, CliError> {
-        let ctx = sessionize::context()?;
+        let config = datafusion::prelude::SessionConfig::new();
+        let ctx = crate::context(self.cluster.as_deref(), config).await?;
         let load = LoadOptions {
             time_column: Some(options.time.clone()),
+            for_cluster: self.cluster.is_some(),
         };
         register_inputs(&ctx, "events", &self.inputs, &load).await?;
         Ok(ctx)

@@ -28,6 +28,8 @@
 pub mod aggregate;
 mod args;
 pub mod chart;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod docs;
 pub mod formula;
 pub mod output;

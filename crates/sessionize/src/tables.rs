@@ -35,6 +35,9 @@ use url::Url;
 pub struct LoadOptions {
     /// A column of text times (in CSV or JSON) to parse into `Timestamp(µs, "UTC")`.
     pub time_column: Option<String>,
+    /// The inputs go to a Ballista cluster: only Parquet, which executors read themselves, works
+    /// (CSV and JSON are read into this process's memory).
+    pub for_cluster: bool,
 }
 
 /// The format of one input file, from its name.
@@ -497,6 +500,16 @@ pub async fn read_inputs(
     for input in inputs {
         found.extend(list_inputs(ctx, input).await?);
     }
+    if options.for_cluster
+        && let Some(other) = found.iter().find(|f| f.format != FileFormat::Parquet)
+    {
+        return plan_err!(
+            "with --cluster, inputs must be Parquet that the executors can read, but '{}' is not: \
+             convert it first, for example with sessionize query INPUT \"SELECT * FROM events\" \
+             --output events.parquet",
+            other.display
+        );
+    }
     let mut frames = vec![];
     let parquet: Vec<&Found> = found
         .iter()
@@ -546,6 +559,7 @@ pub async fn register_inputs(
 pub async fn register_events(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
     let options = LoadOptions {
         time_column: Some("event_time".to_string()),
+        for_cluster: false,
     };
     register_inputs(ctx, name, &[path.to_string()], &options).await
 }
