@@ -24,6 +24,9 @@ pub struct SchedulerCommand {
     /// Host name executors and clients use to reach this scheduler.
     #[arg(long, default_value = "localhost")]
     external_host: String,
+    /// Seconds without a heartbeat after which an executor is lost and its tasks run elsewhere.
+    #[arg(long, default_value_t = 180)]
+    executor_timeout_seconds: u64,
 }
 
 /// Arguments of `sessionize executor` (as Ballista's executor).
@@ -53,6 +56,9 @@ pub struct ExecutorCommand {
     /// Folder for shuffle files.
     #[arg(long)]
     work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, default_value_t = 60)]
+    heartbeat_interval_seconds: u64,
 }
 
 pub async fn scheduler(args: SchedulerCommand) -> Result<(), CliError> {
@@ -63,6 +69,7 @@ pub async fn scheduler(args: SchedulerCommand) -> Result<(), CliError> {
         bind_host: args.bind_host.clone(),
         bind_port: args.bind_port,
         external_host: args.external_host.clone(),
+        executor_timeout_seconds: args.executor_timeout_seconds,
         ..SchedulerConfig::default()
     }
     .with_override_session_builder(Arc::new(sessionize::cluster::scheduler_session_builder));
@@ -84,6 +91,7 @@ pub async fn executor(args: ExecutorCommand) -> Result<(), CliError> {
         scheduler_host: args.scheduler_host.clone(),
         scheduler_port: args.scheduler_port,
         work_dir: args.work_dir.clone(),
+        executor_heartbeat_interval_seconds: args.heartbeat_interval_seconds,
         override_function_registry: Some(Arc::new(
             sessionize::cluster::executor_function_registry()?,
         )),

@@ -1,0 +1,212 @@
+//! Past one machine, on Apache DataFusion Ballista (feature `cluster`):
+//!
+//! 1. in-process: Ballista's standalone mode builds the sessions table of the sample and of a
+//!    multi-file export, equal to local execution (the `.slt` files also run on it, see
+//!    `tests/sqllogictest.rs`);
+//! 2. real processes: one `sessionize scheduler` and two `sessionize executor`s on 127.0.0.1 (free
+//!    ports, their own work folders, stopped at the end even when the test fails) run
+//!    `sessionize sessions --cluster` on a multi-file export, row for row equal to local output.
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{normalized, ok, root, sessionize};
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(args: &[String]) -> Process {
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_sessionize"))
+            .args(args)
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sessionize"),
+    )
+}
+
+/// The sample split into three Parquet files by user (Amplitude id), in a temporary folder.
+fn multi_file_export() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for part in 0..3 {
+        let path = dir.path().join(format!("part-{part}.parquet"));
+        ok(&[
+            "query",
+            "data/events.parquet",
+            &format!("SELECT * FROM events WHERE amplitude_id % 3 = {part}"),
+            "--output",
+            path.to_str().unwrap(),
+        ]);
+    }
+    dir
+}
+
+#[test]
+fn sessions_on_a_scheduler_and_two_executors_equal_local_output() {
+    let scheduler_port = free_port();
+    let work = tempfile::tempdir().unwrap();
+    let _scheduler = spawn(&[
+        "scheduler".into(),
+        "--bind-port".into(),
+        scheduler_port.to_string(),
+    ]);
+    let mut executors = vec![];
+    for k in 0..2 {
+        let folder = work.path().join(format!("executor-{k}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        executors.push(spawn(&[
+            "executor".into(),
+            "--bind-port".into(),
+            free_port().to_string(),
+            "--bind-grpc-port".into(),
+            free_port().to_string(),
+            "--scheduler-host".into(),
+            "127.0.0.1".into(),
+            "--scheduler-port".into(),
+            scheduler_port.to_string(),
+            // One slot each: a stage of several tasks needs both executors.
+            "--task-slots".into(),
+            "1".into(),
+            "--work-dir".into(),
+            folder.to_string_lossy().into_owned(),
+        ]));
+    }
+    let url = format!("df://127.0.0.1:{scheduler_port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", scheduler_port)).is_err()
+        || !sessionize(&["query", "--cluster", &url, "SELECT 1"])
+            .status
+            .success()
+    {
+        assert!(Instant::now() < deadline, "the cluster did not come up");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    let export = multi_file_export();
+    let folder = export.path().to_str().unwrap();
+    let local = ok(&["sessions", folder, "--format", "csv"]);
+    let cluster = ok(&["sessions", folder, "--cluster", &url, "--format", "csv"]);
+    assert!(local.lines().count() > 1000);
+    assert_eq!(normalized(&cluster), normalized(&local));
+
+    // The window functions too: partitions are shuffled between the executors.
+    let sql = "SELECT user_id, event_time, event_type, session_number(event_time, INTERVAL '30 minutes', \
+               event_type = 'app_open') OVER (PARTITION BY user_id ORDER BY event_time) AS n FROM events";
+    let local = ok(&["query", folder, sql, "--format", "csv"]);
+    let cluster = ok(&[
+        "query",
+        folder,
+        sql,
+        "--format",
+        "csv",
+        "--cluster",
+        &url,
+        "--target-partitions",
+        "4",
+    ]);
+    assert_eq!(normalized(&cluster), normalized(&local));
+    // Both executors had tasks: each wrote shuffle files in its own folder.
+    for k in 0..2 {
+        let used = std::fs::read_dir(work.path().join(format!("executor-{k}")))
+            .unwrap()
+            .count();
+        assert!(used > 0, "executor {k} ran no task");
+    }
+
+    // A local CSV is not for the cluster: one clear sentence.
+    let out = sessionize(&["sessions", "tests/golden/events.csv", "--cluster", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("with --cluster, inputs must be Parquet"),
+        "{err}"
+    );
+    drop(executors);
+}
+
+#[test]
+fn an_unreachable_scheduler_is_one_sentence() {
+    let url = format!("df://127.0.0.1:{}", free_port());
+    let out = sessionize(&["sessions", "data/events.parquet", "--cluster", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot reach the Ballista scheduler at {url}"
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_sessions_table_equals_local() {
+    let export = multi_file_export();
+    for input in [
+        root()
+            .join("data/events.parquet")
+            .to_string_lossy()
+            .into_owned(),
+        export.path().to_string_lossy().into_owned(),
+    ] {
+        let options = sessionize::sessions::SessionsOptions {
+            restart_events: vec!["app_open".into()],
+            ..Default::default()
+        };
+        let load = sessionize::tables::LoadOptions {
+            time_column: Some("event_time".into()),
+            for_cluster: true,
+        };
+        let mut tables = vec![];
+        for ctx in [
+            sessionize::context().unwrap(),
+            sessionize::cluster::standalone_context(datafusion::prelude::SessionConfig::new())
+                .await
+                .unwrap(),
+        ] {
+            sessionize::tables::register_inputs(
+                &ctx,
+                "events",
+                std::slice::from_ref(&input),
+                &load,
+            )
+            .await
+            .unwrap();
+            let df = sessionize::sessions::sessions(&ctx, "events", &options)
+                .await
+                .unwrap();
+            let batches = df.collect().await.unwrap();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string();
+            let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
+            rows.sort();
+            tables.push(rows);
+        }
+        assert!(tables[0].len() > 1000);
+        assert_eq!(
+            tables[0], tables[1],
+            "standalone Ballista differs on {input}"
+        );
+    }
+}
