@@ -68,9 +68,8 @@ pub struct ChartCommand {
     /// Print the chart's SQL instead of running it.
     #[arg(long)]
     print_sql: bool,
-    /// Run on the Ballista cluster at this scheduler (df://HOST:PORT).
-    #[arg(long, value_name = "URL")]
-    cluster: Option<String>,
+    #[command(flatten)]
+    pub cluster: crate::ClusterArgs,
     /// Output format: table, csv, json, ndjson or parquet.
     #[arg(long, value_name = "FORMAT")]
     format: Option<Format>,
@@ -221,10 +220,10 @@ impl ChartCommand {
 pub async fn run(args: ChartCommand) -> Result<(), CliError> {
     let spec = args.spec()?;
     let config = datafusion::prelude::SessionConfig::new();
-    let ctx = crate::context(args.cluster.as_deref(), config).await?;
+    let ctx = crate::context(args.cluster.cluster.as_deref(), config).await?;
     let load = LoadOptions {
         time_column: Some(spec.session.time.clone()),
-        for_cluster: args.cluster.is_some(),
+        for_cluster: args.cluster.cluster.is_some(),
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
     let schema = ctx.table("events").await?.schema().as_arrow().clone();

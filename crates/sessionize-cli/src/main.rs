@@ -40,6 +40,19 @@ enum Command {
     Executor(cluster::ExecutorCommand),
 }
 
+/// Where a command runs: in-process, or on a Ballista cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Run on the Ballista cluster whose scheduler is at this URL (df://HOST:PORT); inputs must be
+    /// Parquet that its executors can reach (an object store URL or a shared folder).
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+    /// With --cluster: stop with an error when the job has not finished after this long (a lost
+    /// executor can stall a Ballista 55 job); nothing is written then.
+    #[arg(long, default_value = "1h", value_parser = sessions::parse_duration, value_name = "DURATION")]
+    pub cluster_timeout: std::time::Duration,
+}
+
 /// A user-facing error: one sentence, printed to stderr, exit code 1.
 #[derive(Debug)]
 pub struct CliError(pub String);
@@ -149,16 +162,39 @@ async fn run() -> ExitCode {
             }
         },
     };
-    let result = match cli.command {
-        Command::Query(args) => query::run(args).await,
-        Command::Sessions(args) => sessions::run(args).await,
-        Command::Annotate(args) => sessions::annotate(args).await,
-        Command::Chart(args) => chart::run(args).await,
-        Command::Board(args) => chart::board(args).await,
-        #[cfg(feature = "cluster")]
-        Command::Scheduler(args) => cluster::scheduler(args).await,
-        #[cfg(feature = "cluster")]
-        Command::Executor(args) => cluster::executor(args).await,
+    let cluster = match &cli.command {
+        Command::Query(args) => Some(args.cluster.clone()),
+        Command::Sessions(args) => Some(args.cluster().clone()),
+        Command::Annotate(args) => Some(args.cluster().clone()),
+        Command::Chart(args) => Some(args.cluster.clone()),
+        _ => None,
+    };
+    let work = async move {
+        match cli.command {
+            Command::Query(args) => query::run(args).await,
+            Command::Sessions(args) => sessions::run(args).await,
+            Command::Annotate(args) => sessions::annotate(args).await,
+            Command::Chart(args) => chart::run(args).await,
+            Command::Board(args) => chart::board(args).await,
+            #[cfg(feature = "cluster")]
+            Command::Scheduler(args) => cluster::scheduler(args).await,
+            #[cfg(feature = "cluster")]
+            Command::Executor(args) => cluster::executor(args).await,
+        }
+    };
+    let result = match cluster {
+        Some(ClusterArgs {
+            cluster: Some(url),
+            cluster_timeout,
+        }) => match tokio::time::timeout(cluster_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(CliError(format!(
+                "the job on the cluster at {url} did not finish within {} (an executor may have been \
+                 lost); nothing was written",
+                humantime::format_duration(cluster_timeout)
+            ))),
+        },
+        _ => work.await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

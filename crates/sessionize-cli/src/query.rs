@@ -30,10 +30,8 @@ pub struct QueryArgs {
     /// Number of partitions DataFusion plans for (default: the number of cores).
     #[arg(long, value_name = "N")]
     target_partitions: Option<usize>,
-    /// Run on the Ballista cluster at this scheduler (df://HOST:PORT); inputs must be reachable by
-    /// its executors (a shared folder or an object store URL).
-    #[arg(long, value_name = "URL")]
-    cluster: Option<String>,
+    #[command(flatten)]
+    pub cluster: crate::ClusterArgs,
     /// `[PATH] SQL`: an optional Parquet file, folder or glob registered as `events`, then the SQL
     /// (or only `PATH` with --file).
     #[arg(value_name = "PATH | SQL")]
@@ -88,10 +86,10 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
     if let Some(n) = args.target_partitions {
         config = config.with_target_partitions(n.max(1));
     }
-    let ctx = crate::context(args.cluster.as_deref(), config).await?;
+    let ctx = crate::context(args.cluster.cluster.as_deref(), config).await?;
     let load = sessionize::tables::LoadOptions {
         time_column: Some("event_time".into()),
-        for_cluster: args.cluster.is_some(),
+        for_cluster: args.cluster.cluster.is_some(),
     };
     if let Some(path) = events {
         sessionize::tables::register_inputs(&ctx, "events", &[path], &load).await?;

@@ -96,10 +96,8 @@ pub struct SessionArgs {
     /// Last event day to include, YYYY-MM-DD (with --compat dbt).
     #[arg(long, value_name = "DAY")]
     date_to: Option<String>,
-    /// Run on the Ballista cluster at this scheduler (df://HOST:PORT); inputs must be Parquet
-    /// reachable by its executors (a shared folder or an object store URL).
-    #[arg(long, value_name = "URL")]
-    cluster: Option<String>,
+    #[command(flatten)]
+    cluster: crate::ClusterArgs,
 }
 
 /// Where and how to write.
@@ -224,10 +222,10 @@ impl SessionArgs {
     /// A context with the inputs registered as `events`.
     pub async fn load(&self, options: &SessionsOptions) -> Result<SessionContext, CliError> {
         let config = datafusion::prelude::SessionConfig::new();
-        let ctx = crate::context(self.cluster.as_deref(), config).await?;
+        let ctx = crate::context(self.cluster.cluster.as_deref(), config).await?;
         let load = LoadOptions {
             time_column: Some(options.time.clone()),
-            for_cluster: self.cluster.is_some(),
+            for_cluster: self.cluster.cluster.is_some(),
         };
         register_inputs(&ctx, "events", &self.inputs, &load).await?;
         Ok(ctx)
@@ -339,6 +337,18 @@ pub async fn write(
         bar.finish_and_clear();
     }
     Ok(result?)
+}
+
+impl SessionsCommand {
+    pub fn cluster(&self) -> &crate::ClusterArgs {
+        &self.session.cluster
+    }
+}
+
+impl AnnotateCommand {
+    pub fn cluster(&self) -> &crate::ClusterArgs {
+        &self.session.cluster
+    }
 }
 
 pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
