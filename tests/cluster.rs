@@ -210,3 +210,60 @@ async fn standalone_sessions_table_equals_local() {
         );
     }
 }
+
+#[test]
+fn a_local_path_missing_on_the_executors_is_named() {
+    // The executor runs in its own mount namespace, where an empty tmpfs hides the client's folder:
+    // the client finds the file, the executor does not.
+    let client_only = tempfile::tempdir().unwrap();
+    let input = client_only.path().join("events.parquet");
+    std::fs::copy(root().join("data/events.parquet"), &input).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let scheduler_port = free_port();
+    let _scheduler = spawn(&[
+        "scheduler".into(),
+        "--bind-port".into(),
+        scheduler_port.to_string(),
+    ]);
+    let executor = format!(
+        "mount -t tmpfs none {} && exec {} executor --bind-port {} --bind-grpc-port {} \
+         --scheduler-host 127.0.0.1 --scheduler-port {scheduler_port} --work-dir {}",
+        client_only.path().display(),
+        env!("CARGO_BIN_EXE_sessionize"),
+        free_port(),
+        free_port(),
+        work.path().display(),
+    );
+    let _executor = Process(
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &executor])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unshare from util-linux"),
+    );
+    let url = format!("df://127.0.0.1:{scheduler_port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sessionize(&["query", "--cluster", &url, "SELECT 1"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the cluster did not come up");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = sessionize(&[
+        "sessions",
+        input.to_str().unwrap(),
+        "--cluster",
+        &url,
+        "--cluster-timeout",
+        "60s",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not found"), "{err}");
+    assert!(
+        err.contains("a local path must exist at the same place on every executor"),
+        "{err}"
+    );
+}

@@ -187,6 +187,16 @@ async fn run() -> ExitCode {
             cluster: Some(url),
             cluster_timeout,
         }) => match tokio::time::timeout(cluster_timeout, work).await {
+            Ok(Err(CliError(message)))
+                if message.contains("No such file or directory")
+                    || message.contains("Object at location") =>
+            {
+                Err(CliError(format!(
+                    "{message} (with --cluster the executors read the inputs themselves: a local path \
+                     must exist at the same place on every executor, for example a shared folder, or \
+                     use an object store URL)"
+                )))
+            }
             Ok(result) => result,
             Err(_) => Err(CliError(format!(
                 "the job on the cluster at {url} did not finish within {} (an executor may have been \
