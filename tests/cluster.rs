@@ -10,11 +10,11 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{normalized, ok, root, sessionize};
+use common::{free_port, normalized, ok, root, sessionize};
 
 /// A child process killed when dropped.
 struct Process(Child);
@@ -24,14 +24,6 @@ impl Drop for Process {
         self.0.kill().ok();
         self.0.wait().ok();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn spawn(args: &[String]) -> Process {

@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{expect_failure, expect_ok, golden, normalized, root};
+use common::{expect_failure, expect_ok, free_port, golden, normalized, root};
 
 /// The moto server, stopped when dropped (also when the test fails).
 struct Server {
@@ -23,14 +23,6 @@ impl Drop for Server {
         self.child.kill().ok();
         self.child.wait().ok();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_server() -> Server {

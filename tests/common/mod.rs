@@ -100,3 +100,12 @@ pub fn csv_table(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
         .map(|line| header.iter().cloned().zip(csv_fields(line)).collect())
         .collect()
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local address")
+        .port()
+}

@@ -138,23 +138,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn check_day(flag: &str, day: &Option<String>) -> Result<(), CliError> {
-    let Some(day) = day else { return Ok(()) };
-    let parts: Vec<&str> = day.split('-').collect();
-    let valid = parts.len() == 3
-        && parts[0].len() == 4
-        && parts.iter().all(|p| p.parse::<u32>().is_ok())
-        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
-        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
-    if valid {
-        Ok(())
-    } else {
-        Err(CliError(format!(
-            "{flag} expects a day as YYYY-MM-DD, but got '{day}'"
-        )))
-    }
-}
-
 impl SessionArgs {
     /// The library's options from the flags.
     pub fn options(&self) -> Result<SessionsOptions, CliError> {
@@ -191,8 +174,14 @@ impl SessionArgs {
                 Some((column.clone(), pairs))
             }
         };
-        check_day("--date-from", &self.date_from)?;
-        check_day("--date-to", &self.date_to)?;
+        for (flag, day) in [
+            ("--date-from", &self.date_from),
+            ("--date-to", &self.date_to),
+        ] {
+            if let Some(day) = day {
+                sessionize::sessions::check_day(flag, day)?;
+            }
+        }
         if source == SessionSource::DbtCompat
             && let (Some(from), Some(to)) = (&self.date_from, &self.date_to)
             && from > to

@@ -17,7 +17,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::formula::{self, Display, Expr, Formula, Func, Op};
-use crate::sessions::{check_time_zone, ident, interval, literal, require_column};
+use crate::sessions::{check_day, check_time_zone, ident, interval, literal, require_column};
 
 /// The interval a session counts in (by its start time, in the chart's time zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -269,20 +269,6 @@ fn parse_duration_secs(what: &str, text: &str) -> Result<f64> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if !d.is_zero() => Ok(d.as_secs_f64()),
         _ => plan_err!("{what} '{text}' is not a positive duration such as 30m, 1h30m or 90s"),
-    }
-}
-
-fn check_day(what: &str, day: &str) -> Result<()> {
-    let parts: Vec<&str> = day.split('-').collect();
-    let ok = parts.len() == 3
-        && parts[0].len() == 4
-        && parts.iter().all(|p| p.parse::<u32>().is_ok())
-        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
-        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
-    if ok {
-        Ok(())
-    } else {
-        plan_err!("{what} expects a day as YYYY-MM-DD, but got '{day}'")
     }
 }
 

@@ -239,6 +239,21 @@ fn activity_condition(event: &str, options: &SessionsOptions) -> Option<String> 
     })
 }
 
+/// Checks that `day` is a day written `YYYY-MM-DD`; `what` names the option in the message.
+pub fn check_day(what: &str, day: &str) -> Result<()> {
+    let parts: Vec<&str> = day.split('-').collect();
+    let ok = parts.len() == 3
+        && parts[0].len() == 4
+        && parts.iter().all(|p| p.parse::<u32>().is_ok())
+        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
+        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
+    if ok {
+        Ok(())
+    } else {
+        plan_err!("{what} expects a day as YYYY-MM-DD, but got '{day}'")
+    }
+}
+
 /// Checks the time zone name.
 pub fn check_time_zone(time_zone: &str) -> Result<()> {
     use datafusion::arrow::array::timezone::Tz;
