@@ -502,6 +502,17 @@ fn the_slt_file_holds_the_sql_the_chart_prints() {
     assert_eq!(in_slt, printed.trim().trim_end_matches(';'));
 }
 
+/// Asserts that the SVG (or HTML page) `svg` shows every one of `names` as a `<text>`.
+fn assert_texts(svg: &str, names: &[&str]) {
+    let texts = svg_texts(svg);
+    for name in names {
+        assert!(
+            texts.iter().any(|t| t == name),
+            "no text {name:?} in {texts:?}"
+        );
+    }
+}
+
 /// The texts of an SVG's `<text>` elements.
 fn svg_texts(svg: &str) -> Vec<String> {
     svg.split("<text")
@@ -527,22 +538,19 @@ fn plots_draw_one_line_per_series_and_bars_for_distributions() {
         line.to_str().unwrap(),
     ]);
     let svg = std::fs::read_to_string(&line).unwrap();
-    let texts = svg_texts(&svg);
     // Series: web has sessions on both days, ios and android on 01-06 only: 4 points.
-    for name in [
-        "All users / android",
-        "All users / ios",
-        "All users / web",
-        "A_total_sessions",
-        "sessions",
-        "day (start)",
-        "2026-01-05",
-    ] {
-        assert!(
-            texts.iter().any(|t| t == name),
-            "no text {name:?} in {texts:?}"
-        );
-    }
+    assert_texts(
+        &svg,
+        &[
+            "All users / android",
+            "All users / ios",
+            "All users / web",
+            "A_total_sessions",
+            "sessions",
+            "day (start)",
+            "2026-01-05",
+        ],
+    );
     assert_eq!(svg.matches("<circle").count(), 4);
 
     let bars = dir.path().join("hist.html");
@@ -560,19 +568,16 @@ fn plots_draw_one_line_per_series_and_bars_for_distributions() {
     ]);
     let html = std::fs::read_to_string(&bars).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg"));
-    let texts = svg_texts(&html);
-    for name in [
-        "[0s,10s)",
-        "[10s,100s)",
-        "[100s,1000s)",
-        "session length",
-        "All users",
-    ] {
-        assert!(
-            texts.iter().any(|t| t == name),
-            "no text {name:?} in {texts:?}"
-        );
-    }
+    assert_texts(
+        &html,
+        &[
+            "[0s,10s)",
+            "[10s,100s)",
+            "[100s,1000s)",
+            "session length",
+            "All users",
+        ],
+    );
 
     fails(
         &[
@@ -605,16 +610,16 @@ fn board_has_three_pictures_over_the_last_days() {
         html.contains("<h1>Sessions, 2026-01-05 to 2026-01-06</h1>"),
         "{html}"
     );
-    let texts = svg_texts(&html);
-    for name in [
-        "Session length distribution",
-        "Sum of session lengths per day",
-        "Sessions per day",
-        "minutes",
-        "2026-01-06",
-    ] {
-        assert!(texts.iter().any(|t| t == name), "no text {name:?}");
-    }
+    assert_texts(
+        &html,
+        &[
+            "Session length distribution",
+            "Sum of session lengths per day",
+            "Sessions per day",
+            "minutes",
+            "2026-01-06",
+        ],
+    );
     // Sessions per day: 3 and 3; the sum of lengths: 65 s and 900 s (2 points each line).
     assert_eq!(html.matches("<circle").count(), 4);
 }

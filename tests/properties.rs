@@ -275,6 +275,16 @@ fn expected(case: &Case) -> BTreeMap<Option<&'static str>, RefActor> {
         .collect()
 }
 
+/// Runs `sql`; any error fails the test.
+async fn collect(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run")
+}
+
 async fn check_window(case: &Case) -> Result<(), TestCaseError> {
     let ctx = context(case);
     let sql = format!(
@@ -282,13 +292,7 @@ async fn check_window(case: &Case) -> Result<(), TestCaseError> {
                 session_id({a}) OVER (PARTITION BY actor ORDER BY ts) AS id FROM ev",
         a = args(case)
     );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .expect("plan")
-        .collect()
-        .await
-        .expect("run");
+    let batches = collect(&ctx, &sql).await;
     let expected = expected(case);
     let mut seen = 0;
     for batch in batches {
@@ -323,13 +327,7 @@ async fn check_aggregates(case: &Case) -> Result<(), TestCaseError> {
         "SELECT actor, session_count({a}), session_seconds({a}), session_list({a}) FROM ev GROUP BY actor",
         a = args(case)
     );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .expect("plan")
-        .collect()
-        .await
-        .expect("run");
+    let batches = collect(&ctx, &sql).await;
     let expected = expected(case);
     let scale = per_second(case.unit) as f64;
     let mut seen = 0;

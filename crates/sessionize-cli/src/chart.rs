@@ -38,15 +38,8 @@ pub struct ChartCommand {
     /// Inactivity timeout (derived sessions).
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
-    /// An event type that starts a new session. Repeatable.
-    #[arg(long = "restart-event", value_name = "NAME")]
-    restart_events: Vec<String>,
-    /// An inactive event type. Repeatable.
-    #[arg(long = "exclude-event", value_name = "NAME")]
-    exclude_events: Vec<String>,
-    /// A named list of inactive event types: clevertap.
-    #[arg(long = "exclude-preset", value_name = "PRESET")]
-    exclude_presets: Vec<String>,
+    #[command(flatten)]
+    event_rules: crate::sessions::EventRules,
     /// A row: `sessions`, `events` (any event) or `events:NAME`. Repeatable: rows A, B, C, ...
     #[arg(long = "row", value_name = "ROW")]
     rows: Vec<String>,
@@ -167,15 +160,10 @@ impl ChartCommand {
         }
         spec.session
             .restart_events
-            .extend(self.restart_events.iter().cloned());
+            .extend(self.event_rules.restart_events.iter().cloned());
         spec.session
             .exclude_events
-            .extend(self.exclude_events.iter().cloned());
-        for preset in &self.exclude_presets {
-            spec.session
-                .exclude_events
-                .extend(exclude_preset(preset)?.iter().map(|e| e.to_string()));
-        }
+            .extend(self.event_rules.excluded()?);
         if !self.rows.is_empty() {
             spec.rows = self
                 .rows

@@ -34,6 +34,31 @@ pub enum DedupArg {
     InsertId,
 }
 
+/// Event types with a role in sessions: shared by `sessions`, `annotate` and `chart`.
+#[derive(Debug, Args)]
+pub struct EventRules {
+    /// An event type that always starts a new session. Repeatable.
+    #[arg(long = "restart-event", value_name = "NAME")]
+    pub restart_events: Vec<String>,
+    /// An event type that is not activity: left out of sessions, never extending one. Repeatable.
+    #[arg(long = "exclude-event", value_name = "NAME")]
+    exclude_events: Vec<String>,
+    /// A named list of excluded event types: clevertap.
+    #[arg(long = "exclude-preset", value_name = "PRESET")]
+    exclude_presets: Vec<String>,
+}
+
+impl EventRules {
+    /// The excluded event types: those named and those of the presets.
+    pub fn excluded(&self) -> Result<Vec<String>, CliError> {
+        let mut events = self.exclude_events.clone();
+        for preset in &self.exclude_presets {
+            events.extend(exclude_preset(preset)?.iter().map(|e| e.to_string()));
+        }
+        Ok(events)
+    }
+}
+
 /// How sessions are formed: shared by `sessions` and `annotate`.
 #[derive(Debug, Args)]
 pub struct SessionArgs {
@@ -53,15 +78,8 @@ pub struct SessionArgs {
     /// Maximum session length: an event later than this after its session's start begins a new one.
     #[arg(long, value_parser = parse_duration)]
     max_length: Option<Duration>,
-    /// An event type that always starts a new session. Repeatable.
-    #[arg(long = "restart-event", value_name = "NAME")]
-    restart_events: Vec<String>,
-    /// An event type that is not activity: left out of sessions, never extending one. Repeatable.
-    #[arg(long = "exclude-event", value_name = "NAME")]
-    exclude_events: Vec<String>,
-    /// A named list of excluded event types: clevertap.
-    #[arg(long = "exclude-preset", value_name = "PRESET")]
-    exclude_presets: Vec<String>,
+    #[command(flatten)]
+    event_rules: EventRules,
     /// Per-platform timeouts: `--timeout-by platform web=30m,ios=5m,android=5m`. Sessions are then
     /// formed per actor and platform; other platforms use --timeout.
     #[arg(long, num_args = 2, value_names = ["COLUMN", "PLATFORM=DURATION,..."])]
@@ -146,10 +164,7 @@ impl SessionArgs {
             (None, SourceArg::Sdk) => SessionSource::Sdk,
             (None, SourceArg::Derived) => SessionSource::Derived,
         };
-        let mut exclude_events = self.exclude_events.clone();
-        for preset in &self.exclude_presets {
-            exclude_events.extend(exclude_preset(preset)?.iter().map(|e| e.to_string()));
-        }
+        let exclude_events = self.event_rules.excluded()?;
         let timeout_by = match &self.timeout_by {
             None => None,
             Some(values) => {
@@ -197,7 +212,7 @@ impl SessionArgs {
             insert_id_col: self.insert_id_col.clone(),
             timeout: self.timeout,
             max_length: self.max_length,
-            restart_events: self.restart_events.clone(),
+            restart_events: self.event_rules.restart_events.clone(),
             exclude_events,
             timeout_by,
             dedup_insert_id: self.dedup.is_some(),
