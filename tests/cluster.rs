@@ -106,25 +106,35 @@ fn sessions_on_a_scheduler_and_two_executors_equal_local_output() {
     let sql = "SELECT user_id, event_time, event_type, session_number(event_time, INTERVAL '30 minutes', \
                event_type = 'app_open') OVER (PARTITION BY user_id ORDER BY event_time) AS n FROM events";
     let local = ok(&["query", folder, sql, "--format", "csv"]);
-    let cluster = ok(&[
-        "query",
-        folder,
-        sql,
-        "--format",
-        "csv",
-        "--cluster",
-        &url,
-        "--target-partitions",
-        "4",
-    ]);
-    assert_eq!(normalized(&cluster), normalized(&local));
-    // Both executors had tasks: each wrote shuffle files in its own folder.
-    for k in 0..2 {
-        let used = std::fs::read_dir(work.path().join(format!("executor-{k}")))
-            .unwrap()
-            .count();
-        assert!(used > 0, "executor {k} ran no task");
+    // Both executors take tasks (each writes shuffle files in its own folder) once both have
+    // registered, which the first query does not wait for: run it until they have, at most 20 times.
+    let used = |k: usize| {
+        std::fs::read_dir(work.path().join(format!("executor-{k}")))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    for _ in 0..20 {
+        let cluster = ok(&[
+            "query",
+            folder,
+            sql,
+            "--format",
+            "csv",
+            "--cluster",
+            &url,
+            "--target-partitions",
+            "4",
+        ]);
+        assert_eq!(normalized(&cluster), normalized(&local));
+        if used(0) > 0 && used(1) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
+    assert!(
+        used(0) > 0 && used(1) > 0,
+        "a window query never ran on both executors"
+    );
 
     // A local CSV is not for the cluster: one clear sentence.
     let out = sessionize(&["sessions", "tests/golden/events.csv", "--cluster", &url]);
