@@ -10,6 +10,12 @@
 //! It deliberately holds the cases sessionization gets wrong: events with equal timestamps, gaps of
 //! exactly 30 minutes (which stay in the session) and of 30 minutes and one second (which split),
 //! and out-of-session events.
+//!
+//! Each user's share of the requested events fits in the days covered: the gaps between a user's
+//! sessions shrink when the user has many events, so the export holds the number of events asked
+//! for (give or take the random budgets and repeats), not fewer. Large exports are made in blocks of
+//! users of about [`BLOCK_EVENTS`] events each, shuffled within the block and written as they are
+//! made, so memory stays bounded whatever the size.
 
 use std::fs::File;
 use std::path::Path;
@@ -38,8 +44,10 @@ pub struct Config {
     pub days: u32,
     /// Seed of the random generator.
     pub seed: u64,
-    /// Whether the rows are sorted by user and time (otherwise shuffled).
+    /// Whether the rows are sorted by user and time (otherwise shuffled within each block).
     pub sorted: bool,
+    /// About how many events a block of users holds (default [`BLOCK_EVENTS`]).
+    pub block_events: usize,
 }
 
 impl Default for Config {
@@ -50,6 +58,7 @@ impl Default for Config {
             days: 14,
             seed: 42,
             sorted: false,
+            block_events: BLOCK_EVENTS,
         }
     }
 }
@@ -91,15 +100,40 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
+/// Events per block of users (see the module documentation).
+pub const BLOCK_EVENTS: usize = 10_000_000;
+
+/// One event, kept small (the JSON properties are written out only when a batch is made).
 #[derive(Debug, Clone)]
 struct Row {
-    user: Option<usize>,
-    device: usize,
+    user: Option<u32>,
+    device: u32,
     event_type: &'static str,
     time: i64,
     session_id: i64,
-    event_properties: String,
+    /// Index into [`PAGES`], or `u8::MAX` for the notification's properties.
+    page: u8,
+    /// Price in cents of a cart or purchase event, 0 for none.
+    price_cents: u32,
     insert: u64,
+}
+
+impl Row {
+    fn event_properties(&self) -> String {
+        if self.page == u8::MAX {
+            return r#"{"campaign":"weekly"}"#.to_string();
+        }
+        let page = PAGES[usize::from(self.page)];
+        if self.price_cents == 0 {
+            format!(r#"{{"page":"{page}"}}"#)
+        } else {
+            format!(
+                r#"{{"page":"{page}","price":{}.{:02}}}"#,
+                self.price_cents / 100,
+                self.price_cents % 100
+            )
+        }
+    }
 }
 
 fn hex_id(rng_value: u64) -> String {
@@ -115,11 +149,18 @@ fn user_events(
     rows: &mut Vec<Row>,
 ) {
     let span = i64::from(config.days) * 24 * 60 * MINUTE;
+    let end = START_MICROS + span;
     let anonymous = rng.random_bool(0.03);
+    let user = user as u32;
     let who = if anonymous { None } else { Some(user) };
     let mut time = START_MICROS + rng.random_range(0..span / 2);
+    // The longest gap between sessions, in hours: 72 when the user's budget fits in the days left
+    // easily, shorter for busy users so that their budget fits (a session holds about 6.6 events).
+    let sessions_needed = (budget as f64 / 6.6).max(1.0);
+    let hours_left = (end - time) as f64 / (60 * MINUTE) as f64;
+    let max_hours = ((hours_left / sessions_needed - 1.0) * 1.4).clamp(2.0, 72.0) as i64;
     let mut made = 0;
-    while made < budget && time < START_MICROS + span {
+    while made < budget && time < end {
         let session_start = time;
         let session_id = session_start / 1_000;
         let length = rng.random_range(1..=12).min(budget - made);
@@ -137,14 +178,12 @@ fn user_events(
                     "purchase",
                 ][rng.random_range(0..7)]
             };
-            let page = PAGES[rng.random_range(0..PAGES.len())];
-            let event_properties = match event_type {
-                "add_to_cart" | "purchase" => format!(
-                    r#"{{"page":"{page}","price":{}.{:02}}}"#,
-                    rng.random_range(1..200),
-                    rng.random_range(0..100)
-                ),
-                _ => format!(r#"{{"page":"{page}"}}"#),
+            let page = rng.random_range(0..PAGES.len()) as u8;
+            let price_cents = match event_type {
+                "add_to_cart" | "purchase" => {
+                    rng.random_range(1..200u32) * 100 + rng.random_range(0..100u32)
+                }
+                _ => 0,
             };
             rows.push(Row {
                 user: who,
@@ -152,7 +191,8 @@ fn user_events(
                 event_type,
                 time,
                 session_id,
-                event_properties,
+                page,
+                price_cents,
                 insert: rng.random(),
             });
             made += 1;
@@ -172,7 +212,8 @@ fn user_events(
                 event_type: "notification_received",
                 time: time + rng.random_range(1..120) * MINUTE,
                 session_id: -1,
-                event_properties: r#"{"campaign":"weekly"}"#.to_string(),
+                page: u8::MAX,
+                price_cents: 0,
                 insert: rng.random(),
             });
             made += 1;
@@ -180,28 +221,30 @@ fn user_events(
         // The gap to the next session: just over the timeout now and then, else hours to days.
         time += match rng.random_range(0..10) {
             0 => 30 * MINUTE + SECOND,
-            _ => rng.random_range(1..72) * 60 * MINUTE + rng.random_range(0..60) * MINUTE,
+            _ => rng.random_range(1..max_hours) * 60 * MINUTE + rng.random_range(0..60) * MINUTE,
         };
     }
 }
 
 /// Generates the export as record batches of at most `batch_rows` rows.
 pub fn generate(config: &Config, batch_rows: usize) -> Result<Vec<RecordBatch>, ArrowError> {
+    let mut batches = vec![];
+    generate_with(config, batch_rows, |batch| {
+        batches.push(batch);
+        Ok(())
+    })?;
+    Ok(batches)
+}
+
+/// Generates the export block by block, handing each record batch (at most `batch_rows` rows) to
+/// `sink` as soon as it is made.
+pub fn generate_with<F>(config: &Config, batch_rows: usize, mut sink: F) -> Result<(), ArrowError>
+where
+    F: FnMut(RecordBatch) -> Result<(), ArrowError>,
+{
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let users = config.users.max(1);
+    let users = config.users.clamp(1, u32::MAX as usize);
     let per_user = (config.events / users).max(1);
-    let mut rows = Vec::with_capacity(config.events + config.events / 10);
-    for user in 0..users {
-        let budget = rng.random_range(1..=per_user * 2);
-        user_events(user, budget, config, &mut rng, &mut rows);
-    }
-    // Amplitude's export can repeat an event: a few rows come twice with the same insert_id.
-    let repeats: Vec<Row> = rows
-        .iter()
-        .filter(|_| rng.random_bool(0.005))
-        .cloned()
-        .collect();
-    rows.extend(repeats);
     let user_properties: Vec<String> = (0..users)
         .map(|_| {
             format!(
@@ -211,14 +254,37 @@ pub fn generate(config: &Config, batch_rows: usize) -> Result<Vec<RecordBatch>, 
             )
         })
         .collect();
-    if config.sorted {
-        rows.sort_by_key(|r| (r.device, r.time));
-    } else {
-        rows.shuffle(&mut rng);
+    let blocks = config
+        .events
+        .div_ceil(config.block_events.max(1))
+        .clamp(1, users);
+    let users_per_block = users.div_ceil(blocks);
+    for block in 0..blocks {
+        let first = block * users_per_block;
+        let last = ((block + 1) * users_per_block).min(users);
+        let expected = (last - first) * per_user;
+        let mut rows = Vec::with_capacity(expected + expected / 10);
+        for user in first..last {
+            let budget = rng.random_range(1..=per_user * 2);
+            user_events(user, budget, config, &mut rng, &mut rows);
+        }
+        // Amplitude's export can repeat an event: a few rows come twice with the same insert_id.
+        let repeats: Vec<Row> = rows
+            .iter()
+            .filter(|_| rng.random_bool(0.005))
+            .cloned()
+            .collect();
+        rows.extend(repeats);
+        if config.sorted {
+            rows.sort_by_key(|r| (r.device, r.time));
+        } else {
+            rows.shuffle(&mut rng);
+        }
+        for chunk in rows.chunks(batch_rows.max(1)) {
+            sink(to_batch(chunk, &user_properties)?)?;
+        }
     }
-    rows.chunks(batch_rows.max(1))
-        .map(|chunk| to_batch(chunk, &user_properties))
-        .collect()
+    Ok(())
 }
 
 fn to_batch(rows: &[Row], user_properties: &[String]) -> Result<RecordBatch, ArrowError> {
@@ -243,35 +309,64 @@ fn to_batch(rows: &[Row], user_properties: &[String]) -> Result<RecordBatch, Arr
             rows.iter().map(|r| r.session_id),
         )),
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.event_properties.as_str()),
+            rows.iter().map(Row::event_properties),
         )),
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| user_properties[r.device].as_str()),
+            rows.iter()
+                .map(|r| user_properties[r.device as usize].as_str()),
         )),
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| hex_id(r.insert)),
         )),
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| PLATFORMS[r.device % PLATFORMS.len()]),
+            rows.iter()
+                .map(|r| PLATFORMS[r.device as usize % PLATFORMS.len()]),
         )),
     ];
     RecordBatch::try_new(schema(), columns)
 }
 
-/// Generates the export and writes it as one Parquet file (zstd) at `path`.
+/// Generates the export and writes it as one Parquet file (zstd) at `path`; returns the events
+/// written.
 pub fn write_parquet(config: &Config, path: &Path) -> Result<usize, Box<dyn std::error::Error>> {
-    let batches = generate(config, 64 * 1024)?;
+    write_parquet_files(config, &[path])
+}
+
+/// Generates the export and writes it as Parquet files (zstd) at `paths`, batches of 64Ki rows
+/// taking turns; returns the events written.
+pub fn write_parquet_files(
+    config: &Config,
+    paths: &[&Path],
+) -> Result<usize, Box<dyn std::error::Error>> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    let file = File::create(path)?;
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(props))?;
-    let mut rows = 0;
-    for batch in &batches {
-        rows += batch.num_rows();
-        writer.write(batch)?;
+    let mut writers = paths
+        .iter()
+        .map(|path| -> Result<_, Box<dyn std::error::Error>> {
+            Ok(ArrowWriter::try_new(
+                File::create(path)?,
+                schema(),
+                Some(props.clone()),
+            )?)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if writers.is_empty() {
+        return Err("no output file".into());
     }
-    writer.close()?;
+    let mut rows = 0;
+    let mut turn = 0;
+    generate_with(config, 64 * 1024, |batch| {
+        rows += batch.num_rows();
+        let n = writers.len();
+        turn += 1;
+        writers[turn % n]
+            .write(&batch)
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))
+    })?;
+    for writer in writers {
+        writer.close()?;
+    }
     Ok(rows)
 }
 
@@ -291,5 +386,63 @@ mod tests {
         assert_eq!(a, b);
         let other = generate(&Config { seed: 7, ..config }, 1000).unwrap();
         assert_ne!(a, other);
+    }
+
+    fn rows(config: &Config) -> usize {
+        generate(config, 1 << 16)
+            .unwrap()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+
+    #[test]
+    fn busy_users_get_their_events() {
+        // 400 events a user on average over 30 days: before the gaps between sessions shrank with
+        // the budget, users ran out of days and the export held about half the events asked for.
+        let config = Config {
+            users: 100,
+            events: 40_000,
+            days: 30,
+            ..Config::default()
+        };
+        let made = rows(&config);
+        assert!(
+            (38_000..=43_000).contains(&made),
+            "asked for 40,000 events, made {made}"
+        );
+    }
+
+    #[test]
+    fn blocks_cover_every_user() {
+        // Four blocks of users (0-2, 3-5, 6-8, 9): every user has events, the sorted export is
+        // sorted throughout, and the unsorted one is shuffled only within each block.
+        let config = Config {
+            users: 10,
+            events: 2_000,
+            days: 3,
+            block_events: 500,
+            sorted: true,
+            ..Config::default()
+        };
+        let devices = |config: &Config| -> Vec<i64> {
+            let batches = generate(config, 100).unwrap();
+            let all = datafusion::arrow::compute::concat_batches(&schema(), &batches).unwrap();
+            let column = all.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+            column.values().iter().map(|d| d - 100_000_000).collect()
+        };
+        let sorted = devices(&config);
+        assert!(sorted.is_sorted(), "sorted by user");
+        let mut users = sorted.clone();
+        users.dedup();
+        assert_eq!(users, (0..10).collect::<Vec<i64>>());
+        let shuffled = devices(&Config {
+            sorted: false,
+            ..config
+        });
+        assert!(!shuffled.is_sorted());
+        let first_block = sorted.iter().filter(|d| **d < 3).count();
+        assert!(shuffled[..first_block].iter().all(|d| *d < 3));
+        assert!(shuffled[first_block..].iter().all(|d| *d >= 3));
     }
 }
