@@ -8,6 +8,11 @@ mod sessions;
 
 use std::process::ExitCode;
 
+/// mimalloc, as datafusion-cli uses: the aggregates grow many small per-actor buffers, which glibc's
+/// allocator serves with more time in realloc and page faults.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;

@@ -1,6 +1,7 @@
 //! `sessionize sessions` and `sessionize annotate`: the sessions table and events annotated with
 //! their session, from exports.
 
+use datafusion::parquet::file::properties::WriterProperties;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -291,6 +292,18 @@ pub async fn write(
     partition_by_day: Option<&str>,
     what: &'static str,
 ) -> Result<(), CliError> {
+    write_with(ctx, df, output, partition_by_day, what, None).await
+}
+
+/// [`write`] with Parquet writer properties for a single output file.
+pub async fn write_with(
+    ctx: &SessionContext,
+    df: datafusion::dataframe::DataFrame,
+    output: &OutputArgs,
+    partition_by_day: Option<&str>,
+    what: &'static str,
+    parquet: Option<&WriterProperties>,
+) -> Result<(), CliError> {
     let bar = progress_bar(what);
     let report = |rows: usize| {
         if let Some(bar) = &bar {
@@ -330,7 +343,7 @@ pub async fn write(
                 Some(column) => output::write_partitioned(ctx, df, format, target, column).await,
                 None => {
                     let stream = df.execute_stream().await?;
-                    output::write_to(ctx, stream, format, target, Some(&report))
+                    output::write_to_with(ctx, stream, format, target, Some(&report), parquet)
                         .await
                         .map(|_| ())
                 }
@@ -367,7 +380,16 @@ pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
     report_left_out(&ctx, &options).await?;
     let df = ctx.sql(&sql).await?;
     let partition = args.partition_by_day.then_some("session_started_at_day");
-    write(&ctx, df, &args.output, partition, "sessions").await
+    let properties = sessionize::sessions::parquet_properties();
+    write_with(
+        &ctx,
+        df,
+        &args.output,
+        partition,
+        "sessions",
+        Some(&properties),
+    )
+    .await
 }
 
 /// Arguments of `sessionize annotate`.

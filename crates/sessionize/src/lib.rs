@@ -33,6 +33,7 @@ pub mod cluster;
 mod docs;
 pub mod formula;
 pub mod output;
+pub mod parquet_writer;
 pub mod plot;
 pub mod rules;
 pub mod sessions;
@@ -98,7 +99,7 @@ mod tests {
             assert!(doc.sql_example.is_some(), "{} has an example", udaf.name());
             names.push(udaf.name().to_string());
         }
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 7);
         assert!(state.scalar_functions().contains_key("json_get_str"));
         for name in names {
             assert!(readme.contains(&format!("`{name}(")), "README lists {name}");

@@ -13,7 +13,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::arrow::{csv, json};
 use datafusion::common::{DataFusionError, Result};
-use datafusion::parquet::arrow::ArrowWriter;
+
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::parquet_writer::ParallelParquetWriter;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
@@ -66,18 +69,29 @@ enum Writer<W: Write + Send> {
     Csv(Box<csv::Writer<W>>),
     Json(json::ArrayWriter<W>),
     NdJson(json::LineDelimitedWriter<W>),
-    Parquet(Box<ArrowWriter<W>>),
+    Parquet(Box<ParallelParquetWriter<W>>),
 }
 
 impl<W: Write + Send> Writer<W> {
-    fn new(format: Format, schema: &SchemaRef, sink: W) -> Result<Self> {
+    fn new(
+        format: Format,
+        schema: &SchemaRef,
+        sink: W,
+        parquet: Option<&WriterProperties>,
+    ) -> Result<Self> {
         Ok(match format {
             Format::Table => Self::Table(sink, vec![]),
             Format::Csv => Self::Csv(Box::new(csv::Writer::new(sink))),
             Format::Json => Self::Json(json::ArrayWriter::new(sink)),
             Format::NdJson => Self::NdJson(json::LineDelimitedWriter::new(sink)),
             Format::Parquet => {
-                Self::Parquet(Box::new(ArrowWriter::try_new(sink, schema.clone(), None)?))
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Self::Parquet(Box::new(ParallelParquetWriter::try_new_with_properties(
+                    sink,
+                    schema.clone(),
+                    threads,
+                    parquet.cloned().unwrap_or_default(),
+                )?))
             }
         })
     }
@@ -123,13 +137,24 @@ pub type Progress<'a> = Option<&'a (dyn Fn(usize) + Sync)>;
 
 /// Writes every batch of `stream` to `sink` in `format`; returns the sink and the number of rows.
 pub async fn write_stream<W: Write + Send>(
-    mut stream: SendableRecordBatchStream,
+    stream: SendableRecordBatchStream,
     format: Format,
     sink: W,
     progress: Progress<'_>,
 ) -> Result<(W, usize)> {
+    write_stream_with(stream, format, sink, progress, None).await
+}
+
+/// [`write_stream`] with Parquet writer properties (`None`: the parquet crate's defaults).
+pub async fn write_stream_with<W: Write + Send>(
+    mut stream: SendableRecordBatchStream,
+    format: Format,
+    sink: W,
+    progress: Progress<'_>,
+    parquet: Option<&WriterProperties>,
+) -> Result<(W, usize)> {
     let schema = stream.schema();
-    let mut writer = Writer::new(format, &schema, sink)?;
+    let mut writer = Writer::new(format, &schema, sink, parquet)?;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -155,6 +180,7 @@ pub async fn write_file(
     format: Format,
     path: &Path,
     progress: Progress<'_>,
+    parquet: Option<&WriterProperties>,
 ) -> Result<usize> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -168,7 +194,7 @@ pub async fn write_file(
         .suffix(".tmp")
         .tempfile_in(folder)
         .map_err(|e| io_error("write", e))?;
-    let (temp, rows) = write_stream(stream, format, temp, progress).await?;
+    let (temp, rows) = write_stream_with(stream, format, temp, progress, parquet).await?;
     temp.as_file()
         .sync_all()
         .map_err(|e| io_error("write", e))?;
@@ -192,16 +218,28 @@ pub async fn write_to(
     target: &str,
     progress: Progress<'_>,
 ) -> Result<usize> {
+    write_to_with(ctx, stream, format, target, progress, None).await
+}
+
+/// [`write_to`] with Parquet writer properties (`None`: the parquet crate's defaults).
+pub async fn write_to_with(
+    ctx: &datafusion::prelude::SessionContext,
+    stream: SendableRecordBatchStream,
+    format: Format,
+    target: &str,
+    progress: Progress<'_>,
+    parquet: Option<&WriterProperties>,
+) -> Result<usize> {
     if !is_remote(target) {
         let local = target.strip_prefix("file://").unwrap_or(target);
-        return write_file(stream, format, Path::new(local), progress).await;
+        return write_file(stream, format, Path::new(local), progress, parquet).await;
     }
     crate::tables::register_object_store(ctx, target)?;
     let url = datafusion::datasource::listing::ListingTableUrl::parse(target)?;
     let store = ctx.state().runtime_env().object_store(&url)?;
     let staged = tempfile::tempfile()
         .map_err(|e| DataFusionError::Execution(format!("cannot stage the output: {e}")))?;
-    let (mut staged, rows) = write_stream(stream, format, staged, progress).await?;
+    let (mut staged, rows) = write_stream_with(stream, format, staged, progress, parquet).await?;
     upload(store, url.prefix().clone(), &mut staged, target).await?;
     Ok(rows)
 }

@@ -129,6 +129,37 @@ pub const SESSION_COLUMNS: [&str; 16] = [
     "session_length_seconds",
 ];
 
+/// Parquet writer properties for the sessions table.
+///
+/// Columns whose values are (nearly) all distinct skip dictionary encoding, which would be tried
+/// and abandoned in every row group; `unique_session_id` has no statistics, since its values are
+/// in no order and min/max can prune nothing (profiling showed the string comparisons behind those
+/// statistics among the costliest parts of writing the table). The days, user ids, numbers and
+/// flags keep dictionaries and statistics, so readers can still prune by day or user.
+pub fn parquet_properties() -> datafusion::parquet::file::properties::WriterProperties {
+    use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use datafusion::parquet::schema::types::ColumnPath;
+    let mut builder = WriterProperties::builder();
+    for column in [
+        "unique_session_id",
+        "session_id",
+        "session_started_at",
+        "session_ended_at",
+        "last_session_ended_at",
+        "session_length_in_minutes",
+        "minutes_in_between_sessions",
+        "session_length_seconds",
+    ] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    builder
+        .set_column_statistics_enabled(
+            ColumnPath::from("unique_session_id"),
+            EnabledStatistics::None,
+        )
+        .build()
+}
+
 /// A SQL identifier, quoted.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -204,9 +235,41 @@ fn day(ts: &str, tz_aware: bool, time_zone: &str) -> String {
     }
 }
 
-/// Whole seconds of `ts` (cut to the second), as dbt's `datediff(..., 'second')` counts them.
-fn whole_seconds(ts: &str) -> String {
-    format!("CAST(date_part('epoch', date_trunc('second', {ts})) AS BIGINT)")
+/// `floor(ts / units)` for a timestamp expression `ts`, by integer arithmetic on its raw value (no
+/// time zone conversion, which costs more than the rest of the sessions table's columns together).
+fn epoch_floor(ts: &str, units: i64) -> String {
+    if units == 1 {
+        return format!("arrow_cast({ts}, 'Int64')");
+    }
+    format!(
+        "(arrow_cast({ts}, 'Int64') / {units} - CASE WHEN arrow_cast({ts}, 'Int64') % {units} < 0 THEN 1 ELSE 0 END)"
+    )
+}
+
+/// Whole seconds of `ts` (cut to the second), as dbt's `datediff(..., 'second')` counts them;
+/// `per_second` is the number of units of `ts` in a second.
+fn whole_seconds(ts: &str, per_second: i64) -> String {
+    epoch_floor(ts, per_second)
+}
+
+/// The UTC day of `ts` as a DATE, by integer arithmetic (see [`epoch_floor`]).
+fn utc_day(ts: &str, per_second: i64) -> String {
+    format!(
+        "arrow_cast(arrow_cast({}, 'Int32'), 'Date32')",
+        epoch_floor(ts, per_second * 86_400)
+    )
+}
+
+/// Whether a timestamp type's zone is UTC or absent, so that its raw values are UTC instants and
+/// [`utc_day`] gives the same day as a cast.
+fn is_utc_or_naive(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Timestamp(_, None) => true,
+        DataType::Timestamp(_, Some(tz)) => {
+            matches!(tz.as_ref(), "UTC" | "utc" | "+00:00" | "Z" | "Etc/UTC")
+        }
+        _ => false,
+    }
 }
 
 /// The condition that an event is the first of its insert id (events without one are all kept).
@@ -418,18 +481,42 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
     };
 
     let per_second = units_per_second(unit);
-    let base = match options.source {
-        SessionSource::Derived => format!(
-            "sessions AS ({sessions}), \
-             base AS (SELECT user_id, platform, s['session_id'] AS session_id, s['event_count'] AS events_per_session, \
-                     s['started_at'] AS session_started_at, s['ended_at'] AS session_ended_at FROM sessions)"
-        ),
-        SessionSource::Sdk | SessionSource::DbtCompat => {
-            "base AS (SELECT user_id, CAST(NULL AS VARCHAR) AS platform, session_id, \
-             count(*) AS events_per_session, min(event_time) AS session_started_at, \
-             max(event_time) AS session_ended_at FROM ev GROUP BY user_id, session_id)"
-                .to_string()
-        }
+    // Derived sessions of one timeout never overlap, so each actor's session number and previous
+    // session end come straight from `session_table` (no window, no sort of the sessions). The SDK,
+    // dbt and per-platform modes rank sessions that may interleave, with window functions.
+    let single_timeout = options.source == SessionSource::Derived && options.timeout_by.is_none();
+    let ranked = if single_timeout {
+        format!(
+            "ranked AS (SELECT user_id, CAST(NULL AS VARCHAR) AS platform, s['session_id'] AS session_id, \
+             s['event_count'] AS events_per_session, s['started_at'] AS session_started_at, \
+             s['ended_at'] AS session_ended_at, s['session_number'] AS user_session_number, \
+             s['previous_ended_at'] AS last_session_ended_at \
+             FROM (SELECT user_id, unnest(session_table(event_time, {timeout}, restart{max_length})) AS s \
+                   FROM ev GROUP BY user_id))"
+        )
+    } else {
+        let base = match options.source {
+            SessionSource::Derived => format!(
+                "sessions AS ({sessions}), \
+                 base AS (SELECT user_id, platform, s['session_id'] AS session_id, s['event_count'] AS events_per_session, \
+                         s['started_at'] AS session_started_at, s['ended_at'] AS session_ended_at FROM sessions)"
+            ),
+            SessionSource::Sdk | SessionSource::DbtCompat => {
+                "base AS (SELECT user_id, CAST(NULL AS VARCHAR) AS platform, session_id, \
+                 count(*) AS events_per_session, min(event_time) AS session_started_at, \
+                 max(event_time) AS session_ended_at FROM ev GROUP BY user_id, session_id)"
+                    .to_string()
+            }
+        };
+        format!(
+            "{base}, \
+             ranked AS (SELECT *, \
+                CASE WHEN user_id IS NULL THEN NULL ELSE row_number() OVER (PARTITION BY user_id \
+                     ORDER BY session_started_at, session_ended_at, session_id, platform) END AS user_session_number, \
+                CASE WHEN user_id IS NULL THEN NULL ELSE lag(session_ended_at) OVER (PARTITION BY user_id \
+                     ORDER BY session_ended_at, session_started_at, session_id, platform) END AS last_session_ended_at \
+                FROM base)"
+        )
     };
     let source_relation = literal(&options.source_relation);
     let unique_session_id = match (options.source, &options.timeout_by) {
@@ -443,14 +530,17 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
         _ => "user_id || '-' || CAST(session_id AS VARCHAR)".to_string(),
     };
     let tz = &options.time_zone;
+    let utc_fast = tz.eq_ignore_ascii_case("UTC")
+        && is_utc_or_naive(require_column(schema, &options.time, "--time")?);
+    let session_day = |ts: &str| {
+        if utc_fast {
+            utc_day(ts, per_second)
+        } else {
+            day(ts, tz_aware, tz)
+        }
+    };
     Ok(format!(
-        "WITH ev AS ({events}), {base}, \
-         ranked AS (SELECT *, \
-            CASE WHEN user_id IS NULL THEN NULL ELSE row_number() OVER (PARTITION BY user_id \
-                 ORDER BY session_started_at, session_ended_at, session_id, platform) END AS user_session_number, \
-            CASE WHEN user_id IS NULL THEN NULL ELSE lag(session_ended_at) OVER (PARTITION BY user_id \
-                 ORDER BY session_ended_at, session_started_at, session_id, platform) END AS last_session_ended_at \
-            FROM base) \
+        "WITH ev AS ({events}), {ranked} \
          SELECT \
             {source_relation} AS source_relation, \
             {unique_session_id} AS unique_session_id, \
@@ -469,12 +559,12 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
             session_id, \
             CAST(arrow_cast(session_ended_at - session_started_at, 'Int64') AS DOUBLE) / {per_second} AS session_length_seconds \
          FROM ranked",
-        end_s = whole_seconds("session_ended_at"),
-        start_s = whole_seconds("session_started_at"),
-        last_s = whole_seconds("last_session_ended_at"),
-        start_day = day("session_started_at", tz_aware, tz),
-        end_day = day("session_ended_at", tz_aware, tz),
-        last_day = day("last_session_ended_at", tz_aware, tz),
+        end_s = whole_seconds("session_ended_at", per_second),
+        start_s = whole_seconds("session_started_at", per_second),
+        last_s = whole_seconds("last_session_ended_at", per_second),
+        start_day = session_day("session_started_at"),
+        end_day = session_day("session_ended_at"),
+        last_day = session_day("last_session_ended_at"),
     ))
 }
 

@@ -1,4 +1,4 @@
-//! Aggregate functions (UDAF): `session_count`, `session_seconds`, `session_list`.
+//! Aggregate functions (UDAF): `session_count`, `session_seconds`, `session_list`, `session_table`.
 //!
 //! Used with `GROUP BY actor`. A [`GroupsAccumulator`] keeps each group's timestamps (and the
 //! timestamps where a restart happened) and, when the group is emitted, sorts only those and runs
@@ -8,16 +8,18 @@
 mod session_count;
 mod session_list;
 mod session_seconds;
+mod session_table;
 
 use std::mem::size_of;
 use std::sync::Arc;
 
+use datafusion::arrow::array::make_array;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, StructArray,
     TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
     TimestampSecondArray,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit};
 use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -30,6 +32,7 @@ use datafusion::logical_expr::{
 pub use session_count::session_count_udaf;
 pub use session_list::session_list_udaf;
 pub use session_seconds::session_seconds_udaf;
+pub use session_table::session_table_udaf;
 
 use crate::args::{self, TS};
 use crate::docs::DocFn;
@@ -41,6 +44,7 @@ pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
         session_count_udaf(),
         session_seconds_udaf(),
         session_list_udaf(),
+        session_table_udaf(),
     ]
 }
 
@@ -53,6 +57,8 @@ enum AggOutput {
     Seconds,
     /// One struct per session (List of Struct).
     List,
+    /// One struct per session with the previous session's end (List of Struct).
+    Table,
 }
 
 /// The fields of a `session_list` element, for timestamps of type `ts_type`.
@@ -66,9 +72,27 @@ pub fn session_struct_fields(ts_type: &DataType) -> Fields {
     ])
 }
 
-fn list_item_field(ts_type: &DataType) -> FieldRef {
+/// The fields of a `session_table` element: those of `session_list` and `previous_ended_at`.
+pub fn session_table_fields(ts_type: &DataType) -> Fields {
+    let mut fields: Vec<FieldRef> = session_struct_fields(ts_type).iter().cloned().collect();
+    fields.push(Arc::new(Field::new(
+        "previous_ended_at",
+        ts_type.clone(),
+        true,
+    )));
+    Fields::from(fields)
+}
+
+fn item_fields(output: AggOutput, ts_type: &DataType) -> Fields {
+    match output {
+        AggOutput::Table => session_table_fields(ts_type),
+        _ => session_struct_fields(ts_type),
+    }
+}
+
+fn list_item_field(output: AggOutput, ts_type: &DataType) -> FieldRef {
     Arc::new(Field::new_list_field(
-        DataType::Struct(session_struct_fields(ts_type)),
+        DataType::Struct(item_fields(output, ts_type)),
         true,
     ))
 }
@@ -108,8 +132,9 @@ impl SessionAggregate {
             rule: args::session_rule(self.name, args.exprs, unit)?,
             unit,
             ts_type,
-            times: vec![],
-            restarts: vec![],
+            groups: 0,
+            times: Pairs::default(),
+            restarts: Pairs::default(),
         })
     }
 }
@@ -132,7 +157,9 @@ impl AggregateUDFImpl for SessionAggregate {
         Ok(match self.output {
             AggOutput::Count => DataType::Int64,
             AggOutput::Seconds => DataType::Float64,
-            AggOutput::List => DataType::List(list_item_field(&ts_type)),
+            AggOutput::List | AggOutput::Table => {
+                DataType::List(list_item_field(self.output, &ts_type))
+            }
         })
     }
 
@@ -157,7 +184,7 @@ impl AggregateUDFImpl for SessionAggregate {
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let mut state = self.state(&acc_args)?;
-        state.resize(1);
+        state.resize(1)?;
         Ok(Box::new(SessionAccumulator { state }))
     }
 
@@ -178,14 +205,132 @@ impl AggregateUDFImpl for SessionAggregate {
 }
 
 /// Each group's timestamps and restart timestamps, in the unit of the input.
+///
+/// Rows are appended as (group, timestamp) pairs in arrival order, in two parallel vectors (4 + 8
+/// bytes a row): one sequential write per row, with no per-group vector to grow. When groups are emitted (as state or as results), one counting
+/// sort by group lays their timestamps out contiguously, then each group's slice is sorted (a
+/// pattern-defeating quicksort, linear on runs that are already sorted).
 struct GroupTimes {
     name: &'static str,
     output: AggOutput,
     rule: SessionRule,
     unit: TimeUnit,
     ts_type: DataType,
-    times: Vec<Vec<i64>>,
-    restarts: Vec<Vec<i64>>,
+    /// Number of groups (the highest `total_num_groups` seen).
+    groups: usize,
+    times: Pairs,
+    restarts: Pairs,
+}
+
+/// Pairs a block holds: blocks of fixed size grow without the copies (and the transient double
+/// memory) of one vector doubling.
+const BLOCK: usize = 1 << 16;
+
+/// (group, timestamp) pairs in arrival order, in blocks of [`BLOCK`].
+#[derive(Default)]
+struct Pairs {
+    blocks: Vec<(Vec<u32>, Vec<i64>)>,
+}
+
+impl Pairs {
+    /// The last block, with room for at least one more pair.
+    fn open_block(&mut self) -> &mut (Vec<u32>, Vec<i64>) {
+        if self
+            .blocks
+            .last()
+            .is_none_or(|(groups, _)| groups.len() == BLOCK)
+        {
+            self.blocks
+                .push((Vec::with_capacity(BLOCK), Vec::with_capacity(BLOCK)));
+        }
+        let last = self.blocks.len() - 1;
+        &mut self.blocks[last]
+    }
+
+    fn push(&mut self, group: usize, ts: i64) {
+        let (groups, values) = self.open_block();
+        groups.push(group as u32);
+        values.push(ts);
+    }
+
+    /// Appends `values` with groups `groups(i)` for the i-th value.
+    fn extend(&mut self, values: &[i64], groups: impl Fn(usize) -> u32) {
+        let mut done = 0;
+        while done < values.len() {
+            let (block_groups, block_values) = self.open_block();
+            let take = (BLOCK - block_groups.len()).min(values.len() - done);
+            block_groups.extend((done..done + take).map(&groups));
+            block_values.extend_from_slice(&values[done..done + take]);
+            done += take;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+        self.blocks
+            .iter()
+            .flat_map(|(groups, values)| groups.iter().zip(values))
+            .map(|(&group, &ts)| (group as usize, ts))
+    }
+
+    fn bytes(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|(g, v)| g.capacity() * size_of::<u32>() + v.capacity() * size_of::<i64>())
+            .sum()
+    }
+
+    /// Keeps the pairs of groups `n..`, renumbered from 0.
+    fn drop_first(&mut self, n: usize) {
+        let mut kept = Pairs::default();
+        for (group, ts) in self.iter() {
+            if group >= n {
+                kept.push(group - n, ts);
+            }
+        }
+        *self = kept;
+    }
+}
+
+/// The timestamps of groups `0..n`, contiguous: group `g` is `values[offsets[g]..offsets[g + 1]]`.
+struct Gathered {
+    offsets: Vec<usize>,
+    values: Vec<i64>,
+}
+
+impl Gathered {
+    /// Counting sort of the pairs whose group is below `n`.
+    fn of(pairs: &Pairs, n: usize) -> Self {
+        let mut offsets = vec![0usize; n + 1];
+        for (group, _) in pairs.iter() {
+            if group < n {
+                offsets[group + 1] += 1;
+            }
+        }
+        for g in 0..n {
+            offsets[g + 1] += offsets[g];
+        }
+        let mut cursor = offsets[..n].to_vec();
+        let mut values = vec![0i64; offsets[n]];
+        for (group, ts) in pairs.iter() {
+            if group < n {
+                values[cursor[group]] = ts;
+                cursor[group] += 1;
+            }
+        }
+        Self { offsets, values }
+    }
+
+    fn group(&self, g: usize) -> &[i64] {
+        &self.values[self.offsets[g]..self.offsets[g + 1]]
+    }
+
+    fn group_mut(&mut self, g: usize) -> &mut [i64] {
+        &mut self.values[self.offsets[g]..self.offsets[g + 1]]
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
 }
 
 impl GroupTimes {
@@ -197,24 +342,60 @@ impl GroupTimes {
             rule: self.rule,
             unit: self.unit,
             ts_type: self.ts_type.clone(),
-            times: vec![],
-            restarts: vec![],
+            groups: 0,
+            times: Pairs::default(),
+            restarts: Pairs::default(),
         }
     }
 
-    fn resize(&mut self, total_num_groups: usize) {
-        if self.times.len() < total_num_groups {
-            self.times.resize_with(total_num_groups, Vec::new);
-            self.restarts.resize_with(total_num_groups, Vec::new);
+    fn resize(&mut self, total_num_groups: usize) -> Result<()> {
+        if total_num_groups > u32::MAX as usize {
+            return exec_err!(
+                "{}: more than {} groups in one partition; raise datafusion.execution.target_partitions",
+                self.name,
+                u32::MAX
+            );
         }
+        self.groups = self.groups.max(total_num_groups);
+        Ok(())
     }
 
-    /// The state of the groups `emit_to` names: two lists of timestamps per group.
-    fn state_arrays(&self, times: &[Vec<i64>], restarts: &[Vec<i64>]) -> Result<Vec<ArrayRef>> {
+    /// The groups `emit_to` names, removed from the state (later groups are renumbered from 0).
+    fn take(&mut self, emit_to: EmitTo) -> (Gathered, Gathered) {
+        let n = match emit_to {
+            EmitTo::All => self.groups,
+            EmitTo::First(n) => n.min(self.groups),
+        };
+        let gathered = (
+            Gathered::of(&self.times, n),
+            Gathered::of(&self.restarts, n),
+        );
+        if n == self.groups {
+            self.times = Pairs::default();
+            self.restarts = Pairs::default();
+        } else {
+            self.times.drop_first(n);
+            self.restarts.drop_first(n);
+        }
+        self.groups -= n;
+        gathered
+    }
+
+    /// All groups, leaving the state as it is.
+    fn peek(&self) -> (Gathered, Gathered) {
+        (
+            Gathered::of(&self.times, self.groups),
+            Gathered::of(&self.restarts, self.groups),
+        )
+    }
+
+    /// The state of gathered groups: two lists of timestamps per group.
+    fn state_arrays(&self, times: Gathered, restarts: Gathered) -> Result<Vec<ArrayRef>> {
         let item = Arc::new(Field::new_list_field(self.ts_type.clone(), false));
-        let list = |groups: &[Vec<i64>]| -> Result<ArrayRef> {
-            let offsets = OffsetBuffer::from_lengths(groups.iter().map(Vec::len));
-            let values = timestamp_array(groups.concat(), &self.ts_type)?;
+        let list = |groups: Gathered| -> Result<ArrayRef> {
+            let lengths = groups.offsets.windows(2).map(|w| w[1] - w[0]);
+            let offsets = OffsetBuffer::from_lengths(lengths);
+            let values = timestamp_array(groups.values, &self.ts_type)?;
             Ok(Arc::new(ListArray::try_new(
                 Arc::clone(&item),
                 offsets,
@@ -225,13 +406,15 @@ impl GroupTimes {
         Ok(vec![list(times)?, list(restarts)?])
     }
 
-    /// The final value of each of the given groups.
-    fn finish(&self, times: &mut [Vec<i64>], restarts: &mut [Vec<i64>]) -> Result<ArrayRef> {
+    /// The final value of each gathered group.
+    fn finish(&self, mut times: Gathered, mut restarts: Gathered) -> Result<ArrayRef> {
         let mut out = OutputBuilder::new(self.output, self.unit);
-        for (ts, rs) in times.iter_mut().zip(restarts.iter_mut()) {
-            ts.sort_unstable();
-            rs.sort_unstable();
-            for_each_session(&self.rule, ts, rs, |s| out.push(s));
+        for g in 0..times.len() {
+            times.group_mut(g).sort_unstable();
+            restarts.group_mut(g).sort_unstable();
+            for_each_session(&self.rule, times.group(g), restarts.group(g), |s| {
+                out.push(s)
+            });
             out.end_group();
         }
         out.finish(&self.ts_type)
@@ -246,33 +429,40 @@ impl GroupsAccumulator for GroupTimes {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.resize(total_num_groups);
+        self.resize(total_num_groups)?;
         let (ts, nulls) = args::timestamp_values(self.name, &values[TS])?;
-        let restart = args::restart_values(self.name, values, values.len())?;
+        // A null buffer without nulls, or a restart column without a true value, changes nothing.
+        let nulls = nulls.filter(|n| n.null_count() > 0);
+        let restart =
+            args::restart_values(self.name, values, values.len())?.filter(|r| r.true_count() > 0);
+        if nulls.is_none() && opt_filter.is_none() && restart.is_none() {
+            // The common case, without per-row checks.
+            self.times
+                .extend(&ts[..group_indices.len()], |i| group_indices[i] as u32);
+            return Ok(());
+        }
         for (row, &group) in group_indices.iter().enumerate() {
             if nulls.as_ref().is_some_and(|n| n.is_null(row))
                 || opt_filter.is_some_and(|f| !(f.is_valid(row) && f.value(row)))
             {
                 continue;
             }
-            self.times[group].push(ts[row]);
+            self.times.push(group, ts[row]);
             if args::is_restart(restart, row) {
-                self.restarts[group].push(ts[row]);
+                self.restarts.push(group, ts[row]);
             }
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let mut times = emit_to.take_needed(&mut self.times);
-        let mut restarts = emit_to.take_needed(&mut self.restarts);
-        self.finish(&mut times, &mut restarts)
+        let (times, restarts) = self.take(emit_to);
+        self.finish(times, restarts)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let times = emit_to.take_needed(&mut self.times);
-        let restarts = emit_to.take_needed(&mut self.restarts);
-        self.state_arrays(&times, &restarts)
+        let (times, restarts) = self.take(emit_to);
+        self.state_arrays(times, restarts)
     }
 
     fn merge_batch(
@@ -281,7 +471,7 @@ impl GroupsAccumulator for GroupTimes {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.resize(total_num_groups);
+        self.resize(total_num_groups)?;
         let [times, restarts] = states else {
             return internal_err!(
                 "{}: expected 2 state arrays, got {}",
@@ -298,7 +488,7 @@ impl GroupsAccumulator for GroupTimes {
             for (row, &group) in group_indices.iter().enumerate() {
                 if lists.is_valid(row) {
                     let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-                    target[group].extend_from_slice(&values[start..end]);
+                    target.extend(&values[start..end], |_| group as u32);
                 }
             }
         }
@@ -314,17 +504,12 @@ impl GroupsAccumulator for GroupTimes {
         let mut single = self.empty_like();
         let groups: Vec<usize> = (0..rows).collect();
         single.update_batch(values, &groups, opt_filter, rows)?;
-        single.state_arrays(&single.times, &single.restarts)
+        let (times, restarts) = single.take(EmitTo::All);
+        single.state_arrays(times, restarts)
     }
 
     fn size(&self) -> usize {
-        let inner: usize = self
-            .times
-            .iter()
-            .chain(self.restarts.iter())
-            .map(|v| v.capacity() * size_of::<i64>() + size_of::<Vec<i64>>())
-            .sum();
-        size_of::<Self>() + inner
+        size_of::<Self>() + self.times.bytes() + self.restarts.bytes()
     }
 }
 
@@ -346,8 +531,8 @@ impl Accumulator for SessionAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let state = &mut self.state;
-        let result = state.finish(&mut state.times.clone(), &mut state.restarts.clone())?;
+        let (times, restarts) = self.state.peek();
+        let result = self.state.finish(times, restarts)?;
         ScalarValue::try_from_array(&result, 0)
     }
 
@@ -356,8 +541,9 @@ impl Accumulator for SessionAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let (times, restarts) = self.state.peek();
         self.state
-            .state_arrays(&self.state.times, &self.state.restarts)?
+            .state_arrays(times, restarts)?
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
@@ -401,6 +587,10 @@ struct OutputBuilder {
     starts: Vec<i64>,
     ends: Vec<i64>,
     events: Vec<i64>,
+    /// `session_table`: the previous session's end in the group, and whether there is one.
+    previous_ends: Vec<i64>,
+    previous_valid: Vec<bool>,
+    last_end: Option<i64>,
     lengths: Vec<usize>,
     group_len: usize,
 }
@@ -417,6 +607,9 @@ impl OutputBuilder {
             starts: vec![],
             ends: vec![],
             events: vec![],
+            previous_ends: vec![],
+            previous_valid: vec![],
+            last_end: None,
             lengths: vec![],
             group_len: 0,
         }
@@ -426,7 +619,12 @@ impl OutputBuilder {
         match self.output {
             AggOutput::Count => self.group_value += 1,
             AggOutput::Seconds => self.group_value += i128::from(s.end) - i128::from(s.start),
-            AggOutput::List => {
+            AggOutput::List | AggOutput::Table => {
+                if self.output == AggOutput::Table {
+                    let previous = self.last_end.replace(s.end);
+                    self.previous_ends.push(previous.unwrap_or_default());
+                    self.previous_valid.push(previous.is_some());
+                }
                 self.numbers.push(s.number);
                 self.ids.push(to_epoch_millis(s.start, self.unit));
                 self.starts.push(s.start);
@@ -440,6 +638,7 @@ impl OutputBuilder {
     fn end_group(&mut self) {
         self.per_group.push(std::mem::take(&mut self.group_value));
         self.lengths.push(std::mem::take(&mut self.group_len));
+        self.last_end = None;
     }
 
     fn finish(self, ts_type: &DataType) -> Result<ArrayRef> {
@@ -455,22 +654,103 @@ impl OutputBuilder {
                         .map(|&units| units as f64 / per_second),
                 ))
             }
-            AggOutput::List => {
-                let columns: Vec<ArrayRef> = vec![
+            AggOutput::List | AggOutput::Table => {
+                let mut columns: Vec<ArrayRef> = vec![
                     Arc::new(Int64Array::from(self.numbers)),
                     Arc::new(Int64Array::from(self.ids)),
                     timestamp_array(self.starts, ts_type)?,
                     timestamp_array(self.ends, ts_type)?,
                     Arc::new(Int64Array::from(self.events)),
                 ];
-                let sessions = StructArray::try_new(session_struct_fields(ts_type), columns, None)?;
+                if self.output == AggOutput::Table {
+                    let previous = timestamp_array(self.previous_ends, ts_type)?;
+                    let nulls = NullBuffer::from(self.previous_valid);
+                    columns.push(make_array(
+                        previous
+                            .to_data()
+                            .into_builder()
+                            .nulls(Some(nulls))
+                            .build()?,
+                    ));
+                }
+                let fields = item_fields(self.output, ts_type);
+                let sessions = StructArray::try_new(fields, columns, None)?;
                 Arc::new(ListArray::try_new(
-                    list_item_field(ts_type),
+                    list_item_field(self.output, ts_type),
                     OffsetBuffer::from_lengths(self.lengths),
                     Arc::new(sessions),
                     None,
                 )?)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(output: AggOutput) -> GroupTimes {
+        GroupTimes {
+            name: "test",
+            output,
+            rule: SessionRule::new(10 * 1_000_000_000, None, TimeUnit::Second),
+            unit: TimeUnit::Second,
+            ts_type: DataType::Timestamp(TimeUnit::Second, None),
+            groups: 0,
+            times: Pairs::default(),
+            restarts: Pairs::default(),
+        }
+    }
+
+    fn counts(array: &ArrayRef) -> Vec<i64> {
+        array
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec()
+    }
+
+    /// Emitting the first groups early (as DataFusion does for sorted input or under memory
+    /// pressure) leaves the other groups renumbered from 0 with all their timestamps, across more
+    /// than one block of pairs.
+    #[test]
+    fn emit_first_keeps_the_rest() {
+        let mut acc = counter(AggOutput::Count);
+        // Three groups; group g has sessions every 100 s, (g + 1) * 30,000 events each.
+        let rows = 6 * 30_000;
+        let mut groups = vec![];
+        let mut ts = vec![];
+        for g in 0..3usize {
+            for i in 0..(g + 1) * 30_000 {
+                groups.push(g);
+                ts.push((i as i64 / 3) * 100 + i as i64 % 3);
+            }
+        }
+        assert!(rows > BLOCK);
+        let values: Vec<ArrayRef> = vec![Arc::new(TimestampSecondArray::from(ts.clone()))];
+        acc.update_batch(&values, &groups, None, 3).unwrap();
+        assert!(acc.size() >= rows * 12);
+        let first = acc.evaluate(EmitTo::First(1)).unwrap();
+        assert_eq!(counts(&first), vec![10_000]);
+        assert_eq!(acc.groups, 2);
+        let rest = acc.evaluate(EmitTo::All).unwrap();
+        assert_eq!(counts(&rest), vec![20_000, 30_000]);
+
+        // The same through state and merge, in two partial accumulators.
+        let mut whole = counter(AggOutput::Count);
+        for half in [0, 1] {
+            let mut part = counter(AggOutput::Count);
+            let range = (half * rows / 2)..((half + 1) * rows / 2);
+            let values: Vec<ArrayRef> = vec![Arc::new(TimestampSecondArray::from(
+                ts[range.clone()].to_vec(),
+            ))];
+            part.update_batch(&values, &groups[range], None, 3).unwrap();
+            let state = part.state(EmitTo::All).unwrap();
+            whole.merge_batch(&state, &[0, 1, 2], 3).unwrap();
+        }
+        assert_eq!(
+            counts(&whole.evaluate(EmitTo::All).unwrap()),
+            vec![10_000, 20_000, 30_000]
+        );
     }
 }
