@@ -35,6 +35,17 @@ SELECT user_id, session_number, min(event_time) AS started_at, max(event_time) A
 FROM n GROUP BY user_id, session_number
 """
 
+# The same table through the project's window function instead of lag + running sum.
+SESSIONIZE_WINDOW_SQL = """
+SELECT user_id, session_number, min(event_time) AS started_at, max(event_time) AS ended_at,
+       count(*) AS events
+FROM (SELECT user_id, event_time,
+             session_number(event_time, INTERVAL '30 minutes') OVER (PARTITION BY user_id ORDER BY event_time)
+               AS session_number
+      FROM events WHERE user_id IS NOT NULL AND event_time IS NOT NULL)
+GROUP BY user_id, session_number
+"""
+
 POLARS = """
 import sys, polars as pl
 src, out = sys.argv[1], sys.argv[2]
@@ -67,6 +78,7 @@ def engines(bin_dir, data, out):
             "FROM events WHERE user_id IS NOT NULL GROUP BY user_id",
             "--output", out,
         ],
+        "sessionize window fns": [f"{bin_dir}/sessionize", "query", data, SESSIONIZE_WINDOW_SQL, "--output", out],
         "DuckDB window SQL": [sys.executable, "-c", DUCKDB, data, out,
                               WINDOW_SQL.format(source=source_duck, timeout=TIMEOUT)],
         "Polars window": [sys.executable, "-c", POLARS, data, out],

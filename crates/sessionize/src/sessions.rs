@@ -132,10 +132,11 @@ pub const SESSION_COLUMNS: [&str; 16] = [
 /// Parquet writer properties for the sessions table.
 ///
 /// Columns whose values are (nearly) all distinct skip dictionary encoding, which would be tried
-/// and abandoned in every row group; `unique_session_id` has no statistics, since its values are
-/// in no order and min/max can prune nothing (profiling showed the string comparisons behind those
-/// statistics among the costliest parts of writing the table). The days, user ids, numbers and
-/// flags keep dictionaries and statistics, so readers can still prune by day or user.
+/// and abandoned in every row group. `unique_session_id` (distinct values in no order) and
+/// `source_relation` (one value) have no statistics, since min/max can prune nothing there, and
+/// profiling showed the string comparisons behind them among the costliest parts of writing the
+/// table. The days, user ids, numbers and flags keep dictionaries and statistics, so readers can
+/// still prune by day or user.
 pub fn parquet_properties() -> datafusion::parquet::file::properties::WriterProperties {
     use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
     use datafusion::parquet::schema::types::ColumnPath;
@@ -152,12 +153,14 @@ pub fn parquet_properties() -> datafusion::parquet::file::properties::WriterProp
     ] {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
-    builder
-        .set_column_statistics_enabled(
-            ColumnPath::from("unique_session_id"),
-            EnabledStatistics::None,
-        )
-        .build()
+    // Row groups of 256Ki rows: the writer holds a row group's encoded pages until it is complete,
+    // so smaller groups keep memory down (DuckDB writes groups of about 120K rows).
+    builder = builder.set_max_row_group_row_count(Some(256 * 1024));
+    for column in ["unique_session_id", "source_relation"] {
+        builder = builder
+            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
+    builder.build()
 }
 
 /// A SQL identifier, quoted.
