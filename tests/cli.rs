@@ -331,3 +331,52 @@ fn the_sample_is_what_the_generator_makes() {
     };
     assert_eq!(concat(&from_file), concat(&generated));
 }
+
+#[test]
+fn memory_limit_and_threads_change_nothing_but_resources() {
+    let sorted = |args: &[&str]| {
+        let mut lines: Vec<String> = ok(args).lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let plain = sorted(&["sessions", SAMPLE, "--format", "csv"]);
+    assert!(plain.len() > 500, "{} sessions", plain.len());
+    // 128 KB is less than the sample's grouping state: the aggregation spills to disk.
+    let limit = ["--memory-limit", "128K", "--threads", "1"];
+    let mut args = vec!["sessions", SAMPLE, "--format", "csv"];
+    args.extend(limit);
+    assert_eq!(sorted(&args), plain);
+    let sql = ok(&["sessions", SAMPLE, "--print-sql"]);
+    let explain = format!("EXPLAIN ANALYZE {sql}");
+    let mut args = vec!["query", SAMPLE, explain.as_str(), "--format", "csv"];
+    args.extend(limit);
+    let plan = ok(&args);
+    let spills: usize = plan
+        .split("spill_count=")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        spills > 0,
+        "the aggregation should spill under 128K: {plan}"
+    );
+    let two = sorted(&[
+        "--threads",
+        "2",
+        "-m",
+        "64M",
+        "sessions",
+        SAMPLE,
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(two, plain);
+    let message = fails(&["sessions", SAMPLE, "--memory-limit", "4XB"], "not a size");
+    assert!(message.contains("'4XB'"), "{message}");
+    fails(&["sessions", SAMPLE, "--threads", "0"], "--threads");
+}

@@ -23,6 +23,47 @@ use datafusion::sql::sqlparser::parser::ParserError;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    resources: Resources,
+}
+
+/// How much of the machine a run may use (the flags of datafusion-cli).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Resources {
+    /// Memory for query execution, e.g. 4GB or 512M; past it, grouping and sorting spill to temporary
+    /// files (DataFusion's fair spill pool). Default: no limit.
+    #[arg(long, short = 'm', global = true, value_parser = parse_size, value_name = "SIZE")]
+    pub memory_limit: Option<usize>,
+    /// Threads and partitions to run on. Default: one per core.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    pub threads: Option<u16>,
+}
+
+static RESOURCES: std::sync::OnceLock<Resources> = std::sync::OnceLock::new();
+
+/// A size such as `4GB`, `512M`, `1.5g` or `1000000` (bytes).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let factor: f64 = match unit {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0_f64.powi(4),
+        _ => {
+            return Err(format!(
+                "'{text}' is not a size: use a number with K, M, G or T, e.g. 4GB"
+            ));
+        }
+    };
+    match digits.trim().parse::<f64>() {
+        Ok(n) if n > 0.0 && n.is_finite() => Ok((n * factor) as usize),
+        _ => Err(format!(
+            "'{text}' is not a size: use a number with K, M, G or T, e.g. 4GB"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,8 +145,23 @@ pub async fn context(
     cluster: Option<&str>,
     config: datafusion::prelude::SessionConfig,
 ) -> Result<datafusion::prelude::SessionContext, CliError> {
+    let resources = RESOURCES.get().cloned().unwrap_or_default();
+    let config = match resources.threads {
+        Some(n) => config.with_target_partitions(usize::from(n)),
+        None => config,
+    };
     match cluster {
-        None => Ok(sessionize::context_with_config(config)?),
+        None => {
+            let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+            if let Some(limit) = resources.memory_limit {
+                let pool = datafusion::execution::memory_pool::FairSpillPool::new(limit);
+                runtime = runtime.with_memory_pool(std::sync::Arc::new(pool));
+            }
+            Ok(sessionize::context_with_runtime(
+                config,
+                runtime.build_arc()?,
+            )?)
+        }
         #[cfg(feature = "cluster")]
         Some(url) => {
             let unreachable = |e: DataFusionError| {
@@ -135,22 +191,6 @@ pub async fn context(
 }
 
 fn main() -> ExitCode {
-    // Large stacks: deep query plans (a chart's) are planned and, on a cluster, serialized
-    // recursively.
-    match tokio::runtime::Builder::new_multi_thread()
-        .thread_stack_size(32 << 20)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(run()),
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => match e.kind() {
@@ -167,6 +207,23 @@ async fn run() -> ExitCode {
             }
         },
     };
+    RESOURCES.get_or_init(|| cli.resources.clone());
+    // Large stacks: deep query plans (a chart's) are planned and, on a cluster, serialized
+    // recursively.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.resources.threads {
+        builder.worker_threads(usize::from(n));
+    }
+    match builder.thread_stack_size(32 << 20).enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let cluster = match &cli.command {
         Command::Query(args) => Some(args.cluster.clone()),
         Command::Sessions(args) => Some(args.cluster().clone()),

@@ -69,6 +69,16 @@ pub fn context_with_config(config: datafusion::prelude::SessionConfig) -> Result
     Ok(ctx)
 }
 
+/// A context with every function registered, on the given runtime (memory pool, disk manager).
+pub fn context_with_runtime(
+    config: datafusion::prelude::SessionConfig,
+    runtime: std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> Result<SessionContext> {
+    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    register_all(&mut ctx)?;
+    Ok(ctx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

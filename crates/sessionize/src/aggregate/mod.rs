@@ -222,8 +222,8 @@ struct GroupTimes {
     restarts: Pairs,
 }
 
-/// Pairs a block holds: blocks of fixed size grow without the copies (and the transient double
-/// memory) of one vector doubling.
+/// The most pairs a block holds: blocks grow without the copies (and the transient double memory)
+/// of one vector doubling.
 const BLOCK: usize = 1 << 16;
 
 /// (group, timestamp) pairs in arrival order, in blocks of [`BLOCK`].
@@ -235,13 +235,18 @@ struct Pairs {
 impl Pairs {
     /// The last block, with room for at least one more pair.
     fn open_block(&mut self) -> &mut (Vec<u32>, Vec<i64>) {
-        if self
+        let full = self
             .blocks
             .last()
-            .is_none_or(|(groups, _)| groups.len() == BLOCK)
-        {
+            .is_none_or(|(groups, _)| groups.len() == groups.capacity());
+        if full {
+            // Blocks double from 1Ki pairs up to BLOCK, so a small group set stays small.
+            let size = self
+                .blocks
+                .last()
+                .map_or(1024, |(groups, _)| (groups.capacity() * 2).min(BLOCK));
             self.blocks
-                .push((Vec::with_capacity(BLOCK), Vec::with_capacity(BLOCK)));
+                .push((Vec::with_capacity(size), Vec::with_capacity(size)));
         }
         let last = self.blocks.len() - 1;
         &mut self.blocks[last]
@@ -258,7 +263,7 @@ impl Pairs {
         let mut done = 0;
         while done < values.len() {
             let (block_groups, block_values) = self.open_block();
-            let take = (BLOCK - block_groups.len()).min(values.len() - done);
+            let take = (block_groups.capacity() - block_groups.len()).min(values.len() - done);
             block_groups.extend((done..done + take).map(&groups));
             block_values.extend_from_slice(&values[done..done + take]);
             done += take;
