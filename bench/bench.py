@@ -109,6 +109,43 @@ def check(engine, out):
     return tuple(int(v) for v in duckdb.sql(sql).fetchall()[0])
 
 
+def dataset(args, events, users):
+    """The generated export for `events` and `users` (made once, then reused)."""
+    order = "sorted" if args.sorted else "unsorted"
+    data = os.path.join(args.workdir, f"events-{events}-{users}-{args.days}-{args.seed}-{order}.parquet")
+    if not os.path.exists(data):
+        command = [f"{args.bin}/sessionize-datagen", "--events", str(events), "--users", str(users),
+                   "--days", str(args.days), "--seed", str(args.seed), "--output", data]
+        if args.sorted:
+            command.append("--sorted")
+        subprocess.run(command, check=True)
+    return data
+
+
+def scaling(args):
+    """`sessionize sessions` at several sizes (200 events per user) on 1 and 2 threads."""
+    out = os.path.join(args.workdir, "out.parquet")
+    rows = []
+    for events in args.sizes:
+        data = dataset(args, events, max(1, events // 200))
+        for threads in (1, 2):
+            command = [f"{args.bin}/sessionize", "--threads", str(threads), "sessions", data,
+                       "--output", out]
+            if args.memory_limit:
+                command += ["--memory-limit", args.memory_limit]
+            times, peak = [], 0.0
+            for _ in range(args.runs):
+                seconds, mb = run(command)
+                times.append(seconds)
+                peak = max(peak, mb)
+            found = check("sessionize sessions", out)
+            rows.append((events, threads, statistics.median(times), peak, found))
+    print(f"sessionize sessions, {args.runs} runs each, memory limit {args.memory_limit or 'none'}")
+    print(f"{'events':>12} {'threads':>7} {'median s':>9} {'peak MB':>8} {'s per 10M':>9}  sessions, events, sum of session numbers")
+    for events, threads, median, peak, found in rows:
+        print(f"{events:>12,} {threads:>7} {median:>9.2f} {peak:>8.0f} {median / events * 1e7:>9.2f}  {found}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bin", required=True)
@@ -119,16 +156,16 @@ def main():
     parser.add_argument("--sorted", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", default=os.path.expanduser("~/.cache/sessionize/bench"))
+    parser.add_argument("--scaling", action="store_true",
+                        help="instead of the side-by-side table: sessionize sessions at --sizes, 1 and 2 threads")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
+    parser.add_argument("--memory-limit", default="4GB", help="--memory-limit of the scaling runs")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    order = "sorted" if args.sorted else "unsorted"
-    data = os.path.join(args.workdir, f"events-{args.events}-{args.users}-{args.days}-{args.seed}-{order}.parquet")
-    if not os.path.exists(data):
-        command = [f"{args.bin}/sessionize-datagen", "--events", str(args.events), "--users", str(args.users),
-                   "--days", str(args.days), "--seed", str(args.seed), "--output", data]
-        if args.sorted:
-            command.append("--sorted")
-        subprocess.run(command, check=True)
+    if args.scaling:
+        scaling(args)
+        return
+    data = dataset(args, args.events, args.users)
     out = os.path.join(args.workdir, "out.parquet")
     table = engines(args.bin, data, out)
     times = {name: [] for name in table}

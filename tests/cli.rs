@@ -380,3 +380,57 @@ fn memory_limit_and_threads_change_nothing_but_resources() {
     assert!(message.contains("'4XB'"), "{message}");
     fails(&["sessions", SAMPLE, "--threads", "0"], "--threads");
 }
+
+/// `--sorted-by` on an export sorted by user and time: the window functions do not sort again, the
+/// grouping streams, and the results are those without the flag.
+#[test]
+fn declared_sort_order_skips_the_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sorted.parquet");
+    let config = sessionize_datagen::Config {
+        sorted: true,
+        ..sessionize_datagen::Config::default()
+    };
+    sessionize_datagen::write_parquet(&config, &path).unwrap();
+    let file = path.to_str().unwrap();
+    let window = "SELECT user_id, event_time, session_number(event_time, INTERVAL '30 minutes') \
+                  OVER (PARTITION BY user_id ORDER BY event_time) AS n FROM events";
+    let explain = format!("EXPLAIN {window}");
+    let declared = ["--sorted-by", "user_id,event_time"];
+    let plan = |flags: &[&str]| {
+        let mut args = flags.to_vec();
+        args.extend(["query", file, explain.as_str(), "--format", "csv"]);
+        ok(&args)
+    };
+    assert!(plan(&[]).contains("SortExec"), "{}", plan(&[]));
+    let sorted_plan = plan(&declared);
+    assert!(!sorted_plan.contains("SortExec"), "{sorted_plan}");
+    assert!(
+        sorted_plan.contains("BoundedWindowAggExec"),
+        "{sorted_plan}"
+    );
+    let rows = |flags: &[&str], args: &[&str]| {
+        let mut all = flags.to_vec();
+        all.extend(args);
+        let mut lines: Vec<String> = ok(&all).lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let query = ["query", file, window, "--format", "csv"];
+    assert_eq!(rows(&declared, &query), rows(&[], &query));
+    let sessions = ["sessions", file, "--format", "csv"];
+    assert_eq!(rows(&declared, &sessions), rows(&[], &sessions));
+    let sql = ok(&["sessions", file, "--print-sql"]);
+    let explain_sessions = format!("EXPLAIN {sql}");
+    let mut args = declared.to_vec();
+    args.extend(["query", file, explain_sessions.as_str(), "--format", "csv"]);
+    let plan = ok(&args);
+    assert!(
+        plan.contains("ordering_mode=Sorted"),
+        "the grouping streams: {plan}"
+    );
+    fails(
+        &["--sorted-by", "uid", "sessions", file],
+        "--sorted-by names 'uid'",
+    );
+}

@@ -178,6 +178,7 @@ async fn standalone_sessions_table_equals_local() {
         let load = sessionize::tables::LoadOptions {
             time_column: Some("event_time".into()),
             for_cluster: true,
+            ..Default::default()
         };
         let mut tables = vec![];
         for ctx in [

@@ -212,6 +212,7 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
     let load = LoadOptions {
         time_column: Some(spec.session.time.clone()),
         for_cluster: args.cluster.cluster.is_some(),
+        sorted_by: crate::sorted_by(),
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
@@ -370,6 +371,7 @@ pub async fn board(args: BoardCommand) -> Result<(), CliError> {
     let load = LoadOptions {
         time_column: Some("event_time".into()),
         for_cluster: false,
+        sorted_by: crate::sorted_by(),
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
     let last = ctx

@@ -34,12 +34,26 @@ pub struct Resources {
     /// files (DataFusion's fair spill pool). Default: no limit.
     #[arg(long, short = 'm', global = true, value_parser = parse_size, value_name = "SIZE")]
     pub memory_limit: Option<usize>,
+    /// The Parquet inputs are already sorted by these columns (comma-separated, ascending, nulls
+    /// last), for example user_id,event_time: window functions then do not sort again and
+    /// grouping by the first column streams. Declaring an order the files do not have gives wrong
+    /// results.
+    #[arg(long, global = true, value_delimiter = ',', value_name = "COLUMNS")]
+    pub sorted_by: Vec<String>,
     /// Threads and partitions to run on. Default: one per core.
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
     pub threads: Option<u16>,
 }
 
 static RESOURCES: std::sync::OnceLock<Resources> = std::sync::OnceLock::new();
+
+/// The columns `--sorted-by` declares.
+pub fn sorted_by() -> Vec<String> {
+    RESOURCES
+        .get()
+        .map(|r| r.sorted_by.clone())
+        .unwrap_or_default()
+}
 
 /// A size such as `4GB`, `512M`, `1.5g` or `1000000` (bytes).
 fn parse_size(text: &str) -> Result<usize, String> {
@@ -146,10 +160,18 @@ pub async fn context(
     config: datafusion::prelude::SessionConfig,
 ) -> Result<datafusion::prelude::SessionContext, CliError> {
     let resources = RESOURCES.get().cloned().unwrap_or_default();
-    let config = match resources.threads {
+    let mut config = match resources.threads {
         Some(n) => config.with_target_partitions(usize::from(n)),
         None => config,
     };
+    if !resources.sorted_by.is_empty() {
+        // Keep the declared order: repartition preserving it rather than sort again, and read
+        // each file in one stream (byte ranges of one sorted file read side by side would make the
+        // order-preserving merge buffer one range while it drains the other).
+        let optimizer = &mut config.options_mut().optimizer;
+        optimizer.prefer_existing_sort = true;
+        optimizer.repartition_file_scans = false;
+    }
     match cluster {
         None => {
             let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();

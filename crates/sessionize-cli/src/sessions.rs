@@ -231,6 +231,7 @@ impl SessionArgs {
         let load = LoadOptions {
             time_column: Some(options.time.clone()),
             for_cluster: self.cluster.cluster.is_some(),
+            sorted_by: crate::sorted_by(),
         };
         register_inputs(&ctx, "events", &self.inputs, &load).await?;
         Ok(ctx)

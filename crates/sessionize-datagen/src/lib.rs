@@ -254,6 +254,15 @@ where
             )
         })
         .collect();
+    // Each user's position in the text order of user ids ("user_100000" sorts before "user_20000").
+    let mut rank = vec![0u32; if config.sorted { users } else { 0 }];
+    if config.sorted {
+        let mut order: Vec<u32> = (0..users as u32).collect();
+        order.sort_by_cached_key(|&u| format!("user_{u:05}"));
+        for (position, &user) in order.iter().enumerate() {
+            rank[user as usize] = position as u32;
+        }
+    }
     let blocks = config
         .events
         .div_ceil(config.block_events.max(1))
@@ -276,7 +285,18 @@ where
             .collect();
         rows.extend(repeats);
         if config.sorted {
-            rows.sort_by_key(|r| (r.device, r.time));
+            // By user id in its text order with anonymous events (no user id) last, then time: what
+            // `sessionize --sorted-by user_id,event_time` declares. Blocks hold users
+            // in number order, so the order holds across blocks while user numbers have the same
+            // number of digits (below 100,000 users).
+            rows.sort_by_key(|r| {
+                (
+                    r.user.is_none(),
+                    r.user.map(|u| rank[u as usize]),
+                    r.time,
+                    r.device,
+                )
+            });
         } else {
             rows.shuffle(&mut rng);
         }
@@ -373,6 +393,7 @@ pub fn write_parquet_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::Array;
 
     #[test]
     fn same_seed_same_events() {
@@ -415,8 +436,8 @@ mod tests {
 
     #[test]
     fn blocks_cover_every_user() {
-        // Four blocks of users (0-2, 3-5, 6-8, 9): every user has events, the sorted export is
-        // sorted throughout, and the unsorted one is shuffled only within each block.
+        // Four blocks of users (0-2, 3-5, 6-8, 9): every user has events and the unsorted export
+        // is shuffled only within each block.
         let config = Config {
             users: 10,
             events: 2_000,
@@ -425,6 +446,27 @@ mod tests {
             sorted: true,
             ..Config::default()
         };
+        // One block: sorted by user id, anonymous users' events last.
+        let one_block = Config {
+            block_events: BLOCK_EVENTS,
+            users: 200,
+            ..config.clone()
+        };
+        let batches = generate(&one_block, 100).unwrap();
+        let all = datafusion::arrow::compute::concat_batches(&schema(), &batches).unwrap();
+        let user_ids = all
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let named: Vec<&str> = user_ids.iter().flatten().collect();
+        assert!(named.is_sorted(), "sorted by user id");
+        let nulls = user_ids.null_count();
+        assert!(nulls > 0, "some anonymous users");
+        assert!(
+            (all.num_rows() - nulls..all.num_rows()).all(|i| user_ids.is_null(i)),
+            "anonymous events last"
+        );
         let devices = |config: &Config| -> Vec<i64> {
             let batches = generate(config, 100).unwrap();
             let all = datafusion::arrow::compute::concat_batches(&schema(), &batches).unwrap();
@@ -432,8 +474,8 @@ mod tests {
             column.values().iter().map(|d| d - 100_000_000).collect()
         };
         let sorted = devices(&config);
-        assert!(sorted.is_sorted(), "sorted by user");
         let mut users = sorted.clone();
+        users.sort();
         users.dedup();
         assert_eq!(users, (0..10).collect::<Vec<i64>>());
         let shuffled = devices(&Config {

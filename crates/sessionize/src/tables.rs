@@ -38,6 +38,10 @@ pub struct LoadOptions {
     /// The inputs go to a Ballista cluster: only Parquet, which executors read themselves, works
     /// (CSV and JSON are read into this process's memory).
     pub for_cluster: bool,
+    /// Columns the Parquet files are already sorted by (ascending, nulls last), file by file. The
+    /// planner then trusts this order: window functions partitioned and ordered by these columns
+    /// do not sort again, and grouping by the first one streams, emitting each group as it ends.
+    pub sorted_by: Vec<String>,
 }
 
 /// The format of one input file, from its name.
@@ -204,12 +208,21 @@ async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
     Ok(found)
 }
 
+/// A column name as `col` takes it: quoted, so case and dots are kept.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 fn root_message(e: &DataFusionError) -> String {
     e.find_root().message().trim().to_string()
 }
 
 /// A lazy table over Parquet files.
-async fn parquet_frame(ctx: &SessionContext, files: Vec<&Found>) -> Result<DataFrame> {
+async fn parquet_frame(
+    ctx: &SessionContext,
+    files: Vec<&Found>,
+    sorted_by: &[String],
+) -> Result<DataFrame> {
     let state = ctx.state();
     let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
     let options = ListingOptions::new(Arc::new(format)).with_file_extension("");
@@ -229,6 +242,22 @@ async fn parquet_frame(ctx: &SessionContext, files: Vec<&Found>) -> Result<DataF
             "the Parquet inputs have conflicting column types: {e}"
         ))
     })?;
+    let options = if sorted_by.is_empty() {
+        options
+    } else {
+        let mut order = vec![];
+        for column in sorted_by {
+            if schema.field_with_name(column).is_err() {
+                let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return plan_err!(
+                    "--sorted-by names '{column}', which the Parquet inputs do not have (columns found: {})",
+                    found.join(", ")
+                );
+            }
+            order.push(datafusion::prelude::col(ident(column)).sort(true, false));
+        }
+        options.with_file_sort_order(vec![order])
+    };
     let urls = files.iter().map(|f| f.url.clone()).collect();
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
@@ -516,7 +545,7 @@ pub async fn read_inputs(
         .filter(|f| f.format == FileFormat::Parquet)
         .collect();
     if !parquet.is_empty() {
-        frames.push(parquet_frame(ctx, parquet).await?);
+        frames.push(parquet_frame(ctx, parquet, &options.sorted_by).await?);
     }
     for file in found.iter().filter(|f| f.format != FileFormat::Parquet) {
         match file.format {
@@ -559,7 +588,7 @@ pub async fn register_inputs(
 pub async fn register_events(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
     let options = LoadOptions {
         time_column: Some("event_time".to_string()),
-        for_cluster: false,
+        ..LoadOptions::default()
     };
     register_inputs(ctx, name, &[path.to_string()], &options).await
 }
