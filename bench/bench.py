@@ -68,17 +68,19 @@ duckdb.sql(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
 """
 
 
-def engines(bin_dir, data, out):
+def engines(bin_dir, data, out, sorted_input=False):
     source_duck = f"read_parquet('{data}')"
+    declared = ["--sorted-by", "user_id,event_time"] if sorted_input else []
     return {
-        "sessionize sessions": [f"{bin_dir}/sessionize", "sessions", data, "--output", out],
+        "sessionize sessions": [f"{bin_dir}/sessionize", *declared, "sessions", data, "--output", out],
         "sessionize session_list": [
             f"{bin_dir}/sessionize", "query", data,
             "SELECT user_id, unnest(session_list(event_time, INTERVAL '30 minutes')) AS s "
             "FROM events WHERE user_id IS NOT NULL GROUP BY user_id",
             "--output", out,
         ],
-        "sessionize window fns": [f"{bin_dir}/sessionize", "query", data, SESSIONIZE_WINDOW_SQL, "--output", out],
+        "sessionize window fns": [f"{bin_dir}/sessionize", *declared, "query", data, SESSIONIZE_WINDOW_SQL,
+                                  "--output", out],
         "DuckDB window SQL": [sys.executable, "-c", DUCKDB, data, out,
                               WINDOW_SQL.format(source=source_duck, timeout=TIMEOUT)],
         "Polars window": [sys.executable, "-c", POLARS, data, out],
@@ -167,7 +169,7 @@ def main():
         return
     data = dataset(args, args.events, args.users)
     out = os.path.join(args.workdir, "out.parquet")
-    table = engines(args.bin, data, out)
+    table = engines(args.bin, data, out, args.sorted)
     times = {name: [] for name in table}
     memory = {name: 0.0 for name in table}
     found = {}
@@ -180,7 +182,8 @@ def main():
             memory[name] = max(memory[name], mb)
             found[name] = check(name, out)
     duck = statistics.median(times["DuckDB window SQL"])
-    print(f"input: {data} ({os.path.getsize(data) / 1e6:.0f} MB), {args.runs} runs each, alternating")
+    print(f"input: {data} ({os.path.getsize(data) / 1e6:.0f} MB), {args.runs} runs each, alternating"
+          + (", sessionize told --sorted-by user_id,event_time" if args.sorted else ""))
     print(f"{'engine':<26} {'median s':>9} {'peak MB':>8} {'vs DuckDB':>10}  sessions, events, sum of session numbers")
     for name in table:
         median = statistics.median(times[name])

@@ -193,6 +193,34 @@ fn constant_nanos(
     }
 }
 
+/// The raw values and validity of a timestamp array of any unit, borrowed (no allocation: the
+/// window functions call this once per row).
+pub fn timestamp_slice<'a>(
+    function: &str,
+    array: &'a ArrayRef,
+) -> Result<(&'a [i64], Option<&'a NullBuffer>)> {
+    use datafusion::arrow::datatypes::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    let values: &[i64] = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            array.as_primitive::<TimestampSecondType>().values()
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            array.as_primitive::<TimestampMillisecondType>().values()
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            array.as_primitive::<TimestampMicrosecondType>().values()
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            array.as_primitive::<TimestampNanosecondType>().values()
+        }
+        other => return exec_err!("{function}: expected a timestamp array, got {other}"),
+    };
+    Ok((values, array.nulls()))
+}
+
 /// The raw values and validity of a timestamp array of any unit.
 pub fn timestamp_values(
     function: &str,

@@ -170,9 +170,9 @@ impl PartitionEvaluator for SessionEvaluator {
         if range.is_empty() {
             return Ok(ScalarValue::Int64(None));
         }
-        let (ts, nulls) = args::timestamp_values(self.name, &values[TS])?;
+        let (ts, nulls) = args::timestamp_slice(self.name, &values[TS])?;
         let restart = args::restart_values(self.name, values, self.arg_count)?;
-        let is_null = |i: usize| nulls.as_ref().is_some_and(|n| n.is_null(i));
+        let is_null = |i: usize| nulls.is_some_and(|n| n.is_null(i));
         let last = range.end - 1;
         if !self.started {
             self.started = true;
