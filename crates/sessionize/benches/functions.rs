@@ -85,27 +85,15 @@ fn rule(c: &mut Criterion) {
     group.finish();
 }
 
-fn aggregate(c: &mut Criterion) {
+/// One benchmark group of SQL queries over the same in-memory events.
+fn sql_group(c: &mut Criterion, group_name: &str, queries: &[(&str, &str)]) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let ctx = context(EVENTS, 2);
-    let mut group = c.benchmark_group("aggregate");
+    let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    for (name, sql) in [
-        (
-            "session_count",
-            "SELECT user_id, session_count(event_time, INTERVAL '30 minutes') FROM events GROUP BY user_id",
-        ),
-        (
-            "session_list",
-            "SELECT user_id, unnest(session_list(event_time, INTERVAL '30 minutes')) FROM events GROUP BY user_id",
-        ),
-        (
-            "array_agg (DataFusion, for scale)",
-            "SELECT user_id, array_agg(event_time) FROM events GROUP BY user_id",
-        ),
-    ] {
+    for (name, sql) in queries {
         group.bench_with_input(BenchmarkId::from_parameter(name), sql, |b, sql| {
             b.iter(|| run(&rt, &ctx, sql))
         });
@@ -113,28 +101,42 @@ fn aggregate(c: &mut Criterion) {
     group.finish();
 }
 
+fn aggregate(c: &mut Criterion) {
+    sql_group(
+        c,
+        "aggregate",
+        &[
+            (
+                "session_count",
+                "SELECT user_id, session_count(event_time, INTERVAL '30 minutes') FROM events GROUP BY user_id",
+            ),
+            (
+                "session_list",
+                "SELECT user_id, unnest(session_list(event_time, INTERVAL '30 minutes')) FROM events GROUP BY user_id",
+            ),
+            (
+                "array_agg (DataFusion, for scale)",
+                "SELECT user_id, array_agg(event_time) FROM events GROUP BY user_id",
+            ),
+        ],
+    );
+}
+
 fn window(c: &mut Criterion) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let ctx = context(EVENTS, 2);
-    let mut group = c.benchmark_group("window");
-    group.throughput(Throughput::Elements(EVENTS as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
     let ours = "SELECT max(n) FROM (SELECT session_number(event_time, INTERVAL '30 minutes') \
                 OVER (PARTITION BY user_id ORDER BY event_time) AS n FROM events)";
     let lag_sum = "SELECT max(n) FROM (SELECT sum(CASE WHEN prev IS NULL OR event_time - prev > INTERVAL '30 minutes' \
                    THEN 1 ELSE 0 END) OVER (PARTITION BY user_id ORDER BY event_time) AS n FROM \
                    (SELECT user_id, event_time, lag(event_time) OVER (PARTITION BY user_id ORDER BY event_time) AS prev \
                     FROM events))";
-    for (name, sql) in [
-        ("session_number", ours),
-        ("lag + running sum (DataFusion SQL)", lag_sum),
-    ] {
-        group.bench_with_input(BenchmarkId::from_parameter(name), sql, |b, sql| {
-            b.iter(|| run(&rt, &ctx, sql))
-        });
-    }
-    group.finish();
+    sql_group(
+        c,
+        "window",
+        &[
+            ("session_number", ours),
+            ("lag + running sum (DataFusion SQL)", lag_sum),
+        ],
+    );
 }
 
 criterion_group!(benches, rule, aggregate, window);
