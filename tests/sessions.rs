@@ -125,6 +125,61 @@ fn left_out_events_are_counted_on_stderr() {
 }
 
 #[test]
+fn left_out_events_with_nulls_in_both_columns_are_counted_once() {
+    // One row with a null user, one with a null time, one with both: 3 left out, not 4 (the sum of
+    // the columns' null counts) nor 2 (the larger), in Parquet (counts from the footer) and CSV.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("nulls.csv");
+    std::fs::write(
+        &csv,
+        "user_id,event_time,event_type\n\
+         u1,2026-01-05 10:00:00,a\n\
+         ,2026-01-05 10:01:00,a\n\
+         u1,,a\n\
+         ,,a\n\
+         u2,2026-01-05 10:02:00,a\n",
+    )
+    .unwrap();
+    let parquet = dir.path().join("nulls.parquet");
+    let parquet = parquet.to_str().unwrap();
+    let csv = csv.to_str().unwrap();
+    ok(&["query", csv, "SELECT * FROM events", "--output", parquet]);
+    for input in [csv, parquet] {
+        let out = sessionize(&["sessions", input]);
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("left out 3 events whose user_id or event_time is null"),
+            "{input}: {err}"
+        );
+    }
+}
+
+#[test]
+fn left_out_events_of_the_sample_match_a_count_of_null_users() {
+    // The sample has anonymous events (no user id) and no null times: the count comes from the
+    // Parquet statistics, and must equal the one a scan finds.
+    let sample = root().join("data/events.parquet");
+    let sample = sample.to_str().unwrap();
+    let scanned = ok(&[
+        "query",
+        sample,
+        "SELECT count(*) AS n FROM events WHERE user_id IS NULL OR event_time IS NULL",
+        "--format",
+        "csv",
+    ]);
+    let scanned: u64 = scanned.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(scanned > 0, "the sample should have anonymous events");
+    let out = sessionize(&["sessions", sample]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("left out {scanned} events whose user_id")),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_sql_model_gives_the_rows_of_the_sessions_command() {
     let from_sql = ok(&[
         "query",

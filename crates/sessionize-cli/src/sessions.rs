@@ -239,6 +239,10 @@ impl SessionArgs {
 }
 
 /// Says on stderr how many events were left out for a null actor or time (derived sessions).
+///
+/// The null counts of each column come from the Parquet footers' statistics where they are exact
+/// (DataFusion answers `count(column)` from them without reading the data). Only when both columns
+/// hold nulls does it take a scan, for the rows where either is null.
 async fn report_left_out(ctx: &SessionContext, options: &SessionsOptions) -> Result<(), CliError> {
     if options.source != SessionSource::Derived {
         return Ok(());
@@ -246,21 +250,21 @@ async fn report_left_out(ctx: &SessionContext, options: &SessionsOptions) -> Res
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     sessionize::sessions::require_column(&schema, &options.actor, "--actor")?;
     sessionize::sessions::require_column(&schema, &options.time, "--time")?;
-    let sql = format!(
-        "SELECT count(*) FROM events WHERE {} IS NULL OR {} IS NULL",
-        sessionize::sessions::ident(&options.actor),
-        sessionize::sessions::ident(&options.time)
-    );
-    let batches = ctx.sql(&sql).await?.collect().await?;
-    let left_out = batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                .map(|a| a.value(0))
-        })
-        .unwrap_or(0);
+    let actor = sessionize::sessions::ident(&options.actor);
+    let time = sessionize::sessions::ident(&options.time);
+    let nulls = counts(
+        ctx,
+        &format!("SELECT count(*) - count({actor}), count(*) - count({time}) FROM events"),
+    )
+    .await?;
+    let left_out = match nulls[..] {
+        [null_actor, null_time] if null_actor == 0 || null_time == 0 => null_actor.max(null_time),
+        _ => {
+            let sql =
+                format!("SELECT count(*) FROM events WHERE {actor} IS NULL OR {time} IS NULL");
+            counts(ctx, &sql).await?.first().copied().unwrap_or(0)
+        }
+    };
     if left_out > 0 {
         eprintln!(
             "note: left out {left_out} events whose {} or {} is null",
@@ -268,6 +272,21 @@ async fn report_left_out(ctx: &SessionContext, options: &SessionsOptions) -> Res
         );
     }
     Ok(())
+}
+
+/// The first row of a query whose columns are all `BIGINT`.
+async fn counts(ctx: &SessionContext, sql: &str) -> Result<Vec<i64>, CliError> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(vec![]);
+    };
+    Ok(batch
+        .columns()
+        .iter()
+        .filter_map(|c| c.as_any().downcast_ref::<Int64Array>())
+        .map(|a| if a.is_null(0) { 0 } else { a.value(0) })
+        .collect())
 }
 
 /// A spinner on stderr when it is a terminal; nothing otherwise.
