@@ -55,6 +55,11 @@ pub fn sorted_by() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether `--threads` was given.
+pub fn threads_given() -> bool {
+    RESOURCES.get().is_some_and(|r| r.threads.is_some())
+}
+
 /// A size such as `4GB`, `512M`, `1.5g` or `1000000` (bytes).
 fn parse_size(text: &str) -> Result<usize, String> {
     let lower = text.trim().to_ascii_lowercase();

@@ -226,7 +226,16 @@ impl SessionArgs {
 
     /// A context with the inputs registered as `events`.
     pub async fn load(&self, options: &SessionsOptions) -> Result<SessionContext, CliError> {
-        let config = datafusion::prelude::SessionConfig::new();
+        self.load_with(options, datafusion::prelude::SessionConfig::new())
+            .await
+    }
+
+    /// [`Self::load`] with a session configuration.
+    async fn load_with(
+        &self,
+        options: &SessionsOptions,
+        config: datafusion::prelude::SessionConfig,
+    ) -> Result<SessionContext, CliError> {
         let ctx = crate::context(self.cluster.cluster.as_deref(), config).await?;
         let load = LoadOptions {
             time_column: Some(options.time.clone()),
@@ -390,7 +399,18 @@ impl AnnotateCommand {
 
 pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
     let options = args.session.options()?;
-    let ctx = args.session.load(&options).await?;
+    let mut config = datafusion::prelude::SessionConfig::new();
+    if !crate::sorted_by().is_empty()
+        && !crate::threads_given()
+        && args.session.cluster.cluster.is_none()
+    {
+        // On input declared sorted, group in one partition: the order-preserving hash repartition
+        // that two partitions need buffers batches and fails under small memory limits, while one
+        // partition holds only the actors not yet complete. Measured on 10M sorted events: the
+        // same wall time (the Parquet writer encodes on other threads), half the peak memory.
+        config = config.with_target_partitions(1);
+    }
+    let ctx = args.session.load_with(&options, config).await?;
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let sql = sessionize::sessions::sessions_sql("events", &schema, &options)?;
     if args.print_sql {
