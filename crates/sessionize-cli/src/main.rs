@@ -36,8 +36,8 @@ pub struct Resources {
     pub memory_limit: Option<usize>,
     /// The Parquet inputs are already sorted by these columns (comma-separated, ascending, nulls
     /// last), for example user_id,event_time: window functions then do not sort again and
-    /// grouping by the first column streams. Declaring an order the files do not have gives wrong
-    /// results.
+    /// grouping by the first column streams (`sessions` groups in one partition unless --threads is
+    /// given). Declaring an order the files do not have gives wrong results.
     #[arg(long, global = true, value_delimiter = ',', value_name = "COLUMNS")]
     pub sorted_by: Vec<String>,
     /// Threads and partitions to run on. Default: one per core.
