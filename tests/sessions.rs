@@ -113,11 +113,17 @@ fn several_inputs_with_different_columns_combine_by_name() {
     assert_eq!(got, golden("derived.csv"));
 }
 
+/// What `sessionize sessions INPUT` says on stderr; it must succeed.
+fn sessions_stderr(input: &str) -> String {
+    let out = sessionize(&["sessions", input]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{input}: {err}");
+    err
+}
+
 #[test]
 fn left_out_events_are_counted_on_stderr() {
-    let out = sessionize(&["sessions", CSV]);
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = sessions_stderr(CSV);
     assert!(
         err.contains("left out 2 events whose user_id or event_time is null"),
         "{err}"
@@ -145,9 +151,7 @@ fn left_out_events_with_nulls_in_both_columns_are_counted_once() {
     let csv = csv.to_str().unwrap();
     ok(&["query", csv, "SELECT * FROM events", "--output", parquet]);
     for input in [csv, parquet] {
-        let out = sessionize(&["sessions", input]);
-        assert!(out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = sessions_stderr(input);
         assert!(
             err.contains("left out 3 events whose user_id or event_time is null"),
             "{input}: {err}"
@@ -170,9 +174,7 @@ fn left_out_events_of_the_sample_match_a_count_of_null_users() {
     ]);
     let scanned: u64 = scanned.lines().nth(1).unwrap().trim().parse().unwrap();
     assert!(scanned > 0, "the sample should have anonymous events");
-    let out = sessionize(&["sessions", sample]);
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = sessions_stderr(sample);
     assert!(
         err.contains(&format!("left out {scanned} events whose user_id")),
         "{err}"
