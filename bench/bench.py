@@ -69,7 +69,7 @@ duckdb.sql(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
 
 
 def engines(bin_dir, data, out, sorted_input=False):
-    source_duck = f"read_parquet('{data}')"
+    source_duck = f"read_parquet('{parquet_glob(data)}')"
     declared = ["--sorted-by", "user_id,event_time"] if sorted_input else []
     return {
         "sessionize sessions": [f"{bin_dir}/sessionize", *declared, "sessions", data, "--output", out],
@@ -83,7 +83,7 @@ def engines(bin_dir, data, out, sorted_input=False):
                                   "--output", out],
         "DuckDB window SQL": [sys.executable, "-c", DUCKDB, data, out,
                               WINDOW_SQL.format(source=source_duck, timeout=TIMEOUT)],
-        "Polars window": [sys.executable, "-c", POLARS, data, out],
+        "Polars window": [sys.executable, "-c", POLARS, parquet_glob(data), out],
         "DataFusion window SQL": [f"{bin_dir}/sessionize", "query", data,
                                   WINDOW_SQL.format(source="events", timeout=TIMEOUT),
                                   "--output", out],
@@ -114,14 +114,33 @@ def check(engine, out):
 def dataset(args, events, users):
     """The generated export for `events` and `users` (made once, then reused)."""
     order = "sorted" if args.sorted else "unsorted"
-    data = os.path.join(args.workdir, f"events-{events}-{users}-{args.days}-{args.seed}-{order}.parquet")
+    name = f"events-{events}-{users}-{args.days}-{args.seed}-{order}"
+    if args.files > 1:
+        # A folder of files; kept apart from the one-file export of the same events.
+        data = os.path.join(args.workdir, f"{name}-{args.files}-files")
+    else:
+        data = os.path.join(args.workdir, f"{name}.parquet")
     if not os.path.exists(data):
         command = [f"{args.bin}/sessionize-datagen", "--events", str(events), "--users", str(users),
                    "--days", str(args.days), "--seed", str(args.seed), "--output", data]
         if args.sorted:
             command.append("--sorted")
+        if args.files > 1:
+            command += ["--files", str(args.files)]
         subprocess.run(command, check=True)
     return data
+
+
+def parquet_glob(data):
+    """What DuckDB and Polars read: the file, or every Parquet file of the folder."""
+    return os.path.join(data, "*.parquet") if os.path.isdir(data) else data
+
+
+def size_mb(data):
+    """The export's size in MB, a file or a folder of files."""
+    if os.path.isdir(data):
+        return sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)) / 1e6
+    return os.path.getsize(data) / 1e6
 
 
 def scaling(args):
@@ -156,6 +175,7 @@ def main():
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sorted", action="store_true")
+    parser.add_argument("--files", type=int, default=1, help="write the export as this many files in a folder")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", default=os.path.expanduser("~/.cache/sessionize/bench"))
     parser.add_argument("--scaling", action="store_true",
@@ -182,7 +202,7 @@ def main():
             memory[name] = max(memory[name], mb)
             found[name] = check(name, out)
     duck = statistics.median(times["DuckDB window SQL"])
-    print(f"input: {data} ({os.path.getsize(data) / 1e6:.0f} MB), {args.runs} runs each, alternating"
+    print(f"input: {data} ({size_mb(data):.0f} MB), {args.runs} runs each, alternating"
           + (", sessionize told --sorted-by user_id,event_time" if args.sorted else ""))
     print(f"{'engine':<26} {'median s':>9} {'peak MB':>8} {'vs DuckDB':>10}  sessions, events, sum of session numbers")
     for name in table:
