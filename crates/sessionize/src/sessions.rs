@@ -547,7 +547,7 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
     Ok(format!(
         "WITH ev AS ({events}), {ranked} \
          SELECT \
-            {source_relation} AS source_relation, \
+            arrow_cast({source_relation}, 'Utf8View') AS source_relation, \
             {unique_session_id} AS unique_session_id, \
             user_id, \
             events_per_session, \
