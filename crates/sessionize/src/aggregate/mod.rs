@@ -19,7 +19,7 @@ use datafusion::arrow::array::{
     TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
     TimestampSecondArray,
 };
-use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit};
 use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -133,8 +133,8 @@ impl SessionAggregate {
             unit,
             ts_type,
             groups: 0,
-            times: Pairs::default(),
-            restarts: Pairs::default(),
+            times: Timestamps::default(),
+            restarts: Timestamps::default(),
         })
     }
 }
@@ -207,8 +207,10 @@ impl AggregateUDFImpl for SessionAggregate {
 /// Each group's timestamps and restart timestamps, in the unit of the input.
 ///
 /// Rows are appended as (group, timestamp) pairs in arrival order, in two parallel vectors (4 + 8
-/// bytes a row): one sequential write per row, with no per-group vector to grow. When groups are emitted (as state or as results), one counting
-/// sort by group lays their timestamps out contiguously, then each group's slice is sorted (a
+/// bytes a row): one sequential write per row, with no per-group vector to grow. Merged partial
+/// states are not copied: their lists stay in the arrays they arrived in, and only (group, list)
+/// references are kept. When groups are emitted (as state or as results), one counting sort by
+/// group lays their timestamps out contiguously, then each group's slice is sorted (a
 /// pattern-defeating quicksort, linear on runs that are already sorted).
 struct GroupTimes {
     name: &'static str,
@@ -218,8 +220,8 @@ struct GroupTimes {
     ts_type: DataType,
     /// Number of groups (the highest `total_num_groups` seen).
     groups: usize,
-    times: Pairs,
-    restarts: Pairs,
+    times: Timestamps,
+    restarts: Timestamps,
 }
 
 /// The most pairs a block holds: blocks grow without the copies (and the transient double memory)
@@ -296,6 +298,103 @@ impl Pairs {
     }
 }
 
+/// Lists of timestamps merged from partial states, left in the buffers they arrived in.
+#[derive(Default)]
+struct Runs {
+    /// The value buffers of the merged list arrays (shared with those arrays, not copied).
+    sources: Vec<ScalarBuffer<i64>>,
+    /// One entry per merged list.
+    slices: Vec<Slice>,
+}
+
+/// Group `group`'s timestamps `sources[source][start..start + len]`.
+#[derive(Clone, Copy)]
+struct Slice {
+    group: u32,
+    source: u32,
+    start: u32,
+    len: u32,
+}
+
+impl Runs {
+    /// Keeps the lists of groups `n..`, renumbered from 0, and the buffers they use.
+    fn drop_first(&mut self, n: usize) {
+        let mut used = vec![None; self.sources.len()];
+        let mut sources = vec![];
+        let mut slices = vec![];
+        for slice in &self.slices {
+            if (slice.group as usize) < n {
+                continue;
+            }
+            let source = *used[slice.source as usize].get_or_insert_with(|| {
+                sources.push(self.sources[slice.source as usize].clone());
+                sources.len() as u32 - 1
+            });
+            slices.push(Slice {
+                group: slice.group - n as u32,
+                source,
+                ..*slice
+            });
+        }
+        *self = Self { sources, slices };
+    }
+
+    fn bytes(&self) -> usize {
+        self.sources
+            .iter()
+            .map(|s| s.inner().capacity())
+            .sum::<usize>()
+            + self.slices.capacity() * size_of::<Slice>()
+    }
+}
+
+/// Appended (group, timestamp) pairs and merged lists: all timestamps of one kind.
+#[derive(Default)]
+struct Timestamps {
+    pairs: Pairs,
+    runs: Runs,
+}
+
+impl Timestamps {
+    /// Keeps the timestamps of groups `n..`, renumbered from 0.
+    fn drop_first(&mut self, n: usize) {
+        self.pairs.drop_first(n);
+        self.runs.drop_first(n);
+    }
+
+    fn bytes(&self) -> usize {
+        self.pairs.bytes() + self.runs.bytes()
+    }
+
+    /// Adds the lists of a partial state: row `i` of `lists` belongs to `group_indices[i]`.
+    fn merge(&mut self, name: &str, lists: &ArrayRef, group_indices: &[usize]) -> Result<()> {
+        let Some(lists) = lists.as_list_opt::<i32>() else {
+            return internal_err!("{name}: state must be a list");
+        };
+        let (values, _) = args::timestamp_values(name, lists.values())?;
+        let Ok(source) = u32::try_from(self.runs.sources.len()) else {
+            return internal_err!("{name}: too many merged states");
+        };
+        let offsets = lists.value_offsets();
+        let before = self.runs.slices.len();
+        for (row, &group) in group_indices.iter().enumerate() {
+            let (start, end) = (offsets[row] as u32, offsets[row + 1] as u32);
+            if lists.is_valid(row) && end > start {
+                self.runs.slices.push(Slice {
+                    group: group as u32,
+                    source,
+                    start,
+                    len: end - start,
+                });
+            }
+        }
+        if self.runs.slices.len() > before {
+            self.runs.sources.push(values);
+        }
+        Ok(())
+    }
+}
+
 /// The timestamps of groups `0..n`, contiguous: group `g` is `values[offsets[g]..offsets[g + 1]]`.
 struct Gathered {
     offsets: Vec<usize>,
@@ -303,12 +402,19 @@ struct Gathered {
 }
 
 impl Gathered {
-    /// Counting sort of the pairs whose group is below `n`.
-    fn of(pairs: &Pairs, n: usize) -> Self {
+    /// Counting sort of the timestamps whose group is below `n`: the merged lists are copied
+    /// slice by slice, the appended pairs one by one.
+    fn of(timestamps: &Timestamps, n: usize) -> Self {
+        let (pairs, runs) = (&timestamps.pairs, &timestamps.runs);
         let mut offsets = vec![0usize; n + 1];
         for (group, _) in pairs.iter() {
             if group < n {
                 offsets[group + 1] += 1;
+            }
+        }
+        for slice in &runs.slices {
+            if (slice.group as usize) < n {
+                offsets[slice.group as usize + 1] += slice.len as usize;
             }
         }
         for g in 0..n {
@@ -316,6 +422,15 @@ impl Gathered {
         }
         let mut cursor = offsets[..n].to_vec();
         let mut values = vec![0i64; offsets[n]];
+        for slice in &runs.slices {
+            let group = slice.group as usize;
+            if group < n {
+                let (start, len) = (slice.start as usize, slice.len as usize);
+                let source = &runs.sources[slice.source as usize][start..start + len];
+                values[cursor[group]..cursor[group] + len].copy_from_slice(source);
+                cursor[group] += len;
+            }
+        }
         for (group, ts) in pairs.iter() {
             if group < n {
                 values[cursor[group]] = ts;
@@ -348,8 +463,8 @@ impl GroupTimes {
             unit: self.unit,
             ts_type: self.ts_type.clone(),
             groups: 0,
-            times: Pairs::default(),
-            restarts: Pairs::default(),
+            times: Timestamps::default(),
+            restarts: Timestamps::default(),
         }
     }
 
@@ -376,8 +491,8 @@ impl GroupTimes {
             Gathered::of(&self.restarts, n),
         );
         if n == self.groups {
-            self.times = Pairs::default();
-            self.restarts = Pairs::default();
+            self.times = Timestamps::default();
+            self.restarts = Timestamps::default();
         } else {
             self.times.drop_first(n);
             self.restarts.drop_first(n);
@@ -443,6 +558,7 @@ impl GroupsAccumulator for GroupTimes {
         if nulls.is_none() && opt_filter.is_none() && restart.is_none() {
             // The common case, without per-row checks.
             self.times
+                .pairs
                 .extend(&ts[..group_indices.len()], |i| group_indices[i] as u32);
             return Ok(());
         }
@@ -452,9 +568,9 @@ impl GroupsAccumulator for GroupTimes {
             {
                 continue;
             }
-            self.times.push(group, ts[row]);
+            self.times.pairs.push(group, ts[row]);
             if args::is_restart(restart, row) {
-                self.restarts.push(group, ts[row]);
+                self.restarts.pairs.push(group, ts[row]);
             }
         }
         Ok(())
@@ -484,19 +600,8 @@ impl GroupsAccumulator for GroupTimes {
                 states.len()
             );
         };
-        for (lists, target) in [(times, &mut self.times), (restarts, &mut self.restarts)] {
-            let Some(lists) = lists.as_list_opt::<i32>() else {
-                return internal_err!("{}: state must be a list", self.name);
-            };
-            let (values, _) = args::timestamp_values(self.name, lists.values())?;
-            let offsets = lists.value_offsets();
-            for (row, &group) in group_indices.iter().enumerate() {
-                if lists.is_valid(row) {
-                    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-                    target.extend(&values[start..end], |_| group as u32);
-                }
-            }
-        }
+        self.times.merge(self.name, times, group_indices)?;
+        self.restarts.merge(self.name, restarts, group_indices)?;
         Ok(())
     }
 
@@ -703,8 +808,8 @@ mod tests {
             unit: TimeUnit::Second,
             ts_type: DataType::Timestamp(TimeUnit::Second, None),
             groups: 0,
-            times: Pairs::default(),
-            restarts: Pairs::default(),
+            times: Timestamps::default(),
+            restarts: Timestamps::default(),
         }
     }
 
@@ -753,9 +858,34 @@ mod tests {
             let state = part.state(EmitTo::All).unwrap();
             whole.merge_batch(&state, &[0, 1, 2], 3).unwrap();
         }
+        assert!(whole.size() >= rows * 8);
+        // The merged lists are referenced, not copied: emitting the first group early keeps the
+        // others' lists (and only the buffers they use), renumbered from 0.
+        assert_eq!(
+            counts(&whole.evaluate(EmitTo::First(1)).unwrap()),
+            vec![10_000]
+        );
         assert_eq!(
             counts(&whole.evaluate(EmitTo::All).unwrap()),
-            vec![10_000, 20_000, 30_000]
+            vec![20_000, 30_000]
         );
+    }
+
+    /// A partial state merged into a state that also holds appended rows: both kinds count.
+    #[test]
+    fn merged_lists_and_appended_rows_together() {
+        let ts = |v: Vec<i64>| -> Vec<ArrayRef> { vec![Arc::new(TimestampSecondArray::from(v))] };
+        let mut part = counter(AggOutput::Count);
+        part.update_batch(&ts(vec![0, 100, 5]), &[0, 0, 1], None, 2)
+            .unwrap();
+        let state = part.state(EmitTo::All).unwrap();
+        let mut whole = counter(AggOutput::Count);
+        // Group 0 gets 105 and 50 directly: with the merged 0 and 100, sessions start at 0, 50
+        // and 100 (gaps of 50 > 10 s), or 3. Group 1: 5 merged, 8 appended, one session.
+        whole
+            .update_batch(&ts(vec![105, 50, 8]), &[0, 0, 1], None, 2)
+            .unwrap();
+        whole.merge_batch(&state, &[0, 1], 2).unwrap();
+        assert_eq!(counts(&whole.evaluate(EmitTo::All).unwrap()), vec![3, 1]);
     }
 }
