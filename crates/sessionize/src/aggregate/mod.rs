@@ -871,6 +871,58 @@ mod tests {
         );
     }
 
+    /// The final aggregation of merged partial states gives what the same rows appended to one
+    /// accumulator give: several unsorted lists per group from several partial states, each
+    /// numbering the groups its own way, a group without rows, restart events, the previous
+    /// session's end.
+    #[test]
+    fn merged_lists_match_appended_rows() {
+        let batch = |ts: &[i64], restart: &[bool]| -> Vec<ArrayRef> {
+            vec![
+                Arc::new(TimestampSecondArray::from(ts.to_vec())),
+                Arc::new(TimestampSecondArray::from(vec![0; ts.len()])),
+                Arc::new(BooleanArray::from(restart.to_vec())),
+            ]
+        };
+        // Rows of groups 0, 1 and 3 (group 2 has none) in no order, split into three partial states.
+        let (mut groups, mut ts, mut restart) = (vec![], vec![], vec![]);
+        for i in 0..600i64 {
+            let group = [0, 1, 3][(i * 7 % 3) as usize];
+            groups.push(group);
+            ts.push((i * 7919) % 1000 + if group == 1 { 5000 } else { 0 });
+            restart.push(i % 97 == 0);
+        }
+        let mut direct = counter(AggOutput::Table);
+        direct
+            .update_batch(&batch(&ts, &restart), &groups, None, 4)
+            .unwrap();
+        let expected = direct.evaluate(EmitTo::All).unwrap();
+
+        let mut merged = counter(AggOutput::Table);
+        for part in 0..3 {
+            // Partial state `part` numbers the groups in its own order: local id of group g is
+            // (g + part) % 4, and the merge maps them back.
+            let mine: Vec<usize> = (0..ts.len()).filter(|i| i % 3 == part).collect();
+            let local: Vec<usize> = mine.iter().map(|&i| (groups[i] + part) % 4).collect();
+            let t: Vec<i64> = mine.iter().map(|&i| ts[i]).collect();
+            let r: Vec<bool> = mine.iter().map(|&i| restart[i]).collect();
+            let mut partial = counter(AggOutput::Table);
+            partial
+                .update_batch(&batch(&t, &r), &local, None, 4)
+                .unwrap();
+            let state = partial.state(EmitTo::All).unwrap();
+            let back: Vec<usize> = (0..4).map(|l| (l + 4 - part) % 4).collect();
+            merged.merge_batch(&state, &back, 4).unwrap();
+        }
+        assert!(merged.times.pairs.blocks.is_empty() && !merged.times.runs.slices.is_empty());
+        let found = merged.evaluate(EmitTo::All).unwrap();
+        assert_eq!(merged.groups, 0);
+        assert_eq!(found.len(), 4);
+        assert_eq!(found.as_list::<i32>().value_length(2), 0);
+        assert!(found.as_list::<i32>().value_length(0) > 1);
+        assert_eq!(&found, &expected);
+    }
+
     /// A partial state merged into a state that also holds appended rows: both kinds count.
     #[test]
     fn merged_lists_and_appended_rows_together() {
