@@ -38,6 +38,18 @@ fn spawn(args: &[String]) -> Process {
     )
 }
 
+/// A scheduler on `port`, once it accepts connections: an executor that finds no scheduler
+/// listening stops ("Could not connect to scheduler"), so executors start only after this.
+fn scheduler(port: u16) -> Process {
+    let process = spawn(&["scheduler".into(), "--bind-port".into(), port.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the scheduler did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    process
+}
+
 /// The sample split into three Parquet files by user (Amplitude id), in a temporary folder.
 fn multi_file_export() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -58,11 +70,7 @@ fn multi_file_export() -> tempfile::TempDir {
 fn sessions_on_a_scheduler_and_two_executors_equal_local_output() {
     let scheduler_port = free_port();
     let work = tempfile::tempdir().unwrap();
-    let _scheduler = spawn(&[
-        "scheduler".into(),
-        "--bind-port".into(),
-        scheduler_port.to_string(),
-    ]);
+    let _scheduler = scheduler(scheduler_port);
     let mut executors = vec![];
     for k in 0..2 {
         let folder = work.path().join(format!("executor-{k}"));
@@ -86,10 +94,9 @@ fn sessions_on_a_scheduler_and_two_executors_equal_local_output() {
     }
     let url = format!("df://127.0.0.1:{scheduler_port}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", scheduler_port)).is_err()
-        || !sessionize(&["query", "--cluster", &url, "SELECT 1"])
-            .status
-            .success()
+    while !sessionize(&["query", "--cluster", &url, "SELECT 1"])
+        .status
+        .success()
     {
         assert!(Instant::now() < deadline, "the cluster did not come up");
         std::thread::sleep(Duration::from_millis(250));
@@ -223,11 +230,7 @@ fn a_local_path_missing_on_the_executors_is_named() {
     std::fs::copy(root().join("data/events.parquet"), &input).unwrap();
     let work = tempfile::tempdir().unwrap();
     let scheduler_port = free_port();
-    let _scheduler = spawn(&[
-        "scheduler".into(),
-        "--bind-port".into(),
-        scheduler_port.to_string(),
-    ]);
+    let _scheduler = scheduler(scheduler_port);
     let executor = format!(
         "mount -t tmpfs none {} && exec {} executor --bind-port {} --bind-grpc-port {} \
          --scheduler-host 127.0.0.1 --scheduler-port {scheduler_port} --work-dir {}",
