@@ -50,6 +50,24 @@ fn scheduler(port: u16) -> Process {
     process
 }
 
+/// Waits until the cluster at `url` runs a query, that is until an executor has registered. Each
+/// try gives up after 30 s, so executors that stopped fail the test instead of hanging it.
+fn wait_for_executors(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let probe = [
+        "query",
+        "--cluster",
+        url,
+        "--cluster-timeout",
+        "30s",
+        "SELECT 1",
+    ];
+    while !sessionize(&probe).status.success() {
+        assert!(Instant::now() < deadline, "the cluster did not come up");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// The sample split into three Parquet files by user (Amplitude id), in a temporary folder.
 fn multi_file_export() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -93,14 +111,7 @@ fn sessions_on_a_scheduler_and_two_executors_equal_local_output() {
         ]));
     }
     let url = format!("df://127.0.0.1:{scheduler_port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sessionize(&["query", "--cluster", &url, "SELECT 1"])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "the cluster did not come up");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_for_executors(&url);
 
     let export = multi_file_export();
     let folder = export.path().to_str().unwrap();
@@ -249,14 +260,7 @@ fn a_local_path_missing_on_the_executors_is_named() {
             .expect("unshare from util-linux"),
     );
     let url = format!("df://127.0.0.1:{scheduler_port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sessionize(&["query", "--cluster", &url, "SELECT 1"])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "the cluster did not come up");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_for_executors(&url);
     let out = sessionize(&[
         "sessions",
         input.to_str().unwrap(),
