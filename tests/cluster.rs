@@ -38,8 +38,7 @@ fn spawn(args: &[String]) -> Process {
     )
 }
 
-/// A scheduler on `port`, once it accepts connections: an executor that finds no scheduler
-/// listening stops ("Could not connect to scheduler"), so executors start only after this.
+/// A scheduler on `port`, once it accepts connections.
 fn scheduler(port: u16) -> Process {
     let process = spawn(&["scheduler".into(), "--bind-port".into(), port.to_string()]);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -88,7 +87,7 @@ fn multi_file_export() -> tempfile::TempDir {
 fn sessions_on_a_scheduler_and_two_executors_equal_local_output() {
     let scheduler_port = free_port();
     let work = tempfile::tempdir().unwrap();
-    let _scheduler = scheduler(scheduler_port);
+    // The executors start before their scheduler, as they may beside it: they wait for it.
     let mut executors = vec![];
     for k in 0..2 {
         let folder = work.path().join(format!("executor-{k}"));
@@ -110,6 +109,8 @@ fn sessions_on_a_scheduler_and_two_executors_equal_local_output() {
             folder.to_string_lossy().into_owned(),
         ]));
     }
+    std::thread::sleep(Duration::from_millis(500));
+    let _scheduler = scheduler(scheduler_port);
     let url = format!("df://127.0.0.1:{scheduler_port}");
     wait_for_executors(&url);
 
@@ -174,6 +175,32 @@ fn an_unreachable_scheduler_is_one_sentence() {
     assert!(
         err.starts_with(&format!(
             "error: cannot reach the Ballista scheduler at {url}"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_executor_without_its_scheduler_stops_with_one_sentence() {
+    let port = free_port().to_string();
+    let out = sessionize(&[
+        "executor",
+        "--scheduler-host",
+        "127.0.0.1",
+        "--scheduler-port",
+        &port,
+        "--bind-port",
+        &free_port().to_string(),
+        "--bind-grpc-port",
+        &free_port().to_string(),
+        "--scheduler-wait-seconds",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: cannot reach the scheduler at 127.0.0.1:{port} after 1 s"
         )),
         "{err}"
     );

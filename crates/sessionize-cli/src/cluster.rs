@@ -59,6 +59,34 @@ pub struct ExecutorCommand {
     /// Seconds between heartbeats to the scheduler.
     #[arg(long, default_value_t = 60)]
     heartbeat_interval_seconds: u64,
+    /// Seconds to wait at start for the scheduler to accept connections (an executor started
+    /// beside its scheduler may come up first); past them the executor stops with an error.
+    #[arg(long, default_value_t = 60)]
+    scheduler_wait_seconds: u64,
+}
+
+/// Waits until `host:port` accepts TCP connections, trying every 200 ms for `seconds`. Ballista's
+/// executor registers once at start and stops if the scheduler is not there yet.
+async fn wait_for_scheduler(host: &str, port: u16, seconds: u64) -> Result<(), CliError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut noted = false;
+    loop {
+        let error = match std::net::TcpStream::connect((host, port)) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(CliError(format!(
+                "cannot reach the scheduler at {host}:{port} after {seconds} s: {error}; start it \
+                 first or pass --scheduler-host and --scheduler-port"
+            )));
+        }
+        if !noted {
+            eprintln!("waiting for the scheduler at {host}:{port} ({error})");
+            noted = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 pub async fn scheduler(args: SchedulerCommand) -> Result<(), CliError> {
@@ -104,6 +132,12 @@ pub async fn executor(args: ExecutorCommand) -> Result<(), CliError> {
         "sessionize executor on {}:{} for scheduler {}:{}",
         args.bind_host, args.bind_port, args.scheduler_host, args.scheduler_port
     );
+    wait_for_scheduler(
+        &args.scheduler_host,
+        args.scheduler_port,
+        args.scheduler_wait_seconds,
+    )
+    .await?;
     start_executor_process(Arc::new(config))
         .await
         .map_err(|e| CliError(format!("the executor stopped: {e}")))
