@@ -880,6 +880,8 @@ mod tests {
         let batch = |ts: &[i64], restart: &[bool]| -> Vec<ArrayRef> {
             vec![
                 Arc::new(TimestampSecondArray::from(ts.to_vec())),
+                // Argument 2 (the timeout) is read at planning, not per batch: a placeholder that
+                // puts the restart flags at argument 3.
                 Arc::new(TimestampSecondArray::from(vec![0; ts.len()])),
                 Arc::new(BooleanArray::from(restart.to_vec())),
             ]
