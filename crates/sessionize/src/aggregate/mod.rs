@@ -880,8 +880,8 @@ mod tests {
         let batch = |ts: &[i64], restart: &[bool]| -> Vec<ArrayRef> {
             vec![
                 Arc::new(TimestampSecondArray::from(ts.to_vec())),
-                // Argument 2 (the timeout) is read at planning, not per batch: a placeholder that
-                // puts the restart flags at argument 3.
+                // Argument 2 (the timeout) is read once, when the accumulator is made, not per batch: a
+                // placeholder that puts the restart flags at argument 3.
                 Arc::new(TimestampSecondArray::from(vec![0; ts.len()])),
                 Arc::new(BooleanArray::from(restart.to_vec())),
             ]
