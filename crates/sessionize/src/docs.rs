@@ -10,6 +10,15 @@ pub const DOC_SECTION_SESSIONS: DocSection = DocSection {
     description: Some("Functions that group an actor's events into sessions by inactivity."),
 };
 
+/// The documentation section of the scalar functions behind the sessions table's columns.
+pub const DOC_SECTION_COLUMNS: DocSection = DocSection {
+    include: true,
+    label: "Session Column Functions",
+    description: Some(
+        "Scalar functions that compute the sessions table's keys, days and seconds in one pass.",
+    ),
+};
+
 /// A builder with the arguments every session function shares.
 pub fn session_function(description: &str, syntax: &str) -> DocumentationBuilder {
     Documentation::builder(DOC_SECTION_SESSIONS, description, syntax)

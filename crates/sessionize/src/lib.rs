@@ -36,6 +36,7 @@ pub mod output;
 pub mod parquet_writer;
 pub mod plot;
 pub mod rules;
+pub mod scalar;
 pub mod sessions;
 pub mod tables;
 pub mod window;
@@ -53,6 +54,9 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     }
     for udaf in aggregate::all_udafs() {
         registry.register_udaf(udaf)?;
+    }
+    for udf in scalar::all_udfs() {
+        registry.register_udf(udf)?;
     }
     Ok(())
 }
@@ -109,7 +113,16 @@ mod tests {
             assert!(doc.sql_example.is_some(), "{} has an example", udaf.name());
             names.push(udaf.name().to_string());
         }
-        assert_eq!(names.len(), 7);
+        for udf in scalar::all_udfs() {
+            let registered = state
+                .scalar_functions()
+                .get(udf.name())
+                .expect("registered");
+            let doc = registered.documentation().expect("documented");
+            assert!(doc.sql_example.is_some(), "{} has an example", udf.name());
+            names.push(udf.name().to_string());
+        }
+        assert_eq!(names.len(), 10);
         assert!(state.scalar_functions().contains_key("json_get_str"));
         for name in names {
             assert!(readme.contains(&format!("`{name}(")), "README lists {name}");

@@ -238,31 +238,14 @@ fn day(ts: &str, tz_aware: bool, time_zone: &str) -> String {
     }
 }
 
-/// `floor(ts / units)` for a timestamp expression `ts`, by integer arithmetic on its raw value (no
-/// time zone conversion, which costs more than the rest of the sessions table's columns together).
-fn epoch_floor(ts: &str, units: i64) -> String {
-    if units == 1 {
-        return format!("arrow_cast({ts}, 'Int64')");
-    }
-    // Integer division truncates toward zero: one less for a negative value with a remainder.
-    // (The comparison cast to an integer instead of the CASE measured no faster.)
-    format!(
-        "(arrow_cast({ts}, 'Int64') / {units} - CASE WHEN arrow_cast({ts}, 'Int64') % {units} < 0 THEN 1 ELSE 0 END)"
-    )
+/// Whole seconds of `ts` (cut to the second), as dbt's `datediff(..., 'second')` counts them.
+fn whole_seconds(ts: &str) -> String {
+    format!("epoch_seconds({ts})")
 }
 
-/// Whole seconds of `ts` (cut to the second), as dbt's `datediff(..., 'second')` counts them;
-/// `per_second` is the number of units of `ts` in a second.
-fn whole_seconds(ts: &str, per_second: i64) -> String {
-    epoch_floor(ts, per_second)
-}
-
-/// The UTC day of `ts` as a DATE, by integer arithmetic (see [`epoch_floor`]).
-fn utc_day(ts: &str, per_second: i64) -> String {
-    format!(
-        "arrow_cast(arrow_cast({}, 'Int32'), 'Date32')",
-        epoch_floor(ts, per_second * 86_400)
-    )
+/// The UTC day of `ts` as a DATE, by integer arithmetic (see [`crate::scalar`]).
+fn utc_day(ts: &str) -> String {
+    format!("utc_day({ts})")
 }
 
 /// Whether a timestamp type's zone is UTC or absent, so that its raw values are UTC instants and
@@ -530,16 +513,16 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
              COALESCE(user_id, '{DBT_NULL_TOKEN}'), COALESCE(CAST(session_id AS VARCHAR), '{DBT_NULL_TOKEN}')))"
         ),
         (SessionSource::Derived, Some(_)) => {
-            "user_id || '-' || platform || '-' || CAST(session_id AS VARCHAR)".to_string()
+            "session_key(user_id, platform, session_id)".to_string()
         }
-        _ => "user_id || '-' || CAST(session_id AS VARCHAR)".to_string(),
+        _ => "session_key(user_id, session_id)".to_string(),
     };
     let tz = &options.time_zone;
     let utc_fast = tz.eq_ignore_ascii_case("UTC")
         && is_utc_or_naive(require_column(schema, &options.time, "--time")?);
     let session_day = |ts: &str| {
         if utc_fast {
-            utc_day(ts, per_second)
+            utc_day(ts)
         } else {
             day(ts, tz_aware, tz)
         }
@@ -564,9 +547,9 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
             session_id, \
             CAST(arrow_cast(session_ended_at - session_started_at, 'Int64') AS DOUBLE) / {per_second} AS session_length_seconds \
          FROM ranked",
-        end_s = whole_seconds("session_ended_at", per_second),
-        start_s = whole_seconds("session_started_at", per_second),
-        last_s = whole_seconds("last_session_ended_at", per_second),
+        end_s = whole_seconds("session_ended_at"),
+        start_s = whole_seconds("session_started_at"),
+        last_s = whole_seconds("last_session_ended_at"),
         start_day = session_day("session_started_at"),
         end_day = session_day("session_ended_at"),
         last_day = session_day("last_session_ended_at"),
@@ -757,34 +740,4 @@ pub fn annotate_sql(
         synthetic = synthetic.join(", "),
         per_second = units_per_second(unit),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The integer day and whole seconds agree with DataFusion's own casts, before and after 1970,
-    /// on whole and fractional seconds.
-    #[tokio::test]
-    async fn epoch_floor_matches_the_casts() {
-        let ctx = datafusion::prelude::SessionContext::new();
-        let per_second = 1_000_000;
-        let sql = format!(
-            "SELECT count(*) FROM (SELECT arrow_cast(column1, 'Timestamp(Microsecond, None)') AS ts FROM (VALUES \
-               ('1969-12-31T23:59:59.5'), ('1969-12-31T00:00:00'), ('1969-12-30T12:00:00.000001'), \
-               ('1970-01-01T00:00:00'), ('1970-01-01T00:00:00.999999'), ('2026-01-05T10:00:01.25'))) \
-             WHERE {day} <> CAST(ts AS DATE) \
-                OR {seconds} <> arrow_cast(date_trunc('second', ts), 'Int64') / {per_second}",
-            day = utc_day("ts", per_second),
-            seconds = whole_seconds("ts", per_second),
-        );
-        let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-        let wrong = batches[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Int64Array>()
-            .unwrap()
-            .value(0);
-        assert_eq!(wrong, 0, "rows where the integer arithmetic differs");
-    }
 }
