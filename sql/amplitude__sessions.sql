@@ -1,6 +1,9 @@
 -- The sessions table of Fivetran's dbt model amplitude__sessions, as plain SQL over a view `events`,
 -- with sessions derived by a 30-minute inactivity timeout (what `sessionize sessions` does by default).
 -- Run: sessionize query data/events.parquet -f sql/amplitude__sessions.sql --output sessions.parquet
+-- Written in plain SQL (window functions, casts, ||) so it can be read and checked against
+-- `sessionize sessions`, which computes the same rows faster with session_table (no window sort),
+-- session_key, utc_day and epoch_seconds (see `sessionize sessions --print-sql`).
 WITH ev AS (
   -- Events without a user or a time take no part in sessions.
   SELECT CAST(user_id AS VARCHAR) AS user_id, event_time
