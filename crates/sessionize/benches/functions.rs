@@ -4,7 +4,9 @@
 //! - `rule`: the rule itself over one actor's sorted timestamps;
 //! - `aggregate`: `session_count` and `session_list` with GROUP BY over an in-memory table;
 //! - `window`: `session_number()` against the `lag` + running `sum` SQL a DataFusion user would
-//!   write for the same numbers.
+//!   write for the same numbers;
+//! - `columns`: `session_key`, `utc_day` and `epoch_seconds` against the SQL they replace in the
+//!   sessions table (`||` with a cast, floor divisions written as SQL arithmetic).
 //!
 //! The input is the generator's export (shuffled, 50 events per user) held in memory, so Parquet
 //! decoding is not measured here; the side-by-side benchmark (`bench/run.sh`) measures whole runs.
@@ -139,5 +141,34 @@ fn window(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, rule, aggregate, window);
+fn columns(c: &mut Criterion) {
+    // One row per event, so each expression runs over 1M values (the sessions table has one per
+    // session). The SQL forms are those the sessions table used before the functions.
+    let floor = |ts: &str, units: i64| {
+        format!(
+            "(arrow_cast({ts}, 'Int64') / {units} - CASE WHEN arrow_cast({ts}, 'Int64') % {units} < 0 THEN 1 ELSE 0 END)"
+        )
+    };
+    let key_sql =
+        "SELECT user_id || '-' || CAST(arrow_cast(event_time, 'Int64') AS VARCHAR) FROM events";
+    let key_fn = "SELECT session_key(user_id, arrow_cast(event_time, 'Int64')) FROM events";
+    let day_sql = format!(
+        "SELECT arrow_cast(arrow_cast({}, 'Int32'), 'Date32'), {} FROM events",
+        floor("event_time", 86_400_000_000),
+        floor("event_time", 1_000_000)
+    );
+    let day_fn = "SELECT utc_day(event_time), epoch_seconds(event_time) FROM events";
+    sql_group(
+        c,
+        "columns",
+        &[
+            ("session_key", key_fn),
+            ("|| with a cast (SQL)", key_sql),
+            ("utc_day + epoch_seconds", day_fn),
+            ("floor divisions (SQL)", &day_sql),
+        ],
+    );
+}
+
+criterion_group!(benches, rule, aggregate, window, columns);
 criterion_main!(benches);
