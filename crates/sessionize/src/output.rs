@@ -189,11 +189,7 @@ pub async fn write_file(
     let io_error = |what: &str, e: std::io::Error| {
         DataFusionError::Execution(format!("cannot {what} '{}': {e}", path.display()))
     };
-    let temp = tempfile::Builder::new()
-        .prefix(".sessionize-")
-        .suffix(".tmp")
-        .tempfile_in(folder)
-        .map_err(|e| io_error("write", e))?;
+    let temp = temporary_output(folder).map_err(|e| io_error("write", e))?;
     let (temp, rows) = write_stream_with(stream, format, temp, progress, parquet).await?;
     temp.as_file()
         .sync_all()
@@ -320,6 +316,21 @@ pub async fn write_partitioned(
     Ok(())
 }
 
+/// A temporary file in `folder` that becomes an output file by a rename. It is created with the
+/// permissions of any new file (read-write for all, less the umask, as `File::create` gives),
+/// not the owner-only permissions of a temporary file, so the renamed output is readable as
+/// other tools' output is.
+fn temporary_output(folder: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".sessionize-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(folder)
+}
+
 /// Writes `text` to the local file `path` atomically (temporary name, then rename).
 pub fn write_text_file(path: &Path, text: &str) -> Result<()> {
     let folder = match path.parent() {
@@ -329,13 +340,29 @@ pub fn write_text_file(path: &Path, text: &str) -> Result<()> {
     let io_error = |e: std::io::Error| {
         DataFusionError::Execution(format!("cannot write '{}': {e}", path.display()))
     };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".sessionize-")
-        .suffix(".tmp")
-        .tempfile_in(folder)
-        .map_err(io_error)?;
+    let mut temp = temporary_output(folder).map_err(io_error)?;
     temp.write_all(text.as_bytes()).map_err(io_error)?;
     temp.as_file().sync_all().map_err(io_error)?;
     temp.persist(path).map_err(|e| io_error(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An output file gets the permissions of any new file in its folder (the umask applied to
+    /// read-write for all), not a temporary file's owner-only ones.
+    #[cfg(unix)]
+    #[test]
+    fn output_files_get_the_permissions_of_new_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.txt");
+        std::fs::File::create(&plain).unwrap();
+        let output = dir.path().join("output.txt");
+        write_text_file(&output, "x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&output), mode(&plain));
+    }
 }
