@@ -2,71 +2,14 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::Array;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, exec_err};
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
-};
+use datafusion::logical_expr::{Documentation, ScalarUDF};
 
-use super::{floor_div, one_timestamp};
+use super::{Floor, FloorFunction};
 use crate::docs;
-use crate::rules::units_per_second;
 
 /// The `epoch_seconds` function.
 pub fn epoch_seconds_udf() -> Arc<ScalarUDF> {
-    Arc::new(ScalarUDF::new_from_impl(EpochSeconds {
-        signature: Signature::user_defined(Volatility::Immutable),
-    }))
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct EpochSeconds {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for EpochSeconds {
-    fn name(&self) -> &str {
-        "epoch_seconds"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        // Checked in `return_type`, whose errors reach the user as written.
-        Ok(arg_types.to_vec())
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        one_timestamp(self.name(), arg_types)?;
-        Ok(DataType::Int64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("epoch_seconds takes one argument");
-        };
-        let unit = one_timestamp(self.name(), &[arg.data_type()])?;
-        let per_second = units_per_second(unit);
-        Ok(match arg {
-            ColumnarValue::Array(array) => {
-                ColumnarValue::Array(Arc::new(floor_div(array, per_second)?))
-            }
-            ColumnarValue::Scalar(scalar) => {
-                let seconds = floor_div(&scalar.to_array()?, per_second)?;
-                ColumnarValue::Scalar(ScalarValue::Int64(
-                    seconds.is_valid(0).then(|| seconds.value(0)),
-                ))
-            }
-        })
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(documentation())
-    }
+    FloorFunction::udf("epoch_seconds", Floor::Seconds, documentation)
 }
 
 fn documentation() -> &'static Documentation {
@@ -82,12 +25,12 @@ fn documentation() -> &'static Documentation {
         .with_argument("ts", "A timestamp of any unit.")
         .with_sql_example(
             r#"```sql
-> SELECT epoch_seconds(TIMESTAMP '1970-01-01 00:01:00.9');
-+---------------------------------------------------------+
-| epoch_seconds(Utf8("1970-01-01 00:01:00.9"))            |
-+---------------------------------------------------------+
-| 60                                                      |
-+---------------------------------------------------------+
+> SELECT epoch_seconds(TIMESTAMP '1970-01-01 00:01:00.9') AS seconds;
++---------+
+| seconds |
++---------+
+| 60      |
++---------+
 ```"#,
         )
         .with_related_udf("utc_day")

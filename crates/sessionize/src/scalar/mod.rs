@@ -13,12 +13,18 @@ mod utc_day;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::arrow::datatypes::{
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Date32Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
 };
-use datafusion::common::{Result, plan_err};
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+use crate::docs::DocFn;
+use crate::rules::units_per_second;
 
 pub use epoch_seconds::epoch_seconds_udf;
 pub use session_key::session_key_udf;
@@ -27,6 +33,93 @@ pub use utc_day::utc_day_udf;
 /// All scalar functions of the project.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![session_key_udf(), utc_day_udf(), epoch_seconds_udf()]
+}
+
+/// What a flooring function returns for a timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Floor {
+    /// Whole seconds since 1970 (Int64).
+    Seconds,
+    /// Days since 1970 (Date32).
+    Days,
+}
+
+/// The shared implementation of `epoch_seconds` and `utc_day`: the floor of a timestamp's stored
+/// value divided by the units of a second or of a day.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FloorFunction {
+    name: &'static str,
+    floor: Floor,
+    signature: Signature,
+    documentation: DocFn,
+}
+
+impl FloorFunction {
+    fn udf(
+        name: &'static str,
+        floor: Floor,
+        documentation: fn() -> &'static Documentation,
+    ) -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::new_from_impl(Self {
+            name,
+            floor,
+            signature: Signature::user_defined(Volatility::Immutable),
+            documentation: DocFn(documentation),
+        }))
+    }
+
+    fn floor_array(&self, array: &ArrayRef, unit: TimeUnit) -> Result<ArrayRef> {
+        Ok(match self.floor {
+            Floor::Seconds => Arc::new(floor_div(array, units_per_second(unit))?),
+            // Days since 1970 of any i64 timestamp fit in an i32 unless the unit is seconds and
+            // the year is past ±5.8 million; those become null rather than wrap.
+            Floor::Days => Arc::new(
+                floor_div(array, units_per_second(unit) * 86_400)?
+                    .unary_opt::<_, Date32Type>(|d| i32::try_from(d).ok()),
+            ),
+        })
+    }
+}
+
+impl ScalarUDFImpl for FloorFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        // Checked in `return_type`, whose errors reach the user as written.
+        Ok(arg_types.to_vec())
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        one_timestamp(self.name, arg_types)?;
+        Ok(match self.floor {
+            Floor::Seconds => DataType::Int64,
+            Floor::Days => DataType::Date32,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return exec_err!("{} takes one argument", self.name);
+        };
+        let unit = one_timestamp(self.name, &[arg.data_type()])?;
+        Ok(match arg {
+            ColumnarValue::Array(array) => ColumnarValue::Array(self.floor_array(array, unit)?),
+            ColumnarValue::Scalar(scalar) => ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &self.floor_array(&scalar.to_array()?, unit)?,
+                0,
+            )?),
+        })
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(self.documentation.get())
+    }
 }
 
 /// Checks that a one-argument function got one timestamp and returns its unit.

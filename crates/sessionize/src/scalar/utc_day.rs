@@ -2,73 +2,14 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, Date32Array};
-use datafusion::arrow::datatypes::{DataType, Date32Type};
-use datafusion::common::{Result, ScalarValue, exec_err};
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
-};
+use datafusion::logical_expr::{Documentation, ScalarUDF};
 
-use super::{floor_div, one_timestamp};
+use super::{Floor, FloorFunction};
 use crate::docs;
-use crate::rules::units_per_second;
 
 /// The `utc_day` function.
 pub fn utc_day_udf() -> Arc<ScalarUDF> {
-    Arc::new(ScalarUDF::new_from_impl(UtcDay {
-        signature: Signature::user_defined(Volatility::Immutable),
-    }))
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct UtcDay {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for UtcDay {
-    fn name(&self) -> &str {
-        "utc_day"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        // Checked in `return_type`, whose errors reach the user as written.
-        Ok(arg_types.to_vec())
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        one_timestamp(self.name(), arg_types)?;
-        Ok(DataType::Date32)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("utc_day takes one argument");
-        };
-        let unit = one_timestamp(self.name(), &[arg.data_type()])?;
-        let per_day = units_per_second(unit) * 86_400;
-        let days = |array| -> Result<Date32Array> {
-            let days = floor_div(&array, per_day)?;
-            // Days since 1970 of any i64 timestamp fit in an i32 unless the unit is seconds and the
-            // year is past ±5.8 million; those become null rather than wrap.
-            Ok(days.unary_opt::<_, Date32Type>(|d| i32::try_from(d).ok()))
-        };
-        Ok(match arg {
-            ColumnarValue::Array(array) => ColumnarValue::Array(Arc::new(days(array.clone())?)),
-            ColumnarValue::Scalar(scalar) => {
-                let day = days(scalar.to_array()?)?;
-                ColumnarValue::Scalar(ScalarValue::Date32(day.is_valid(0).then(|| day.value(0))))
-            }
-        })
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(documentation())
-    }
+    FloorFunction::udf("utc_day", Floor::Days, documentation)
 }
 
 fn documentation() -> &'static Documentation {
@@ -85,12 +26,12 @@ fn documentation() -> &'static Documentation {
         .with_argument("ts", "A timestamp of any unit.")
         .with_sql_example(
             r#"```sql
-> SELECT utc_day(TIMESTAMP '2024-03-01 23:59:59');
-+-----------------------------------------------+
-| utc_day(Utf8("2024-03-01 23:59:59"))          |
-+-----------------------------------------------+
-| 2024-03-01                                    |
-+-----------------------------------------------+
+> SELECT utc_day(TIMESTAMP '2024-03-01 23:59:59') AS day;
++------------+
+| day        |
++------------+
+| 2024-03-01 |
++------------+
 ```"#,
         )
         .with_related_udf("epoch_seconds")
