@@ -51,7 +51,9 @@ pub fn check_session_args(function: &str, arg_types: &[DataType]) -> Result<Vec<
     Ok(coerced)
 }
 
-fn coerce_timestamp(function: &str, found: &DataType) -> Result<DataType> {
+/// Checks that `found` is a timestamp; otherwise an error naming the function and the conversion
+/// to use for the type found.
+pub fn coerce_timestamp(function: &str, found: &DataType) -> Result<DataType> {
     match found {
         DataType::Timestamp(_, _) => Ok(found.clone()),
         DataType::Int64 | DataType::Int32 | DataType::UInt64 | DataType::UInt32 => plan_err!(

@@ -238,11 +238,6 @@ fn day(ts: &str, tz_aware: bool, time_zone: &str) -> String {
     }
 }
 
-/// Whole seconds of `ts` (cut to the second), as dbt's `datediff(..., 'second')` counts them.
-fn whole_seconds(ts: &str) -> String {
-    format!("epoch_seconds({ts})")
-}
-
 /// The UTC day of `ts` as a DATE, by integer arithmetic (see [`crate::scalar`]).
 fn utc_day(ts: &str) -> String {
     format!("utc_day({ts})")
@@ -527,6 +522,8 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
             day(ts, tz_aware, tz)
         }
     };
+    // The minutes count whole seconds, as dbt's `datediff(..., 'second')` does: `epoch_seconds`
+    // cuts each time to the second (see `crate::scalar`).
     Ok(format!(
         "WITH ev AS ({events}), {ranked} \
          SELECT \
@@ -536,20 +533,17 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
             events_per_session, \
             session_started_at, \
             session_ended_at, \
-            CAST({end_s} - {start_s} AS DOUBLE) / 60 AS session_length_in_minutes, \
+            CAST(epoch_seconds(session_ended_at) - epoch_seconds(session_started_at) AS DOUBLE) / 60 AS session_length_in_minutes, \
             {start_day} AS session_started_at_day, \
             {end_day} AS session_ended_at_day, \
             user_session_number, \
             last_session_ended_at, \
             {last_day} AS last_session_ended_at_day, \
             CAST(CASE WHEN user_session_number = 1 THEN 1 ELSE 0 END AS INT) AS is_first_user_session, \
-            CAST({start_s} - {last_s} AS DOUBLE) / 60 AS minutes_in_between_sessions, \
+            CAST(epoch_seconds(session_started_at) - epoch_seconds(last_session_ended_at) AS DOUBLE) / 60 AS minutes_in_between_sessions, \
             session_id, \
             CAST(arrow_cast(session_ended_at - session_started_at, 'Int64') AS DOUBLE) / {per_second} AS session_length_seconds \
          FROM ranked",
-        end_s = whole_seconds("session_ended_at"),
-        start_s = whole_seconds("session_started_at"),
-        last_s = whole_seconds("last_session_ended_at"),
         start_day = session_day("session_started_at"),
         end_day = session_day("session_ended_at"),
         last_day = session_day("last_session_ended_at"),

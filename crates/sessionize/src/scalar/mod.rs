@@ -12,17 +12,15 @@ mod utc_day;
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
-use datafusion::arrow::datatypes::{
-    DataType, Date32Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
-};
+use datafusion::arrow::array::{ArrayRef, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Date32Type, TimeUnit};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
 
+use crate::args;
 use crate::docs::DocFn;
 use crate::rules::units_per_second;
 
@@ -70,11 +68,11 @@ impl FloorFunction {
 
     fn floor_array(&self, array: &ArrayRef, unit: TimeUnit) -> Result<ArrayRef> {
         Ok(match self.floor {
-            Floor::Seconds => Arc::new(floor_div(array, units_per_second(unit))?),
+            Floor::Seconds => Arc::new(floor_div(self.name, array, units_per_second(unit))?),
             // Days since 1970 of any i64 timestamp fit in an i32 unless the unit is seconds and
             // the year is past ±5.8 million; those become null rather than wrap.
             Floor::Days => Arc::new(
-                floor_div(array, units_per_second(unit) * 86_400)?
+                floor_div(self.name, array, units_per_second(unit) * 86_400)?
                     .unary_opt::<_, Date32Type>(|d| i32::try_from(d).ok()),
             ),
         })
@@ -122,14 +120,11 @@ impl ScalarUDFImpl for FloorFunction {
     }
 }
 
-/// Checks that a one-argument function got one timestamp and returns its unit.
+/// Checks that a one-argument function got one timestamp and returns its unit (the type errors are
+/// those of the session functions' `ts` argument).
 fn one_timestamp(function: &str, arg_types: &[DataType]) -> Result<TimeUnit> {
     match arg_types {
-        [DataType::Timestamp(unit, _)] => Ok(*unit),
-        [other] => plan_err!(
-            "{function}: its argument must be a timestamp, but found {other}; convert it with \
-             to_timestamp(...)"
-        ),
+        [found] => args::timestamp_unit(function, &args::coerce_timestamp(function, found)?),
         _ => plan_err!(
             "{function} takes one argument (a timestamp), but {} were given",
             arg_types.len()
@@ -142,22 +137,9 @@ fn one_timestamp(function: &str, arg_types: &[DataType]) -> Result<TimeUnit> {
 /// The divisors a unit can need (units per second or per day) are dispatched to constants, so the
 /// compiler turns each division into a multiplication: a division by a run-time value costs
 /// several times more, and it is most of these functions' work.
-fn floor_div(array: &ArrayRef, divisor: i64) -> Result<Int64Array> {
-    let values: Int64Array = match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => array
-            .as_primitive::<TimestampSecondType>()
-            .reinterpret_cast(),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => array
-            .as_primitive::<TimestampMillisecondType>()
-            .reinterpret_cast(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => array
-            .as_primitive::<TimestampMicrosecondType>()
-            .reinterpret_cast(),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => array
-            .as_primitive::<TimestampNanosecondType>()
-            .reinterpret_cast(),
-        other => return plan_err!("expected a timestamp, but found {other}"),
-    };
+fn floor_div(function: &str, array: &ArrayRef, divisor: i64) -> Result<Int64Array> {
+    let (values, nulls) = args::timestamp_values(function, array)?;
+    let values = Int64Array::new(values, nulls);
     fn by<const D: i64>(values: &Int64Array) -> Int64Array {
         values.unary(|v| v.div_euclid(D))
     }
@@ -237,7 +219,10 @@ mod tests {
     async fn wrong_types_are_named() {
         let ctx = crate::context().unwrap();
         let err = ctx.sql("SELECT utc_day(1)").await.unwrap_err().to_string();
-        assert!(err.contains("utc_day") && err.contains("Int64"), "{err}");
+        assert!(
+            err.contains("utc_day: argument 1 (ts) must be a timestamp, but found Int64"),
+            "{err}"
+        );
         let err = ctx
             .sql("SELECT session_key('a', [1, 2])")
             .await
