@@ -263,3 +263,9 @@ pub fn restart_values<'a>(
 pub fn is_restart(restart: Option<&BooleanArray>, i: usize) -> bool {
     restart.is_some_and(|r| r.is_valid(i) && r.value(i))
 }
+
+/// Whether `expr` is the constant `false` (a restart condition that never restarts).
+pub fn is_false_literal(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<Literal>()
+        .is_some_and(|l| matches!(l.value(), ScalarValue::Boolean(Some(false))))
+}

@@ -95,7 +95,11 @@ impl WindowUDFImpl for SessionWindow {
             return exec_err!("{} needs a timestamp argument", self.name);
         };
         let unit = args::timestamp_unit(self.name, ts_field.data_type())?;
-        let rule = args::session_rule(self.name, partition_evaluator_args.input_exprs(), unit)?;
+        let exprs = partition_evaluator_args.input_exprs();
+        let rule = args::session_rule(self.name, exprs, unit)?;
+        // Without a restart condition an event's session depends only on its timestamp and the
+        // earlier ones, never on later rows tied with it.
+        let causal = exprs.get(args::RESTART).is_none_or(args::is_false_literal);
         Ok(Box::new(SessionEvaluator {
             name: self.name,
             output: self.output,
@@ -105,6 +109,7 @@ impl WindowUDFImpl for SessionWindow {
             arg_count: fields.len(),
             current: None,
             started: false,
+            causal,
         }))
     }
 
@@ -137,9 +142,27 @@ struct SessionEvaluator {
     current: Option<(i64, i64)>,
     /// Whether a row of this partition was evaluated already.
     started: bool,
+    /// No restart condition: each row is evaluated alone, in order, without a window frame.
+    causal: bool,
 }
 
 impl SessionEvaluator {
+    /// The result for the next row in time order, at `t`, whose tie group restarts or not.
+    fn next(&mut self, t: i64, restarts: bool) -> Result<i64> {
+        match self.current {
+            Some((current, result)) if current == t => return Ok(result),
+            Some((current, _)) if t < current => return self.order_error(),
+            _ => {}
+        }
+        self.tracker.advance(&self.rule, t, restarts);
+        let result = match self.output {
+            SessionOutput::Number => self.tracker.number(),
+            SessionOutput::Id => to_epoch_millis(self.tracker.start(), self.unit),
+        };
+        self.current = Some((t, result));
+        Ok(result)
+    }
+
     fn order_error<T>(&self) -> Result<T> {
         exec_err!(
             "{} must be used as {}(ts, ...) OVER (PARTITION BY actor ORDER BY ts), ordered by its \
@@ -151,8 +174,31 @@ impl SessionEvaluator {
 }
 
 impl PartitionEvaluator for SessionEvaluator {
+    /// With a restart condition, the default RANGE frame shows each row its whole tie group. Without
+    /// one, rows are evaluated one by one as they come ([`Self::is_causal`]), so DataFusion's
+    /// bounded window operator emits every row of a batch at once: with a frame it keeps the last
+    /// tie group of each batch, and concatenating that remainder with the next batch carried every
+    /// earlier batch's string buffers along (`Utf8View`), which made wide `SELECT *` queries grow
+    /// quadratically with the input.
     fn uses_window_frame(&self) -> bool {
-        true
+        !self.causal
+    }
+
+    fn is_causal(&self) -> bool {
+        self.causal
+    }
+
+    fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
+        let (ts, nulls) = args::timestamp_slice(self.name, &values[TS])?;
+        let mut out = datafusion::arrow::array::Int64Builder::with_capacity(num_rows);
+        for (i, &t) in ts.iter().enumerate().take(num_rows) {
+            if nulls.is_some_and(|n| n.is_null(i)) {
+                out.append_null();
+            } else {
+                out.append_value(self.next(t, false)?);
+            }
+        }
+        Ok(Arc::new(out.finish()))
     }
 
     fn supports_bounded_execution(&self) -> bool {
@@ -171,6 +217,14 @@ impl PartitionEvaluator for SessionEvaluator {
             return Ok(ScalarValue::Int64(None));
         }
         let (ts, nulls) = args::timestamp_slice(self.name, &values[TS])?;
+        if self.causal {
+            // `range` is the current row alone.
+            let row = range.end - 1;
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                return Ok(ScalarValue::Int64(None));
+            }
+            return Ok(ScalarValue::Int64(Some(self.next(ts[row], false)?)));
+        }
         let restart = args::restart_values(self.name, values, self.arg_count)?;
         let is_null = |i: usize| nulls.is_some_and(|n| n.is_null(i));
         let last = range.end - 1;
@@ -191,10 +245,10 @@ impl PartitionEvaluator for SessionEvaluator {
             // A ROWS frame cut a tie group in two.
             return self.order_error();
         }
-        match self.current {
-            Some((current, result)) if current == t => return Ok(ScalarValue::Int64(Some(result))),
-            Some((current, _)) if t < current => return self.order_error(),
-            _ => {}
+        if let Some((current, result)) = self.current
+            && current == t
+        {
+            return Ok(ScalarValue::Int64(Some(result)));
         }
         // The tie group of the current row ends at `last`; any restart inside it counts.
         let mut restarts = false;
@@ -206,12 +260,6 @@ impl PartitionEvaluator for SessionEvaluator {
             }
             i -= 1;
         }
-        self.tracker.advance(&self.rule, t, restarts);
-        let result = match self.output {
-            SessionOutput::Number => self.tracker.number(),
-            SessionOutput::Id => to_epoch_millis(self.tracker.start(), self.unit),
-        };
-        self.current = Some((t, result));
-        Ok(ScalarValue::Int64(Some(result)))
+        Ok(ScalarValue::Int64(Some(self.next(t, restarts)?)))
     }
 }
