@@ -458,6 +458,8 @@ struct Compiler<'a> {
     max_length: f64,
     per_second: i64,
     tz_aware: bool,
+    /// Days by [`crate::scalar`]'s `utc_day` (see [`Compiler::day`]).
+    utc_days: bool,
     /// Every property the chart reads, selected once in `ev` as `__p0`, `__p1`, ...
     needed: Vec<String>,
     /// SQL: the event is one of the excluded (inactive) types.
@@ -507,7 +509,12 @@ impl<'a> Compiler<'a> {
         };
         require_column(schema, &def.actor, "the session's actor")?;
         require_column(schema, &def.event, "the session's event")?;
-        let (unit, tz_aware) = match require_column(schema, &def.time, "the session's time")? {
+        let time_type = require_column(schema, &def.time, "the session's time")?;
+        // A UTC chart of UTC (or zone-less) times takes its days from the raw values (`utc_day`,
+        // integer arithmetic) rather than through the time zone database per event.
+        let utc_days = spec.time_zone.eq_ignore_ascii_case("UTC")
+            && crate::sessions::is_utc_or_naive(time_type);
+        let (unit, tz_aware) = match time_type {
             DataType::Timestamp(unit, tz) => (*unit, tz.is_some()),
             other => {
                 return plan_err!(
@@ -558,6 +565,7 @@ impl<'a> Compiler<'a> {
             max_length: parse_duration_secs("the maximum session length", &def.max_session_length)?,
             per_second: crate::rules::units_per_second(unit),
             tz_aware,
+            utc_days,
             needed,
             excluded: any_of("event_type", &def.exclude_events),
             restart: any_of("event_type", &def.restart_events),
@@ -590,7 +598,11 @@ impl<'a> Compiler<'a> {
     }
 
     fn day(&self, ts: &str) -> String {
-        format!("CAST({} AS DATE)", self.local(ts))
+        if self.utc_days {
+            format!("utc_day({ts})")
+        } else {
+            format!("CAST({} AS DATE)", self.local(ts))
+        }
     }
 
     /// The first day of the interval a timestamp falls in.
@@ -707,7 +719,8 @@ impl<'a> Compiler<'a> {
         ctes.push(format!("segs AS ({})", selects.join(" UNION ALL ")));
         ctes.push(format!(
             "active AS (SELECT ev.__iv, segs.__seg, count(DISTINCT ev.user_id) AS __active \
-             FROM ev JOIN segs ON ev.user_id = segs.user_id WHERE NOT {} GROUP BY ev.__iv, segs.__seg)",
+             FROM ev {} WHERE NOT {} GROUP BY ev.__iv, segs.__seg)",
+            self.segs_join("ev"),
             self.excluded
         ));
         Ok(if segments.is_empty() {
@@ -725,6 +738,16 @@ impl<'a> Compiler<'a> {
                 })
                 .collect()
         })
+    }
+
+    /// The join that gives the rows of `alias` (which has a `user_id`) their segments. Without
+    /// segments every user is in the one segment "All users", so no join is needed.
+    fn segs_join(&self, alias: &str) -> String {
+        if self.spec.segments.is_empty() {
+            "CROSS JOIN (SELECT 1 AS __seg) segs".to_string()
+        } else {
+            format!("JOIN segs ON {alias}.user_id = segs.user_id")
+        }
     }
 
     /// Row `r`'s `x_ev`, `x_ses` and `x_ok` CTEs (pushed to `ctes`); returns its `x_m` CTE and
@@ -754,6 +777,72 @@ impl<'a> Compiler<'a> {
         if self.sdk {
             filters.push("__sid IS NOT NULL AND __sid <> -1".to_string());
         }
+        // A row that needs of each session only its bounds and its number of events takes them
+        // from the `session_list` aggregate grouped by user: no sort of the events, no window.
+        let bounds_only = !self.sdk
+            && self.spec.group_by.is_empty()
+            && row.first_event.is_none()
+            && row.last_event.is_none()
+            && row.contains.is_empty()
+            && !(is_events && row.event.is_some());
+        if bounds_only {
+            ctes.push(format!(
+                "{x}_ses AS (SELECT user_id, s['session_number'] AS __sn, s['started_at'] AS __start, \
+                 s['ended_at'] AS __end, s['event_count'] AS __events, s['event_count'] AS __chosen \
+                 FROM (SELECT user_id, unnest(session_list(event_time, {}, {})) AS s FROM ev WHERE {} \
+                 GROUP BY user_id))",
+                interval(self.timeout),
+                self.restart,
+                filters.join(" AND ")
+            ));
+        } else {
+            self.window_sessions(x, row, is_events, &filters, ctes)?;
+        }
+
+        // Sessions that pass the row's filters and the length limit.
+        let length = format!(
+            "CAST(arrow_cast(__end - __start, 'Int64') AS DOUBLE) / {}",
+            self.per_second
+        );
+        let mut session_filters = vec![format!("{length} <= {}", self.max_length)];
+        if let Some(min) = &row.min_duration {
+            session_filters.push(format!(
+                "{length} >= {}",
+                parse_duration_secs("min_duration", min)?
+            ));
+        }
+        for (k, contains) in row.contains.iter().enumerate() {
+            session_filters.push(count_condition(
+                &format!("__c{k}"),
+                contains.at_least,
+                contains.at_most,
+                contains.exactly,
+            ));
+        }
+        if let Some(c) = &row.first_event {
+            session_filters.push(self.props.condition(c, Some("__first"))?);
+        }
+        if let Some(c) = &row.last_event {
+            session_filters.push(self.props.condition(c, Some("__last"))?);
+        }
+        ctes.push(format!(
+            "{x}_ok AS (SELECT *, {length} AS __len, {iv} AS __iv FROM {x}_ses WHERE {})",
+            session_filters.join(" AND "),
+            iv = self.interval_start("__start"),
+        ));
+        Ok(self.row_metrics(r, is_events))
+    }
+
+    /// Row `x`'s `x_ev` (its events, each with its session number by the window function, or the
+    /// SDK's session id) and `x_ses` (per session: bounds, first- and last-event values, counts).
+    fn window_sessions(
+        &self,
+        x: char,
+        row: &RowSpec,
+        is_events: bool,
+        filters: &[String],
+        ctes: &mut Vec<String>,
+    ) -> Result<()> {
         let session_key = if self.sdk {
             "__sid".to_string()
         } else {
@@ -821,39 +910,7 @@ impl<'a> Compiler<'a> {
         )
         .ok();
         ctes.push(format!("{x}_ses AS ({per_session})"));
-
-        // Sessions that pass the row's filters and the length limit.
-        let length = format!(
-            "CAST(arrow_cast(__end - __start, 'Int64') AS DOUBLE) / {}",
-            self.per_second
-        );
-        let mut session_filters = vec![format!("{length} <= {}", self.max_length)];
-        if let Some(min) = &row.min_duration {
-            session_filters.push(format!(
-                "{length} >= {}",
-                parse_duration_secs("min_duration", min)?
-            ));
-        }
-        for (k, contains) in row.contains.iter().enumerate() {
-            session_filters.push(count_condition(
-                &format!("__c{k}"),
-                contains.at_least,
-                contains.at_most,
-                contains.exactly,
-            ));
-        }
-        if let Some(c) = &row.first_event {
-            session_filters.push(self.props.condition(c, Some("__first"))?);
-        }
-        if let Some(c) = &row.last_event {
-            session_filters.push(self.props.condition(c, Some("__last"))?);
-        }
-        ctes.push(format!(
-            "{x}_ok AS (SELECT *, {length} AS __len, {iv} AS __iv FROM {x}_ses WHERE {})",
-            session_filters.join(" AND "),
-            iv = self.interval_start("__start"),
-        ));
-        Ok(self.row_metrics(r, is_events))
+        Ok(())
     }
 
     /// Row `r`'s `x_m` CTE: metrics per interval, segment and group; and its columns.
@@ -911,7 +968,8 @@ impl<'a> Compiler<'a> {
         group_by.extend(self.group_keys.iter().map(|k| format!("o.{k}")));
         write!(
             select,
-            " FROM {x}_ok o JOIN segs ON o.user_id = segs.user_id GROUP BY {}",
+            " FROM {x}_ok o {} GROUP BY {}",
+            self.segs_join("o"),
             group_by.join(", ")
         )
         .ok();

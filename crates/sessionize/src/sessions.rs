@@ -182,7 +182,7 @@ pub fn interval(d: Duration) -> String {
     )
 }
 
-fn string_list(values: &[String]) -> String {
+pub(crate) fn string_list(values: &[String]) -> String {
     values
         .iter()
         .map(|v| literal(v))
@@ -206,7 +206,7 @@ pub fn require_column<'a>(schema: &'a Schema, column: &str, flag: &str) -> Resul
 }
 
 /// The timestamp unit of the time column; anything else is an error naming the column and type.
-fn time_unit(schema: &Schema, options: &SessionsOptions) -> Result<(TimeUnit, bool)> {
+pub(crate) fn time_unit(schema: &Schema, options: &SessionsOptions) -> Result<(TimeUnit, bool)> {
     match require_column(schema, &options.time, "--time")? {
         DataType::Timestamp(unit, tz) => Ok((*unit, tz.is_some())),
         other => plan_err!(
@@ -245,7 +245,7 @@ fn utc_day(ts: &str) -> String {
 
 /// Whether a timestamp type's zone is UTC or absent, so that its raw values are UTC instants and
 /// [`utc_day`] gives the same day as a cast.
-fn is_utc_or_naive(data_type: &DataType) -> bool {
+pub(crate) fn is_utc_or_naive(data_type: &DataType) -> bool {
     match data_type {
         DataType::Timestamp(_, None) => true,
         DataType::Timestamp(_, Some(tz)) => {
@@ -264,7 +264,7 @@ fn insert_id_first(insert_id: &str, time: &str) -> String {
 }
 
 /// Whether an event (of event type expression `event`) restarts a session.
-fn restart_condition(event: &str, options: &SessionsOptions) -> String {
+pub(crate) fn restart_condition(event: &str, options: &SessionsOptions) -> String {
     if options.restart_events.is_empty() {
         "false".to_string()
     } else {
@@ -276,7 +276,7 @@ fn restart_condition(event: &str, options: &SessionsOptions) -> String {
 }
 
 /// The condition that an event is activity, not one of the excluded (inactive) event types.
-fn activity_condition(event: &str, options: &SessionsOptions) -> Option<String> {
+pub(crate) fn activity_condition(event: &str, options: &SessionsOptions) -> Option<String> {
     (!options.exclude_events.is_empty()).then(|| {
         format!(
             "({event} IS NULL OR CAST({event} AS VARCHAR) NOT IN ({}))",
@@ -564,7 +564,8 @@ pub async fn sessions(
 pub const SESSION_CONCLUDED: &str = "Session Concluded";
 
 /// The SQL that gives every event of `table` its `session_id` and `session_number` (null for events
-/// left out of sessions). Input columns with those names are kept as `<name>_input`. With
+/// left out of sessions): the plain-SQL form of [`crate::annotate::annotate`], with the window
+/// functions, which gives the same rows (in no particular order) by a sort of all events. Input columns with those names are kept as `<name>_input`. With
 /// `concluded`, one `Session Concluded` event per session is appended at the session's last event
 /// time, with `session_length` in seconds (CleverTap's rule).
 pub fn annotate_sql(
@@ -580,13 +581,7 @@ pub fn annotate_sql(
     let actor = ident(&options.actor);
     let time = ident(&options.time);
     let event = ident(&options.event);
-    let renamed = |name: &str| -> String {
-        if name == "session_id" || name == "session_number" || name == "session_length" {
-            format!("{name}_input")
-        } else {
-            name.to_string()
-        }
-    };
+    let renamed = crate::annotate::output_name;
     let columns: Vec<String> = schema
         .fields()
         .iter()
