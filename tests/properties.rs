@@ -184,6 +184,7 @@ fn context(case: &Case) -> datafusion::prelude::SessionContext {
         Field::new("actor", DataType::Utf8, true),
         Field::new("ts", ts_type, true),
         Field::new("restart", DataType::Boolean, true),
+        Field::new("event", DataType::Utf8, true),
     ]));
     let scale = per_second(case.unit);
     let rows: Vec<(usize, &Event)> = case.events.iter().enumerate().collect();
@@ -208,6 +209,10 @@ fn context(case: &Case) -> datafusion::prelude::SessionContext {
                         Arc::new(BooleanArray::from_iter(
                             chunk.iter().map(|(_, e)| e.restart),
                         )),
+                        // The event type `annotate` restarts at: "open" where `restart` is true.
+                        Arc::new(StringArray::from_iter(chunk.iter().map(|(_, e)| {
+                            e.restart.map(|r| if r { "open" } else { "view" })
+                        }))),
                     ];
                     RecordBatch::try_new(schema.clone(), columns).expect("batch")
                 })
@@ -369,6 +374,55 @@ async fn check_aggregates(case: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `annotate` (two passes, no sort) gives every event the reference's session, in the input's
+/// order, however the input is split into partitions and batches.
+async fn check_annotate(case: &Case) -> Result<(), TestCaseError> {
+    use futures::TryStreamExt;
+    let ctx = context(case);
+    let options = sessionize::sessions::SessionsOptions {
+        actor: "actor".into(),
+        time: "ts".into(),
+        event: "event".into(),
+        restart_events: if case.with_restart {
+            vec!["open".into()]
+        } else {
+            vec![]
+        },
+        max_length: case
+            .with_max_length
+            .then(|| std::time::Duration::from_secs(MAX_LENGTH_SECS as u64)),
+        ..Default::default()
+    };
+    let stream = sessionize::annotate::annotate(&ctx, "ev", &options, false)
+        .await
+        .expect("plan");
+    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("run");
+    let expected = expected(case);
+    let mut row_ids = vec![];
+    for batch in batches {
+        let schema = batch.schema();
+        let column = |name: &str| batch.column(schema.index_of(name).expect(name));
+        let ids = column("session_id").as_primitive::<Int64Type>();
+        let numbers = column("session_number").as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let row_id = column("row_id").as_primitive::<Int64Type>().value(i);
+            row_ids.push(row_id);
+            let event = &case.events[row_id as usize];
+            match (event.actor, timestamp_value(column("ts"), i)) {
+                (Some(_), Some(t)) => {
+                    let (number, id, ..) = expected[&event.actor].0[&t];
+                    prop_assert_eq!(numbers.value(i), number, "session_number of {:?}", event);
+                    prop_assert_eq!(ids.value(i), id, "session_id of {:?}", event);
+                }
+                _ => prop_assert!(numbers.is_null(i) && ids.is_null(i), "{:?}", event),
+            }
+        }
+    }
+    let in_order: Vec<i64> = (0..case.events.len() as i64).collect();
+    prop_assert_eq!(row_ids, in_order, "the input's order");
+    Ok(())
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -391,6 +445,11 @@ proptest! {
     #[test]
     fn aggregate_functions_match_the_reference(case in case_strategy()) {
         runtime().block_on(check_aggregates(&case))?;
+    }
+
+    #[test]
+    fn annotate_matches_the_reference(case in case_strategy()) {
+        runtime().block_on(check_annotate(&case))?;
     }
 }
 

@@ -485,3 +485,53 @@ fn progress_shows_on_a_terminal_only() {
     let err = String::from_utf8_lossy(&piped.stderr);
     assert!(!err.contains("reading events"), "{err}");
 }
+
+/// `annotate` (two passes over the input, no sort) gives exactly the rows of its plain-SQL form
+/// (`--print-sql`, window functions over a sort of all events) in every mode, on the golden export
+/// and on the sample, and keeps the input's order.
+#[test]
+fn annotate_equals_its_sql_form_and_keeps_the_input_order() {
+    let modes: [&[&str]; 6] = [
+        &[],
+        &[
+            "--restart-event",
+            "app_open",
+            "--exclude-preset",
+            "clevertap",
+            "--max-length",
+            "20m",
+        ],
+        &["--timeout-by", "platform", "ios=5m", "--concluded"],
+        &["--session-source", "sdk", "--concluded"],
+        &["--dedup", "insert_id"],
+        &["--actor", "device_id", "--timeout", "10m"],
+    ];
+    for input in [CSV, "data/events.parquet"] {
+        for flags in modes {
+            let mut args = vec!["annotate", input, "--format", "csv"];
+            args.extend_from_slice(flags);
+            let fast = ok(&args);
+            args.push("--print-sql");
+            let sql = ok(&args);
+            let plain = ok(&["query", input, &sql, "--format", "csv"]);
+            assert_eq!(
+                normalized(&fast),
+                normalized(&plain),
+                "annotate {input} {flags:?}"
+            );
+            if !flags.contains(&"--dedup") {
+                // The events in the order of the input, then the concluded ones.
+                let input_rows = ok(&["query", input, "SELECT * FROM events", "--format", "csv"]);
+                let annotated: Vec<&str> = fast.lines().skip(1).collect();
+                for (k, line) in input_rows.lines().skip(1).enumerate() {
+                    let prefix = line.to_string() + ",";
+                    assert!(
+                        annotated[k].starts_with(&prefix),
+                        "row {k} of {input} {flags:?}: {} is not {line}",
+                        annotated[k]
+                    );
+                }
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use sessionize::output::{self, Format};
@@ -313,23 +314,60 @@ pub fn progress_bar(what: &'static str) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// Writes `df` to the output the flags name.
-pub async fn write(
-    ctx: &SessionContext,
-    df: datafusion::dataframe::DataFrame,
-    output: &OutputArgs,
-    partition_by_day: Option<&str>,
-    what: &'static str,
-) -> Result<(), CliError> {
-    write_with(ctx, df, output, partition_by_day, what, None).await
-}
-
-/// [`write`] with Parquet writer properties for a single output file.
+/// Writes `df` to the output the flags name, with Parquet writer properties for a single output
+/// file.
 pub async fn write_with(
     ctx: &SessionContext,
     df: datafusion::dataframe::DataFrame,
     output: &OutputArgs,
     partition_by_day: Option<&str>,
+    what: &'static str,
+    parquet: Option<&WriterProperties>,
+) -> Result<(), CliError> {
+    match (partition_by_day, &output.output) {
+        (Some(_), None) => Err(CliError("--partition-by-day needs --output FOLDER".into())),
+        (Some(column), Some(target)) => {
+            let format = table_format(output)?;
+            let bar = progress_bar(what);
+            let result = output::write_partitioned(ctx, df, format, target, column).await;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            Ok(result.map(|_| ())?)
+        }
+        (None, _) => {
+            let stream = df.execute_stream().await?;
+            write_stream_with(ctx, stream, output, what, parquet).await
+        }
+    }
+}
+
+/// The format of a table written to `--output`: Parquet unless `--format` says CSV or NDJSON.
+fn table_format(output: &OutputArgs) -> Result<Format, CliError> {
+    let format = output.format.unwrap_or(Format::Parquet);
+    if !matches!(format, Format::Parquet | Format::Csv | Format::NdJson) {
+        return Err(CliError(format!(
+            "--format {format} is not a table format: use parquet, csv or ndjson"
+        )));
+    }
+    Ok(format)
+}
+
+/// Writes the batches of `stream` to the output the flags name.
+pub async fn write_stream(
+    ctx: &SessionContext,
+    stream: SendableRecordBatchStream,
+    output: &OutputArgs,
+    what: &'static str,
+) -> Result<(), CliError> {
+    write_stream_with(ctx, stream, output, what, None).await
+}
+
+/// [`write_stream`] with Parquet writer properties.
+async fn write_stream_with(
+    ctx: &SessionContext,
+    stream: SendableRecordBatchStream,
+    output: &OutputArgs,
     what: &'static str,
     parquet: Option<&WriterProperties>,
 ) -> Result<(), CliError> {
@@ -341,9 +379,6 @@ pub async fn write_with(
     };
     let result = match &output.output {
         None => {
-            if partition_by_day.is_some() {
-                return Err(CliError("--partition-by-day needs --output FOLDER".into()));
-            }
             let format = output.format.unwrap_or(Format::Csv);
             if format == Format::Parquet && std::io::stdout().is_terminal() {
                 return Err(CliError(
@@ -351,7 +386,6 @@ pub async fn write_with(
                         .into(),
                 ));
             }
-            let stream = df.execute_stream().await?;
             output::write_stream(
                 stream,
                 format,
@@ -362,21 +396,10 @@ pub async fn write_with(
             .map(|_| ())
         }
         Some(target) => {
-            let format = output.format.unwrap_or(Format::Parquet);
-            if !matches!(format, Format::Parquet | Format::Csv | Format::NdJson) {
-                return Err(CliError(format!(
-                    "--format {format} is not a table format: use parquet, csv or ndjson"
-                )));
-            }
-            match partition_by_day {
-                Some(column) => output::write_partitioned(ctx, df, format, target, column).await,
-                None => {
-                    let stream = df.execute_stream().await?;
-                    output::write_to_with(ctx, stream, format, target, Some(&report), parquet)
-                        .await
-                        .map(|_| ())
-                }
-            }
+            let format = table_format(output)?;
+            output::write_to_with(ctx, stream, format, target, Some(&report), parquet)
+                .await
+                .map(|_| ())
         }
     };
     if let Some(bar) = bar {
@@ -457,6 +480,6 @@ pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {
         println!("{sql}");
         return Ok(());
     }
-    let df = ctx.sql(&sql).await?;
-    write(&ctx, df, &args.output, None, "events").await
+    let stream = sessionize::annotate::annotate(&ctx, "events", &options, args.concluded).await?;
+    write_stream(&ctx, stream, &args.output, "events").await
 }

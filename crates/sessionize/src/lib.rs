@@ -26,6 +26,7 @@
 //! session starts.
 
 pub mod aggregate;
+pub mod annotate;
 mod args;
 pub mod chart;
 #[cfg(feature = "cluster")]

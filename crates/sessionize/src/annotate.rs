@@ -1,0 +1,688 @@
+//! Every event with its session (`sessionize annotate`, CleverTap's session id, dbt's sessionized
+//! page views), in two passes and without a sort of the events.
+//!
+//! Sessions depend only on an actor's times and restart flags, never on the other columns, so the
+//! wide rows of an export need not be sorted or held:
+//!
+//! 1. **The sessions.** `session_list` grouped by actor (the aggregate behind the sessions table, so
+//!    the one rule of [`crate::rules`]) reads the actor, time and event columns and gives every
+//!    actor's sessions in time order. They are kept in a [`SessionIndex`]: per actor, the sessions'
+//!    start times, ids and numbers. Its memory grows with the number of sessions, not of events.
+//! 2. **The events.** The input is read again, every column, and each batch goes out as soon as it is
+//!    read, in the input's order: an event's session is the last of its actor's sessions that starts
+//!    at or before it (a hash look-up of the actor, then a binary search of the starts).
+//!
+//! [`crate::sessions::annotate_sql`] gives the same rows as plain SQL with the window functions; it is
+//! what `--print-sql` shows, what the tests compare this with, and what runs where the two-pass form
+//! does not apply (`--dedup`, whose "first event of an insert id" needs a window over all events).
+//!
+//! **Row order**: the events come out in the order they are read, file by file and, within a file,
+//! row by row (the scan's partitions are read in parallel but put back in order); with `--concluded`
+//! the `Session Concluded` events follow all the others.
+
+use std::fmt::Write as _;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, Int64Builder, LargeStringArray,
+    RecordBatch, StringArray, StringViewArray, new_null_array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use std::hash::BuildHasher as _;
+
+use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream_partitioned};
+use datafusion::prelude::SessionContext;
+use futures::{Stream, StreamExt};
+
+use crate::args;
+use crate::rules::{to_epoch_millis, units_per_second};
+use crate::sessions::{
+    SESSION_CONCLUDED, SessionSource, SessionsOptions, activity_condition, ident, interval,
+    literal, require_column, restart_condition, string_list, time_unit,
+};
+
+/// The output name of an input column: `session_id`, `session_number` and `session_length` are
+/// kept as `<name>_input`, since the annotation adds columns of those names.
+pub fn output_name(name: &str) -> String {
+    if matches!(name, "session_id" | "session_number" | "session_length") {
+        format!("{name}_input")
+    } else {
+        name.to_string()
+    }
+}
+
+/// Every event of `table` with its `session_id` and `session_number` (Int64; null for events left
+/// out of sessions: no actor or time, an excluded event type, an SDK session id of -1 or null), as a
+/// stream in the input's order. With `concluded`, one `Session Concluded` event per session follows,
+/// at the session's last event time, with `session_length` (Float64 seconds, first to last event).
+///
+/// Errors: a missing actor, time, event or session id column, a time column that is not a
+/// timestamp, `--compat dbt` (annotate takes derived or SDK sessions), and the errors of reading the
+/// input.
+pub async fn annotate(
+    ctx: &SessionContext,
+    table: &str,
+    options: &SessionsOptions,
+    concluded: bool,
+) -> Result<SendableRecordBatchStream> {
+    let schema = ctx.table(table).await?.schema().as_arrow().clone();
+    let plan = Plan::new(table, &schema, options)?;
+    if options.dedup_insert_id {
+        // Which of several events with one insert id is kept is decided by a window over all
+        // events; the SQL form does that (see the module documentation).
+        let sql = crate::sessions::annotate_sql(table, &schema, options, concluded)?;
+        return ctx.sql(&sql).await?.execute_stream().await;
+    }
+    let sessions = ctx.sql(&plan.sessions_sql).await?.collect().await?;
+    let id_from_start = (options.source == SessionSource::Derived).then_some(plan.unit);
+    let index = SessionIndex::new(&sessions, plan.keys, id_from_start)?;
+    let partitions = events_in_parts(ctx, &plan.events_sql).await?;
+    let concurrency = ctx.state().config().target_partitions().max(1);
+    let width = schema.fields().len();
+    let output = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let field = f.as_ref().clone().with_name(output_name(f.name()));
+                // The concluded events have nulls in every column but a few.
+                if concluded {
+                    field.with_nullable(true)
+                } else {
+                    field
+                }
+            })
+            .chain([
+                Field::new("session_id", DataType::Int64, true),
+                Field::new("session_number", DataType::Int64, true),
+            ])
+            .chain(concluded.then(|| Field::new("session_length", DataType::Float64, true)))
+            .collect::<Vec<_>>(),
+    ));
+    let index = Arc::new(index);
+    let annotated = {
+        let (index, output) = (Arc::clone(&index), Arc::clone(&output));
+        in_order(partitions, concurrency, move |batch| {
+            index.annotate(&batch, width, &output, concluded)
+        })
+    };
+    if !concluded {
+        return Ok(Box::pin(RecordBatchStreamAdapter::new(output, annotated)));
+    }
+    let columns = Columns {
+        actor: options.actor.clone(),
+        platform: options.timeout_by.as_ref().map(|(c, _)| c.clone()),
+        time: options.time.clone(),
+        event: options.event.clone(),
+    };
+    let tail_schema = Arc::clone(&output);
+    let tail = futures::stream::iter(sessions)
+        .map(move |batch| concluded_events(&batch, &schema, &tail_schema, &columns, plan.unit));
+    Ok(Box::pin(RecordBatchStreamAdapter::new(
+        output,
+        annotated.chain(tail),
+    )))
+}
+
+/// The two queries of [`annotate`] and what they share.
+struct Plan {
+    /// One row per session: the key columns `__k0`.., then `number`, `id`, `started`, `ended`,
+    /// rows of one key together and in time order.
+    sessions_sql: String,
+    /// Every input column (renamed by [`output_name`]), then the key columns, the time and whether
+    /// the event takes part in sessions.
+    events_sql: String,
+    /// How many key columns: the actor, plus the platform (`--timeout-by`) or the SDK's session id.
+    keys: usize,
+    unit: TimeUnit,
+}
+
+impl Plan {
+    fn new(table: &str, schema: &Schema, options: &SessionsOptions) -> Result<Self> {
+        let (unit, _) = time_unit(schema, options)?;
+        require_column(schema, &options.actor, "--actor")?;
+        require_column(schema, &options.event, "--event")?;
+        let table = ident(table);
+        let (actor, time, event) = (
+            ident(&options.actor),
+            ident(&options.time),
+            ident(&options.event),
+        );
+        let mut included = vec![
+            format!("{actor} IS NOT NULL"),
+            format!("{time} IS NOT NULL"),
+        ];
+        included.extend(activity_condition(&event, options));
+        let mut keys = vec![actor.clone()];
+        let sessions_sql = match options.source {
+            SessionSource::DbtCompat => {
+                return plan_err!(
+                    "annotate takes --session-source derived or sdk, not --compat dbt"
+                );
+            }
+            SessionSource::Derived => {
+                let restart = restart_condition(&event, options);
+                let max_length = options
+                    .max_length
+                    .map(|m| format!(", {}", interval(m)))
+                    .unwrap_or_default();
+                let included = included.join(" AND ");
+                let sessions = |key_exprs: &[String], condition: &str, timeout| {
+                    let keys: Vec<String> = key_exprs
+                        .iter()
+                        .enumerate()
+                        .map(|(k, e)| format!("{e} AS __k{k}"))
+                        .collect();
+                    format!(
+                        "SELECT {}, unnest(session_list({time}, {}, {restart}{max_length})) AS s \
+                         FROM {table} WHERE {included}{condition} GROUP BY {}",
+                        keys.join(", "),
+                        interval(timeout),
+                        key_exprs.join(", ")
+                    )
+                };
+                let lists = match &options.timeout_by {
+                    None => sessions(&keys, "", options.timeout),
+                    Some((column, platforms)) => {
+                        require_column(schema, column, "--timeout-by")?;
+                        let platform = ident(column);
+                        keys.push(platform.clone());
+                        let text = format!("CAST({platform} AS VARCHAR)");
+                        let mut parts = vec![];
+                        for (name, timeout) in platforms {
+                            let condition = format!(" AND {text} = {}", literal(name));
+                            parts.push(sessions(&keys, &condition, *timeout));
+                        }
+                        let listed: Vec<String> =
+                            platforms.iter().map(|(p, _)| p.clone()).collect();
+                        let others = format!(
+                            " AND ({text} IS NULL OR {text} NOT IN ({}))",
+                            string_list(&listed)
+                        );
+                        parts.push(sessions(&keys, &others, options.timeout));
+                        parts.join(" UNION ALL ")
+                    }
+                };
+                let key_columns: String = (0..keys.len()).map(|k| format!("__k{k}, ")).collect();
+                format!(
+                    "SELECT {key_columns}s['session_number'] AS number, s['session_id'] AS id, \
+                     s['started_at'] AS started, s['ended_at'] AS ended FROM ({lists})"
+                )
+            }
+            SessionSource::Sdk => {
+                require_column(schema, &options.session_id_col, "--session-id-col")?;
+                let sid = ident(&options.session_id_col);
+                included.push(format!("{sid} IS NOT NULL AND {sid} <> -1"));
+                keys.push(format!("CAST({sid} AS BIGINT)"));
+                // Sessions are numbered per actor by their first event, then by id (as the SQL
+                // form's dense_rank); each (actor, session id) is one session.
+                format!(
+                    "SELECT __k0, __k1, CAST(row_number() OVER (PARTITION BY __k0 ORDER BY started, __k1) AS BIGINT) AS number, \
+                     __k1 AS id, started, ended FROM \
+                     (SELECT {actor} AS __k0, {} AS __k1, min({time}) AS started, max({time}) AS ended \
+                      FROM {table} WHERE {} GROUP BY {actor}, {})",
+                    keys[1],
+                    included.join(" AND "),
+                    keys[1],
+                )
+            }
+        };
+        let mut events_sql = String::from("SELECT ");
+        for field in schema.fields() {
+            write!(
+                events_sql,
+                "{} AS {}, ",
+                ident(field.name()),
+                ident(&output_name(field.name()))
+            )
+            .ok();
+        }
+        for (k, key) in keys.iter().enumerate() {
+            write!(events_sql, "{key} AS __k{k}, ").ok();
+        }
+        write!(
+            events_sql,
+            "{time} AS __time, {} AS __included FROM {table}",
+            included.join(" AND ")
+        )
+        .ok();
+        Ok(Self {
+            sessions_sql,
+            events_sql,
+            keys: keys.len(),
+            unit,
+        })
+    }
+}
+
+/// Every actor's sessions, for looking events up: the key (actor, and platform or SDK session id)
+/// to its [`Group`] of sessions, whose starts (in the time column's unit) lie in one flat vector in
+/// time order.
+///
+/// Looking up is the cost of annotating: on unsorted input each event's actor is elsewhere in
+/// memory, so every vector read is a cache miss. The keys are kept compact (their bytes in one
+/// arena, a hash table of (hash, key number)), and a session's number and id are computed from its
+/// position and start rather than read from vectors of their own.
+pub struct SessionIndex {
+    /// How many key columns.
+    width: usize,
+    /// Each key's sessions.
+    keys: KeyTable<Group>,
+    starts: Vec<i64>,
+    /// Derived sessions: the id is the epoch milliseconds of the start in this unit. SDK sessions:
+    /// `None`, each group's id is its own.
+    id_from_start: Option<TimeUnit>,
+}
+
+/// One key's sessions: `starts[from..to]`, numbered from `first_number`; SDK sessions (one per
+/// key) carry their id.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    from: u32,
+    to: u32,
+    first_number: i64,
+    id: i64,
+}
+
+impl SessionIndex {
+    /// The index of the sessions query's batches (see [`Plan::sessions_sql`]), whose first `keys`
+    /// columns are the key.
+    fn new(batches: &[RecordBatch], keys: usize, id_from_start: Option<TimeUnit>) -> Result<Self> {
+        let types: Vec<DataType> = batches
+            .first()
+            .map(|b| {
+                b.columns()[..keys]
+                    .iter()
+                    .map(|c| c.data_type().clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut index = Self {
+            width: keys,
+            keys: KeyTable::new(types)?,
+            starts: vec![],
+            id_from_start,
+        };
+        // (key, number, start, id) of every session. The query's rows of one key need not be
+        // consecutive (its partitions' batches interleave), so they are sorted by key and number.
+        let mut sessions: Vec<(u32, i64, i64, i64)> = vec![];
+        for batch in batches {
+            let key = index.keys.encode(&batch.columns()[..keys])?;
+            let number = int64(batch.column(keys), "number")?;
+            let id = int64(batch.column(keys + 1), "id")?;
+            let (started, _) = args::timestamp_slice("annotate", batch.column(keys + 2))?;
+            for (row, &start) in started.iter().enumerate().take(batch.num_rows()) {
+                let k = index.keys.intern(key.bytes(row))?;
+                sessions.push((k, number.value(row), start, id.value(row)));
+            }
+        }
+        sessions.sort_unstable();
+        let mut groups: Vec<Group> = Vec::with_capacity(index.keys.ends.len());
+        index.starts.reserve(sessions.len());
+        for (k, number, start, id) in sessions {
+            let at = u32::try_from(index.starts.len()).map_err(|_| {
+                DataFusionError::Execution("annotate: more than 4 billion sessions".into())
+            })?;
+            let continues = groups.len() == k as usize + 1;
+            match groups.last_mut() {
+                Some(group) if continues => {
+                    if number != group.first_number + i64::from(at - group.from) {
+                        return exec_err!(
+                            "annotate: an actor's sessions are not numbered 1, 2, ..."
+                        );
+                    }
+                    group.to = at + 1;
+                }
+                _ => groups.push(Group {
+                    from: at,
+                    to: at + 1,
+                    first_number: number,
+                    id,
+                }),
+            }
+            index.starts.push(start);
+        }
+        index.keys.finish(groups);
+        Ok(index)
+    }
+
+    /// The number of sessions.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Appends `session_id` and `session_number` (and a null `session_length` when `concluded`) to
+    /// the first `width` columns of an events batch (see [`Plan::events_sql`]).
+    fn annotate(
+        &self,
+        batch: &RecordBatch,
+        width: usize,
+        output: &SchemaRef,
+        concluded: bool,
+    ) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let columns = batch.columns();
+        let keys = self.width;
+        let (times, time_nulls) = args::timestamp_slice("annotate", &columns[width + keys])?;
+        let included = columns[width + keys + 1].as_boolean();
+        let mut ids = Int64Builder::with_capacity(n);
+        let mut numbers = Int64Builder::with_capacity(n);
+        let key = if included.true_count() > 0 {
+            Some(self.keys.encode(&columns[width..width + keys])?)
+        } else {
+            None
+        };
+        // Consecutive events of one actor (sorted exports) share the look-up.
+        let mut last: Option<(usize, Group)> = None;
+        for (i, &t) in times.iter().enumerate().take(n) {
+            let take = included.is_valid(i)
+                && included.value(i)
+                && !time_nulls.is_some_and(|nulls| nulls.is_null(i));
+            let Some(key) = key.as_ref().filter(|_| take) else {
+                ids.append_null();
+                numbers.append_null();
+                continue;
+            };
+            let g = match last {
+                Some((j, group)) if key.bytes(j) == key.bytes(i) => group,
+                _ => match self.keys.find(key.bytes(i)) {
+                    Some(group) => group,
+                    None => {
+                        return exec_err!(
+                            "an event's actor has no sessions: the input changed while it was read"
+                        );
+                    }
+                },
+            };
+            last = Some((i, g));
+            let (from, to) = (g.from as usize, g.to as usize);
+            // The last session that starts at or before the event: the number of sessions that do.
+            let starts = &self.starts[from..to];
+            let k = if starts.len() <= LINEAR_SEARCH {
+                // Independent loads of neighbouring values: their cache misses overlap, where a
+                // binary search waits for one after another.
+                starts.iter().map(|&s| usize::from(s <= t)).sum()
+            } else {
+                starts.partition_point(|&s| s <= t)
+            };
+            if k == 0 {
+                return exec_err!(
+                    "an event is earlier than its actor's first session: the input changed while it was read"
+                );
+            }
+            let k = k - 1;
+            numbers.append_value(g.first_number + k as i64);
+            ids.append_value(match self.id_from_start {
+                Some(unit) => to_epoch_millis(self.starts[from + k], unit),
+                None => g.id,
+            });
+        }
+        let mut out: Vec<ArrayRef> = columns[..width].to_vec();
+        out.push(Arc::new(ids.finish()));
+        out.push(Arc::new(numbers.finish()));
+        if concluded {
+            out.push(new_null_array(&DataType::Float64, n));
+        }
+        Ok(RecordBatch::try_new(Arc::clone(output), out)?)
+    }
+}
+
+/// Groups of up to this many sessions are searched linearly.
+const LINEAR_SEARCH: usize = 64;
+
+/// A map of keys to values `V`: the keys' bytes in one arena, and a hash table of (hash, key
+/// number, value), so that a look-up reads the table once and the arena once. A single text key is
+/// hashed as its UTF-8 bytes; other keys (several columns, numbers) in Arrow's row format.
+struct KeyTable<V> {
+    /// `None` for a single text key.
+    converter: Option<RowConverter>,
+    hasher: hashbrown::DefaultHashBuilder,
+    table: hashbrown::HashTable<(u64, u32, V)>,
+    /// While keys are added: (hash, key number).
+    numbers: hashbrown::HashTable<(u64, u32)>,
+    arena: Vec<u8>,
+    /// Where key `k` ends in the arena (it starts where key `k - 1` ends).
+    ends: Vec<usize>,
+}
+
+impl<V: Copy> KeyTable<V> {
+    fn new(types: Vec<DataType>) -> Result<Self> {
+        let text = matches!(
+            types.as_slice(),
+            [DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View]
+        );
+        let converter = if text {
+            None
+        } else {
+            Some(RowConverter::new(
+                types.iter().map(|t| SortField::new(t.clone())).collect(),
+            )?)
+        };
+        Ok(Self {
+            converter,
+            hasher: Default::default(),
+            table: hashbrown::HashTable::new(),
+            numbers: hashbrown::HashTable::new(),
+            arena: vec![],
+            ends: vec![],
+        })
+    }
+
+    /// The keys of a batch's key columns.
+    fn encode<'a>(&self, columns: &'a [ArrayRef]) -> Result<EncodedKeys<'a>> {
+        Ok(match &self.converter {
+            Some(converter) => EncodedKeys::Rows(converter.convert_columns(columns)?),
+            None => {
+                let column = &columns[0];
+                match column.data_type() {
+                    DataType::Utf8View => EncodedKeys::View(column.as_string_view()),
+                    DataType::Utf8 => EncodedKeys::Utf8(column.as_string::<i32>()),
+                    DataType::LargeUtf8 => EncodedKeys::Large(column.as_string::<i64>()),
+                    other => {
+                        return exec_err!("annotate: the actor's type changed to {other}");
+                    }
+                }
+            }
+        })
+    }
+
+    fn key(&self, k: u32) -> &[u8] {
+        key_of(&self.arena, &self.ends, k)
+    }
+
+    /// The number of a key, added if new (keys are numbered from 0 in the order they are added).
+    fn intern(&mut self, bytes: &[u8]) -> Result<u32> {
+        let hash = self.hasher.hash_one(bytes);
+        let (arena, ends) = (&self.arena, &self.ends);
+        let key = |k: u32| key_of(arena, ends, k);
+        if let Some(&(_, k)) = self
+            .numbers
+            .find(hash, |&(h, k)| h == hash && key(k) == bytes)
+        {
+            return Ok(k);
+        }
+        let k = u32::try_from(self.ends.len()).map_err(|_| {
+            DataFusionError::Execution("annotate: more than 4 billion actors".into())
+        })?;
+        self.arena.extend_from_slice(bytes);
+        self.ends.push(self.arena.len());
+        self.numbers.insert_unique(hash, (hash, k), |&(h, _)| h);
+        Ok(k)
+    }
+
+    /// Builds the look-up table: `values[k]` is key `k`'s value.
+    fn finish(&mut self, values: Vec<V>) {
+        self.numbers = hashbrown::HashTable::new();
+        self.table = hashbrown::HashTable::with_capacity(values.len());
+        for (k, value) in values.into_iter().enumerate() {
+            let hash = self.hasher.hash_one(self.key(k as u32));
+            self.table
+                .insert_unique(hash, (hash, k as u32, value), |&(h, _, _)| h);
+        }
+    }
+
+    fn find(&self, bytes: &[u8]) -> Option<V> {
+        let hash = self.hasher.hash_one(bytes);
+        self.table
+            .find(hash, |&(h, k, _)| h == hash && self.key(k) == bytes)
+            .map(|&(_, _, value)| value)
+    }
+}
+
+/// Key `k`'s bytes in an arena where key `k` ends at `ends[k]` and starts where `k - 1` ends.
+fn key_of<'a>(arena: &'a [u8], ends: &[usize], k: u32) -> &'a [u8] {
+    let k = k as usize;
+    let start = if k == 0 { 0 } else { ends[k - 1] };
+    &arena[start..ends[k]]
+}
+
+/// The keys of one batch, as bytes per row.
+enum EncodedKeys<'a> {
+    View(&'a StringViewArray),
+    Utf8(&'a StringArray),
+    Large(&'a LargeStringArray),
+    Rows(Rows),
+}
+
+impl EncodedKeys<'_> {
+    /// The key of row `i` (a null text key is the empty key: null actors take no part).
+    fn bytes(&self, i: usize) -> &[u8] {
+        match self {
+            Self::View(a) => a.value(i).as_bytes(),
+            Self::Utf8(a) => a.value(i).as_bytes(),
+            Self::Large(a) => a.value(i).as_bytes(),
+            Self::Rows(rows) => rows.row(i).data(),
+        }
+    }
+}
+
+fn int64<'a>(array: &'a ArrayRef, what: &str) -> Result<&'a Int64Array> {
+    array
+        .as_primitive_opt()
+        .ok_or_else(|| DataFusionError::Internal(format!("annotate: {what} is not Int64")))
+}
+
+/// The input columns a `Session Concluded` event has values in.
+struct Columns {
+    actor: String,
+    platform: Option<String>,
+    time: String,
+    event: String,
+}
+
+/// One `Session Concluded` event per session of a sessions-query batch: the actor (and platform),
+/// the session's last event time, the event type, the session's id, number and length; null
+/// elsewhere.
+fn concluded_events(
+    sessions: &RecordBatch,
+    input: &Schema,
+    output: &SchemaRef,
+    columns: &Columns,
+    unit: TimeUnit,
+) -> Result<RecordBatch> {
+    let n = sessions.num_rows();
+    let keys = sessions.num_columns() - 4;
+    let session = |k: usize| sessions.column(keys + k);
+    let (started, _) = args::timestamp_slice("annotate", session(2))?;
+    let (ended, _) = args::timestamp_slice("annotate", session(3))?;
+    let per_second = units_per_second(unit) as f64;
+    let mut out: Vec<ArrayRef> = vec![];
+    for field in input.fields() {
+        let name = field.name();
+        let column = if *name == columns.actor {
+            Arc::clone(sessions.column(0))
+        } else if columns.platform.as_ref() == Some(name) {
+            Arc::clone(sessions.column(1))
+        } else if *name == columns.time {
+            cast(session(3), field.data_type())?
+        } else if *name == columns.event {
+            let text: ArrayRef = Arc::new(StringArray::from(vec![SESSION_CONCLUDED; n]));
+            cast(&text, field.data_type()).map_err(|_| {
+                DataFusionError::Plan(format!(
+                    "--concluded writes the event type '{SESSION_CONCLUDED}' into the column '{}', \
+                     which is {}, not text",
+                    columns.event,
+                    field.data_type()
+                ))
+            })?
+        } else {
+            new_null_array(field.data_type(), n)
+        };
+        out.push(column);
+    }
+    out.push(Arc::clone(session(1)));
+    out.push(Arc::clone(session(0)));
+    let lengths: Float64Array = started
+        .iter()
+        .zip(ended)
+        .map(|(s, e)| Some((e - s) as f64 / per_second))
+        .collect();
+    out.push(Arc::new(lengths));
+    Ok(RecordBatch::try_new(Arc::clone(output), out)?)
+}
+
+/// The events query's partitions, each a consecutive part of the input of about
+/// [`PART_BYTES`] (DataFusion splits files by byte ranges at row group boundaries), with no
+/// round-robin repartition, which would lose the order.
+async fn events_in_parts(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<Vec<SendableRecordBatchStream>> {
+    let mut state = ctx.state();
+    let options = state.config_mut().options_mut();
+    options.execution.target_partitions = MAX_PARTS;
+    options.optimizer.repartition_file_min_size = PART_BYTES;
+    options.optimizer.enable_round_robin_repartition = false;
+    let logical = state.create_logical_plan(sql).await?;
+    let physical = state.create_physical_plan(&logical).await?;
+    execute_stream_partitioned(physical, Arc::new(TaskContext::from(&state)))
+}
+
+/// The size of the input parts read at once (see [`in_order`]): small enough that the parts read
+/// ahead hold little, large enough to amortise starting one.
+const PART_BYTES: usize = 32 * 1024 * 1024;
+
+/// At most this many parts.
+const MAX_PARTS: usize = 4096;
+
+/// The batches of every partition, each passed through `map`, partition after partition, with
+/// `concurrency` partitions read (and mapped) at once on the runtime's threads: the partitions are
+/// consecutive parts of the input, so this gives the input's order while decoding runs on every
+/// core. A partition read ahead of the one being emitted keeps at most [`AHEAD`] batches, then
+/// waits for its turn, so memory stays bounded.
+fn in_order(
+    partitions: Vec<SendableRecordBatchStream>,
+    concurrency: usize,
+    map: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
+) -> Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>> {
+    let map = Arc::new(map);
+    let started = futures::stream::iter(partitions).map(move |mut stream| {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(AHEAD);
+        let map = Arc::clone(&map);
+        tokio::spawn(async move {
+            while let Some(batch) = stream.next().await {
+                let batch = batch.and_then(|b| map(b));
+                let failed = batch.is_err();
+                if sender.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        futures::future::ready(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)))
+    });
+    Box::pin(started.buffered(concurrency).flatten())
+}
+
+/// Batches a partition may have ready before it waits to be emitted.
+const AHEAD: usize = 128;
