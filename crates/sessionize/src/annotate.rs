@@ -132,8 +132,7 @@ pub async fn annotate(
 
 /// The two queries of [`annotate`] and what they share.
 struct Plan {
-    /// One row per session: the key columns `__k0`.., then `number`, `id`, `started`, `ended`,
-    /// rows of one key together and in time order.
+    /// One row per session: the key columns `__k0`.., then `number`, `id`, `started`, `ended`.
     sessions_sql: String,
     /// Every input column (renamed by [`output_name`]), then the key columns, the time and whether
     /// the event takes part in sessions.
@@ -378,34 +377,47 @@ impl SessionIndex {
         let included = columns[width + keys + 1].as_boolean();
         let mut ids = Int64Builder::with_capacity(n);
         let mut numbers = Int64Builder::with_capacity(n);
-        let key = if included.true_count() > 0 {
-            Some(self.keys.encode(&columns[width..width + keys])?)
-        } else {
-            None
-        };
-        // Consecutive events of one actor (sorted exports) share the look-up.
-        let mut last: Option<(usize, Group)> = None;
-        for (i, &t) in times.iter().enumerate().take(n) {
-            let take = included.is_valid(i)
+        let take = |i: usize| {
+            included.is_valid(i)
                 && included.value(i)
-                && !time_nulls.is_some_and(|nulls| nulls.is_null(i));
-            let Some(key) = key.as_ref().filter(|_| take) else {
+                && !time_nulls.is_some_and(|nulls| nulls.is_null(i))
+        };
+        // Two loops of independent steps, so that the processor overlaps the cache misses of
+        // several events (one loop doing both waits for each event's misses in turn): first every
+        // event's group, then its session among the group's.
+        let mut groups: Vec<Option<Group>> = Vec::with_capacity(n);
+        if included.true_count() > 0 {
+            let key = self.keys.encode(&columns[width..width + keys])?;
+            // Consecutive events of one actor (sorted exports) share the look-up.
+            let mut last: Option<(usize, Group)> = None;
+            for i in 0..n {
+                if !take(i) {
+                    groups.push(None);
+                    continue;
+                }
+                let group = match last {
+                    Some((j, group)) if key.bytes(j) == key.bytes(i) => group,
+                    _ => match self.keys.find(key.bytes(i)) {
+                        Some(group) => group,
+                        None => {
+                            return exec_err!(
+                                "an event's actor has no sessions: the input changed while it was read"
+                            );
+                        }
+                    },
+                };
+                last = Some((i, group));
+                groups.push(Some(group));
+            }
+        } else {
+            groups.resize(n, None);
+        }
+        for (&t, group) in times.iter().zip(&groups) {
+            let Some(g) = group else {
                 ids.append_null();
                 numbers.append_null();
                 continue;
             };
-            let g = match last {
-                Some((j, group)) if key.bytes(j) == key.bytes(i) => group,
-                _ => match self.keys.find(key.bytes(i)) {
-                    Some(group) => group,
-                    None => {
-                        return exec_err!(
-                            "an event's actor has no sessions: the input changed while it was read"
-                        );
-                    }
-                },
-            };
-            last = Some((i, g));
             let (from, to) = (g.from as usize, g.to as usize);
             // The last session that starts at or before the event: the number of sessions that do.
             let starts = &self.starts[from..to];

@@ -718,10 +718,12 @@ impl<'a> Compiler<'a> {
         }
         ctes.push(format!("segs AS ({})", selects.join(" UNION ALL ")));
         ctes.push(format!(
-            "active AS (SELECT ev.__iv, segs.__seg, count(DISTINCT ev.user_id) AS __active \
-             FROM ev {} WHERE NOT {} GROUP BY ev.__iv, segs.__seg)",
+            "active AS (SELECT ev.__iv, {}, count(DISTINCT ev.user_id) AS __active \
+             FROM ev {} WHERE NOT {} GROUP BY {})",
+            self.seg_column(),
             self.segs_join("ev"),
-            self.excluded
+            self.excluded,
+            self.seg_group_by("ev.__iv")
         ));
         Ok(if segments.is_empty() {
             vec!["All users".to_string()]
@@ -740,13 +742,32 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    /// The join that gives the rows of `alias` (which has a `user_id`) their segments. Without
-    /// segments every user is in the one segment "All users", so no join is needed.
+    /// The join that gives the rows of `alias` (which has a `user_id`) their segments
+    /// ([`Self::seg_column`]). Without segments every user is in the one segment "All users", so
+    /// no join is needed.
     fn segs_join(&self, alias: &str) -> String {
         if self.spec.segments.is_empty() {
-            "CROSS JOIN (SELECT 1 AS __seg) segs".to_string()
+            String::new()
         } else {
             format!("JOIN segs ON {alias}.user_id = segs.user_id")
+        }
+    }
+
+    /// The segment number `__seg` of a row joined by [`Self::segs_join`].
+    fn seg_column(&self) -> &'static str {
+        if self.spec.segments.is_empty() {
+            "1 AS __seg"
+        } else {
+            "segs.__seg"
+        }
+    }
+
+    /// `interval` and, with segments, the segment: what rows are grouped by.
+    fn seg_group_by(&self, interval: &str) -> String {
+        if self.spec.segments.is_empty() {
+            interval.to_string()
+        } else {
+            format!("{interval}, segs.__seg")
         }
     }
 
@@ -858,31 +879,31 @@ impl<'a> Compiler<'a> {
         ));
 
         // Per session: bounds, first- and last-event values, counts.
-        let order = "ORDER BY event_time, event_type";
+        // A session's first (last) event value is taken in time order, ties broken by event type,
+        // then by the value itself, so that no tie is left to row order.
+        let order = |value: &str| format!("ORDER BY event_time, event_type, {value}");
         let mut per_session = "SELECT user_id, __sn, min(event_time) AS __start, max(event_time) AS __end, count(*) AS __events".to_string();
         for (g, group) in self.spec.group_by.iter().enumerate() {
             let (property, last) = group_property(group);
             let pick = if last { "last_value" } else { "first_value" };
-            write!(
-                per_session,
-                ", {pick}({} {order}) AS __g{g}",
-                self.prop_col(property)
-            )
-            .ok();
+            let value = self.prop_col(property);
+            write!(per_session, ", {pick}({value} {}) AS __g{g}", order(&value)).ok();
         }
         if let Some(c) = &row.first_event {
+            let value = self.prop_col(&c.property);
             write!(
                 per_session,
-                ", first_value({} {order}) AS __first",
-                self.prop_col(&c.property)
+                ", first_value({value} {}) AS __first",
+                order(&value)
             )
             .ok();
         }
         if let Some(c) = &row.last_event {
+            let value = self.prop_col(&c.property);
             write!(
                 per_session,
-                ", last_value({} {order}) AS __last",
-                self.prop_col(&c.property)
+                ", last_value({value} {}) AS __last",
+                order(&value)
             )
             .ok();
         }
@@ -917,7 +938,7 @@ impl<'a> Compiler<'a> {
     fn row_metrics(&self, r: usize, is_events: bool) -> (String, RowColumns) {
         let x = row_letter(r).to_ascii_lowercase();
         let upper = row_letter(r);
-        let mut select = "SELECT o.__iv, segs.__seg".to_string();
+        let mut select = format!("SELECT o.__iv, {}", self.seg_column());
         for key in &self.group_keys {
             write!(select, ", o.{key}").ok();
         }
@@ -964,7 +985,7 @@ impl<'a> Compiler<'a> {
             .ok();
             buckets.push(name);
         }
-        let mut group_by = vec!["o.__iv".to_string(), "segs.__seg".to_string()];
+        let mut group_by = vec![self.seg_group_by("o.__iv")];
         group_by.extend(self.group_keys.iter().map(|k| format!("o.{k}")));
         write!(
             select,
@@ -1001,8 +1022,18 @@ impl<'a> Compiler<'a> {
             write!(wide, ", k.{key}").ok();
         }
         write!(wide, ", COALESCE(act.__active, 0) AS __active").ok();
+        // With one row its own table gives the keys: no second evaluation of it for `keys`
+        // (DataFusion computes a CTE again wherever it is referenced).
+        let single = rows.len() == 1;
+        let alias = |rc: &RowColumns| {
+            if single {
+                "k".to_string()
+            } else {
+                format!("r_{}", rc.letter.to_ascii_lowercase())
+            }
+        };
         for rc in rows {
-            let x = format!("r_{}", rc.letter.to_ascii_lowercase());
+            let x = alias(rc);
             for name in rc.metrics.iter().chain(rc.buckets.iter()) {
                 let counted = !name.ends_with("_avg_length")
                     && !name.ends_with("_median_length")
@@ -1014,10 +1045,17 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        write!(wide, " FROM keys k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
+        let keys = match rows {
+            [only] => format!("{}_m", only.letter.to_ascii_lowercase()),
+            _ => "keys".to_string(),
+        };
+        write!(wide, " FROM {keys} k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
+        if single {
+            return vec![format!("wide AS ({wide})")];
+        }
         for rc in rows {
             let m = rc.letter.to_ascii_lowercase();
-            let x = format!("r_{m}");
+            let x = alias(rc);
             let on: Vec<String> = keys_cols
                 .iter()
                 .map(|c| format!("(k.{c} IS NOT DISTINCT FROM {x}.{c})"))
