@@ -798,24 +798,14 @@ impl<'a> Compiler<'a> {
         if self.sdk {
             filters.push("__sid IS NOT NULL AND __sid <> -1".to_string());
         }
-        // A row that needs of each session only its bounds and its number of events takes them
-        // from the `session_list` aggregate grouped by user: no sort of the events, no window.
-        let bounds_only = !self.sdk
-            && self.spec.group_by.is_empty()
-            && row.first_event.is_none()
-            && row.last_event.is_none()
-            && row.contains.is_empty()
-            && !(is_events && row.event.is_some());
-        if bounds_only {
-            ctes.push(format!(
-                "{x}_ses AS (SELECT user_id, s['session_number'] AS __sn, s['started_at'] AS __start, \
-                 s['ended_at'] AS __end, s['event_count'] AS __events, s['event_count'] AS __chosen \
-                 FROM (SELECT user_id, unnest(session_list(event_time, {}, {})) AS s FROM ev WHERE {} \
-                 GROUP BY user_id))",
-                interval(self.timeout),
-                self.restart,
-                filters.join(" AND ")
-            ));
+        // A row that needs of each session its bounds, its number of events and values of its
+        // first or last event takes the bounds from the `session_list` aggregate grouped by user
+        // and the values from the events at the session's first (last) time, joined on the user
+        // and that time: no sort of the events, no window. Counting events of a kind in a session
+        // (`contains`, an events row's event) needs every event's session: the window function.
+        let no_window = !self.sdk && row.contains.is_empty() && !(is_events && row.event.is_some());
+        if no_window {
+            self.list_sessions(x, row, &filters, ctes);
         } else {
             self.window_sessions(x, row, is_events, &filters, ctes)?;
         }
@@ -852,6 +842,69 @@ impl<'a> Compiler<'a> {
             iv = self.interval_start("__start"),
         ));
         Ok(self.row_metrics(r, is_events))
+    }
+
+    /// Row `x`'s `x_ses` from `session_list` (see [`Self::row_ctes`]): per session its bounds, its
+    /// number of events and the group-by, first-event and last-event values, each taken in the
+    /// order of the window form (time, event type, the value itself).
+    fn list_sessions(&self, x: char, row: &RowSpec, filters: &[String], ctes: &mut Vec<String>) {
+        let filters = filters.join(" AND ");
+        let bounds = format!(
+            "SELECT user_id, s['session_number'] AS __sn, s['started_at'] AS __start, \
+             s['ended_at'] AS __end, s['event_count'] AS __events, s['event_count'] AS __chosen \
+             FROM (SELECT user_id, unnest(session_list(event_time, {}, {})) AS s FROM ev WHERE {filters} \
+             GROUP BY user_id)",
+            interval(self.timeout),
+            self.restart,
+        );
+        // (output column, `ev` column, of the last event rather than the first)
+        let mut values: Vec<(String, String, bool)> = vec![];
+        for (g, group) in self.spec.group_by.iter().enumerate() {
+            let (property, last) = group_property(group);
+            values.push((format!("__g{g}"), self.prop_col(property), last));
+        }
+        if let Some(c) = &row.first_event {
+            values.push(("__first".into(), self.prop_col(&c.property), false));
+        }
+        if let Some(c) = &row.last_event {
+            values.push(("__last".into(), self.prop_col(&c.property), true));
+        }
+        if values.is_empty() {
+            ctes.push(format!("{x}_ses AS ({bounds})"));
+            return;
+        }
+        ctes.push(format!("{x}_b AS ({bounds})"));
+        let mut select =
+            "SELECT b.user_id, b.__sn, b.__start, b.__end, b.__events, b.__chosen".to_string();
+        for (name, column, last) in &values {
+            let (pick, side) = if *last {
+                ("last_value", "l")
+            } else {
+                ("first_value", "f")
+            };
+            write!(
+                select,
+                ", {pick}({side}.{column} ORDER BY {side}.event_type, {side}.{column}) AS {name}"
+            )
+            .ok();
+        }
+        write!(select, " FROM {x}_b b").ok();
+        for (side, bound) in [("f", "__start"), ("l", "__end")] {
+            if values.iter().any(|(_, _, last)| *last == (side == "l")) {
+                write!(
+                    select,
+                    " JOIN (SELECT * FROM ev WHERE {filters}) {side} \
+                     ON {side}.user_id = b.user_id AND {side}.event_time = b.{bound}"
+                )
+                .ok();
+            }
+        }
+        write!(
+            select,
+            " GROUP BY b.user_id, b.__sn, b.__start, b.__end, b.__events, b.__chosen"
+        )
+        .ok();
+        ctes.push(format!("{x}_ses AS ({select})"));
     }
 
     /// Row `x`'s `x_ev` (its events, each with its session number by the window function, or the
