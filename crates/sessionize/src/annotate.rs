@@ -453,14 +453,15 @@ impl SessionIndex {
 /// Groups of up to this many sessions are searched linearly.
 const LINEAR_SEARCH: usize = 64;
 
-/// A map of keys to values `V`: the keys' bytes in one arena, and a hash table of (hash, key
-/// number, value), so that a look-up reads the table once and the arena once. A single text key is
+/// A map of keys to values `V`: the keys' bytes in one arena, and a hash table of [`Entry`]s
+/// (hash, key number, the key's first bytes, value), so that a look-up reads one entry, and the
+/// arena only for keys longer than [`INLINE`] bytes. A single text key is
 /// hashed as its UTF-8 bytes; other keys (several columns, numbers) in Arrow's row format.
 struct KeyTable<V> {
     /// `None` for a single text key.
     converter: Option<RowConverter>,
     hasher: hashbrown::DefaultHashBuilder,
-    table: hashbrown::HashTable<(u64, u32, V)>,
+    table: hashbrown::HashTable<Entry<V>>,
     /// While keys are added: (hash, key number).
     numbers: hashbrown::HashTable<(u64, u32)>,
     arena: Vec<u8>,
@@ -538,17 +539,61 @@ impl<V: Copy> KeyTable<V> {
         self.numbers = hashbrown::HashTable::new();
         self.table = hashbrown::HashTable::with_capacity(values.len());
         for (k, value) in values.into_iter().enumerate() {
-            let hash = self.hasher.hash_one(self.key(k as u32));
-            self.table
-                .insert_unique(hash, (hash, k as u32, value), |&(h, _, _)| h);
+            let bytes = key_of(&self.arena, &self.ends, k as u32);
+            let hash = self.hasher.hash_one(bytes);
+            let entry = Entry {
+                hash,
+                key: k as u32,
+                inline: Inline::of(bytes),
+                value,
+            };
+            self.table.insert_unique(hash, entry, |e| e.hash);
         }
     }
 
     fn find(&self, bytes: &[u8]) -> Option<V> {
         let hash = self.hasher.hash_one(bytes);
+        let inline = Inline::of(bytes);
         self.table
-            .find(hash, |&(h, k, _)| h == hash && self.key(k) == bytes)
-            .map(|&(_, _, value)| value)
+            .find(hash, |e| {
+                e.hash == hash
+                    && e.inline == inline
+                    && (bytes.len() <= INLINE || self.key(e.key) == bytes)
+            })
+            .map(|e| e.value)
+    }
+}
+
+/// A key table's entry: a key, its hash, the key's first bytes (so that most keys are compared
+/// without reading the arena) and its value.
+#[derive(Debug, Clone, Copy)]
+struct Entry<V> {
+    hash: u64,
+    key: u32,
+    inline: Inline,
+    value: V,
+}
+
+/// Bytes of a key kept in its entry.
+const INLINE: usize = 16;
+
+/// A key's length and first [`INLINE`] bytes (zero-padded): equal for equal keys, and for keys of
+/// at most [`INLINE`] bytes equal only for equal keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Inline {
+    len: usize,
+    head: [u8; INLINE],
+}
+
+impl Inline {
+    fn of(bytes: &[u8]) -> Self {
+        let mut head = [0; INLINE];
+        let n = bytes.len().min(INLINE);
+        head[..n].copy_from_slice(&bytes[..n]);
+        Self {
+            len: bytes.len(),
+            head,
+        }
     }
 }
 
@@ -698,3 +743,43 @@ fn in_order(
 
 /// Batches a partition may have ready before it waits to be emitted.
 const AHEAD: usize = 128;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_longer_than_their_inline_bytes_are_told_apart() {
+        let mut table: KeyTable<u32> = KeyTable::new(vec![DataType::Utf8]).unwrap();
+        let keys = [
+            "a",
+            "",
+            "0123456789abcdef",
+            "0123456789abcdef-long-1",
+            "0123456789abcdef-long-2",
+            "0123456789abcdef-long-22",
+        ];
+        for key in keys {
+            table.intern(key.as_bytes()).unwrap();
+        }
+        assert_eq!(
+            table.intern(keys[3].as_bytes()).unwrap(),
+            3,
+            "interned once"
+        );
+        table.finish((0..keys.len() as u32).map(|k| k * 10).collect());
+        for (k, key) in keys.iter().enumerate() {
+            assert_eq!(table.find(key.as_bytes()), Some(k as u32 * 10), "{key}");
+        }
+        for missing in ["b", "0123456789abcdef-long-3", "0123456789abcdef-long-2x"] {
+            assert_eq!(table.find(missing.as_bytes()), None, "{missing}");
+        }
+        // Long keys of one length and head share their inline bytes: only the arena tells them
+        // apart when their hashes collide.
+        assert_eq!(
+            Inline::of(keys[3].as_bytes()),
+            Inline::of(keys[4].as_bytes())
+        );
+        assert_ne!(Inline::of(b"a"), Inline::of(b"a\0"), "lengths differ");
+    }
+}
