@@ -535,3 +535,67 @@ fn annotate_equals_its_sql_form_and_keeps_the_input_order() {
         }
     }
 }
+
+/// `annotate` over a Parquet file whose times have no time zone together with the CSV export
+/// (loaded as UTC), and with a float actor holding both 0.0 and -0.0 (grouping keeps one of them).
+#[test]
+fn annotate_mixed_time_zones_and_float_actors() {
+    let dir = tempfile::tempdir().unwrap();
+    let naive = dir.path().join("naive.parquet");
+    ok(&[
+        "query",
+        CSV,
+        "SELECT * REPLACE (arrow_cast(event_time, 'Timestamp(µs)') AS event_time) FROM events",
+        "--output",
+        naive.to_str().unwrap(),
+    ]);
+    let both = [naive.to_str().unwrap(), CSV];
+    let mut args = vec!["annotate"];
+    args.extend_from_slice(&both);
+    args.extend_from_slice(&["--format", "csv", "--concluded"]);
+    let fast = ok(&args);
+    args.push("--print-sql");
+    let sql = ok(&args);
+    let folder = dir.path().join("both");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&naive, folder.join("a.parquet")).unwrap();
+    std::fs::copy(root().join(CSV), folder.join("b.csv")).unwrap();
+    let plain = ok(&["query", folder.to_str().unwrap(), &sql, "--format", "csv"]);
+    assert_eq!(normalized(&fast), normalized(&plain));
+    let events = fast
+        .lines()
+        .filter(|l| !l.contains("Session Concluded"))
+        .count();
+    let input_rows = ok(&["query", CSV, "SELECT * FROM events", "--format", "csv"])
+        .lines()
+        .count();
+    assert_eq!(
+        events - 1,
+        2 * (input_rows - 1),
+        "every event of both inputs"
+    );
+
+    let floats = dir.path().join("floats.parquet");
+    ok(&[
+        "query",
+        CSV,
+        "SELECT *, CASE WHEN CAST(event_id AS BIGINT) % 2 = 0 THEN CAST('-0.0' AS DOUBLE) ELSE 0.0 END AS f FROM events",
+        "--output",
+        floats.to_str().unwrap(),
+    ]);
+    let out = ok(&[
+        "annotate",
+        floats.to_str().unwrap(),
+        "--actor",
+        "f",
+        "--format",
+        "csv",
+    ]);
+    let header = out.lines().next().unwrap().to_string();
+    assert!(
+        out.lines()
+            .skip(1)
+            .all(|l| !field(&header, l, "session_number").is_empty()),
+        "every event of the float actor has a session: {out}"
+    );
+}

@@ -82,15 +82,16 @@ pub async fn annotate(
     let sessions = ctx.sql(&plan.sessions_sql).await?.collect().await?;
     let id_from_start = (options.source == SessionSource::Derived).then_some(plan.unit);
     let index = SessionIndex::new(&sessions, plan.keys, id_from_start)?;
-    let partitions = events_in_parts(ctx, &plan.events_sql).await?;
+    let (events, partitions) = events_in_parts(ctx, &plan.events_sql).await?;
     let concurrency = ctx.state().config().target_partitions().max(1);
     let width = schema.fields().len();
+    // The events query's own types: several inputs combined may differ from the table's
+    // declared schema in details such as a time zone.
     let output = Arc::new(Schema::new(
-        schema
-            .fields()
+        events.fields()[..width]
             .iter()
             .map(|f| {
-                let field = f.as_ref().clone().with_name(output_name(f.name()));
+                let field = f.as_ref().clone();
                 // The concluded events have nulls in every column but a few.
                 if concluded {
                     field.with_nullable(true)
@@ -158,7 +159,13 @@ impl Plan {
             format!("{time} IS NOT NULL"),
         ];
         included.extend(activity_condition(&event, options));
-        let mut keys = vec![actor.clone()];
+        // Grouping puts 0.0 and -0.0 together while their bytes differ: a float actor is looked
+        // up by the value the grouping keeps.
+        let actor_key = match require_column(schema, &options.actor, "--actor")? {
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => format!("({actor} + 0.0)"),
+            _ => actor.clone(),
+        };
+        let mut keys = vec![actor_key];
         let sessions_sql = match options.source {
             SessionSource::DbtCompat => {
                 return plan_err!(
@@ -224,10 +231,12 @@ impl Plan {
                 format!(
                     "SELECT __k0, __k1, CAST(row_number() OVER (PARTITION BY __k0 ORDER BY started, __k1) AS BIGINT) AS number, \
                      __k1 AS id, started, ended FROM \
-                     (SELECT {actor} AS __k0, {} AS __k1, min({time}) AS started, max({time}) AS ended \
-                      FROM {table} WHERE {} GROUP BY {actor}, {})",
+                     (SELECT {} AS __k0, {} AS __k1, min({time}) AS started, max({time}) AS ended \
+                      FROM {table} WHERE {} GROUP BY {}, {})",
+                    keys[0],
                     keys[1],
                     included.join(" AND "),
+                    keys[0],
                     keys[1],
                 )
             }
@@ -655,26 +664,26 @@ fn concluded_events(
     let (ended, _) = args::timestamp_slice("annotate", session(3))?;
     let per_second = units_per_second(unit) as f64;
     let mut out: Vec<ArrayRef> = vec![];
-    for field in input.fields() {
+    for (field, out_field) in input.fields().iter().zip(output.fields()) {
         let name = field.name();
+        let data_type = out_field.data_type();
         let column = if *name == columns.actor {
-            Arc::clone(sessions.column(0))
+            cast(sessions.column(0), data_type)?
         } else if columns.platform.as_ref() == Some(name) {
-            Arc::clone(sessions.column(1))
+            cast(sessions.column(1), data_type)?
         } else if *name == columns.time {
-            cast(session(3), field.data_type())?
+            cast(session(3), data_type)?
         } else if *name == columns.event {
             let text: ArrayRef = Arc::new(StringArray::from(vec![SESSION_CONCLUDED; n]));
-            cast(&text, field.data_type()).map_err(|_| {
+            cast(&text, data_type).map_err(|_| {
                 DataFusionError::Plan(format!(
                     "--concluded writes the event type '{SESSION_CONCLUDED}' into the column '{}', \
                      which is {}, not text",
-                    columns.event,
-                    field.data_type()
+                    columns.event, data_type
                 ))
             })?
         } else {
-            new_null_array(field.data_type(), n)
+            new_null_array(data_type, n)
         };
         out.push(column);
     }
@@ -695,7 +704,7 @@ fn concluded_events(
 async fn events_in_parts(
     ctx: &SessionContext,
     sql: &str,
-) -> Result<Vec<SendableRecordBatchStream>> {
+) -> Result<(SchemaRef, Vec<SendableRecordBatchStream>)> {
     let mut state = ctx.state();
     let options = state.config_mut().options_mut();
     options.execution.target_partitions = MAX_PARTS;
@@ -703,7 +712,9 @@ async fn events_in_parts(
     options.optimizer.enable_round_robin_repartition = false;
     let logical = state.create_logical_plan(sql).await?;
     let physical = state.create_physical_plan(&logical).await?;
-    execute_stream_partitioned(physical, Arc::new(TaskContext::from(&state)))
+    let schema = physical.schema();
+    let partitions = execute_stream_partitioned(physical, Arc::new(TaskContext::from(&state)))?;
+    Ok((schema, partitions))
 }
 
 /// The size of the input parts read at once (see [`in_order`]): small enough that the parts read

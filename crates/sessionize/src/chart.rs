@@ -676,7 +676,7 @@ impl<'a> Compiler<'a> {
                 let p = self.prop_col(&condition.property);
                 write!(
                     user_cols,
-                    ", last_value({p} ORDER BY event_time) AS __s{s}_{p}"
+                    ", last_value({p} ORDER BY event_time, {p}) AS __s{s}_{p}"
                 )
                 .ok();
             }
