@@ -407,24 +407,22 @@ pub async fn board(args: BoardCommand) -> Result<(), CliError> {
         .map(|e| e.to_string())
         .collect();
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
-    let daily = ctx
-        .sql(&sessionize::chart::chart_sql("events", &schema, &spec)?)
-        .await?
-        .collect()
-        .await?;
-    spec.interval = IntervalKind::Total;
     let compiled = sessionize::chart::compile("events", &schema, &spec)?;
-    let total = ctx.sql(&compiled.sql).await?.collect().await?;
-
+    let daily = ctx.sql(&compiled.sql).await?.collect().await?;
     let buckets = &compiled.rows[0].buckets;
     let labels: Vec<String> = buckets
         .iter()
         .map(|b| b.trim_start_matches("A_length").to_string())
         .collect();
-    let mut distribution = plot::distribution(&total, &[], buckets)?;
-    for s in &mut distribution {
-        s.name = format!("{first_day} to {last_day}");
-    }
+    // The distribution over the whole range is the sum of the days' (each session counts in the
+    // day it starts): no second query over the events.
+    let per_day = plot::distribution(&daily, &[], buckets)?;
+    let distribution = vec![plot::Series {
+        name: format!("{first_day} to {last_day}"),
+        values: (0..buckets.len())
+            .map(|b| Some(per_day.iter().filter_map(|day| day.values[b]).sum()))
+            .collect(),
+    }];
     let no_series: Vec<String> = vec![];
     let (x, mut minutes) = plot::series_over_intervals(&daily, &no_series, "A_time_spent")?;
     for s in &mut minutes {
