@@ -599,3 +599,55 @@ fn annotate_mixed_time_zones_and_float_actors() {
         "every event of the float actor has a session: {out}"
     );
 }
+
+/// A folder of several Parquet files comes out file by file in path order, every time: DataFusion
+/// would otherwise let an idle partition read a sibling's file (work stealing), out of order.
+#[test]
+fn annotate_keeps_the_order_of_a_folder_of_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("export");
+    std::fs::create_dir(&folder).unwrap();
+    let parts = [
+        ("a.parquet", "user_id < 'user_00030'"),
+        (
+            "b.parquet",
+            "user_id >= 'user_00030' AND user_id < 'user_00200'",
+        ),
+        (
+            "c.parquet",
+            "user_id >= 'user_00200' AND user_id < 'user_00210'",
+        ),
+        ("d.parquet", "user_id >= 'user_00210' OR user_id IS NULL"),
+    ];
+    let mut expected = vec![];
+    for (name, condition) in parts {
+        let path = folder.join(name);
+        let sql = format!("SELECT * FROM events WHERE {condition}");
+        ok(&[
+            "query",
+            "data/events.parquet",
+            &sql,
+            "--output",
+            path.to_str().unwrap(),
+        ]);
+        let rows = ok(&[
+            "query",
+            path.to_str().unwrap(),
+            "SELECT * FROM events",
+            "--format",
+            "csv",
+        ]);
+        expected.extend(rows.lines().skip(1).map(str::to_string));
+    }
+    for run in 0..6 {
+        let out = ok(&["annotate", folder.to_str().unwrap(), "--format", "csv"]);
+        let got: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(got.len(), expected.len());
+        for (k, (line, input)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                line.starts_with(&format!("{input},")),
+                "run {run}, row {k}: {line} is not {input}"
+            );
+        }
+    }
+}

@@ -33,10 +33,16 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use std::hash::BuildHasher as _;
 
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream_partitioned};
+use datafusion::physical_plan::{
+    ExecutionPlan, SendableRecordBatchStream, execute_stream_partitioned,
+};
 use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt};
 
@@ -699,8 +705,9 @@ fn concluded_events(
 }
 
 /// The events query's partitions, each a consecutive part of the input of about
-/// [`PART_BYTES`] (DataFusion splits files by byte ranges at row group boundaries), with no
-/// round-robin repartition, which would lose the order.
+/// [`PART_BYTES`] (DataFusion splits files by byte ranges at row group boundaries), in the order
+/// of the input, each reading only its own part: no round-robin repartition and no work stealing
+/// between partitions, which would lose the order.
 async fn events_in_parts(
     ctx: &SessionContext,
     sql: &str,
@@ -710,11 +717,42 @@ async fn events_in_parts(
     options.execution.target_partitions = MAX_PARTS;
     options.optimizer.repartition_file_min_size = PART_BYTES;
     options.optimizer.enable_round_robin_repartition = false;
+    // An idle partition would otherwise read its siblings' files, out of order.
+    options.execution.enable_file_stream_work_stealing = false;
     let logical = state.create_logical_plan(sql).await?;
-    let physical = state.create_physical_plan(&logical).await?;
+    let physical = in_path_order(state.create_physical_plan(&logical).await?)?;
     let schema = physical.schema();
     let partitions = execute_stream_partitioned(physical, Arc::new(TaskContext::from(&state)))?;
     Ok((schema, partitions))
+}
+
+/// `plan` with every file scan's parts in the order of their paths (and, within a file, of their
+/// byte ranges), one part per partition: DataFusion lists a folder's files in no fixed order.
+fn in_path_order(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(config) = node
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+        else {
+            return Ok(Transformed::no(node));
+        };
+        let mut config = config.clone();
+        let mut files: Vec<PartitionedFile> = config
+            .file_groups
+            .iter()
+            .flat_map(|group| group.files().iter().cloned())
+            .collect();
+        files.sort_by_cached_key(|f| {
+            (
+                f.object_meta.location.to_string(),
+                f.range.as_ref().map_or(0, |r| r.start),
+            )
+        });
+        config.file_groups = files.into_iter().map(|f| FileGroup::new(vec![f])).collect();
+        let exec: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        Ok(Transformed::yes(exec))
+    })
+    .map(|t| t.data)
 }
 
 /// The size of the input parts read at once (see [`in_order`]): small enough that the parts read
