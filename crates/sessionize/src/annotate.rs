@@ -87,7 +87,7 @@ pub async fn annotate(
     }
     let sessions = ctx.sql(&plan.sessions_sql).await?.collect().await?;
     let id_from_start = (options.source == SessionSource::Derived).then_some(plan.unit);
-    let index = SessionIndex::new(&sessions, plan.keys, id_from_start)?;
+    let index = Arc::new(SessionIndex::new(&sessions, plan.keys, id_from_start)?);
     let (events, partitions) = events_in_parts(ctx, &plan.events_sql).await?;
     let concurrency = ctx.state().config().target_partitions().max(1);
     let width = schema.fields().len();
@@ -112,9 +112,8 @@ pub async fn annotate(
             .chain(concluded.then(|| Field::new("session_length", DataType::Float64, true)))
             .collect::<Vec<_>>(),
     ));
-    let index = Arc::new(index);
     let annotated = {
-        let (index, output) = (Arc::clone(&index), Arc::clone(&output));
+        let output = Arc::clone(&output);
         in_order(partitions, concurrency, move |batch| {
             index.annotate(&batch, width, &output, concluded)
         })
@@ -283,7 +282,7 @@ impl Plan {
 /// memory, so every vector read is a cache miss. The keys are kept compact (their bytes in one
 /// arena, a hash table of (hash, key number)), and a session's number and id are computed from its
 /// position and start rather than read from vectors of their own.
-pub struct SessionIndex {
+struct SessionIndex {
     /// How many key columns.
     width: usize,
     /// Each key's sessions.
@@ -364,16 +363,6 @@ impl SessionIndex {
         }
         index.keys.finish(groups);
         Ok(index)
-    }
-
-    /// The number of sessions.
-    pub fn len(&self) -> usize {
-        self.starts.len()
-    }
-
-    /// Whether there are no sessions.
-    pub fn is_empty(&self) -> bool {
-        self.starts.is_empty()
     }
 
     /// Appends `session_id` and `session_number` (and a null `session_length` when `concluded`) to
