@@ -6,7 +6,7 @@
 //!
 //! 1. **The sessions.** `session_list` grouped by actor (the aggregate behind the sessions table, so
 //!    the one rule of [`crate::rules`]) reads the actor, time and event columns and gives every
-//!    actor's sessions in time order. They are kept in a [`SessionIndex`]: per actor, the sessions'
+//!    actor's sessions in time order. They are kept in an index: per actor, the sessions'
 //!    start times, ids and numbers. Its memory grows with the number of sessions, not of events.
 //! 2. **The events.** The input is read again, every column, and each batch goes out as soon as it is
 //!    read, in the input's order: an event's session is the last of its actor's sessions that starts
