@@ -50,7 +50,7 @@ use crate::args;
 use crate::rules::{to_epoch_millis, units_per_second};
 use crate::sessions::{
     SESSION_CONCLUDED, SessionSource, SessionsOptions, activity_condition, ident, interval,
-    literal, require_column, restart_condition, string_list, time_unit,
+    platform_timeouts, require_column, restart_condition, time_unit,
 };
 
 /// The output name of an input column: `session_id`, `session_number` and `session_length` are
@@ -151,7 +151,6 @@ struct Plan {
 impl Plan {
     fn new(table: &str, schema: &Schema, options: &SessionsOptions) -> Result<Self> {
         let (unit, _) = time_unit(schema, options)?;
-        require_column(schema, &options.actor, "--actor")?;
         require_column(schema, &options.event, "--event")?;
         let table = ident(table);
         let (actor, time, event) = (
@@ -178,6 +177,9 @@ impl Plan {
                 );
             }
             SessionSource::Derived => {
+                if options.timeout.is_zero() {
+                    return plan_err!("the timeout must be positive");
+                }
                 let restart = restart_condition(&event, options);
                 let max_length = options
                     .max_length
@@ -205,19 +207,13 @@ impl Plan {
                         let platform = ident(column);
                         keys.push(platform.clone());
                         let text = format!("CAST({platform} AS VARCHAR)");
-                        let mut parts = vec![];
-                        for (name, timeout) in platforms {
-                            let condition = format!(" AND {text} = {}", literal(name));
-                            parts.push(sessions(&keys, &condition, *timeout));
-                        }
-                        let listed: Vec<String> =
-                            platforms.iter().map(|(p, _)| p.clone()).collect();
-                        let others = format!(
-                            " AND ({text} IS NULL OR {text} NOT IN ({}))",
-                            string_list(&listed)
-                        );
-                        parts.push(sessions(&keys, &others, options.timeout));
-                        parts.join(" UNION ALL ")
+                        platform_timeouts(&text, platforms, options.timeout)?
+                            .into_iter()
+                            .map(|(condition, timeout)| {
+                                sessions(&keys, &format!(" AND {condition}"), timeout)
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" UNION ALL ")
                     }
                 };
                 let key_columns: String = (0..keys.len()).map(|k| format!("__k{k}, ")).collect();

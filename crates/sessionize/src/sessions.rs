@@ -417,6 +417,32 @@ fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
     ))
 }
 
+/// The parts of `--timeout-by`: for each listed platform the condition on `platform` (text SQL)
+/// that selects it and its timeout, then every other platform (null included) with `default`.
+/// A zero timeout is an error naming the platform.
+pub(crate) fn platform_timeouts(
+    platform: &str,
+    platforms: &[(String, Duration)],
+    default: Duration,
+) -> Result<Vec<(String, Duration)>> {
+    let mut parts = vec![];
+    for (name, timeout) in platforms {
+        if timeout.is_zero() {
+            return plan_err!("the timeout for platform '{name}' must be positive");
+        }
+        parts.push((format!("{platform} = {}", literal(name)), *timeout));
+    }
+    let listed: Vec<String> = platforms.iter().map(|(p, _)| p.clone()).collect();
+    parts.push((
+        format!(
+            "({platform} IS NULL OR {platform} NOT IN ({}))",
+            string_list(&listed)
+        ),
+        default,
+    ));
+    Ok(parts)
+}
+
 /// The SQL that builds the sessions table from `table`, whose schema is `schema`.
 pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> Result<String> {
     check_time_zone(&options.time_zone)?;
@@ -439,26 +465,16 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
                 "SELECT user_id, CAST(NULL AS VARCHAR) AS platform, unnest({}) AS s FROM ev GROUP BY user_id",
                 list(&timeout)
             ),
-            Some((_, platforms)) => {
-                let mut parts = vec![];
-                for (platform, platform_timeout) in platforms {
-                    if platform_timeout.is_zero() {
-                        return plan_err!("the timeout for platform '{platform}' must be positive");
-                    }
-                    parts.push(format!(
-                        "SELECT user_id, platform, unnest({}) AS s FROM ev WHERE platform = {} GROUP BY user_id, platform",
-                        list(&interval(*platform_timeout)),
-                        literal(platform)
-                    ));
-                }
-                let listed: Vec<String> = platforms.iter().map(|(p, _)| p.clone()).collect();
-                parts.push(format!(
-                    "SELECT user_id, platform, unnest({}) AS s FROM ev WHERE platform IS NULL OR platform NOT IN ({}) GROUP BY user_id, platform",
-                    list(&timeout),
-                    string_list(&listed)
-                ));
-                parts.join(" UNION ALL ")
-            }
+            Some((_, platforms)) => platform_timeouts("platform", platforms, options.timeout)?
+                .into_iter()
+                .map(|(condition, timeout)| {
+                    format!(
+                        "SELECT user_id, platform, unnest({}) AS s FROM ev WHERE {condition} GROUP BY user_id, platform",
+                        list(&interval(timeout))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
         },
         SessionSource::Sdk | SessionSource::DbtCompat => String::new(),
     };
