@@ -237,11 +237,21 @@ async fn parquet_frame(
         })?;
         schemas.push(schema.as_ref().clone());
     }
-    let schema = Schema::try_merge(schemas).map_err(|e| {
+    let merged = Schema::try_merge(schemas.clone()).map_err(|e| {
         DataFusionError::Plan(format!(
             "the Parquet inputs have conflicting column types: {e}"
         ))
     })?;
+    // A column that some files lack is null in their rows, whatever the others declare.
+    let fields: Vec<Field> = merged
+        .fields()
+        .iter()
+        .map(|f| {
+            let in_all = schemas.iter().all(|s| s.field_with_name(f.name()).is_ok());
+            f.as_ref().clone().with_nullable(f.is_nullable() || !in_all)
+        })
+        .collect();
+    let schema = Schema::new_with_metadata(fields, merged.metadata().clone());
     let options = if sorted_by.is_empty() {
         options
     } else {
