@@ -397,6 +397,77 @@ async fn check_annotate(case: &Case) -> Result<(), TestCaseError> {
         .await
         .expect("plan");
     let batches: Vec<RecordBatch> = stream.try_collect().await.expect("run");
+    check_annotated(case, &batches)?;
+
+    // The same events as Parquet files (one per partition, row groups of 1.5 batches, empty
+    // files included) annotated to a Parquet file by copying their column chunks.
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let folder = dir.path().join("events");
+    std::fs::create_dir(&folder).expect("folder");
+    let ordered = ctx
+        .sql("SELECT * FROM ev ORDER BY row_id")
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let table = ctx.table("ev").await.expect("table");
+    let schema = Arc::new(table.schema().as_arrow().clone());
+    let all = datafusion::arrow::compute::concat_batches(&schema, &ordered).expect("concat");
+    let properties = datafusion::parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(case.batch_size * 3 / 2 + 1))
+        .set_compression(datafusion::parquet::basic::Compression::SNAPPY)
+        .build();
+    let per_file = case.events.len().div_ceil(case.partitions);
+    for p in 0..case.partitions {
+        let from = (p * per_file).min(all.num_rows());
+        let to = ((p + 1) * per_file).min(all.num_rows());
+        let file =
+            std::fs::File::create(folder.join(format!("part-{p:03}.parquet"))).expect("file");
+        let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+            file,
+            Arc::clone(&schema),
+            Some(properties.clone()),
+        )
+        .expect("writer");
+        writer.write(&all.slice(from, to - from)).expect("write");
+        writer.close().expect("close");
+    }
+    let config = SessionConfig::new()
+        .with_target_partitions(case.target_partitions)
+        .with_batch_size(case.batch_size);
+    let files = sessionize::context_with_config(config).expect("context");
+    sessionize::tables::register_inputs(
+        &files,
+        "ev",
+        &[folder.display().to_string()],
+        &Default::default(),
+    )
+    .await
+    .expect("register");
+    let target = dir.path().join("annotated.parquet");
+    let written = sessionize::annotate::write_parquet(
+        &files,
+        "ev",
+        &options,
+        false,
+        target.to_str().expect("path"),
+        None,
+    )
+    .await
+    .expect("write");
+    prop_assert_eq!(written, Some(case.events.len()), "Parquet files are copied");
+    let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+        std::fs::File::open(&target).expect("output"),
+        1024,
+    )
+    .expect("reader");
+    let copied: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("read");
+    check_annotated(case, &copied)
+}
+
+/// Annotated events against the reference: every event's session, in the input's order.
+fn check_annotated(case: &Case, batches: &[RecordBatch]) -> Result<(), TestCaseError> {
     let expected = expected(case);
     let mut row_ids = vec![];
     for batch in batches {

@@ -651,3 +651,70 @@ fn annotate_keeps_the_order_of_a_folder_of_files() {
         }
     }
 }
+
+/// Parquet in, Parquet out: `annotate` copies the input's column chunks (their codec and row
+/// groups stay those of the input; `session_id` is kept as `session_id_input`) and gives the rows
+/// the general way gives, in order. Inputs of several schemas, and `--concluded`, take the general
+/// way, with the same rows as its CSV output.
+#[test]
+fn annotate_parquet_copies_the_input_column_chunks() {
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let footer = |path: &std::path::Path| {
+        SerializedFileReader::new(std::fs::File::open(path).unwrap())
+            .unwrap()
+            .metadata()
+            .clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("export");
+    std::fs::create_dir(&folder).unwrap();
+    let sample = root().join("data/events.parquet");
+    std::fs::copy(&sample, folder.join("a.parquet")).unwrap();
+    std::fs::copy(&sample, folder.join("b.parquet")).unwrap();
+    let input = footer(&sample);
+    let folder = folder.to_str().unwrap();
+    let out = dir.path().join("annotated.parquet");
+    let out_str = out.to_str().unwrap();
+    let as_csv = |path: &str| ok(&["query", path, "SELECT * FROM events", "--format", "csv"]);
+
+    ok(&["annotate", folder, "--output", out_str]);
+    let output = footer(&out);
+    assert_eq!(output.num_row_groups(), 2 * input.num_row_groups());
+    let names: Vec<String> = output
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    assert!(names.contains(&"session_id_input".to_string()), "{names:?}");
+    assert_eq!(names[names.len() - 2..], ["session_id", "session_number"]);
+    let copied = &output.row_group(1).columns()[..input.row_group(0).num_columns()];
+    for (chunk, source) in copied.iter().zip(input.row_group(0).columns()) {
+        assert_eq!(chunk.compression(), source.compression());
+        assert_eq!(chunk.compressed_size(), source.compressed_size());
+        assert!(matches!(chunk.compression(), Compression::ZSTD(_)));
+    }
+    let general = ok(&["annotate", folder, "--format", "csv"]);
+    assert_eq!(as_csv(out_str), general, "the same rows in the same order");
+
+    // --concluded, and a folder whose files differ in schema: the general way, same rows.
+    ok(&["annotate", folder, "--output", out_str, "--concluded"]);
+    let concluded = ok(&["annotate", folder, "--format", "csv", "--concluded"]);
+    assert_eq!(normalized(&as_csv(out_str)), normalized(&concluded));
+    ok(&[
+        "query",
+        sample.to_str().unwrap(),
+        "SELECT *, 1 AS extra FROM events",
+        "--output",
+        dir.path().join("export/c.parquet").to_str().unwrap(),
+    ]);
+    ok(&["annotate", folder, "--output", out_str]);
+    let general = ok(&["annotate", folder, "--format", "csv"]);
+    assert_eq!(as_csv(out_str), general);
+    assert_eq!(
+        general.lines().count() - 1,
+        3 * input.file_metadata().num_rows() as usize
+    );
+}

@@ -480,6 +480,32 @@ pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {
         println!("{sql}");
         return Ok(());
     }
+    if let Some(target) = &args.output.output
+        && table_format(&args.output)? == Format::Parquet
+    {
+        // Parquet input to a Parquet file: the input's column chunks are copied.
+        let bar = progress_bar("events");
+        let report = |rows: usize| {
+            if let Some(bar) = &bar {
+                bar.set_message(format!("{rows} events written"));
+            }
+        };
+        let written = sessionize::annotate::write_parquet(
+            &ctx,
+            "events",
+            &options,
+            args.concluded,
+            target,
+            Some(&report),
+        )
+        .await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        if written?.is_some() {
+            return Ok(());
+        }
+    }
     let stream = sessionize::annotate::annotate(&ctx, "events", &options, args.concluded).await?;
     write_stream(&ctx, stream, &args.output, "events").await
 }

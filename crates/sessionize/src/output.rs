@@ -182,20 +182,10 @@ pub async fn write_file(
     progress: Progress<'_>,
     parquet: Option<&WriterProperties>,
 ) -> Result<usize> {
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let io_error = |what: &str, e: std::io::Error| {
-        DataFusionError::Execution(format!("cannot {what} '{}': {e}", path.display()))
-    };
-    let temp = temporary_output(folder).map_err(|e| io_error("write", e))?;
-    let (temp, rows) = write_stream_with(stream, format, temp, progress, parquet).await?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| io_error("write", e))?;
-    temp.persist(path).map_err(|e| io_error("write", e.error))?;
-    Ok(rows)
+    commit_file(path, |file| {
+        write_stream_with(stream, format, file, progress, parquet)
+    })
+    .await
 }
 
 /// Whether `target` names an object store location (`s3://`, `gs://`, ...) rather than a local path.
@@ -226,18 +216,62 @@ pub async fn write_to_with(
     progress: Progress<'_>,
     parquet: Option<&WriterProperties>,
 ) -> Result<usize> {
+    commit(ctx, target, |file| {
+        write_stream_with(stream, format, file, progress, parquet)
+    })
+    .await
+}
+
+/// Gives `write` a file to write the output for `target` (a local path or an object store URL)
+/// into, and commits what it wrote only when it succeeded, as [`write_to`] does: a local file is
+/// written under a temporary name and renamed; a remote object is staged in a local temporary file
+/// and sent as a multipart upload. `write` returns the file and its result.
+pub(crate) async fn commit<R, F, Fut>(
+    ctx: &datafusion::prelude::SessionContext,
+    target: &str,
+    write: F,
+) -> Result<R>
+where
+    F: FnOnce(std::fs::File) -> Fut,
+    Fut: std::future::Future<Output = Result<(std::fs::File, R)>>,
+{
     if !is_remote(target) {
         let local = target.strip_prefix("file://").unwrap_or(target);
-        return write_file(stream, format, Path::new(local), progress, parquet).await;
+        return commit_file(Path::new(local), write).await;
     }
     crate::tables::register_object_store(ctx, target)?;
     let url = datafusion::datasource::listing::ListingTableUrl::parse(target)?;
     let store = ctx.state().runtime_env().object_store(&url)?;
     let staged = tempfile::tempfile()
         .map_err(|e| DataFusionError::Execution(format!("cannot stage the output: {e}")))?;
-    let (mut staged, rows) = write_stream_with(stream, format, staged, progress, parquet).await?;
+    let (mut staged, result) = write(staged).await?;
     upload(store, url.prefix().clone(), &mut staged, target).await?;
-    Ok(rows)
+    Ok(result)
+}
+
+/// [`commit`] to a local file.
+async fn commit_file<R, F, Fut>(path: &Path, write: F) -> Result<R>
+where
+    F: FnOnce(std::fs::File) -> Fut,
+    Fut: std::future::Future<Output = Result<(std::fs::File, R)>>,
+{
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io_error = |what: &str, e: std::io::Error| {
+        DataFusionError::Execution(format!("cannot {what} '{}': {e}", path.display()))
+    };
+    let temp = temporary_output(folder).map_err(|e| io_error("write", e))?;
+    let file = temp
+        .as_file()
+        .try_clone()
+        .map_err(|e| io_error("write", e))?;
+    let (file, result) = write(file).await?;
+    file.sync_all().map_err(|e| io_error("write", e))?;
+    drop(file);
+    temp.persist(path).map_err(|e| io_error("write", e.error))?;
+    Ok(result)
 }
 
 async fn upload(

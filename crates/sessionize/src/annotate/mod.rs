@@ -46,6 +46,9 @@ use datafusion::physical_plan::{
 use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt};
 
+mod parquet;
+pub use parquet::write_parquet;
+
 use crate::args;
 use crate::rules::{to_epoch_millis, units_per_second};
 use crate::sessions::{
@@ -78,16 +81,13 @@ pub async fn annotate(
     concluded: bool,
 ) -> Result<SendableRecordBatchStream> {
     let schema = ctx.table(table).await?.schema().as_arrow().clone();
-    let plan = Plan::new(table, &schema, options)?;
     if options.dedup_insert_id {
         // Which of several events with one insert id is kept is decided by a window over all
         // events; the SQL form does that (see the module documentation).
         let sql = crate::sessions::annotate_sql(table, &schema, options, concluded)?;
         return ctx.sql(&sql).await?.execute_stream().await;
     }
-    let sessions = ctx.sql(&plan.sessions_sql).await?.collect().await?;
-    let id_from_start = (options.source == SessionSource::Derived).then_some(plan.unit);
-    let index = Arc::new(SessionIndex::new(&sessions, plan.keys, id_from_start)?);
+    let (plan, sessions, index) = sessions_index(ctx, table, &schema, options).await?;
     let (events, partitions) = events_in_parts(ctx, &plan.events_sql).await?;
     let concurrency = ctx.state().config().target_partitions().max(1);
     let width = schema.fields().len();
@@ -136,6 +136,20 @@ pub async fn annotate(
     )))
 }
 
+/// Pass 1: the plan of both passes, the sessions query's batches and their index.
+async fn sessions_index(
+    ctx: &SessionContext,
+    table: &str,
+    schema: &Schema,
+    options: &SessionsOptions,
+) -> Result<(Plan, Vec<RecordBatch>, Arc<SessionIndex>)> {
+    let plan = Plan::new(table, schema, options)?;
+    let sessions = ctx.sql(&plan.sessions_sql).await?.collect().await?;
+    let id_from_start = (options.source == SessionSource::Derived).then_some(plan.unit);
+    let index = Arc::new(SessionIndex::new(&sessions, plan.keys, id_from_start)?);
+    Ok((plan, sessions, index))
+}
+
 /// The two queries of [`annotate`] and what they share.
 struct Plan {
     /// One row per session: the key columns `__k0`.., then `number`, `id`, `started`, `ended`.
@@ -143,6 +157,8 @@ struct Plan {
     /// Every input column (renamed by [`output_name`]), then the key columns, the time and whether
     /// the event takes part in sessions.
     events_sql: String,
+    /// The events query without the input columns: what [`SessionIndex::annotate`] reads.
+    keys_sql: String,
     /// How many key columns: the actor, plus the platform (`--timeout-by`) or the SDK's session id.
     keys: usize,
     unit: TimeUnit,
@@ -242,6 +258,16 @@ impl Plan {
                 )
             }
         };
+        let mut keys_sql = String::new();
+        for (k, key) in keys.iter().enumerate() {
+            write!(keys_sql, "{key} AS __k{k}, ").ok();
+        }
+        write!(
+            keys_sql,
+            "{time} AS __time, {} AS __included FROM {table}",
+            included.join(" AND ")
+        )
+        .ok();
         let mut events_sql = String::from("SELECT ");
         for field in schema.fields() {
             write!(
@@ -252,18 +278,11 @@ impl Plan {
             )
             .ok();
         }
-        for (k, key) in keys.iter().enumerate() {
-            write!(events_sql, "{key} AS __k{k}, ").ok();
-        }
-        write!(
-            events_sql,
-            "{time} AS __time, {} AS __included FROM {table}",
-            included.join(" AND ")
-        )
-        .ok();
+        events_sql.push_str(&keys_sql);
         Ok(Self {
             sessions_sql,
             events_sql,
+            keys_sql: format!("SELECT {keys_sql}"),
             keys: keys.len(),
             unit,
         })
@@ -697,6 +716,17 @@ async fn events_in_parts(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<(SchemaRef, Vec<SendableRecordBatchStream>)> {
+    let (task, physical) = events_plan(ctx, sql).await?;
+    let schema = physical.schema();
+    let partitions = execute_stream_partitioned(physical, task)?;
+    Ok((schema, partitions))
+}
+
+/// The plan of [`events_in_parts`], and the task context to execute it in.
+async fn events_plan(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(Arc<TaskContext>, Arc<dyn ExecutionPlan>)> {
     let mut state = ctx.state();
     let options = state.config_mut().options_mut();
     options.execution.target_partitions = MAX_PARTS;
@@ -706,9 +736,7 @@ async fn events_in_parts(
     options.execution.enable_file_stream_work_stealing = false;
     let logical = state.create_logical_plan(sql).await?;
     let physical = in_path_order(state.create_physical_plan(&logical).await?)?;
-    let schema = physical.schema();
-    let partitions = execute_stream_partitioned(physical, Arc::new(TaskContext::from(&state)))?;
-    Ok((schema, partitions))
+    Ok((Arc::new(TaskContext::from(&state)), physical))
 }
 
 /// `plan` with every file scan's parts in the order of their paths (and, within a file, of their
