@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use sessionize::chart::{Buckets, ChartSpec, Condition, IntervalKind, RowSpec, Segment};
 use sessionize::output::{self, Format};
+use sessionize::scalar::EpochUnit;
 use sessionize::sessions::exclude_preset;
 use sessionize::tables::{LoadOptions, register_inputs};
 
@@ -32,6 +33,9 @@ pub struct ChartCommand {
     /// IANA time zone of days and intervals.
     #[arg(long, value_name = "ZONE")]
     time_zone: Option<String>,
+    /// The unit of epoch-number times: s, ms, us, ns, or auto (as for `sessions`).
+    #[arg(long, default_value = "auto", value_name = "UNIT")]
+    time_unit: EpochUnit,
     /// derived or sdk.
     #[arg(long, value_name = "SOURCE")]
     session_source: Option<String>,
@@ -211,6 +215,7 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
     let ctx = crate::context(args.cluster.cluster.as_deref(), config).await?;
     let load = LoadOptions {
         time_column: Some(spec.session.time.clone()),
+        time_unit: args.time_unit,
         for_cluster: args.cluster.cluster.is_some(),
         sorted_by: crate::sorted_by(),
     };
@@ -372,6 +377,7 @@ pub async fn board(args: BoardCommand) -> Result<(), CliError> {
         time_column: Some("event_time".into()),
         for_cluster: false,
         sorted_by: crate::sorted_by(),
+        ..LoadOptions::default()
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
     let last = ctx

@@ -91,6 +91,7 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
         time_column: Some("event_time".into()),
         for_cluster: args.cluster.cluster.is_some(),
         sorted_by: crate::sorted_by(),
+        ..Default::default()
     };
     if let Some(path) = events {
         sessionize::tables::register_inputs(&ctx, "events", &[path], &load).await?;

@@ -10,6 +10,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use sessionize::output::{self, Format};
+use sessionize::scalar::EpochUnit;
 use sessionize::sessions::{SessionSource, SessionsOptions, exclude_preset};
 use sessionize::tables::{LoadOptions, register_inputs};
 
@@ -89,9 +90,14 @@ pub struct SessionArgs {
     /// The actor column.
     #[arg(long, default_value = "user_id", value_name = "COLUMN")]
     actor: String,
-    /// The event time column.
+    /// The event time column: a timestamp, epoch numbers, or ISO-8601 text (with or without an
+    /// offset; UTC without one).
     #[arg(long, default_value = "event_time", value_name = "COLUMN")]
     time: String,
+    /// The unit of epoch-number times: s, ms, us, ns, or auto (each value's magnitude tells it:
+    /// right for times from 1973 to the year 5138).
+    #[arg(long, default_value = "auto", value_name = "UNIT")]
+    time_unit: EpochUnit,
     /// The event type column.
     #[arg(long, default_value = "event_type", value_name = "COLUMN")]
     event: String,
@@ -240,6 +246,7 @@ impl SessionArgs {
         let ctx = crate::context(self.cluster.cluster.as_deref(), config).await?;
         let load = LoadOptions {
             time_column: Some(options.time.clone()),
+            time_unit: self.time_unit,
             for_cluster: self.cluster.cluster.is_some(),
             sorted_by: crate::sorted_by(),
         };

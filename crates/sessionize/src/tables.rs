@@ -13,9 +13,8 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::dataframe::DataFrame;
@@ -30,11 +29,17 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use crate::scalar::{EpochUnit, event_time_udf, to_event_time};
+
 /// How to load events.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// A column of text times (in CSV or JSON) to parse into `Timestamp(µs, "UTC")`.
+    /// The events' time column: in every input it becomes `Timestamp(µs, "UTC")` by
+    /// [`crate::scalar::to_event_time`] (text, epoch numbers, dates, timestamps of other units or
+    /// zones), except where all the Parquet files already share one timestamp type, which is kept.
     pub time_column: Option<String>,
+    /// The unit of epoch numbers in the time column (default: each value's magnitude tells it).
+    pub time_unit: EpochUnit,
     /// The inputs go to a Ballista cluster: only Parquet, which executors read themselves, works
     /// (CSV and JSON are read into this process's memory).
     pub for_cluster: bool,
@@ -217,18 +222,21 @@ fn root_message(e: &DataFusionError) -> String {
     e.find_root().message().trim().to_string()
 }
 
-/// A lazy table over Parquet files.
+/// A lazy table over Parquet files. The time column is kept as it is where every file has the
+/// same timestamp type; otherwise (epoch numbers, text, or units and zones that differ between
+/// files) each file is read alone and its times converted by `event_time`, naming the file in
+/// errors, and the files are combined by column name.
 async fn parquet_frame(
     ctx: &SessionContext,
     files: Vec<&Found>,
-    sorted_by: &[String],
+    options: &LoadOptions,
 ) -> Result<DataFrame> {
     let state = ctx.state();
     let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-    let options = ListingOptions::new(Arc::new(format)).with_file_extension("");
+    let listing = ListingOptions::new(Arc::new(format)).with_file_extension("");
     let mut schemas = vec![];
     for file in &files {
-        let schema = options.infer_schema(&state, &file.url).await.map_err(|e| {
+        let schema = listing.infer_schema(&state, &file.url).await.map_err(|e| {
             DataFusionError::Plan(format!(
                 "cannot read '{}' as Parquet: {}",
                 file.display,
@@ -236,6 +244,45 @@ async fn parquet_frame(
             ))
         })?;
         schemas.push(schema.as_ref().clone());
+    }
+    if let Some(column) = &options.time_column {
+        let types: Vec<&DataType> = schemas
+            .iter()
+            .filter_map(|s| s.field_with_name(column).ok().map(|f| f.data_type()))
+            .collect();
+        let kept = types
+            .first()
+            .is_none_or(|t| matches!(t, DataType::Timestamp(..)) && types.iter().all(|u| u == t));
+        if !kept {
+            let mut combined: Option<DataFrame> = None;
+            for (file, schema) in files.iter().zip(schemas.iter().cloned()) {
+                let has_time = schema.field_with_name(column).is_ok();
+                let frame = listing_frame(
+                    ctx,
+                    listing.clone(),
+                    vec![file.url.clone()],
+                    schema,
+                    &options.sorted_by,
+                )?;
+                let frame = if has_time {
+                    let time = event_time_udf().call(vec![
+                        datafusion::prelude::col(ident(column)),
+                        datafusion::prelude::lit(options.time_unit.as_str()),
+                        datafusion::prelude::lit(file.display.clone()),
+                    ]);
+                    frame.with_column(column, time)?
+                } else {
+                    frame
+                };
+                combined = Some(match combined {
+                    None => frame,
+                    Some(before) => before.union_by_name(frame)?,
+                });
+            }
+            if let Some(combined) = combined {
+                return Ok(combined);
+            }
+        }
     }
     let merged = Schema::try_merge(schemas.clone()).map_err(|e| {
         DataFusionError::Plan(format!(
@@ -252,8 +299,20 @@ async fn parquet_frame(
         })
         .collect();
     let schema = Schema::new_with_metadata(fields, merged.metadata().clone());
-    let options = if sorted_by.is_empty() {
-        options
+    let urls = files.iter().map(|f| f.url.clone()).collect();
+    listing_frame(ctx, listing, urls, schema, &options.sorted_by)
+}
+
+/// A listing table over `urls` with `schema`, declared sorted by `sorted_by` when given.
+fn listing_frame(
+    ctx: &SessionContext,
+    listing: ListingOptions,
+    urls: Vec<ListingTableUrl>,
+    schema: Schema,
+    sorted_by: &[String],
+) -> Result<DataFrame> {
+    let listing = if sorted_by.is_empty() {
+        listing
     } else {
         let mut order = vec![];
         for column in sorted_by {
@@ -266,11 +325,10 @@ async fn parquet_frame(
             }
             order.push(datafusion::prelude::col(ident(column)).sort(true, false));
         }
-        options.with_file_sort_order(vec![order])
+        listing.with_file_sort_order(vec![order])
     };
-    let urls = files.iter().map(|f| f.url.clone()).collect();
     let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
+        .with_listing_options(listing)
         .with_schema(Arc::new(schema));
     ctx.read_table(Arc::new(ListingTable::try_new(config)?))
 }
@@ -365,46 +423,32 @@ fn excerpt(text: &str) -> String {
     }
 }
 
-/// Parses a text time column into `Timestamp(µs, "UTC")`; converts a timestamp column without a
-/// time zone (as CSV inference gives) to UTC microseconds. `row_names` gives the line of each row.
+/// The time column `column` of `batch` as `Timestamp(µs, "UTC")` (see
+/// [`crate::scalar::to_event_time`]); `row_names` gives the line of each row for errors.
 fn normalize_time(
     name: &str,
     batch: RecordBatch,
     column: &str,
+    unit: EpochUnit,
     first_row: usize,
     row_names: &dyn Fn(usize) -> String,
 ) -> Result<RecordBatch> {
     let Ok(index) = batch.schema().index_of(column) else {
         return Ok(batch);
     };
-    let target = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let array = batch.column(index);
-    let converted: ArrayRef = match array.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            let text = cast(array, &DataType::Utf8)?;
-            let text = text.as_string::<i32>();
-            let mut values = Vec::with_capacity(text.len());
-            for i in 0..text.len() {
-                if text.is_null(i) || text.value(i).trim().is_empty() {
-                    values.push(None);
-                    continue;
-                }
-                let raw = text.value(i).trim();
-                let nanos = datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(raw)
-                    .map_err(|_| {
-                        DataFusionError::Plan(format!(
-                            "'{name}' {}: cannot parse the time '{raw}' in column '{column}' (expected \
-                             for example 2026-01-01 00:00:00.123456, in UTC)",
-                            row_names(first_row + i)
-                        ))
-                    })?;
-                values.push(Some(nanos.div_euclid(1_000)));
-            }
-            Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
-        }
-        DataType::Timestamp(_, None) => cast(array, &target)?,
-        _ => return Ok(batch),
+    let unparsable = |row: usize, raw: &str| {
+        format!(
+            "'{name}' {}: cannot parse the time '{raw}' in column '{column}' (expected for \
+             example 2026-01-01 00:00:00.123456 in UTC, 2026-01-01T02:00:00+02:00 or epoch seconds)",
+            row_names(first_row + row)
+        )
     };
+    let converted = to_event_time(batch.column(index), unit, &unparsable).map_err(|e| match e {
+        DataFusionError::Plan(message) => {
+            DataFusionError::Plan(format!("'{name}', column '{column}': {message}"))
+        }
+        other => other,
+    })?;
     let mut columns = batch.columns().to_vec();
     columns[index] = converted;
     let mut fields: Vec<Field> = batch
@@ -413,7 +457,7 @@ fn normalize_time(
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    fields[index] = Field::new(column, target, true);
+    fields[index] = Field::new(column, crate::scalar::event_time_type(), true);
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(fields)),
         columns,
@@ -434,7 +478,14 @@ fn normalize_times(
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
         let rows = batch.num_rows();
-        out.push(normalize_time(name, batch, column, first_row, row_names)?);
+        out.push(normalize_time(
+            name,
+            batch,
+            column,
+            options.time_unit,
+            first_row,
+            row_names,
+        )?);
         first_row += rows;
     }
     Ok(out)
@@ -451,7 +502,12 @@ fn memory_frame(
     ctx.read_table(Arc::new(table))
 }
 
-async fn csv_frame(ctx: &SessionContext, file: &Found, options: &LoadOptions) -> Result<DataFrame> {
+/// A CSV file in memory, or `None` when it has no rows.
+async fn csv_frame(
+    ctx: &SessionContext,
+    file: &Found,
+    options: &LoadOptions,
+) -> Result<Option<DataFrame>> {
     let state = ctx.state();
     let listing = ListingOptions::new(Arc::new(CsvFormat::default().with_has_header(true)))
         .with_file_extension("");
@@ -476,24 +532,31 @@ async fn csv_frame(ctx: &SessionContext, file: &Found, options: &LoadOptions) ->
                 root_message(&e)
             ))
         })?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(None);
+    }
     // Line 1 is the header.
     let batches = normalize_times(&file.display, batches, options, &|row| {
         format!("line {}", row + 2)
     })?;
-    memory_frame(ctx, batches, schema)
+    memory_frame(ctx, batches, schema).map(Some)
 }
 
+/// Newline-delimited JSON in memory, or `None` when it holds no objects.
 fn json_frame(
     ctx: &SessionContext,
     name: &str,
     bytes: &[u8],
     options: &LoadOptions,
-) -> Result<DataFrame> {
+) -> Result<Option<DataFrame>> {
     let (schema, batches, lines) = json_batches(name, bytes)?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(None);
+    }
     let batches = normalize_times(name, batches, options, &|row| {
         format!("line {}", lines.get(row).copied().unwrap_or(row + 1))
     })?;
-    memory_frame(ctx, batches, schema)
+    memory_frame(ctx, batches, schema).map(Some)
 }
 
 /// The JSON files (plain or gzip) inside an Amplitude Export API `.zip` archive.
@@ -521,7 +584,7 @@ fn zip_frames(
             .read_to_end(&mut data)
             .map_err(|e| DataFusionError::Plan(format!("cannot read '{entry_name}': {e}")))?;
         let data = gunzip(&entry_name, data)?;
-        frames.push(json_frame(ctx, &entry_name, &data, options)?);
+        frames.extend(json_frame(ctx, &entry_name, &data, options)?);
     }
     if frames.is_empty() {
         return plan_err!("the archive '{name}' holds no .json or .json.gz files");
@@ -555,14 +618,23 @@ pub async fn read_inputs(
         .filter(|f| f.format == FileFormat::Parquet)
         .collect();
     if !parquet.is_empty() {
-        frames.push(parquet_frame(ctx, parquet, &options.sorted_by).await?);
+        frames.push(parquet_frame(ctx, parquet, options).await?);
     }
+    // CSV and JSON files without rows: their columns have no types to read, so they are left
+    // out (a Parquet file without rows has types, and stays).
+    let mut empty = vec![];
     for file in found.iter().filter(|f| f.format != FileFormat::Parquet) {
         match file.format {
-            FileFormat::Csv => frames.push(csv_frame(ctx, file, options).await?),
+            FileFormat::Csv => match csv_frame(ctx, file, options).await? {
+                Some(frame) => frames.push(frame),
+                None => empty.push(format!("'{}' has a header and no rows", file.display)),
+            },
             FileFormat::Json => {
                 let bytes = gunzip(&file.display, read_bytes(ctx, file).await?)?;
-                frames.push(json_frame(ctx, &file.display, &bytes, options)?);
+                match json_frame(ctx, &file.display, &bytes, options)? {
+                    Some(frame) => frames.push(frame),
+                    None => empty.push(format!("'{}' holds no JSON objects", file.display)),
+                }
             }
             FileFormat::Zip => {
                 let bytes = read_bytes(ctx, file).await?;
@@ -573,6 +645,9 @@ pub async fn read_inputs(
     }
     let mut frames = frames.into_iter();
     let Some(mut combined) = frames.next() else {
+        if let Some(first) = empty.first() {
+            return plan_err!("the input holds no events: {first}");
+        }
         return plan_err!("no input given");
     };
     for frame in frames {

@@ -1,0 +1,433 @@
+//! `event_time(value [, unit [, source]])`: an event's time in any of the encodings exports use, as
+//! one instant type, `Timestamp(µs, "UTC")`.
+//!
+//! Exports store times in many ways: Parquet timestamps of any unit with or without a zone
+//! (Amplitude, Segment, Snowplow), integer epochs (GA4's BigQuery export: `event_timestamp` in
+//! microseconds; Mixpanel's `time`: seconds), epoch text in CSV, and ISO-8601 text with or without
+//! an offset (Segment's and PostHog's JSON). The loader passes every time column through this
+//! conversion (see [`crate::tables`]), so every command sees one type; in SQL it is there for
+//! anything the loader did not convert.
+
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, TimestampMicrosecondArray, new_null_array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+use crate::docs;
+
+/// The unit of epoch numbers (integers, floats, or digits in text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EpochUnit {
+    /// Each value's own magnitude tells its unit: below 10^11 seconds, below 10^14 milliseconds,
+    /// below 10^17 microseconds, else nanoseconds. Every unit is told apart this way for times
+    /// from 1973-03-03 to the year 5138.
+    #[default]
+    Auto,
+    Seconds,
+    Milliseconds,
+    Microseconds,
+    Nanoseconds,
+}
+
+impl FromStr for EpochUnit {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "s" | "sec" | "second" | "seconds" => Ok(Self::Seconds),
+            "ms" | "millisecond" | "milliseconds" => Ok(Self::Milliseconds),
+            "us" | "µs" | "microsecond" | "microseconds" => Ok(Self::Microseconds),
+            "ns" | "nanosecond" | "nanoseconds" => Ok(Self::Nanoseconds),
+            other => Err(format!(
+                "unknown time unit '{other}': expected auto, s, ms, us or ns"
+            )),
+        }
+    }
+}
+
+impl EpochUnit {
+    /// The name [`EpochUnit::from_str`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Seconds => "s",
+            Self::Milliseconds => "ms",
+            Self::Microseconds => "us",
+            Self::Nanoseconds => "ns",
+        }
+    }
+
+    /// Microseconds per unit of `value` (an epoch number in this unit), as a float factor.
+    fn micros_per_unit(self, value: f64) -> f64 {
+        let unit = match self {
+            Self::Auto => {
+                let magnitude = value.abs();
+                if magnitude < 1e11 {
+                    Self::Seconds
+                } else if magnitude < 1e14 {
+                    Self::Milliseconds
+                } else if magnitude < 1e17 {
+                    Self::Microseconds
+                } else {
+                    Self::Nanoseconds
+                }
+            }
+            unit => unit,
+        };
+        match unit {
+            Self::Seconds => 1e6,
+            Self::Milliseconds => 1e3,
+            Self::Microseconds | Self::Auto => 1.0,
+            Self::Nanoseconds => 1e-3,
+        }
+    }
+
+    /// An integer epoch in this unit as epoch microseconds (floored), or `None` past the range of
+    /// microsecond timestamps.
+    fn micros_of_integer(self, value: i64) -> Option<i64> {
+        let factor = self.micros_per_unit(value as f64);
+        if factor >= 1.0 {
+            value.checked_mul(factor as i64)
+        } else {
+            Some(value.div_euclid((1.0 / factor).round() as i64))
+        }
+    }
+
+    fn micros_of_float(self, value: f64) -> Option<i64> {
+        let micros = (value * self.micros_per_unit(value)).floor();
+        (micros.is_finite() && micros.abs() < 9.2e18).then_some(micros as i64)
+    }
+}
+
+/// The type every time becomes.
+pub fn event_time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// `array` as `Timestamp(µs, "UTC")`: timestamps of any unit (without a zone: taken as UTC),
+/// dates (their midnight, UTC), integer and float epochs in `unit`, and text, either ISO-8601 /
+/// RFC 3339 with or without an offset (`2026-01-01T10:00:00+02:00`, `2026-01-01 10:00:00.123`,
+/// taken as UTC without one) or epoch digits in `unit`. Empty text and nulls are null.
+///
+/// Errors: text that is none of these, as the sentence `unparsable(row, text)` gives; a type
+/// that holds no time.
+pub fn to_event_time(
+    array: &ArrayRef,
+    unit: EpochUnit,
+    unparsable: &dyn Fn(usize, &str) -> String,
+) -> Result<ArrayRef> {
+    let target = event_time_type();
+    Ok(match array.data_type() {
+        DataType::Null => new_null_array(&target, array.len()),
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
+            let utc = match array.data_type() {
+                DataType::Timestamp(u, Some(_)) => {
+                    cast(array, &DataType::Timestamp(*u, Some("UTC".into())))?
+                }
+                _ => Arc::clone(array),
+            };
+            // A zone-less timestamp (and a date) keeps its wall-clock value, read as UTC.
+            cast(
+                &cast(&utc, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
+                &target,
+            )?
+        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => {
+            let values = cast(array, &DataType::Int64)?;
+            let values = values.as_primitive::<Int64Type>();
+            let micros: TimestampMicrosecondArray = values
+                .iter()
+                .map(|v| v.and_then(|v| unit.micros_of_integer(v)))
+                .collect();
+            Arc::new(micros.with_timezone("UTC"))
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let values = cast(array, &DataType::Float64)?;
+            let values = values.as_primitive::<Float64Type>();
+            let micros: TimestampMicrosecondArray = values
+                .iter()
+                .map(|v| v.and_then(|v| unit.micros_of_float(v)))
+                .collect();
+            Arc::new(micros.with_timezone("UTC"))
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            let text = cast(array, &DataType::Utf8)?;
+            let text = text.as_string::<i32>();
+            let mut micros = Vec::with_capacity(text.len());
+            for i in 0..text.len() {
+                let raw = if text.is_null(i) {
+                    ""
+                } else {
+                    text.value(i).trim()
+                };
+                micros.push(if raw.is_empty() {
+                    None
+                } else {
+                    Some(
+                        parse_text(raw, unit)
+                            .ok_or_else(|| DataFusionError::Execution(unparsable(i, raw)))?,
+                    )
+                });
+            }
+            Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC"))
+        }
+        other => {
+            return plan_err!(
+                "a time must be a timestamp, a date, an epoch number or text, but found {other}"
+            );
+        }
+    })
+}
+
+/// Epoch microseconds of ISO-8601 text or of epoch digits.
+fn parse_text(raw: &str, unit: EpochUnit) -> Option<i64> {
+    if raw.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && let Ok(value) = raw.parse::<i64>()
+    {
+        return unit.micros_of_integer(value);
+    }
+    if let Ok(nanos) = string_to_timestamp_nanos(raw) {
+        return Some(nanos.div_euclid(1_000));
+    }
+    let value: f64 = raw.parse().ok()?;
+    unit.micros_of_float(value)
+}
+
+/// The `event_time` function.
+pub fn event_time_udf() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(EventTime {
+        signature: Signature::user_defined(Volatility::Immutable),
+    }))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EventTime {
+    signature: Signature,
+}
+
+/// A constant text argument, or `None` when absent.
+fn constant_text(args: &[ColumnarValue], i: usize, what: &str) -> Result<Option<String>> {
+    match args.get(i) {
+        None => Ok(None),
+        Some(ColumnarValue::Scalar(scalar)) if scalar.is_null() => Ok(None),
+        Some(ColumnarValue::Scalar(scalar)) => match scalar.cast_to(&DataType::Utf8)? {
+            ScalarValue::Utf8(text) => Ok(text),
+            _ => Ok(None),
+        },
+        Some(ColumnarValue::Array(_)) => {
+            exec_err!("event_time: the {what} must be a constant, such as 'ms'")
+        }
+    }
+}
+
+impl ScalarUDFImpl for EventTime {
+    fn name(&self) -> &str {
+        "event_time"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.is_empty() || arg_types.len() > 3 {
+            return plan_err!(
+                "event_time takes a time and optionally its epoch unit and a name for errors, \
+                 such as event_time(event_timestamp, 'us')"
+            );
+        }
+        Ok(arg_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| if i == 0 { t.clone() } else { DataType::Utf8 })
+            .collect())
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(event_time_type())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let unit = match constant_text(&args.args, 1, "unit")? {
+            Some(text) => text
+                .parse::<EpochUnit>()
+                .map_err(|e| DataFusionError::Execution(format!("event_time: {e}")))?,
+            None => EpochUnit::Auto,
+        };
+        let source = constant_text(&args.args, 2, "name")?;
+        let unparsable = |_: usize, raw: &str| match &source {
+            Some(name) => format!(
+                "'{name}': cannot parse the time '{raw}' (expected for example \
+                 2026-01-01T00:00:00Z, 2026-01-01 00:00:00.123456 (UTC) or epoch seconds)"
+            ),
+            None => format!(
+                "event_time: cannot parse the time '{raw}' (expected for example \
+                 2026-01-01T00:00:00Z, 2026-01-01 00:00:00.123456 (UTC) or epoch seconds)"
+            ),
+        };
+        Ok(match &args.args[0] {
+            ColumnarValue::Array(array) => {
+                ColumnarValue::Array(to_event_time(array, unit, &unparsable)?)
+            }
+            ColumnarValue::Scalar(scalar) => {
+                let array = to_event_time(&scalar.to_array()?, unit, &unparsable)?;
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+            }
+        })
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(documentation())
+    }
+}
+
+fn documentation() -> &'static Documentation {
+    static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+        Documentation::builder(
+            docs::DOC_SECTION_COLUMNS,
+            "Returns an event's time as Timestamp(µs, \"UTC\") from any encoding exports use: a \
+             timestamp of any unit (without a time zone: read as UTC), a date, an integer or float \
+             epoch (GA4's event_timestamp in microseconds, Mixpanel's time in seconds), or text \
+             (ISO-8601 / RFC 3339 with or without an offset, or epoch digits). Empty text is null; \
+             other text is an error naming it. The loader of the sessionize commands applies it to \
+             the time column of every input.",
+            "event_time(value [, unit [, name]])",
+        )
+        .with_argument("value", "The time, in any of the encodings above.")
+        .with_argument(
+            "unit",
+            "The unit of epoch numbers: 's', 'ms', 'us', 'ns', or 'auto' (the default): each \
+             value's magnitude tells its unit (below 1e11 seconds, below 1e14 milliseconds, below \
+             1e17 microseconds, else nanoseconds), right for times from 1973-03-03 to the year 5138.",
+        )
+        .with_argument(
+            "name",
+            "A name for the input (such as its file), used in the error on unparsable text.",
+        )
+        .with_sql_example(
+            r#"```sql
+> SELECT event_time(1767225600123456, 'us') AS a, event_time('2026-01-01T02:00:00+02:00') AS b;
++-----------------------------+----------------------+
+| a                           | b                    |
++-----------------------------+----------------------+
+| 2026-01-01T00:00:00.123456Z | 2026-01-01T00:00:00Z |
++-----------------------------+----------------------+
+```"#,
+        )
+        .build()
+    });
+    &DOC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+
+    fn micros(array: ArrayRef, unit: EpochUnit) -> Vec<Option<i64>> {
+        let out = to_event_time(&array, unit, &|_, raw| format!("bad {raw}")).unwrap();
+        assert_eq!(out.data_type(), &event_time_type());
+        out.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn epochs_of_every_unit_are_one_instant() {
+        // 2026-01-01T00:00:00.123456Z in s (floored), ms, µs and ns.
+        let s = 1_767_225_600_i64;
+        let us = s * 1_000_000 + 123_456;
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(s),
+            Some(us / 1000),
+            Some(us),
+            Some(us * 1000 + 789),
+            None,
+        ]));
+        assert_eq!(
+            micros(Arc::clone(&ints), EpochUnit::Auto),
+            vec![
+                Some(s * 1_000_000),
+                Some(s * 1_000_000 + 123_000),
+                Some(us),
+                Some(us),
+                None
+            ]
+        );
+        assert_eq!(
+            micros(
+                Arc::new(Int64Array::from(vec![us])),
+                EpochUnit::Microseconds
+            ),
+            vec![Some(us)]
+        );
+        // Forced units override the magnitude: 1000 ms is one second.
+        assert_eq!(
+            micros(
+                Arc::new(Int64Array::from(vec![1000])),
+                EpochUnit::Milliseconds
+            ),
+            vec![Some(1_000_000)]
+        );
+        assert_eq!(
+            micros(Arc::new(Float64Array::from(vec![1.5])), EpochUnit::Seconds),
+            vec![Some(1_500_000)]
+        );
+    }
+
+    #[test]
+    fn text_with_and_without_offsets() {
+        let text: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("2026-01-01T02:00:00+02:00"),
+            Some("2026-01-01 00:00:00.5"),
+            Some("2026-01-01T00:00:00Z"),
+            Some("1767225600"),
+            Some(" "),
+            None,
+        ]));
+        let midnight = 1_767_225_600_000_000_i64;
+        assert_eq!(
+            micros(text, EpochUnit::Auto),
+            vec![
+                Some(midnight),
+                Some(midnight + 500_000),
+                Some(midnight),
+                Some(midnight),
+                None,
+                None
+            ]
+        );
+        let bad: ArrayRef = Arc::new(StringArray::from(vec!["2026-01-01", "yesterday"]));
+        let err = to_event_time(&bad, EpochUnit::Auto, &|row, raw| {
+            format!("row {row}: {raw}")
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("row 1: yesterday"), "{err}");
+    }
+
+    #[test]
+    fn zone_less_timestamps_are_utc() {
+        let naive: ArrayRef = Arc::new(datafusion::arrow::array::TimestampMillisecondArray::from(
+            vec![Some(1_000), None],
+        ));
+        assert_eq!(micros(naive, EpochUnit::Auto), vec![Some(1_000_000), None]);
+    }
+}

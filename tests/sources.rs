@@ -1,0 +1,163 @@
+//! Exports as they come: time columns in every common encoding (integer epochs of any unit, text
+//! with or without an offset, timestamps whose unit or zone differ between the files of one
+//! export), and inputs without events. Each case is derived from the shipped sample, so the
+//! expected sessions are those of the sample itself.
+
+mod common;
+
+use common::{fails, normalized, ok};
+
+const SAMPLE: &str = "data/events.parquet";
+
+/// Writes the sample through `sql` (over `events`) to `path`.
+fn derive(sql: &str, path: &std::path::Path) {
+    ok(&["query", SAMPLE, sql, "--output", path.to_str().unwrap()]);
+}
+
+/// The output of `command` over `input` (CSV), for sessions, annotate and chart, with the
+/// chart's fractions rounded to 6 digits (sums of floats differ in their last bits with how
+/// the rows are split between partitions).
+fn outputs(input: &str, extra: &[&str]) -> Vec<Vec<String>> {
+    let mut all = vec![];
+    for command in [
+        &["sessions", input, "--format", "csv"][..],
+        &["annotate", input, "--format", "csv"][..],
+        &["chart", input, "--interval", "day", "--format", "csv"][..],
+    ] {
+        let mut args = command.to_vec();
+        args.extend_from_slice(extra);
+        let mut out = normalized(&ok(&args));
+        if command[0] == "chart" {
+            out = out.iter().map(|line| rounded(line)).collect();
+        }
+        all.push(out);
+    }
+    all
+}
+
+fn rounded(line: &str) -> String {
+    line.split(',')
+        .map(|field| match field.parse::<f64>() {
+            Ok(value) if field.contains('.') => format!("{value:.6}"),
+            _ => field.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn integer_epochs_and_text_times_in_parquet_give_the_same_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = outputs(SAMPLE, &[]);
+    // GA4's event_timestamp: epoch microseconds; and the same in nanoseconds.
+    for (name, sql, unit) in [
+        (
+            "micros.parquet",
+            "SELECT * REPLACE (CAST(event_time AS BIGINT) AS event_time) FROM events",
+            "us",
+        ),
+        (
+            "nanos.parquet",
+            "SELECT * REPLACE (CAST(event_time AS BIGINT) * 1000 AS event_time) FROM events",
+            "ns",
+        ),
+        // Segment's and PostHog's ISO-8601 text, here with a +02:00 offset.
+        (
+            "offset.parquet",
+            "SELECT * REPLACE (to_char(event_time + INTERVAL '2 hours', '%Y-%m-%dT%H:%M:%S%.6f+02:00') AS event_time) FROM events",
+            "auto",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        derive(sql, &path);
+        let path = path.to_str().unwrap();
+        assert_eq!(outputs(path, &[]), expected, "{name}");
+        assert_eq!(
+            outputs(path, &["--time-unit", unit]),
+            expected,
+            "{name} --time-unit {unit}"
+        );
+    }
+    // Mixpanel's time: epoch seconds; the same sessions as the sample's times floored to seconds.
+    let seconds = dir.path().join("seconds.parquet");
+    derive(
+        "SELECT * REPLACE (CAST(event_time AS BIGINT) / 1000000 AS event_time) FROM events",
+        &seconds,
+    );
+    let floored = dir.path().join("floored.parquet");
+    derive(
+        "SELECT * REPLACE (date_trunc('second', event_time) AS event_time) FROM events",
+        &floored,
+    );
+    assert_eq!(
+        outputs(seconds.to_str().unwrap(), &[]),
+        outputs(floored.to_str().unwrap(), &[])
+    );
+    // A forced unit is the unit: the seconds read as milliseconds are another (1970) history.
+    let as_ms = ok(&[
+        "sessions",
+        seconds.to_str().unwrap(),
+        "--time-unit",
+        "ms",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        as_ms.contains("1970-01-"),
+        "{}",
+        &as_ms[..as_ms.len().min(400)]
+    );
+}
+
+#[test]
+fn files_whose_time_units_and_zones_differ_are_read_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("export");
+    std::fs::create_dir(&folder).unwrap();
+    // The sample at millisecond precision is the reference; its users are split over two files,
+    // one with zone-less millisecond timestamps, one with UTC microseconds.
+    let reference = dir.path().join("reference.parquet");
+    derive(
+        "SELECT * REPLACE (date_trunc('millisecond', event_time) AS event_time) FROM events",
+        &reference,
+    );
+    derive(
+        "SELECT * REPLACE (arrow_cast(date_trunc('millisecond', event_time), 'Timestamp(Millisecond, None)') AS event_time) FROM events WHERE user_id < 'user_00150'",
+        &folder.join("a.parquet"),
+    );
+    derive(
+        "SELECT * REPLACE (date_trunc('millisecond', event_time) AS event_time) FROM events WHERE user_id >= 'user_00150' OR user_id IS NULL",
+        &folder.join("b.parquet"),
+    );
+    assert_eq!(
+        outputs(folder.to_str().unwrap(), &[]),
+        outputs(reference.to_str().unwrap(), &[])
+    );
+}
+
+#[test]
+fn unparsable_text_names_the_file_and_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.parquet");
+    derive(
+        "SELECT * REPLACE (CASE WHEN amplitude_id % 100 = 7 THEN 'yesterday' ELSE CAST(event_time AS VARCHAR) END AS event_time) FROM events",
+        &path,
+    );
+    let err = fails(&["sessions", path.to_str().unwrap()], "'yesterday'");
+    assert!(err.contains("bad.parquet"), "{err}");
+}
+
+#[test]
+fn a_csv_with_a_header_and_no_rows_holds_no_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "user_id,event_time,event_type\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    fails(&["sessions", empty], "the input holds no events: '");
+    fails(&["sessions", empty], "empty.csv' has a header and no rows");
+    // Beside other inputs it adds nothing.
+    assert_eq!(
+        normalized(&ok(&["sessions", SAMPLE, empty, "--format", "csv"])),
+        normalized(&ok(&["sessions", SAMPLE, "--format", "csv"]))
+    );
+}
