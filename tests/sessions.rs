@@ -718,3 +718,59 @@ fn annotate_parquet_copies_the_input_column_chunks() {
         3 * input.file_metadata().num_rows() as usize
     );
 }
+
+/// `--compat dbt` reads Fivetran's `event` table as dbt_amplitude does (`id`, `_insert_id`,
+/// `_fivetran_synced`), an export without `client_upload_time` (the duplicate is still dropped,
+/// the same one every time), and leaves out events dated after today as the package's default
+/// date window does, saying so on stderr.
+#[test]
+fn dbt_compat_reads_fivetran_and_keeps_the_package_date_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, sql: &str| {
+        let path = dir.path().join(name);
+        ok(&["query", CSV, sql, "--output", path.to_str().unwrap()]);
+        path.to_str().unwrap().to_string()
+    };
+    let dbt = |input: &str, extra: &[&str]| {
+        let mut args = vec!["sessions", input, "--compat", "dbt", "--format", "csv"];
+        args.extend_from_slice(extra);
+        let out = sessionize(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            normalized(&String::from_utf8_lossy(&out.stdout)),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let fivetran = write(
+        "event.parquet",
+        "SELECT * EXCLUDE (event_id, insert_id), event_id AS id, insert_id AS _insert_id, \
+         event_time AS _fivetran_synced FROM events",
+    );
+    assert_eq!(dbt(&fivetran, &[]).0, golden("dbt.csv"), "Fivetran's table");
+    let no_upload = write(
+        "no_upload.parquet",
+        "SELECT * EXCLUDE (client_upload_time) FROM events",
+    );
+    assert_eq!(
+        dbt(&no_upload, &[]).0,
+        golden("dbt.csv"),
+        "no client_upload_time"
+    );
+    let future = write(
+        "future.parquet",
+        "SELECT * FROM events UNION ALL SELECT * REPLACE ('u9' AS user_id, 'i99' AS insert_id, \
+         CAST('2099-01-01T00:00:00Z' AS TIMESTAMP) AS event_time) FROM events WHERE insert_id = 'i01'",
+    );
+    let (table, note) = dbt(&future, &[]);
+    assert_eq!(table, golden("dbt.csv"), "the 2099 event is left out");
+    assert!(
+        note.contains("left out 0 events dated before 2020-01-01 and 1 dated after"),
+        "{note}"
+    );
+    let (table, _) = dbt(&future, &["--date-to", "2100-01-01"]);
+    assert!(table.iter().any(|row| row.contains(",u9,")), "{table:?}");
+}

@@ -107,6 +107,10 @@ pub struct SessionArgs {
     /// The insert id column (default: insert_id, _insert_id or $insert_id, whichever exists).
     #[arg(long, value_name = "COLUMN")]
     insert_id_col: Option<String>,
+    /// The event id column of --compat dbt's de-duplication (default: event_id, or Fivetran's id,
+    /// whichever exists).
+    #[arg(long, value_name = "COLUMN")]
+    event_id_col: Option<String>,
     /// De-duplicate events.
     #[arg(long, value_enum)]
     dedup: Option<DedupArg>,
@@ -205,8 +209,26 @@ impl SessionArgs {
                 sessionize::sessions::check_day(flag, day)?;
             }
         }
-        if source == SessionSource::DbtCompat
-            && let (Some(from), Some(to)) = (&self.date_from, &self.date_to)
+        // dbt_amplitude's default date window: from its amplitude__date_range_start to the
+        // current UTC date, both inclusive.
+        let (date_from, date_to) = if source == SessionSource::DbtCompat {
+            let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            (
+                Some(
+                    self.date_from
+                        .clone()
+                        .unwrap_or_else(|| sessionize::sessions::DBT_DATE_RANGE_START.to_string()),
+                ),
+                Some(
+                    self.date_to
+                        .clone()
+                        .unwrap_or_else(|| today[..10].to_string()),
+                ),
+            )
+        } else {
+            (self.date_from.clone(), self.date_to.clone())
+        };
+        if let (Some(from), Some(to)) = (&date_from, &date_to)
             && from > to
         {
             return Err(CliError(format!("the date range {from} to {to} is empty")));
@@ -218,6 +240,7 @@ impl SessionArgs {
             event: self.event.clone(),
             session_id_col: self.session_id_col.clone(),
             insert_id_col: self.insert_id_col.clone(),
+            event_id_col: self.event_id_col.clone(),
             timeout: self.timeout,
             max_length: self.max_length,
             restart_events: self.event_rules.restart_events.clone(),
@@ -226,8 +249,8 @@ impl SessionArgs {
             dedup_insert_id: self.dedup.is_some(),
             time_zone: self.time_zone.clone(),
             source_relation: self.source_relation.clone(),
-            date_from: self.date_from.clone(),
-            date_to: self.date_to.clone(),
+            date_from,
+            date_to,
         })
     }
 
@@ -261,6 +284,9 @@ impl SessionArgs {
 /// (DataFusion answers `count(column)` from them without reading the data). Only when both columns
 /// hold nulls does it take a scan, for the rows where either is null.
 async fn report_left_out(ctx: &SessionContext, options: &SessionsOptions) -> Result<(), CliError> {
+    if options.source == SessionSource::DbtCompat {
+        return report_date_window(ctx, options).await;
+    }
     if options.source != SessionSource::Derived {
         return Ok(());
     }
@@ -286,6 +312,33 @@ async fn report_left_out(ctx: &SessionContext, options: &SessionsOptions) -> Res
         eprintln!(
             "note: left out {left_out} events whose {} or {} is null",
             options.actor, options.time
+        );
+    }
+    Ok(())
+}
+
+/// Says on stderr how many events `--compat dbt` left out for their day being outside the date
+/// window, as the dbt package does by default.
+async fn report_date_window(
+    ctx: &SessionContext,
+    options: &SessionsOptions,
+) -> Result<(), CliError> {
+    let (Some(from), Some(to)) = (&options.date_from, &options.date_to) else {
+        return Ok(());
+    };
+    let schema = ctx.table("events").await?.schema().as_arrow().clone();
+    sessionize::sessions::require_column(&schema, &options.time, "--time")?;
+    let day = format!("utc_day({})", sessionize::sessions::ident(&options.time));
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE {day} < DATE '{from}'), \
+         count(*) FILTER (WHERE {day} > DATE '{to}') FROM events"
+    );
+    if let [before, after] = counts(ctx, &sql).await?[..]
+        && before + after > 0
+    {
+        eprintln!(
+            "note: --compat dbt left out {before} events dated before {from} and {after} dated after \
+             {to}, as dbt_amplitude's date window does (change it with --date-from / --date-to)"
         );
     }
     Ok(())

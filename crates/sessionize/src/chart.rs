@@ -17,7 +17,9 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::formula::{self, Display, Expr, Formula, Func, Op};
-use crate::sessions::{check_day, check_time_zone, ident, interval, literal, require_column};
+use crate::sessions::{
+    check_day, check_time_zone, ident, interval, literal, require_mapped_column,
+};
 
 /// The interval a session counts in (by its start time, in the chart's time zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -507,9 +509,21 @@ impl<'a> Compiler<'a> {
             "sdk" => true,
             other => return plan_err!("unknown session source '{other}': use derived or sdk"),
         };
-        require_column(schema, &def.actor, "the session's actor")?;
-        require_column(schema, &def.event, "the session's event")?;
-        let time_type = require_column(schema, &def.time, "the session's time")?;
+        require_mapped_column(
+            schema,
+            &def.actor,
+            "actor = \"COLUMN\" under [session] in a chart spec (--spec)",
+        )?;
+        require_mapped_column(
+            schema,
+            &def.event,
+            "event = \"COLUMN\" under [session] in a chart spec (--spec)",
+        )?;
+        let time_type = require_mapped_column(
+            schema,
+            &def.time,
+            "time = \"COLUMN\" under [session] in a chart spec (--spec)",
+        )?;
         // A UTC chart of UTC (or zone-less) times takes its days from the raw values (`utc_day`,
         // integer arithmetic) rather than through the time zone database per event.
         let utc_days = spec.time_zone.eq_ignore_ascii_case("UTC")
@@ -524,7 +538,11 @@ impl<'a> Compiler<'a> {
             }
         };
         if sdk {
-            require_column(schema, &def.session_id_col, "the session's session_id_col")?;
+            require_mapped_column(
+                schema,
+                &def.session_id_col,
+                "session_id_col = \"COLUMN\" under [session] in a chart spec (--spec)",
+            )?;
         }
         let mut needed: Vec<String> = spec
             .group_by

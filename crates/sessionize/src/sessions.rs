@@ -64,6 +64,9 @@ pub struct SessionsOptions {
     /// The insert id column for de-duplication (default: `insert_id`, `_insert_id` or `$insert_id`,
     /// whichever exists).
     pub insert_id_col: Option<String>,
+    /// The event id column of dbt's de-duplication (default: `event_id`, as Amplitude exports it,
+    /// or `id`, as Fivetran's `event` table has it, whichever exists).
+    pub event_id_col: Option<String>,
     /// Inactivity timeout (derived sessions).
     pub timeout: Duration,
     /// Optional maximum session length (derived sessions).
@@ -81,7 +84,8 @@ pub struct SessionsOptions {
     pub time_zone: String,
     /// The `source_relation` column's value (default empty, as in the dbt package).
     pub source_relation: String,
-    /// Inclusive range of event days (dbt compat), `YYYY-MM-DD`.
+    /// Inclusive range of event days (dbt compat), `YYYY-MM-DD`; the CLI gives dbt_amplitude's
+    /// defaults ([`DBT_DATE_RANGE_START`] to the current UTC date).
     pub date_from: Option<String>,
     pub date_to: Option<String>,
 }
@@ -95,6 +99,7 @@ impl Default for SessionsOptions {
             event: "event_type".into(),
             session_id_col: "session_id".into(),
             insert_id_col: None,
+            event_id_col: None,
             timeout: Duration::from_secs(30 * 60),
             max_length: None,
             restart_events: vec![],
@@ -193,12 +198,21 @@ pub(crate) fn string_list(values: &[String]) -> String {
 /// Checks that `column` exists in `schema`; the message names the column, lists the columns found
 /// and names the flag that maps it.
 pub fn require_column<'a>(schema: &'a Schema, column: &str, flag: &str) -> Result<&'a DataType> {
+    require_mapped_column(schema, column, &format!("{flag} COLUMN"))
+}
+
+/// [`require_column`] where `how` says how the column is mapped (a flag, or a key of a spec).
+pub(crate) fn require_mapped_column<'a>(
+    schema: &'a Schema,
+    column: &str,
+    how: &str,
+) -> Result<&'a DataType> {
     match schema.field_with_name(column) {
         Ok(field) => Ok(field.data_type()),
         Err(_) => {
             let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             plan_err!(
-                "the events have no column '{column}' (columns found: {}); map it with {flag} COLUMN",
+                "the events have no column '{column}' (columns found: {}); map it with {how}",
                 found.join(", ")
             )
         }
@@ -396,24 +410,54 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
     })
 }
 
-/// dbt's de-duplication: the latest `client_upload_time` per `_insert_id`, or per event id, device
-/// id, client event time and user when the insert id is null.
+/// The first day of dbt_amplitude's default date window (its `amplitude__date_range_start`).
+pub const DBT_DATE_RANGE_START: &str = "2020-01-01";
+
+/// The event id column of dbt's de-duplication (see [`SessionsOptions::event_id_col`]).
+fn event_id_column(schema: &Schema, options: &SessionsOptions) -> Result<String> {
+    if let Some(col) = &options.event_id_col {
+        require_column(schema, col, "--event-id-col")?;
+        return Ok(col.clone());
+    }
+    for candidate in ["event_id", "id"] {
+        if schema.field_with_name(candidate).is_ok() {
+            return Ok(candidate.to_string());
+        }
+    }
+    require_column(schema, "event_id", "--event-id-col").map(|_| "event_id".to_string())
+}
+
+/// dbt's de-duplication: per insert id (`_insert_id`, `$insert_id` or `insert_id`), or, where it is
+/// null, per event id, device id, client event time and user (those of them the export has), the
+/// event with the latest `client_upload_time`. Ties, and exports without `client_upload_time`, keep
+/// the earliest event time, then the first event type and SDK session id, so the sessions never
+/// depend on the order of the rows.
 fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
     let insert_id = ident(&insert_id_column(schema, options)?);
-    for (col, flag) in [
-        ("client_upload_time", "(rename it)"),
-        ("event_id", "(rename it)"),
-        ("device_id", "(rename it)"),
-        ("client_event_time", "(rename it)"),
-    ] {
-        require_column(schema, col, flag)?;
+    let mut key = vec![format!(
+        "CAST({} AS VARCHAR)",
+        ident(&event_id_column(schema, options)?)
+    )];
+    for column in ["device_id", "client_event_time"] {
+        if schema.field_with_name(column).is_ok() {
+            key.push(format!("CAST({} AS VARCHAR)", ident(column)));
+        }
     }
-    let actor = ident(&options.actor);
+    key.push(format!("CAST({} AS VARCHAR)", ident(&options.actor)));
+    let mut order = vec![];
+    if schema.field_with_name("client_upload_time").is_ok() {
+        order.push("\"client_upload_time\" DESC NULLS LAST".to_string());
+    }
+    order.push(format!("{} ASC NULLS LAST", ident(&options.time)));
+    order.push(format!("{} ASC NULLS LAST", ident(&options.event)));
+    if schema.field_with_name(&options.session_id_col).is_ok() {
+        order.push(format!("{} ASC NULLS LAST", ident(&options.session_id_col)));
+    }
     Ok(format!(
         "row_number() OVER (PARTITION BY CASE WHEN {insert_id} IS NOT NULL THEN CAST({insert_id} AS VARCHAR) \
-         ELSE concat_ws('|', CAST(\"event_id\" AS VARCHAR), CAST(\"device_id\" AS VARCHAR), \
-         CAST(\"client_event_time\" AS VARCHAR), CAST({actor} AS VARCHAR)) END \
-         ORDER BY \"client_upload_time\" DESC NULLS LAST) = 1"
+         ELSE concat_ws('|', {}) END ORDER BY {}) = 1",
+        key.join(", "),
+        order.join(", ")
     ))
 }
 
