@@ -284,11 +284,10 @@ fn performed_segments_with_at_most_and_exactly() {
         "A_time_spent",
         600.0,
     );
-    assert!(
-        !rows
-            .iter()
-            .any(|r| r["segment"] == "light" && r["interval_start"] == "2026-01-05")
-    );
+    // carol has no session on 01-05: the day keeps its row, with 0 sessions and no average.
+    let light1 = row(&rows, "2026-01-05", &[("segment", "light")]);
+    close(light1, "A_total_sessions", 0.0);
+    assert_eq!(light1["A_avg_length"], "", "{light1:?}");
     close(
         row(&rows, "2026-01-05", &[("segment", "three")]),
         "A_time_spent",
@@ -622,4 +621,91 @@ fn board_has_three_pictures_over_the_last_days() {
     );
     // Sessions per day: 3 and 3; the sum of lengths: 65 s and 900 s (2 points each line).
     assert_eq!(html.matches("<circle").count(), 4);
+}
+
+/// Every interval from the chart's start to its end has its row: a day without sessions between
+/// two with sessions, the days `--from` / `--to` add, and an interval whose only session is over
+/// the 24-hour cap (left out) all show 0 sessions and no average.
+#[test]
+fn charts_keep_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let gaps = dir.path().join("gaps.csv");
+    std::fs::write(
+        &gaps,
+        "user_id,event_time,event_type\n\
+         u1,2026-01-01 10:00:00,page_view\n\
+         u1,2026-01-01 10:05:00,page_view\n\
+         u2,2026-01-03 09:00:00,page_view\n",
+    )
+    .unwrap();
+    let gaps = gaps.to_str().unwrap();
+    let days = |extra: &[&str]| {
+        let mut args = vec!["chart", gaps, "--format", "csv"];
+        args.extend_from_slice(extra);
+        let out = ok(&args);
+        let header = out.lines().next().unwrap().to_string();
+        out.lines()
+            .skip(1)
+            .map(|line| {
+                let cell = |name: &str| {
+                    let at = header.split(',').position(|h| h == name).unwrap();
+                    line.split(',').nth(at).unwrap().to_string()
+                };
+                (
+                    cell("interval_start"),
+                    cell("A_total_sessions"),
+                    cell("A_avg_length"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let s = |d: &str, n: &str, avg: &str| (d.to_string(), n.to_string(), avg.to_string());
+    assert_eq!(
+        days(&[]),
+        [
+            s("2026-01-01", "1", "300.0"),
+            s("2026-01-02", "0", ""),
+            s("2026-01-03", "1", "0.0")
+        ]
+    );
+    assert_eq!(
+        days(&["--from", "2025-12-31", "--to", "2026-01-04"]),
+        [
+            s("2025-12-31", "0", ""),
+            s("2026-01-01", "1", "300.0"),
+            s("2026-01-02", "0", ""),
+            s("2026-01-03", "1", "0.0"),
+            s("2026-01-04", "0", "")
+        ]
+    );
+    assert_eq!(
+        days(&["--interval", "week"]),
+        [s("2025-12-29", "2", "150.0")],
+        "weeks start on Monday"
+    );
+
+    // One session of 25 hours (an event every 20 minutes): over the cap, so no session at all.
+    let long = dir.path().join("long.csv");
+    let mut text = String::from("user_id,event_time,event_type\n");
+    for k in 0..=75 {
+        let minutes = 20 * k;
+        text.push_str(&format!(
+            "u1,2026-01-0{} {:02}:{:02}:00,page_view\n",
+            1 + minutes / (24 * 60),
+            minutes % (24 * 60) / 60,
+            minutes % 60
+        ));
+    }
+    std::fs::write(&long, text).unwrap();
+    let total = ok(&[
+        "chart",
+        long.to_str().unwrap(),
+        "--interval",
+        "total",
+        "--format",
+        "csv",
+    ]);
+    let lines: Vec<&str> = total.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one row: {total}");
+    assert!(lines[1].starts_with(",All users,0,0.0,"), "{total}");
 }

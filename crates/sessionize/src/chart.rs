@@ -428,7 +428,7 @@ pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<Compile
         rows.push(columns);
     }
     ctes.extend(metric_ctes);
-    ctes.extend(compiler.wide_ctes(&rows));
+    ctes.extend(compiler.wide_ctes(&rows, segment_names.len()));
     let (out, formulas) = compiler.output_columns(&rows, &segment_names)?;
     let mut order = vec!["interval_start".to_string(), "__seg".to_string()];
     order.extend(compiler.group_keys.iter().cloned());
@@ -1075,7 +1075,34 @@ impl<'a> Compiler<'a> {
     }
 
     /// `keys` (every interval, segment and group any row has) and `wide` (the rows side by side).
-    fn wide_ctes(&self, rows: &[RowColumns]) -> Vec<String> {
+    /// `intervals`: every interval of the chart, from `--from` (else the first event's interval)
+    /// to `--to` (else the last event's), so that an interval without sessions has its row.
+    fn intervals_cte(&self) -> String {
+        let (trunc, step) = match self.spec.interval {
+            IntervalKind::Total => {
+                return format!("intervals AS (SELECT {} AS __iv)", self.interval_start(""));
+            }
+            IntervalKind::Day => (None, "1 day"),
+            IntervalKind::Week => (Some("week"), "7 days"),
+            IntervalKind::Month => (Some("month"), "1 month"),
+        };
+        let lo = match (&self.spec.from, trunc) {
+            (Some(from), None) => format!("DATE {}", literal(from)),
+            (Some(from), Some(unit)) => {
+                format!("CAST(date_trunc('{unit}', DATE {}) AS DATE)", literal(from))
+            }
+            (None, _) => "(SELECT min(__iv) FROM ev)".to_string(),
+        };
+        let hi = match &self.spec.to {
+            Some(to) => format!("DATE {}", literal(to)),
+            None => "(SELECT max(__iv) FROM ev)".to_string(),
+        };
+        format!(
+            "intervals AS (SELECT CAST(unnest(generate_series({lo}, {hi}, INTERVAL '{step}')) AS DATE) AS __iv)"
+        )
+    }
+
+    fn wide_ctes(&self, rows: &[RowColumns], segments: usize) -> Vec<String> {
         let mut keys_cols = vec!["__iv".to_string(), "__seg".to_string()];
         keys_cols.extend(self.group_keys.iter().cloned());
         let key_union: Vec<String> = rows
@@ -1093,9 +1120,12 @@ impl<'a> Compiler<'a> {
             write!(wide, ", k.{key}").ok();
         }
         write!(wide, ", COALESCE(act.__active, 0) AS __active").ok();
-        // With one row its own table gives the keys: no second evaluation of it for `keys`
-        // (DataFusion computes a CTE again wherever it is referenced).
-        let single = rows.len() == 1;
+        // Without group-by the keys are every interval and segment, the metrics' tables joined to
+        // them. With group-by, the series are the groups found, and with one row its own table
+        // gives the keys: no second evaluation of it for `keys` (DataFusion computes a CTE again
+        // wherever it is referenced).
+        let every_interval = self.group_keys.is_empty();
+        let single = rows.len() == 1 && !every_interval;
         let alias = |rc: &RowColumns| {
             if single {
                 "k".to_string()
@@ -1117,7 +1147,7 @@ impl<'a> Compiler<'a> {
             }
         }
         let keys = match rows {
-            [only] => format!("{}_m", only.letter.to_ascii_lowercase()),
+            [only] if single => format!("{}_m", only.letter.to_ascii_lowercase()),
             _ => "keys".to_string(),
         };
         write!(wide, " FROM {keys} k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
@@ -1133,10 +1163,22 @@ impl<'a> Compiler<'a> {
                 .collect();
             write!(wide, " LEFT JOIN {m}_m {x} ON {}", on.join(" AND ")).ok();
         }
-        vec![
-            format!("keys AS ({})", key_union.join(" UNION ")),
-            format!("wide AS ({wide})"),
-        ]
+        let keys = if every_interval {
+            format!(
+                "keys AS (SELECT i.__iv, s.__seg FROM intervals i CROSS JOIN \
+                 (SELECT unnest(range(1, {})) AS __seg) s)",
+                segments + 1
+            )
+        } else {
+            format!("keys AS ({})", key_union.join(" UNION "))
+        };
+        let mut ctes = vec![];
+        if every_interval {
+            ctes.push(self.intervals_cte());
+        }
+        ctes.push(keys);
+        ctes.push(format!("wide AS ({wide})"));
+        ctes
     }
 
     /// The output columns: interval, segment, groups, per-row metrics, active users, formulas.
