@@ -161,3 +161,152 @@ fn a_csv_with_a_header_and_no_rows_holds_no_events() {
         normalized(&ok(&["sessions", SAMPLE, "--format", "csv"]))
     );
 }
+
+/// The golden export with the actor every source's fixture uses: the user id, else the device
+/// (anonymous) id.
+fn reference(dir: &std::path::Path) -> String {
+    let path = dir.join("reference.parquet");
+    ok(&[
+        "query",
+        "tests/golden/events.csv",
+        "SELECT * REPLACE (COALESCE(user_id, device_id) AS user_id) FROM events",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    path.to_str().unwrap().to_string()
+}
+
+/// A CSV table's rows without the named columns.
+fn without(csv: &str, drop: &[&str]) -> Vec<String> {
+    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
+    let mut rows: Vec<String> = csv
+        .lines()
+        .map(|line| {
+            line.split(',')
+                .zip(&header)
+                .filter(|(_, h)| !drop.contains(h))
+                .map(|(v, _)| v)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    rows[1..].sort();
+    rows
+}
+
+/// The last column of a CSV table (annotate's `session_number`), in row order: other columns
+/// hold quoted JSON with commas.
+fn last_column(csv: &str) -> Vec<String> {
+    csv.lines()
+        .map(|l| l.rsplit(',').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Each source's fixture (`tests/fixtures/sources/`, the golden events in the shape the vendor
+/// documents: Segment's JSON messages, Mixpanel's raw export, PostHog's events with +02:00
+/// offsets, Snowplow's atomic events, GA4's BigQuery export as Parquet with `event_params`) gives
+/// the golden sessions in every command, recognised from its columns or named with `--source`;
+/// the sources with a session key give the golden SDK sessions, the others say they have none.
+#[test]
+fn every_source_gives_the_golden_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference(dir.path());
+    let sessions = ok(&["sessions", &reference, "--format", "csv"]);
+    let sdk = ok(&[
+        "sessions",
+        &reference,
+        "--session-source",
+        "sdk",
+        "--format",
+        "csv",
+    ]);
+    let annotated = ok(&["annotate", &reference, "--format", "csv"]);
+    let chart = outputs(&reference, &[]).pop().unwrap();
+    for (file, name, has_key) in [
+        ("segment.ndjson", "segment", false),
+        ("mixpanel.ndjson", "mixpanel", false),
+        ("posthog.ndjson", "posthog", true),
+        ("snowplow.csv", "snowplow", true),
+        ("ga4.parquet", "ga4", true),
+    ] {
+        let path = format!("tests/fixtures/sources/{file}");
+        let out = common::sessionize(&["sessions", &path, "--format", "csv"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("(--source {name};")),
+            "{file} is recognised: {err}"
+        );
+        let got = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(normalized(&got), normalized(&sessions), "{file}");
+        let named = ok(&["sessions", &path, "--source", name, "--format", "csv"]);
+        assert_eq!(
+            normalized(&named),
+            normalized(&sessions),
+            "{file} --source {name}"
+        );
+        let numbers = ok(&["annotate", &path, "--format", "csv"]);
+        assert_eq!(
+            last_column(&numbers),
+            last_column(&annotated),
+            "annotate {file}"
+        );
+        assert_eq!(outputs(&path, &[]).pop().unwrap(), chart, "chart {file}");
+        let count = ok(&[
+            "query",
+            &path,
+            "SELECT count(*) AS n, count(DISTINCT user_id) AS u FROM events",
+            "--format",
+            "csv",
+        ]);
+        assert_eq!(count.lines().nth(1), Some("15,3"), "query {file}");
+        if has_key {
+            let got = ok(&[
+                "sessions",
+                &path,
+                "--session-source",
+                "sdk",
+                "--format",
+                "csv",
+            ]);
+            // The session ids are the source's own (hashed text keys, GA4's seconds).
+            let ids = ["unique_session_id", "session_id"];
+            assert_eq!(without(&got, &ids), without(&sdk, &ids), "sdk {file}");
+        } else {
+            fails(
+                &[
+                    "sessions",
+                    &path,
+                    "--source",
+                    name,
+                    "--session-source",
+                    "sdk",
+                ],
+                "carries no session id, so --session-source sdk has nothing to read",
+            );
+        }
+    }
+    // GA4's parameters are event properties for charts.
+    let pages = ok(&[
+        "chart",
+        "tests/fixtures/sources/ga4.parquet",
+        "--group-by",
+        "event.page_location",
+        "--format",
+        "csv",
+    ]);
+    assert!(pages.contains("https://example.com/cart"), "{pages}");
+    // A source named for an export of another shape names what is missing.
+    fails(
+        &[
+            "sessions",
+            "tests/fixtures/sources/segment.ndjson",
+            "--source",
+            "ga4",
+        ],
+        "--source ga4 reads the columns of a GA4 export",
+    );
+    fails(
+        &["sessions", SAMPLE, "--source", "heap"],
+        "unknown source 'heap': expected one of ga4, snowplow",
+    );
+}

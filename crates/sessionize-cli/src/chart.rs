@@ -33,6 +33,11 @@ pub struct ChartCommand {
     /// IANA time zone of days and intervals.
     #[arg(long, value_name = "ZONE")]
     time_zone: Option<String>,
+    /// The export's shape: amplitude, amplitude-fivetran, segment, mixpanel, posthog, ga4 or
+    /// snowplow (default: recognised from its columns), mapped onto user_id, event_time,
+    /// event_type, session_id, insert_id and event_properties.
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
     /// The unit of epoch-number times: s, ms, us, ns, or auto (as for `sessions`).
     #[arg(long, default_value = "auto", value_name = "UNIT")]
     time_unit: EpochUnit,
@@ -220,6 +225,7 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
         sorted_by: crate::sorted_by(),
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
+    crate::map_source(&ctx, args.source.as_deref()).await?;
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let sql = sessionize::chart::chart_sql("events", &schema, &spec)?;
     if args.print_sql {

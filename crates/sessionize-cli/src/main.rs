@@ -55,6 +55,25 @@ pub fn sorted_by() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Maps the `events` table by the export source `--source` names, or by the one it is recognised
+/// as, saying on stderr which it recognised (Amplitude's own shapes need no mapping and are not
+/// mentioned).
+pub async fn map_source(
+    ctx: &datafusion::prelude::SessionContext,
+    source: Option<&str>,
+) -> Result<Option<&'static sessionize::sources::Source>, CliError> {
+    let mapped = sessionize::sources::apply(ctx, "events", source).await?;
+    if let Some((source, true)) = mapped
+        && !source.name.starts_with("amplitude")
+    {
+        eprintln!(
+            "note: reading {} (--source {}; columns as documented at {})",
+            source.title, source.name, source.documented_at
+        );
+    }
+    Ok(mapped.map(|(s, _)| s))
+}
+
 /// Whether `--threads` was given.
 pub fn threads_given() -> bool {
     RESOURCES.get().is_some_and(|r| r.threads.is_some())

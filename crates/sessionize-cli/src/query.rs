@@ -27,6 +27,11 @@ pub struct QueryArgs {
     /// Write the result to this file (atomically) instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// The export's shape: amplitude, amplitude-fivetran, segment, mixpanel, posthog, ga4 or
+    /// snowplow (default: recognised from its columns), with PATH: `events` holds user_id, event_time,
+    /// event_type, session_id, insert_id and event_properties.
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
     /// Number of partitions DataFusion plans for (default: the number of cores).
     #[arg(long, value_name = "N")]
     target_partitions: Option<usize>,
@@ -95,6 +100,7 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
     };
     if let Some(path) = events {
         sessionize::tables::register_inputs(&ctx, "events", &[path], &load).await?;
+        crate::map_source(&ctx, args.source.as_deref()).await?;
     }
     for table in &args.tables {
         let Some((name, path)) = table.split_once('=') else {

@@ -69,6 +69,11 @@ pub struct SessionArgs {
     /// .zip) files, folders or globs, local or s3:// gs:// az:// http(s):// URLs.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<String>,
+    /// The export's shape: amplitude, amplitude-fivetran, segment, mixpanel, posthog, ga4 or
+    /// snowplow (default: recognised from its columns), mapped onto user_id, event_time,
+    /// event_type, session_id, insert_id and event_properties.
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
     /// Where sessions come from.
     #[arg(long, value_enum, default_value = "derived")]
     session_source: SourceArg,
@@ -274,6 +279,17 @@ impl SessionArgs {
             sorted_by: crate::sorted_by(),
         };
         register_inputs(&ctx, "events", &self.inputs, &load).await?;
+        let source = crate::map_source(&ctx, self.source.as_deref()).await?;
+        if options.source == SessionSource::Sdk
+            && let Some(source) = source
+            && source.session_key.is_none()
+        {
+            return Err(CliError(format!(
+                "{} carries no session id, so --session-source sdk has nothing to read: use \
+                 derived sessions (the default)",
+                source.title
+            )));
+        }
         Ok(ctx)
     }
 }

@@ -39,6 +39,7 @@ pub mod plot;
 pub mod rules;
 pub mod scalar;
 pub mod sessions;
+pub mod sources;
 pub mod tables;
 pub mod window;
 
@@ -123,7 +124,7 @@ mod tests {
             assert!(doc.sql_example.is_some(), "{} has an example", udf.name());
             names.push(udf.name().to_string());
         }
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 14);
         assert!(state.scalar_functions().contains_key("json_get_str"));
         for name in names {
             assert!(readme.contains(&format!("`{name}(")), "README lists {name}");

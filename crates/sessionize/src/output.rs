@@ -99,7 +99,7 @@ impl<W: Write + Send> Writer<W> {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
             Self::Table(_, batches) => batches.push(batch.clone()),
-            Self::Csv(w) => w.write(batch)?,
+            Self::Csv(w) => w.write(&nested_as_json(batch)?)?,
             Self::Json(w) => w.write(batch)?,
             Self::NdJson(w) => w.write(batch)?,
             Self::Parquet(w) => w.write(batch)?,
@@ -130,6 +130,56 @@ impl<W: Write + Send> Writer<W> {
             Self::Parquet(w) => w.into_inner()?,
         })
     }
+}
+
+/// `batch` with its nested columns (lists, structs, maps: GA4's `event_params`, `device`, `geo`)
+/// as JSON text, which CSV can hold; other columns unchanged.
+fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let nested = |t: &DataType| t.is_nested();
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = vec![];
+    let mut columns: Vec<ArrayRef> = vec![];
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !nested(field.data_type()) {
+            fields.push(field.as_ref().clone());
+            columns.push(std::sync::Arc::clone(column));
+            continue;
+        }
+        // One JSON object per row, {"v": value}, through arrow's JSON writer.
+        let single = RecordBatch::try_new(
+            std::sync::Arc::new(Schema::new(vec![field.as_ref().clone().with_name("v")])),
+            vec![std::sync::Arc::clone(column)],
+        )?;
+        let mut lines = json::LineDelimitedWriter::new(Vec::new());
+        lines.write(&single)?;
+        lines.finish()?;
+        let text = lines.into_inner();
+        let values: Vec<Option<String>> = text
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let object: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+                    DataFusionError::Execution(format!("JSON of a nested column: {e}"))
+                })?;
+                Ok(object.get("v").map(|v| v.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(StringArray::from(values)));
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Called with the number of rows written so far, after each batch.

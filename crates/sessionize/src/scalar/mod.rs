@@ -1,5 +1,7 @@
 //! Scalar functions (UDF) for the columns of the sessions table: `session_key`, `utc_day`,
-//! `epoch_seconds`; and `event_time`, which reads the time of an event in any encoding exports use.
+//! `epoch_seconds`; `event_time`, which reads the time of an event in any encoding exports use; and
+//! for the export sources, `ga4_param` / `ga4_params` (GA4's event parameters) and `session_key_id`
+//! (text session keys as SDK session ids).
 //!
 //! Each does in one pass over its input what the equivalent SQL does in several: `user_id || '-' ||
 //! CAST(session_id AS VARCHAR)` builds two intermediate string columns, and the floor division
@@ -8,7 +10,10 @@
 
 mod epoch_seconds;
 mod event_time;
+mod ga4_param;
+mod ga4_params;
 mod session_key;
+mod session_key_id;
 mod utc_day;
 
 use std::sync::Arc;
@@ -27,7 +32,10 @@ use crate::rules::units_per_second;
 
 pub use epoch_seconds::epoch_seconds_udf;
 pub use event_time::{EpochUnit, event_time_type, event_time_udf, to_event_time};
+pub use ga4_param::ga4_param_udf;
+pub use ga4_params::ga4_params_udf;
 pub use session_key::session_key_udf;
+pub use session_key_id::{session_key_id, session_key_id_udf};
 pub use utc_day::utc_day_udf;
 
 /// All scalar functions of the project.
@@ -37,6 +45,9 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         utc_day_udf(),
         epoch_seconds_udf(),
         event_time_udf(),
+        ga4_param_udf(),
+        ga4_params_udf(),
+        session_key_id_udf(),
     ]
 }
 

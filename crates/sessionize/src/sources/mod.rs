@@ -1,0 +1,299 @@
+//! Export sources: the shape each analytics tool exports its events in, mapped onto the columns
+//! every command reads (Amplitude's names): `user_id` (the actor), `device_id`, `event_time`
+//! (`Timestamp(µs, "UTC")`), `event_type`, `session_id` (the SDK's session key, Int64), `insert_id`,
+//! `event_properties` (JSON text), and, where the export has it, `platform`. The export's other
+//! columns follow unchanged.
+//!
+//! One file per source holds its mapping and cites where the vendor documents the schema. A
+//! source is chosen by name (`--source`) or recognised from its signature columns; Amplitude's
+//! shapes (the Export API, the S3 export, Fivetran's `event` table) already have these names and
+//! need no mapping.
+
+mod amplitude;
+mod ga4;
+mod mixpanel;
+mod posthog;
+mod segment;
+mod snowplow;
+
+use std::fmt::Write as _;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::{Result, plan_err};
+use datafusion::prelude::SessionContext;
+
+use crate::sessions::ident;
+
+/// An export format.
+#[derive(Debug)]
+pub struct Source {
+    /// The `--source` name.
+    pub name: &'static str,
+    /// What stderr calls it: "a GA4 export".
+    pub title: &'static str,
+    /// Where the vendor documents the schema.
+    pub documented_at: &'static str,
+    /// Columns that identify the export: each inner list is alternatives, one of which must
+    /// exist.
+    pub signature: &'static [&'static [&'static str]],
+    /// What the SDK's session key is, or `None` when the export has none.
+    pub session_key: Option<&'static str>,
+    /// The mapping: SQL for each canonical column over the raw columns. `None` for Amplitude's
+    /// own shapes, read as they are.
+    mapping: Option<fn(&Raw) -> Mapping>,
+}
+
+/// The canonical columns as SQL over the raw ones (`None`: the export has no such column).
+#[derive(Debug, Default)]
+struct Mapping {
+    user_id: String,
+    device_id: Option<String>,
+    event_time: String,
+    event_type: String,
+    session_id: Option<String>,
+    insert_id: Option<String>,
+    event_properties: Option<String>,
+    platform: Option<String>,
+}
+
+/// The raw export's columns, for building a mapping.
+struct Raw<'a> {
+    schema: &'a Schema,
+}
+
+impl Raw<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.schema.field_with_name(name).is_ok()
+    }
+
+    /// The first of `names` the export has, quoted.
+    fn first(&self, names: &[&str]) -> Option<String> {
+        names.iter().find(|n| self.has(n)).map(|n| ident(n))
+    }
+
+    /// `COALESCE` of those of `names` the export has (text), or NULL.
+    fn coalesce_text(&self, names: &[&str]) -> String {
+        let present: Vec<String> = names
+            .iter()
+            .filter(|n| self.has(n))
+            .map(|n| format!("CAST({} AS VARCHAR)", ident(n)))
+            .collect();
+        match present.len() {
+            0 => "CAST(NULL AS VARCHAR)".to_string(),
+            1 => present[0].clone(),
+            _ => format!("COALESCE({})", present.join(", ")),
+        }
+    }
+}
+
+/// Every source, in the order they are tried when recognising an export.
+pub const SOURCES: &[&Source] = &[
+    &ga4::GA4,
+    &snowplow::SNOWPLOW,
+    &posthog::POSTHOG,
+    &segment::SEGMENT,
+    &mixpanel::MIXPANEL,
+    &amplitude::AMPLITUDE,
+    &amplitude::AMPLITUDE_FIVETRAN,
+];
+
+impl Source {
+    /// Whether `schema` has this source's signature columns.
+    pub fn fits(&self, schema: &Schema) -> bool {
+        self.signature
+            .iter()
+            .all(|any| any.iter().any(|c| schema.field_with_name(c).is_ok()))
+    }
+
+    /// The signature columns `schema` lacks (one name per missing group).
+    fn missing(&self, schema: &Schema) -> Vec<String> {
+        self.signature
+            .iter()
+            .filter(|any| !any.iter().any(|c| schema.field_with_name(c).is_ok()))
+            .map(|any| any.join(" or "))
+            .collect()
+    }
+
+    /// The SQL of the mapped events over the table `raw`, or `None` for Amplitude's shapes.
+    pub fn view_sql(&self, raw: &str, schema: &Schema) -> Option<String> {
+        let mapping = (self.mapping?)(&Raw { schema });
+        let mut columns: Vec<(&str, String)> = vec![
+            ("user_id", mapping.user_id),
+            (
+                "device_id",
+                mapping
+                    .device_id
+                    .unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into()),
+            ),
+            ("event_time", mapping.event_time),
+            ("event_type", mapping.event_type),
+            (
+                "session_id",
+                mapping
+                    .session_id
+                    .unwrap_or_else(|| "CAST(NULL AS BIGINT)".into()),
+            ),
+            (
+                "insert_id",
+                mapping
+                    .insert_id
+                    .unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into()),
+            ),
+            (
+                "event_properties",
+                mapping
+                    .event_properties
+                    .unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into()),
+            ),
+        ];
+        if let Some(platform) = mapping.platform {
+            columns.push(("platform", platform));
+        }
+        let mut sql = String::from("SELECT ");
+        for (name, expr) in &columns {
+            write!(sql, "{expr} AS {}, ", ident(name)).ok();
+        }
+        for field in schema.fields() {
+            if !columns.iter().any(|(name, _)| name == field.name()) {
+                write!(sql, "{}, ", ident(field.name())).ok();
+            }
+        }
+        sql.truncate(sql.len() - 2);
+        write!(sql, " FROM {}", ident(raw)).ok();
+        Some(sql)
+    }
+}
+
+/// The source named `name`; the error lists the names.
+pub fn by_name(name: &str) -> Result<&'static Source> {
+    SOURCES
+        .iter()
+        .copied()
+        .find(|s| s.name.eq_ignore_ascii_case(name))
+        .map_or_else(
+            || {
+                let names: Vec<&str> = SOURCES.iter().map(|s| s.name).collect();
+                plan_err!(
+                    "unknown source '{name}': expected one of {}",
+                    names.join(", ")
+                )
+            },
+            Ok,
+        )
+}
+
+/// The source whose signature `schema` has, trying [`SOURCES`] in order.
+pub fn recognise(schema: &Schema) -> Option<&'static Source> {
+    SOURCES.iter().copied().find(|s| s.fits(schema))
+}
+
+/// Maps the events of `table` by `source` (by name), or by the source they are recognised as
+/// when `source` is `None`: the raw table becomes `__raw_<table>` and `table` a view of the mapped
+/// columns. Returns the source and whether it was recognised rather than named.
+///
+/// Errors: an unknown name, or an export without the named source's signature columns (naming
+/// them).
+pub async fn apply(
+    ctx: &SessionContext,
+    table: &str,
+    source: Option<&str>,
+) -> Result<Option<(&'static Source, bool)>> {
+    let schema = ctx.table(table).await?.schema().as_arrow().clone();
+    let (source, recognised) = match source {
+        Some(name) => {
+            let source = by_name(name)?;
+            let missing = source.missing(&schema);
+            if !missing.is_empty() {
+                return plan_err!(
+                    "--source {} reads the columns of {} (documented at {}), but the input has \
+                     no {}",
+                    source.name,
+                    source.title,
+                    source.documented_at,
+                    missing.join(", no ")
+                );
+            }
+            (source, false)
+        }
+        None => match recognise(&schema) {
+            Some(source) => (source, true),
+            None => return Ok(None),
+        },
+    };
+    let raw = format!("__raw_{table}");
+    if let Some(sql) = source.view_sql(&raw, &schema) {
+        let provider = ctx.table_provider(table).await?;
+        ctx.deregister_table(table)?;
+        ctx.register_table(&raw, provider)?;
+        let view = ctx.sql(&sql).await?.into_view();
+        ctx.register_table(table, view)?;
+    }
+    Ok(Some((source, recognised)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field};
+
+    fn schema(names: &[&str]) -> Schema {
+        Schema::new(
+            names
+                .iter()
+                .map(|n| Field::new(*n, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn exports_are_recognised_by_their_columns() {
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &[
+                    "event_date",
+                    "event_timestamp",
+                    "event_name",
+                    "event_params",
+                    "user_pseudo_id",
+                ],
+                "ga4",
+            ),
+            (
+                &[
+                    "domain_userid",
+                    "derived_tstamp",
+                    "event_name",
+                    "domain_sessionid",
+                ],
+                "snowplow",
+            ),
+            (
+                &["uuid", "event", "distinct_id", "timestamp", "properties"],
+                "posthog",
+            ),
+            (
+                &["anonymousId", "userId", "event", "timestamp", "messageId"],
+                "segment",
+            ),
+            (&["event", "properties"], "mixpanel"),
+            (
+                &["user_id", "event_time", "event_type", "session_id"],
+                "amplitude",
+            ),
+        ];
+        for (columns, name) in cases {
+            assert_eq!(
+                recognise(&schema(columns)).map(|s| s.name),
+                Some(name),
+                "{columns:?}"
+            );
+        }
+        assert!(recognise(&schema(&["a", "b"])).is_none());
+        assert!(
+            by_name("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("expected one of ga4")
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! Segment: the warehouse `tracks` / `pages` tables (`anonymous_id`, `user_id`, `event` or `name`,
+//! `timestamp`, `id`, `context_*` columns,
+//! <https://segment.com/docs/connections/storage/warehouses/schema/>) and Segment's JSON messages
+//! (`anonymousId`, `userId`, `event`, `timestamp` as ISO-8601 text, `messageId`, `properties`,
+//! `context`, <https://segment.com/docs/connections/spec/common/>).
+//!
+//! The actor is the user id, else the anonymous id (the events before a visitor identifies; `--stitch`
+//! attributes them to the user later seen with that anonymous id). Segment has no session id.
+
+use super::{Mapping, Raw, Source};
+
+pub const SEGMENT: Source = Source {
+    name: "segment",
+    title: "a Segment export",
+    documented_at: "https://segment.com/docs/connections/spec/common/",
+    signature: &[
+        &["anonymous_id", "anonymousId"],
+        &["timestamp"],
+        &["event", "name", "type"],
+    ],
+    session_key: None,
+    mapping: Some(mapping),
+};
+
+fn mapping(raw: &Raw) -> Mapping {
+    Mapping {
+        user_id: raw.coalesce_text(&["user_id", "userId", "anonymous_id", "anonymousId"]),
+        device_id: Some(raw.coalesce_text(&["anonymous_id", "anonymousId"])),
+        event_time: format!(
+            "event_time({})",
+            raw.first(&["timestamp"]).unwrap_or_default()
+        ),
+        event_type: raw.coalesce_text(&["event", "name", "type"]),
+        session_id: None,
+        insert_id: Some(raw.coalesce_text(&["message_id", "messageId", "id"])),
+        event_properties: raw
+            .first(&["properties"])
+            .map(|p| format!("CAST({p} AS VARCHAR)")),
+        platform: None,
+    }
+}
