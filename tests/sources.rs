@@ -310,3 +310,126 @@ fn every_source_gives_the_golden_sessions() {
         "unknown source 'heap': expected one of ga4, snowplow",
     );
 }
+
+/// `--actor user_id,device_id`: anonymous events on two devices that share one SDK session id are
+/// two sessions (one per device), not one session of a null user.
+#[test]
+fn the_first_non_null_of_several_actor_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("devices.csv");
+    std::fs::write(
+        &path,
+        "user_id,device_id,event_time,event_type,session_id\n\
+         ,d1,2026-01-05 10:00:00,page_view,5\n\
+         ,d2,2026-01-05 10:01:00,page_view,5\n\
+         ,d1,2026-01-05 10:02:00,page_view,5\n\
+         u1,d1,2026-01-05 10:03:00,login,5\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let sessions = |extra: &[&str]| {
+        let mut args = vec![
+            "sessions",
+            path,
+            "--session-source",
+            "sdk",
+            "--format",
+            "csv",
+        ];
+        args.extend_from_slice(extra);
+        without(&ok(&args), &[])
+            .iter()
+            .skip(1)
+            .map(|row| row.split(',').skip(2).take(4).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sessions(&["--actor", "user_id,device_id"]),
+        [
+            "d1,2,2026-01-05T10:00:00Z,2026-01-05T10:02:00Z",
+            "d2,1,2026-01-05T10:01:00Z,2026-01-05T10:01:00Z",
+            "u1,1,2026-01-05T10:03:00Z,2026-01-05T10:03:00Z",
+        ]
+    );
+    // Without the device, the anonymous events are one session of a null user.
+    assert_eq!(
+        sessions(&[]),
+        [
+            ",3,2026-01-05T10:00:00Z,2026-01-05T10:02:00Z",
+            "u1,1,2026-01-05T10:03:00Z,2026-01-05T10:03:00Z",
+        ]
+    );
+    fails(
+        &["sessions", path, "--actor", "user_id,phone"],
+        "no column 'phone'",
+    );
+}
+
+/// `--stitch anonymous_id=user_id`: a visit that logs in midway is one session of the user; an
+/// anonymous id seen with a user gives that user its later anonymous events too; one never seen
+/// with a user stays itself. `annotate` keeps the input's order.
+#[test]
+fn stitched_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("visits.csv");
+    std::fs::write(
+        &path,
+        "anonymous_id,user_id,event_time,event_type\n\
+         a1,,2026-01-05 10:00:00,page_view\n\
+         a1,,2026-01-05 10:05:00,page_view\n\
+         a1,alice,2026-01-05 10:10:00,login\n\
+         a1,alice,2026-01-05 10:20:00,page_view\n\
+         a2,,2026-01-05 11:00:00,page_view\n\
+         a3,bob,2026-01-05 09:00:00,login\n\
+         a3,,2026-01-05 12:00:00,page_view\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let out = ok(&[
+        "sessions",
+        path,
+        "--stitch",
+        "anonymous_id=user_id",
+        "--format",
+        "csv",
+    ]);
+    let rows: Vec<String> = without(&out, &[])
+        .iter()
+        .skip(1)
+        .map(|row| row.split(',').skip(2).take(4).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "a2,1,2026-01-05T11:00:00Z,2026-01-05T11:00:00Z",
+            "alice,4,2026-01-05T10:00:00Z,2026-01-05T10:20:00Z",
+            "bob,1,2026-01-05T09:00:00Z,2026-01-05T09:00:00Z",
+            "bob,1,2026-01-05T12:00:00Z,2026-01-05T12:00:00Z",
+        ]
+    );
+    let annotated = ok(&[
+        "annotate",
+        path,
+        "--stitch",
+        "anonymous_id=user_id",
+        "--format",
+        "csv",
+    ]);
+    let users: Vec<&str> = annotated
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        users,
+        ["alice", "alice", "alice", "alice", "a2", "bob", "bob"]
+    );
+    fails(
+        &["sessions", path, "--stitch", "anonymous_id"],
+        "--stitch expects ANONYMOUS=USER",
+    );
+    fails(
+        &["sessions", path, "--stitch", "anon=user_id"],
+        "no column 'anon'",
+    );
+}

@@ -92,9 +92,14 @@ pub struct SessionArgs {
     /// formed per actor and platform; other platforms use --timeout.
     #[arg(long, num_args = 2, value_names = ["COLUMN", "PLATFORM=DURATION,..."])]
     timeout_by: Option<Vec<String>>,
-    /// The actor column.
-    #[arg(long, default_value = "user_id", value_name = "COLUMN")]
+    /// The actor column, or several separated by commas: the first non-null of them (Amplitude:
+    /// user_id,device_id; Segment: user_id,anonymous_id), in the first column's place.
+    #[arg(long, default_value = "user_id", value_name = "COLUMN[,COLUMN...]")]
     actor: String,
+    /// Stitch identities: ANONYMOUS=USER, for example anonymous_id=user_id: an event without a
+    /// user id takes the user id its anonymous id was last seen with (else the anonymous id).
+    #[arg(long, value_name = "ANONYMOUS=USER")]
+    stitch: Option<String>,
     /// The event time column: a timestamp, epoch numbers, or ISO-8601 text (with or without an
     /// offset; UTC without one).
     #[arg(long, default_value = "event_time", value_name = "COLUMN")]
@@ -174,6 +179,42 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl SessionArgs {
+    /// The columns `--actor` lists.
+    fn actors(&self) -> Vec<String> {
+        self.actor
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect()
+    }
+
+    /// `--stitch`'s (anonymous id, user id) columns.
+    fn stitch(&self) -> Result<Option<(String, String)>, CliError> {
+        let Some(text) = &self.stitch else {
+            return Ok(None);
+        };
+        match text.split_once('=') {
+            Some((a, u)) if !a.trim().is_empty() && !u.trim().is_empty() => {
+                Ok(Some((a.trim().to_string(), u.trim().to_string())))
+            }
+            _ => Err(CliError(format!(
+                "--stitch expects ANONYMOUS=USER, for example anonymous_id=user_id, but got '{text}'"
+            ))),
+        }
+    }
+
+    /// The column that holds the actor once identities are applied: the first of `--actor`, or
+    /// `--stitch`'s user id.
+    fn actor_column(&self) -> Result<String, CliError> {
+        if let Some((_, user)) = self.stitch()? {
+            return Ok(user);
+        }
+        self.actors()
+            .into_iter()
+            .next()
+            .ok_or_else(|| CliError("--actor names no column".into()))
+    }
+
     /// The library's options from the flags.
     pub fn options(&self) -> Result<SessionsOptions, CliError> {
         let source = match (self.compat, self.session_source) {
@@ -240,7 +281,7 @@ impl SessionArgs {
         }
         Ok(SessionsOptions {
             source,
-            actor: self.actor.clone(),
+            actor: self.actor_column()?,
             time: self.time.clone(),
             event: self.event.clone(),
             session_id_col: self.session_id_col.clone(),
@@ -280,6 +321,19 @@ impl SessionArgs {
         };
         register_inputs(&ctx, "events", &self.inputs, &load).await?;
         let source = crate::map_source(&ctx, self.source.as_deref()).await?;
+        let stitch = self.stitch()?;
+        let actors = match &stitch {
+            Some(_) if self.actor == "user_id" => vec![],
+            _ => self.actors(),
+        };
+        sessionize::identity::apply(
+            &ctx,
+            "events",
+            &actors,
+            stitch.as_ref().map(|(a, u)| (a.as_str(), u.as_str())),
+            &options.time,
+        )
+        .await?;
         if options.source == SessionSource::Sdk
             && let Some(source) = source
             && source.session_key.is_none()

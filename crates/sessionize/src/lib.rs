@@ -33,6 +33,7 @@ pub mod chart;
 pub mod cluster;
 mod docs;
 pub mod formula;
+pub mod identity;
 pub mod output;
 pub mod parquet_writer;
 pub mod plot;

@@ -1,0 +1,177 @@
+//! Who an event belongs to, when an export carries more than one identity: the user id, and a
+//! device or anonymous id for events before the user identifies.
+//!
+//! - **First non-null** (`--actor user_id,device_id`): Amplitude's sessions of users not yet
+//!   identified are per device; Segment's and PostHog's events carry an anonymous id beside the
+//!   user id.
+//! - **Stitched** (`--stitch anonymous_id=user_id`): an event without a user id takes the user id
+//!   its anonymous id was most recently seen with (by event time, over the whole input), so a visit
+//!   that logs in midway is one session of one user. This is dbt's Segment package rule for its
+//!   `blended_user_id` (the latest user id per anonymous id), except that an event that carries a
+//!   user id keeps it: on a shared device the package moves every event of the anonymous id to its
+//!   latest user, which would move one person's identified events to another. Amplitude merges
+//!   an anonymous device into the user it identifies as (<https://amplitude.com/docs/data/sources/
+//!   instrument-track-unique-users>), which is this rule for the events before identification;
+//!   Mixpanel's ID merge does the same with `$device_id` and `$user_id`.
+//!
+//! Both keep the table's columns and put the identity in the first actor column (the one the
+//! sessions table names `user_id`), as text.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+use crate::sessions::{ident, require_column};
+
+/// Replaces `table` by a view whose column `actors[0]` is the first non-null of `actors` (all cast
+/// to text), or, with `stitch` = (anonymous id, user id), the user id, else the user id the
+/// anonymous id was last seen with (by `time`), else the anonymous id. The raw table becomes
+/// `__identity_<table>`. Returns the actor column to use.
+///
+/// Errors: a missing column (naming the flag), an empty list without `stitch`, `stitch` with
+/// several actors.
+pub async fn apply(
+    ctx: &SessionContext,
+    table: &str,
+    actors: &[String],
+    stitch: Option<(&str, &str)>,
+    time: &str,
+) -> Result<String> {
+    if stitch.is_none() {
+        match actors {
+            [] => return plan_err!("--actor names no column"),
+            [only] => return Ok(only.clone()),
+            _ => {}
+        }
+    }
+    let schema = ctx.table(table).await?.schema().as_arrow().clone();
+    for actor in actors {
+        require_column(&schema, actor, "--actor")?;
+    }
+    let raw = format!("__identity_{table}");
+    let text = |c: &str| format!("CAST({} AS VARCHAR)", ident(c));
+    let (actor, sql) = match stitch {
+        None => {
+            let coalesced: Vec<String> = actors.iter().map(|a| text(a)).collect();
+            let first = &actors[0];
+            (
+                first.clone(),
+                format!(
+                    "SELECT * REPLACE (COALESCE({}) AS {}) FROM {}",
+                    coalesced.join(", "),
+                    ident(first),
+                    ident(&raw)
+                ),
+            )
+        }
+        Some((anonymous, user)) => {
+            if actors.len() > 1 {
+                return plan_err!(
+                    "--stitch puts the stitched user id in the actor column: give --actor one column"
+                );
+            }
+            require_column(&schema, anonymous, "--stitch")?;
+            require_column(&schema, user, "--stitch")?;
+            require_column(&schema, time, "--time")?;
+            let (a, u, t) = (ident(anonymous), ident(user), ident(time));
+            // The user each anonymous id was last seen with: the latest of its events that
+            // carry a user id (ties: the greatest user id, so that the choice never depends on
+            // the rows' order). Kept in memory, one entry per such anonymous id, and looked up
+            // by a function, so the events keep their order (a join would not).
+            let latest = format!(
+                "SELECT CAST({a} AS VARCHAR) AS anonymous, \
+                 last_value(CAST({u} AS VARCHAR) ORDER BY {t} ASC NULLS FIRST, CAST({u} AS VARCHAR) ASC) AS user \
+                 FROM {} WHERE {u} IS NOT NULL AND {a} IS NOT NULL GROUP BY CAST({a} AS VARCHAR)",
+                ident(table)
+            );
+            let mut users = HashMap::new();
+            for batch in ctx.sql(&latest).await?.collect().await? {
+                let anonymous = cast(batch.column(0), &DataType::Utf8)?;
+                let user = cast(batch.column(1), &DataType::Utf8)?;
+                let (anonymous, user) = (anonymous.as_string::<i32>(), user.as_string::<i32>());
+                for row in 0..batch.num_rows() {
+                    if anonymous.is_valid(row) && user.is_valid(row) {
+                        users.insert(
+                            anonymous.value(row).to_string(),
+                            user.value(row).to_string(),
+                        );
+                    }
+                }
+            }
+            let name = format!("__stitched_{table}");
+            ctx.register_udf(ScalarUDF::new_from_impl(Stitched {
+                name: name.clone(),
+                users: Arc::new(users),
+                signature: Signature::any(1, Volatility::Immutable),
+            }));
+            (
+                user.to_string(),
+                format!(
+                    "SELECT * REPLACE (COALESCE(CAST({u} AS VARCHAR), {name}(CAST({a} AS VARCHAR)), \
+                     CAST({a} AS VARCHAR)) AS {u}) FROM {}",
+                    ident(&raw)
+                ),
+            )
+        }
+    };
+    let provider = ctx.table_provider(table).await?;
+    ctx.deregister_table(table)?;
+    ctx.register_table(&raw, provider)?;
+    let view = ctx.sql(&sql).await?.into_view();
+    ctx.register_table(table, view)?;
+    Ok(actor)
+}
+
+/// The look-up of [`apply`]'s stitching: an anonymous id's latest user id, or null.
+#[derive(Debug)]
+struct Stitched {
+    name: String,
+    users: Arc<HashMap<String, String>>,
+    signature: Signature,
+}
+
+impl PartialEq for Stitched {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.users, &other.users)
+    }
+}
+
+impl Eq for Stitched {}
+
+impl std::hash::Hash for Stitched {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Stitched {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let anonymous = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Utf8)?;
+        let users: StringArray = anonymous
+            .as_string::<i32>()
+            .iter()
+            .map(|a| a.and_then(|a| self.users.get(a).map(String::as_str)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(users)))
+    }
+}
