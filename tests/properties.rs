@@ -570,3 +570,133 @@ fn reference_on_a_hand_made_case() {
         vec![(1, 0, 0, 1800, 3), (2, 3_601_000, 3601, 3601, 2)]
     );
 }
+
+/// The time of a test event: seconds after 2026-01-01T00:00:00Z, as `HH:MM:SS` of that day.
+fn clock(secs: i64) -> String {
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The sessions (user, start, end, events) of the inputs at `path`, read as the commands read
+/// them: loaded, and mapped by the source they are recognised as (`expected`).
+async fn sessions_of(path: &std::path::Path, expected: Option<&str>) -> Vec<String> {
+    let ctx = sessionize::context().expect("context");
+    let load = sessionize::tables::LoadOptions {
+        time_column: Some("event_time".into()),
+        ..Default::default()
+    };
+    sessionize::tables::register_inputs(&ctx, "events", &[path.display().to_string()], &load)
+        .await
+        .expect("load");
+    let source = sessionize::sources::apply(&ctx, "events", None)
+        .await
+        .expect("source");
+    assert_eq!(source.map(|(s, _)| s.name), expected, "{}", path.display());
+    let schema = ctx
+        .table("events")
+        .await
+        .expect("table")
+        .schema()
+        .as_arrow()
+        .clone();
+    let options = sessionize::sessions::SessionsOptions::default();
+    let sql = sessionize::sessions::sessions_sql("events", &schema, &options).expect("sql");
+    let sql = format!(
+        "SELECT user_id, session_started_at, session_ended_at, events_per_session FROM ({sql}) ORDER BY 1, 2"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("format")
+        .to_string()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Random events written in each source's shape (Segment's messages, Mixpanel's raw export,
+/// PostHog's events with offsets, Snowplow's atomic events as CSV) give the sessions of the same
+/// events in Amplitude's shape.
+async fn check_sources(events: &[Event]) -> Result<(), TestCaseError> {
+    let events: Vec<(&str, i64, &str)> = events
+        .iter()
+        .filter_map(|e| {
+            let kind = if e.restart == Some(true) {
+                "open"
+            } else {
+                "view"
+            };
+            Some((e.actor?, e.secs?, kind))
+        })
+        .collect();
+    prop_assume!(!events.is_empty());
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let mut canonical = String::from("user_id,event_time,event_type\n");
+    let (mut segment, mut mixpanel, mut posthog) = (String::new(), String::new(), String::new());
+    let mut snowplow = String::from(
+        "event_id,derived_tstamp,collector_tstamp,event_name,user_id,domain_userid,domain_sessionid\n",
+    );
+    for (i, (actor, secs, kind)) in events.iter().enumerate() {
+        let t = clock(*secs);
+        canonical.push_str(&format!("{actor},2026-01-01 {t},{kind}\n"));
+        segment.push_str(&format!(
+            "{{\"type\":\"track\",\"event\":\"{kind}\",\"userId\":\"{actor}\",\"anonymousId\":\"anon-{actor}\",\"timestamp\":\"2026-01-01T{t}.000Z\",\"messageId\":\"m{i}\",\"properties\":{{}}}}\n"
+        ));
+        mixpanel.push_str(&format!(
+            "{{\"event\":\"{kind}\",\"properties\":{{\"time\":{},\"distinct_id\":\"{actor}\",\"$insert_id\":\"m{i}\"}}}}\n",
+            1_767_225_600 + secs
+        ));
+        // Every other event with a +05:30 offset.
+        let stamp = if i % 2 == 0 {
+            format!("2026-01-01T{}+05:30", clock(secs + 19_800))
+        } else {
+            format!("2026-01-01T{t}Z")
+        };
+        posthog.push_str(&format!(
+            "{{\"uuid\":\"u{i}\",\"event\":\"{kind}\",\"distinct_id\":\"{actor}\",\"timestamp\":\"{stamp}\",\"properties\":{{}}}}\n"
+        ));
+        snowplow.push_str(&format!(
+            "e{i},2026-01-01 {t},2026-01-01 {t},{kind},{actor},d-{actor},\n"
+        ));
+    }
+    let expected = sessions_of(&write("amplitude.csv", canonical), None).await;
+    for (name, text, source) in [
+        ("segment.ndjson", segment, "segment"),
+        ("mixpanel.ndjson", mixpanel, "mixpanel"),
+        ("posthog.ndjson", posthog, "posthog"),
+        ("snowplow.csv", snowplow, "snowplow"),
+    ] {
+        let got = sessions_of(&write(name, text), Some(source)).await;
+        prop_assert_eq!(&got, &expected, "{}", source);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn every_source_shape_gives_the_canonical_sessions(
+        events in prop::collection::vec(event_strategy(), 1..30)
+    ) {
+        runtime().block_on(check_sources(&events))?;
+    }
+}

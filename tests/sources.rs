@@ -433,3 +433,20 @@ fn stitched_identities() {
         "no column 'anon'",
     );
 }
+
+/// An export that lacks part of a source's signature is not mapped, and the missing-column error
+/// names the source it looks like.
+#[test]
+fn a_missing_column_error_suggests_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tracks.csv");
+    std::fs::write(
+        &path,
+        "anonymous_id,user_id,event,sent_at\na1,,page,2026-01-01 00:00:00\n",
+    )
+    .unwrap();
+    fails(
+        &["sessions", path.to_str().unwrap()],
+        "map it with --time COLUMN (the input looks like a Segment export: try --source segment)",
+    );
+}

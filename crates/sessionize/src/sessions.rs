@@ -211,8 +211,16 @@ pub(crate) fn require_mapped_column<'a>(
         Ok(field) => Ok(field.data_type()),
         Err(_) => {
             let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let looks_like = crate::sources::resembles(schema)
+                .map(|s| {
+                    format!(
+                        " (the input looks like {}: try --source {})",
+                        s.title, s.name
+                    )
+                })
+                .unwrap_or_default();
             plan_err!(
-                "the events have no column '{column}' (columns found: {}); map it with {how}",
+                "the events have no column '{column}' (columns found: {}); map it with {how}{looks_like}",
                 found.join(", ")
             )
         }

@@ -187,6 +187,22 @@ pub fn recognise(schema: &Schema) -> Option<&'static Source> {
     SOURCES.iter().copied().find(|s| s.fits(schema))
 }
 
+/// The mapped source `schema` looks most like, though it lacks some of its signature: the one
+/// with the largest share of its signature present, at least half. For "missing column" errors.
+pub fn resembles(schema: &Schema) -> Option<&'static Source> {
+    SOURCES
+        .iter()
+        .copied()
+        .filter(|s| s.mapping.is_some())
+        .map(|s| {
+            let present = s.signature.len() - s.missing(schema).len();
+            (s, present as f64 / s.signature.len() as f64)
+        })
+        .filter(|(_, share)| *share >= 0.5)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(s, _)| s)
+}
+
 /// Maps the events of `table` by `source` (by name), or by the source they are recognised as
 /// when `source` is `None`: the raw table becomes `__raw_<table>` and `table` a view of the mapped
 /// columns. Returns the source and whether it was recognised rather than named.
