@@ -709,3 +709,51 @@ fn charts_keep_every_interval() {
     assert_eq!(lines.len(), 2, "a header and one row: {total}");
     assert!(lines[1].starts_with(",All users,0,0.0,"), "{total}");
 }
+
+/// Sessions are formed over every event and counted in the interval of their start: `--from` /
+/// `--to` choose which sessions count, never cut one (b's 23:50 to 00:10 session is one session of
+/// Jan 1, 20 minutes long, whatever the range).
+#[test]
+fn the_range_does_not_cut_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("midnight.csv");
+    std::fs::write(
+        &path,
+        "user_id,event_time,event_type\n\
+         a,2026-01-01 10:00:00,view\n\
+         a,2026-01-01 10:10:00,buy\n\
+         b,2026-01-01 23:50:00,view\n\
+         b,2026-01-02 00:10:00,view\n\
+         a,2026-01-05 10:00:00,view\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let first_cells = |extra: &[&str]| {
+        let mut args = vec!["chart", path, "--format", "csv"];
+        args.extend_from_slice(extra);
+        ok(&args)
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').take(4).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        first_cells(&["--to", "2026-01-01"]),
+        ["2026-01-01,All users,2,1800.0"]
+    );
+    assert_eq!(
+        first_cells(&["--from", "2026-01-02", "--to", "2026-01-02"]),
+        ["2026-01-02,All users,0,0.0"]
+    );
+    assert_eq!(
+        first_cells(&[
+            "--from",
+            "2026-01-02",
+            "--to",
+            "2026-01-05",
+            "--interval",
+            "total"
+        ]),
+        ["2026-01-02,All users,1,0.0"]
+    );
+}

@@ -666,22 +666,37 @@ impl<'a> Compiler<'a> {
         for (i, property) in self.needed.iter().enumerate() {
             write!(select, ", {} AS __p{i}", self.props.sql(property)?).ok();
         }
-        let mut filters = vec![
+        let filters = [
             format!("{actor} IS NOT NULL"),
             format!("{time} IS NOT NULL"),
         ];
-        if let Some(from) = &self.spec.from {
-            filters.push(format!("{} >= DATE {}", self.day(&time), literal(from)));
-        }
-        if let Some(to) = &self.spec.to {
-            filters.push(format!("{} <= DATE {}", self.day(&time), literal(to)));
-        }
+        // Sessions are formed over every event and counted in the interval of their start
+        // (`in_range`); users, segments and active users are those of the range's events (`evr`).
+        let range = self.in_range("event_time");
         Ok(format!(
-            "ev AS ({select}, {iv} AS __iv FROM {table} WHERE {})",
+            "ev AS ({select}, {iv} AS __iv FROM {table} WHERE {}),\nevr AS (SELECT * FROM ev{})",
             filters.join(" AND "),
+            if range.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", range.join(" AND "))
+            },
             iv = self.interval_start(&time),
             table = self.table,
         ))
+    }
+
+    /// Conditions that the day of the timestamp `ts` lies in the chart's range (none without
+    /// `--from` / `--to`).
+    fn in_range(&self, ts: &str) -> Vec<String> {
+        let mut conditions = vec![];
+        if let Some(from) = &self.spec.from {
+            conditions.push(format!("{} >= DATE {}", self.day(ts), literal(from)));
+        }
+        if let Some(to) = &self.spec.to {
+            conditions.push(format!("{} <= DATE {}", self.day(ts), literal(to)));
+        }
+        conditions
     }
 
     /// `users`, `segs` (the users of each segment, numbered from 1) and `active` (active users per
@@ -708,7 +723,7 @@ impl<'a> Compiler<'a> {
             }
         }
         ctes.push(format!(
-            "users AS (SELECT user_id{user_cols} FROM ev GROUP BY user_id)"
+            "users AS (SELECT user_id{user_cols} FROM evr GROUP BY user_id)"
         ));
         let mut selects = vec![];
         if segments.is_empty() {
@@ -736,12 +751,12 @@ impl<'a> Compiler<'a> {
         }
         ctes.push(format!("segs AS ({})", selects.join(" UNION ALL ")));
         ctes.push(format!(
-            "active AS (SELECT ev.__iv, {}, count(DISTINCT ev.user_id) AS __active \
-             FROM ev {} WHERE NOT {} GROUP BY {})",
+            "active AS (SELECT evr.__iv, {}, count(DISTINCT evr.user_id) AS __active \
+             FROM evr {} WHERE NOT {} GROUP BY {})",
             self.seg_column(),
-            self.segs_join("ev"),
+            self.segs_join("evr"),
             self.excluded,
-            self.seg_group_by("ev.__iv")
+            self.seg_group_by("evr.__iv")
         ));
         Ok(if segments.is_empty() {
             vec!["All users".to_string()]
@@ -834,6 +849,7 @@ impl<'a> Compiler<'a> {
             self.per_second
         );
         let mut session_filters = vec![format!("{length} <= {}", self.max_length)];
+        session_filters.extend(self.in_range("__start"));
         if let Some(min) = &row.min_duration {
             session_filters.push(format!(
                 "{length} >= {}",
