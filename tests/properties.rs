@@ -592,7 +592,7 @@ async fn sessions_of(path: &std::path::Path, expected: Option<&str>) -> Vec<Stri
     sessionize::tables::register_inputs(&ctx, "events", &[path.display().to_string()], &load)
         .await
         .expect("load");
-    let source = sessionize::sources::apply(&ctx, "events", None)
+    let source = sessionize::sources::apply(&ctx, "events", None, Default::default())
         .await
         .expect("source");
     assert_eq!(source.map(|(s, _)| s.name), expected, "{}", path.display());
@@ -673,7 +673,7 @@ async fn check_sources(events: &[Event]) -> Result<(), TestCaseError> {
             "e{i},2026-01-01 {t},2026-01-01 {t},{kind},{actor},d-{actor},\n"
         ));
     }
-    let expected = sessions_of(&write("amplitude.csv", canonical), None).await;
+    let expected = sessions_of(&write("amplitude.csv", canonical), Some("amplitude")).await;
     for (name, text, source) in [
         ("segment.ndjson", segment, "segment"),
         ("mixpanel.ndjson", mixpanel, "mixpanel"),

@@ -434,7 +434,7 @@ fn bad_input_gives_one_clear_sentence_and_no_output() {
     std::fs::write(&empty, "").unwrap();
     fails(
         &["sessions", empty.to_str().unwrap(), "--output", out],
-        "is empty: it holds no events",
+        "the input holds no events: ",
     );
     let blank = dir.path().join("blank.json");
     std::fs::write(&blank, "\n\n").unwrap();

@@ -254,7 +254,7 @@ fn every_source_gives_the_golden_sessions() {
         let count = ok(&[
             "query",
             &path,
-            "SELECT count(*) AS n, count(DISTINCT user_id) AS u FROM events",
+            "SELECT count(*) AS n, count(DISTINCT COALESCE(user_id, device_id)) AS u FROM events",
             "--format",
             "csv",
         ]);
@@ -415,14 +415,23 @@ fn stitched_identities() {
         "--format",
         "csv",
     ]);
-    let users: Vec<&str> = annotated
+    // The export's user_id as it was, the identity in `actor` (before the two new columns).
+    let users: Vec<(&str, &str)> = annotated
         .lines()
         .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap())
+        .map(|l| (l.split(',').nth(1).unwrap(), l.rsplit(',').nth(2).unwrap()))
         .collect();
     assert_eq!(
         users,
-        ["alice", "alice", "alice", "alice", "a2", "bob", "bob"]
+        [
+            ("", "alice"),
+            ("", "alice"),
+            ("alice", "alice"),
+            ("alice", "alice"),
+            ("", "a2"),
+            ("bob", "bob"),
+            ("", "bob")
+        ]
     );
     fails(
         &["sessions", path, "--stitch", "anonymous_id"],
@@ -449,4 +458,88 @@ fn a_missing_column_error_suggests_the_source() {
         &["sessions", path.to_str().unwrap()],
         "map it with --time COLUMN (the input looks like a Segment export: try --source segment)",
     );
+}
+
+/// On Segment's warehouse `tracks` table the actor is the user id, else the anonymous id, and
+/// `--stitch anonymous_id=user_id` (or the mapped `device_id=user_id`) joins a visit that logs in
+/// midway; the export's own `user_id` stays as it was. An export that has the commands' own
+/// `event_time` and `event_type` is read as it is, and `--time-unit` applies to sources too.
+#[test]
+fn sources_keep_the_export_columns_and_stitch() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let tracks = write(
+        "tracks.csv",
+        "id,anonymous_id,user_id,event,timestamp\n\
+         t1,a1,,page_viewed,2026-01-01 10:00:00\n\
+         t2,a1,u1,signed_in,2026-01-01 10:10:00\n\
+         t3,a1,u1,page_viewed,2026-01-01 10:40:00\n\
+         t4,a2,,page_viewed,2026-01-01 09:00:00\n\
+         t5,a2,u1,clicked,2026-01-01 09:20:00\n",
+    );
+    let sessions = |extra: &[&str]| {
+        let mut args = vec!["sessions", tracks.as_str(), "--format", "csv"];
+        args.extend_from_slice(extra);
+        without(&ok(&args), &[])
+            .iter()
+            .skip(1)
+            .map(|row| row.split(',').skip(2).take(2).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sessions(&[]), ["a1,1", "a2,1", "u1,1", "u1,2"]);
+    for stitch in ["anonymous_id=user_id", "device_id=user_id"] {
+        assert_eq!(
+            sessions(&["--stitch", stitch]),
+            ["u1,2", "u1,3"],
+            "{stitch}"
+        );
+    }
+    let annotated = ok(&["annotate", &tracks, "--format", "csv"]);
+    let header = annotated.lines().next().unwrap();
+    assert!(
+        header.starts_with("user_id,device_id,event_time,event_type"),
+        "{header}"
+    );
+    assert!(
+        annotated.lines().nth(1).unwrap().starts_with(",a1,"),
+        "{annotated}"
+    );
+
+    let both = write(
+        "both.csv",
+        "user_id,event_time,event_type,event,timestamp,anonymous_id\n\
+         a,2026-01-01 10:00:00,x,y,2020-01-01 00:00:00,q\n",
+    );
+    let out = ok(&["sessions", &both, "--format", "csv"]);
+    assert!(out.contains("2026-01-01T10:00:00Z"), "{out}");
+
+    let millis = write(
+        "mixpanel.ndjson",
+        "{\"event\":\"Page\",\"properties\":{\"time\":1000,\"distinct_id\":\"d9\"}}\n\
+         {\"event\":\"Page\",\"properties\":{\"time\":1801000,\"distinct_id\":\"d9\"}}\n",
+    );
+    let out = ok(&["sessions", &millis, "--time-unit", "ms", "--format", "csv"]);
+    assert_eq!(out.lines().count(), 2, "one session: {out}");
+    assert!(out.contains("1970-01-01T00:00:01Z"), "{out}");
+}
+
+/// Empty files (zero bytes, blank lines, an empty `.json.gz`: an hour of an export without
+/// events) add nothing beside other inputs; alone, the input holds no events.
+#[test]
+fn empty_files_beside_others_add_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    let blank = dir.path().join("blank.ndjson");
+    std::fs::write(&blank, "\n\n").unwrap();
+    let (empty, blank) = (empty.to_str().unwrap(), blank.to_str().unwrap());
+    let alone = ok(&["sessions", SAMPLE, "--format", "csv"]);
+    let with = ok(&["sessions", SAMPLE, empty, blank, "--format", "csv"]);
+    assert_eq!(normalized(&with), normalized(&alone));
+    fails(&["sessions", empty], "the input holds no events: '");
+    fails(&["sessions", blank], "blank.ndjson' holds no JSON objects");
 }

@@ -215,7 +215,7 @@ impl ChartCommand {
 }
 
 pub async fn run(args: ChartCommand) -> Result<(), CliError> {
-    let spec = args.spec()?;
+    let mut spec = args.spec()?;
     let config = datafusion::prelude::SessionConfig::new();
     let ctx = crate::context(args.cluster.cluster.as_deref(), config).await?;
     let load = LoadOptions {
@@ -225,7 +225,27 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
         sorted_by: crate::sorted_by(),
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
-    crate::map_source(&ctx, args.source.as_deref()).await?;
+    let source = crate::map_source(&ctx, args.source.as_deref(), args.time_unit).await?;
+    if let Some(source) = source {
+        if spec.session.source == "sdk" && source.session_key.is_none() {
+            return Err(CliError(format!(
+                "{} carries no session id, so --session-source sdk has nothing to read: use \
+                 derived sessions (the default)",
+                source.title
+            )));
+        }
+        // A source's own actor: the user id, else the device or anonymous id.
+        if spec.session.actor == "user_id" && !source.default_actors.is_empty() {
+            let actors: Vec<String> = source
+                .default_actors
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            spec.session.actor =
+                sessionize::identity::apply(&ctx, "events", &actors, None, &spec.session.time)
+                    .await?;
+        }
+    }
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let sql = sessionize::chart::chart_sql("events", &schema, &spec)?;
     if args.print_sql {

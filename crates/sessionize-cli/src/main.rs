@@ -61,8 +61,9 @@ pub fn sorted_by() -> Vec<String> {
 pub async fn map_source(
     ctx: &datafusion::prelude::SessionContext,
     source: Option<&str>,
+    unit: sessionize::scalar::EpochUnit,
 ) -> Result<Option<&'static sessionize::sources::Source>, CliError> {
-    let mapped = sessionize::sources::apply(ctx, "events", source).await?;
+    let mapped = sessionize::sources::apply(ctx, "events", source, unit).await?;
     if let Some((source, true)) = mapped
         && !source.name.starts_with("amplitude")
     {

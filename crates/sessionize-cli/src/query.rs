@@ -100,7 +100,7 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
     };
     if let Some(path) = events {
         sessionize::tables::register_inputs(&ctx, "events", &[path], &load).await?;
-        crate::map_source(&ctx, args.source.as_deref()).await?;
+        crate::map_source(&ctx, args.source.as_deref(), Default::default()).await?;
     }
     for table in &args.tables {
         let Some((name, path)) = table.split_once('=') else {

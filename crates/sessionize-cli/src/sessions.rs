@@ -94,8 +94,9 @@ pub struct SessionArgs {
     timeout_by: Option<Vec<String>>,
     /// The actor column, or several separated by commas: the first non-null of them (Amplitude:
     /// user_id,device_id; Segment: user_id,anonymous_id), in the first column's place.
-    #[arg(long, default_value = "user_id", value_name = "COLUMN[,COLUMN...]")]
-    actor: String,
+    /// [default: user_id; with an export source, the user id, else the device or anonymous id]
+    #[arg(long, value_name = "COLUMN[,COLUMN...]")]
+    actor: Option<String>,
     /// Stitch identities: ANONYMOUS=USER, for example anonymous_id=user_id: an event without a
     /// user id takes the user id its anonymous id was last seen with (else the anonymous id).
     #[arg(long, value_name = "ANONYMOUS=USER")]
@@ -182,6 +183,8 @@ impl SessionArgs {
     /// The columns `--actor` lists.
     fn actors(&self) -> Vec<String> {
         self.actor
+            .as_deref()
+            .unwrap_or("user_id")
             .split(',')
             .map(|a| a.trim().to_string())
             .filter(|a| !a.is_empty())
@@ -301,7 +304,7 @@ impl SessionArgs {
     }
 
     /// A context with the inputs registered as `events`.
-    pub async fn load(&self, options: &SessionsOptions) -> Result<SessionContext, CliError> {
+    pub async fn load(&self, options: &mut SessionsOptions) -> Result<SessionContext, CliError> {
         self.load_with(options, datafusion::prelude::SessionConfig::new())
             .await
     }
@@ -309,7 +312,7 @@ impl SessionArgs {
     /// [`Self::load`] with a session configuration.
     async fn load_with(
         &self,
-        options: &SessionsOptions,
+        options: &mut SessionsOptions,
         config: datafusion::prelude::SessionConfig,
     ) -> Result<SessionContext, CliError> {
         let ctx = crate::context(self.cluster.cluster.as_deref(), config).await?;
@@ -320,13 +323,20 @@ impl SessionArgs {
             sorted_by: crate::sorted_by(),
         };
         register_inputs(&ctx, "events", &self.inputs, &load).await?;
-        let source = crate::map_source(&ctx, self.source.as_deref()).await?;
+        let source = crate::map_source(&ctx, self.source.as_deref(), self.time_unit).await?;
         let stitch = self.stitch()?;
-        let actors = match &stitch {
-            Some(_) if self.actor == "user_id" => vec![],
+        let actor_given = self.actor.is_some();
+        let actors: Vec<String> = match (&stitch, source) {
+            (Some(_), _) if !actor_given => vec![],
+            // A source's own actor: the user id, else the device or anonymous id.
+            (None, Some(source)) if !actor_given && !source.default_actors.is_empty() => source
+                .default_actors
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
             _ => self.actors(),
         };
-        sessionize::identity::apply(
+        options.actor = sessionize::identity::apply(
             &ctx,
             "events",
             &actors,
@@ -551,7 +561,7 @@ impl AnnotateCommand {
 }
 
 pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
-    let options = args.session.options()?;
+    let mut options = args.session.options()?;
     let mut config = datafusion::prelude::SessionConfig::new();
     if !crate::sorted_by().is_empty()
         && !crate::threads_given()
@@ -563,7 +573,7 @@ pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
         // same wall time (the Parquet writer encodes on other threads), half the peak memory.
         config = config.with_target_partitions(1);
     }
-    let ctx = args.session.load_with(&options, config).await?;
+    let ctx = args.session.load_with(&mut options, config).await?;
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let sql = sessionize::sessions::sessions_sql("events", &schema, &options)?;
     if args.print_sql {
@@ -602,8 +612,8 @@ pub struct AnnotateCommand {
 }
 
 pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {
-    let options = args.session.options()?;
-    let ctx = args.session.load(&options).await?;
+    let mut options = args.session.options()?;
+    let ctx = args.session.load(&mut options).await?;
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let sql = sessionize::sessions::annotate_sql("events", &schema, &options, args.concluded)?;
     if args.print_sql {

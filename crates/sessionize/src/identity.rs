@@ -14,8 +14,8 @@
 //!   instrument-track-unique-users>), which is this rule for the events before identification;
 //!   Mixpanel's ID merge does the same with `$device_id` and `$user_id`.
 //!
-//! Both keep the table's columns and put the identity in the first actor column (the one the
-//! sessions table names `user_id`), as text.
+//! Both keep the table's columns and add the identity as a text column `actor` (the sessions
+//! table's `user_id`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,12 +29,13 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::sessions::{ident, require_column};
+use crate::sessions::{ident, require_column, require_mapped_column};
 
-/// Replaces `table` by a view whose column `actors[0]` is the first non-null of `actors` (all cast
+/// Replaces `table` by a view with a column [`ACTOR`]: the first non-null of `actors` (all cast
 /// to text), or, with `stitch` = (anonymous id, user id), the user id, else the user id the
 /// anonymous id was last seen with (by `time`), else the anonymous id. The raw table becomes
-/// `__identity_<table>`. Returns the actor column to use.
+/// `__identity_<table>`. Returns the actor column to use: [`ACTOR`], or the one column of `actors`
+/// when there is one and no `stitch` (nothing is changed then).
 ///
 /// Errors: a missing column (naming the flag), an empty list without `stitch`, `stitch` with
 /// several actors.
@@ -58,19 +59,10 @@ pub async fn apply(
     }
     let raw = format!("__identity_{table}");
     let text = |c: &str| format!("CAST({} AS VARCHAR)", ident(c));
-    let (actor, sql) = match stitch {
+    let actor = match stitch {
         None => {
             let coalesced: Vec<String> = actors.iter().map(|a| text(a)).collect();
-            let first = &actors[0];
-            (
-                first.clone(),
-                format!(
-                    "SELECT * REPLACE (COALESCE({}) AS {}) FROM {}",
-                    coalesced.join(", "),
-                    ident(first),
-                    ident(&raw)
-                ),
-            )
+            format!("COALESCE({})", coalesced.join(", "))
         }
         Some((anonymous, user)) => {
             if actors.len() > 1 {
@@ -78,8 +70,8 @@ pub async fn apply(
                     "--stitch puts the stitched user id in the actor column: give --actor one column"
                 );
             }
-            require_column(&schema, anonymous, "--stitch")?;
-            require_column(&schema, user, "--stitch")?;
+            require_mapped_column(&schema, anonymous, "--stitch ANONYMOUS=USER")?;
+            require_mapped_column(&schema, user, "--stitch ANONYMOUS=USER")?;
             require_column(&schema, time, "--time")?;
             let (a, u, t) = (ident(anonymous), ident(user), ident(time));
             // The user each anonymous id was last seen with: the latest of its events that
@@ -112,23 +104,28 @@ pub async fn apply(
                 users: Arc::new(users),
                 signature: Signature::any(1, Volatility::Immutable),
             }));
-            (
-                user.to_string(),
-                format!(
-                    "SELECT * REPLACE (COALESCE(CAST({u} AS VARCHAR), {name}(CAST({a} AS VARCHAR)), \
-                     CAST({a} AS VARCHAR)) AS {u}) FROM {}",
-                    ident(&raw)
-                ),
+            format!(
+                "COALESCE(CAST({u} AS VARCHAR), {name}(CAST({a} AS VARCHAR)), CAST({a} AS VARCHAR))"
             )
         }
+    };
+    // The identity is a column of its own, `actor` (the input's columns stay as they were),
+    // unless the input has a column of that name, which it then replaces.
+    let sql = if schema.field_with_name(ACTOR).is_ok() {
+        format!("SELECT * REPLACE ({actor} AS {ACTOR}) FROM {}", ident(&raw))
+    } else {
+        format!("SELECT *, {actor} AS {ACTOR} FROM {}", ident(&raw))
     };
     let provider = ctx.table_provider(table).await?;
     ctx.deregister_table(table)?;
     ctx.register_table(&raw, provider)?;
     let view = ctx.sql(&sql).await?.into_view();
     ctx.register_table(table, view)?;
-    Ok(actor)
+    Ok(ACTOR.to_string())
 }
+
+/// The column that holds the identity when [`apply`] makes one.
+pub const ACTOR: &str = "actor";
 
 /// The look-up of [`apply`]'s stitching: an anonymous id's latest user id, or null.
 #[derive(Debug)]

@@ -649,13 +649,12 @@ pub fn annotate_sql(
     let actor = ident(&options.actor);
     let time = ident(&options.time);
     let event = ident(&options.event);
-    let renamed = crate::annotate::output_name;
     let columns: Vec<String> = schema
         .fields()
         .iter()
-        .map(|f| {
+        .zip(crate::annotate::output_names(schema))
+        .map(|(f, out)| {
             let name = f.name();
-            let out = renamed(name);
             if &out == name {
                 ident(name)
             } else {
@@ -746,11 +745,8 @@ pub fn annotate_sql(
             )
         }
     };
-    let output_columns: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| ident(&renamed(f.name())))
-        .collect();
+    let names = crate::annotate::output_names(schema);
+    let output_columns: Vec<String> = names.iter().map(|n| ident(n)).collect();
     if !concluded {
         return Ok(format!(
             "WITH {annotated} SELECT {}, session_id, session_number FROM annotated",
@@ -765,9 +761,10 @@ pub fn annotate_sql(
     let synthetic: Vec<String> = schema
         .fields()
         .iter()
-        .map(|f| {
+        .zip(&names)
+        .map(|(f, out)| {
             let name = f.name();
-            let out = ident(&renamed(name));
+            let out = ident(out);
             if name == &options.actor || Some(name) == platform_col.as_ref() {
                 format!("{} AS {out}", ident(name))
             } else if name == &options.time {

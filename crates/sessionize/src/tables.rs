@@ -151,6 +151,8 @@ struct Found {
     url: ListingTableUrl,
     display: String,
     format: FileFormat,
+    /// A file of zero bytes (an hour of an export without events): left out of the table.
+    empty: bool,
 }
 
 /// Lists the files behind `path` with a format this loader reads.
@@ -188,10 +190,8 @@ async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
         } else {
             format!("/{location}")
         };
-        if meta.size == 0 {
-            return plan_err!("'{display}' is empty: it holds no events");
-        }
         found.push(Found {
+            empty: meta.size == 0,
             url: ListingTableUrl::parse(&file_url)?,
             display,
             format,
@@ -391,7 +391,7 @@ fn json_batches(name: &str, bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>
         lines.push(number + 1);
     }
     if values.is_empty() {
-        return plan_err!("'{name}' holds no events");
+        return Ok((Arc::new(Schema::empty()), vec![], vec![]));
     }
     let schema = infer_json_schema_from_iterator(values.iter().map(Ok))
         .map_err(|e| DataFusionError::Plan(format!("cannot read '{name}' as JSON: {e}")))?;
@@ -601,6 +601,18 @@ pub async fn read_inputs(
     let mut found = vec![];
     for input in inputs {
         found.extend(list_inputs(ctx, input).await?);
+    }
+    // Files of zero bytes add nothing; alone they are an input without events.
+    let empty: Vec<String> = found
+        .iter()
+        .filter(|f| f.empty)
+        .map(|f| format!("'{}' is empty", f.display))
+        .collect();
+    found.retain(|f| !f.empty);
+    if found.is_empty()
+        && let Some(first) = empty.first()
+    {
+        return plan_err!("the input holds no events: {first}");
     }
     if options.for_cluster
         && let Some(other) = found.iter().find(|f| f.format != FileFormat::Parquet)

@@ -56,14 +56,29 @@ use crate::sessions::{
     platform_timeouts, require_column, restart_condition, time_unit,
 };
 
-/// The output name of an input column: `session_id`, `session_number` and `session_length` are
-/// kept as `<name>_input`, since the annotation adds columns of those names.
-pub fn output_name(name: &str) -> String {
-    if matches!(name, "session_id" | "session_number" | "session_length") {
-        format!("{name}_input")
-    } else {
-        name.to_string()
+/// The output names of the input columns: `session_id`, `session_number` and `session_length` are
+/// kept as `<name>_input` (or `<name>_input_input`, ... where the input has that name too), since
+/// the annotation adds columns of those names.
+pub fn output_names(schema: &Schema) -> Vec<String> {
+    let taken = |name: &str, chosen: &[String]| {
+        schema.field_with_name(name).is_ok() || chosen.iter().any(|c| c == name)
+    };
+    let mut names: Vec<String> = vec![];
+    for field in schema.fields() {
+        let name = field.name();
+        let mut out = name.to_string();
+        if matches!(
+            name.as_str(),
+            "session_id" | "session_number" | "session_length"
+        ) {
+            out = format!("{name}_input");
+            while taken(&out, &names) {
+                out.push_str("_input");
+            }
+        }
+        names.push(out);
     }
+    names
 }
 
 /// Every event of `table` with its `session_id` and `session_number` (Int64; null for events left
@@ -269,14 +284,8 @@ impl Plan {
         )
         .ok();
         let mut events_sql = String::from("SELECT ");
-        for field in schema.fields() {
-            write!(
-                events_sql,
-                "{} AS {}, ",
-                ident(field.name()),
-                ident(&output_name(field.name()))
-            )
-            .ok();
+        for (field, out) in schema.fields().iter().zip(output_names(schema)) {
+            write!(events_sql, "{} AS {}, ", ident(field.name()), ident(&out)).ok();
         }
         events_sql.push_str(&keys_sql);
         Ok(Self {

@@ -45,7 +45,7 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use super::{events_plan, in_order, output_name, sessions_index};
+use super::{events_plan, in_order, output_names, sessions_index};
 use crate::output::{Progress, commit};
 use crate::sessions::SessionsOptions;
 
@@ -329,13 +329,13 @@ impl Writer {
     fn new(file: File, input: &Input, new_arrow: SchemaRef) -> Result<Self> {
         let root = input.parquet.root_schema();
         let new_parquet = ArrowSchemaConverter::new().convert(&new_arrow)?;
+        let names = output_names(&input.arrow);
         let mut fields: Vec<TypePtr> = vec![];
-        for field in root.get_fields() {
-            let name = output_name(field.name());
+        for (field, name) in root.get_fields().iter().zip(&names) {
             fields.push(if name == field.name() {
                 Arc::clone(field)
             } else {
-                Arc::new(renamed(field, &name)?)
+                Arc::new(renamed(field, name)?)
             });
         }
         fields.extend(new_parquet.root_schema().get_fields().iter().cloned());
@@ -349,7 +349,8 @@ impl Writer {
                 .arrow
                 .fields()
                 .iter()
-                .map(|f| f.as_ref().clone().with_name(output_name(f.name())))
+                .zip(&names)
+                .map(|(f, name)| f.as_ref().clone().with_name(name))
                 .chain(new_arrow.fields().iter().map(|f| f.as_ref().clone()))
                 .collect::<Vec<_>>(),
         );

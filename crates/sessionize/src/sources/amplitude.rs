@@ -21,6 +21,7 @@ pub const AMPLITUDE: Source = Source {
         &["session_id"],
     ],
     session_key: Some("session_id (-1 out of session)"),
+    default_actors: &[],
     mapping: None,
 };
 
@@ -30,5 +31,6 @@ pub const AMPLITUDE_FIVETRAN: Source = Source {
     documented_at: "https://fivetran.com/docs/connectors/applications/amplitude",
     signature: &[&["id"], &["_insert_id"], &["event_time"], &["event_type"]],
     session_key: Some("session_id (-1 out of session)"),
+    default_actors: &[],
     mapping: None,
 };

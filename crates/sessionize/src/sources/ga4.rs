@@ -3,12 +3,14 @@
 //! `{key, value {string_value, int_value, float_value, double_value}}`;
 //! <https://support.google.com/analytics/answer/7029846>).
 //!
-//! The actor is the user id, else the pseudo id (the device); the SDK's session key is the
+//! `user_id` is the user id and `device_id` the pseudo id (the device); the actor is the user id,
+//! else the pseudo id; the SDK's session key is the
 //! `ga_session_id` parameter (epoch seconds of the session's start), which GA4 pairs with
 //! `user_pseudo_id`. The parameters become `event_properties` as a JSON object (`ga4_params`), so
 //! chart specs read `event.page_location`.
 
 use super::{Mapping, Raw, Source};
+use crate::scalar::EpochUnit;
 
 pub const GA4: Source = Source {
     name: "ga4",
@@ -16,15 +18,16 @@ pub const GA4: Source = Source {
     documented_at: "https://support.google.com/analytics/answer/7029846",
     signature: &[&["event_timestamp"], &["event_name"], &["user_pseudo_id"]],
     session_key: Some("the ga_session_id parameter"),
+    default_actors: &["user_id", "device_id"],
     mapping: Some(mapping),
 };
 
 fn mapping(raw: &Raw) -> Mapping {
     let params = raw.first(&["event_params"]);
     Mapping {
-        user_id: raw.coalesce_text(&["user_id", "user_pseudo_id"]),
+        user_id: raw.coalesce_text(&["user_id"]),
         device_id: Some(raw.coalesce_text(&["user_pseudo_id"])),
-        event_time: "event_time(\"event_timestamp\", 'us')".to_string(),
+        event_time: raw.time("\"event_timestamp\"", EpochUnit::Microseconds),
         event_type: raw.coalesce_text(&["event_name"]),
         session_id: params
             .as_ref()

@@ -6,6 +6,7 @@
 //! The actor is `distinct_id` (Mixpanel's identity). Mixpanel has no session id.
 
 use super::{Mapping, Raw, Source};
+use crate::scalar::EpochUnit;
 
 pub const MIXPANEL: Source = Source {
     name: "mixpanel",
@@ -13,6 +14,7 @@ pub const MIXPANEL: Source = Source {
     documented_at: "https://developer.mixpanel.com/reference/raw-event-export",
     signature: &[&["event"], &["properties"]],
     session_key: None,
+    default_actors: &[],
     mapping: Some(mapping),
 };
 
@@ -25,7 +27,10 @@ fn mapping(raw: &Raw) -> Mapping {
             get("distinct_id")
         ),
         device_id: Some(get("$device_id")),
-        event_time: format!("event_time(json_get_float({properties}, 'time'))"),
+        event_time: raw.time(
+            &format!("json_get_float({properties}, 'time')"),
+            EpochUnit::Auto,
+        ),
         event_type: raw.coalesce_text(&["event"]),
         session_id: None,
         insert_id: Some(get("$insert_id")),

@@ -38,10 +38,15 @@ pub struct Source {
     pub signature: &'static [&'static [&'static str]],
     /// What the SDK's session key is, or `None` when the export has none.
     pub session_key: Option<&'static str>,
+    /// The actor when none is asked for: the first non-null of these mapped columns (the user
+    /// id, else the device or anonymous id), see [`crate::identity`].
+    pub default_actors: &'static [&'static str],
     /// The mapping: SQL for each canonical column over the raw columns. `None` for Amplitude's
     /// own shapes, read as they are.
     mapping: Option<fn(&Raw) -> Mapping>,
 }
+
+use crate::scalar::EpochUnit;
 
 /// The canonical columns as SQL over the raw ones (`None`: the export has no such column).
 #[derive(Debug, Default)]
@@ -56,12 +61,22 @@ struct Mapping {
     platform: Option<String>,
 }
 
-/// The raw export's columns, for building a mapping.
+/// The raw export's columns, for building a mapping, and the unit of epoch-number times.
 struct Raw<'a> {
     schema: &'a Schema,
+    unit: EpochUnit,
 }
 
 impl Raw<'_> {
+    /// `event_time(expr, unit)`, with `default` as the unit where none was asked for.
+    fn time(&self, expr: &str, default: EpochUnit) -> String {
+        let unit = match self.unit {
+            EpochUnit::Auto => default,
+            unit => unit,
+        };
+        format!("event_time({expr}, '{}')", unit.as_str())
+    }
+
     fn has(&self, name: &str) -> bool {
         self.schema.field_with_name(name).is_ok()
     }
@@ -114,49 +129,48 @@ impl Source {
             .collect()
     }
 
-    /// The SQL of the mapped events over the table `raw`, or `None` for Amplitude's shapes.
-    pub fn view_sql(&self, raw: &str, schema: &Schema) -> Option<String> {
-        let mapping = (self.mapping?)(&Raw { schema });
-        let mut columns: Vec<(&str, String)> = vec![
-            ("user_id", mapping.user_id),
-            (
-                "device_id",
-                mapping
-                    .device_id
-                    .unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into()),
-            ),
-            ("event_time", mapping.event_time),
-            ("event_type", mapping.event_type),
-            (
-                "session_id",
-                mapping
-                    .session_id
-                    .unwrap_or_else(|| "CAST(NULL AS BIGINT)".into()),
-            ),
-            (
-                "insert_id",
-                mapping
-                    .insert_id
-                    .unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into()),
-            ),
-            (
-                "event_properties",
-                mapping
-                    .event_properties
-                    .unwrap_or_else(|| "CAST(NULL AS VARCHAR)".into()),
-            ),
-        ];
-        if let Some(platform) = mapping.platform {
-            columns.push(("platform", platform));
-        }
+    /// The SQL of the mapped events over the table `raw`, or `None` for Amplitude's shapes: the
+    /// mapped columns the export has, then the export's columns, those whose names a mapped
+    /// column took (with other values) kept as `NAME_raw`.
+    pub fn view_sql(&self, raw: &str, schema: &Schema, unit: EpochUnit) -> Option<String> {
+        let mapping = (self.mapping?)(&Raw { schema, unit });
+        let columns: Vec<(&str, String)> = [
+            ("user_id", Some(mapping.user_id)),
+            ("device_id", mapping.device_id),
+            ("event_time", Some(mapping.event_time)),
+            ("event_type", Some(mapping.event_type)),
+            ("session_id", mapping.session_id),
+            ("insert_id", mapping.insert_id),
+            ("event_properties", mapping.event_properties),
+            ("platform", mapping.platform),
+        ]
+        .into_iter()
+        .filter_map(|(name, expr)| expr.map(|e| (name, e)))
+        .collect();
         let mut sql = String::from("SELECT ");
         for (name, expr) in &columns {
             write!(sql, "{expr} AS {}, ", ident(name)).ok();
         }
         for field in schema.fields() {
-            if !columns.iter().any(|(name, _)| name == field.name()) {
-                write!(sql, "{}, ", ident(field.name())).ok();
-            }
+            let name = field.name();
+            match columns.iter().find(|(n, _)| n == name) {
+                None => write!(sql, "{}, ", ident(name)).ok(),
+                Some((_, expr)) => {
+                    let same = *expr == ident(name)
+                        || *expr == format!("CAST({} AS VARCHAR)", ident(name));
+                    if same {
+                        None
+                    } else {
+                        write!(
+                            sql,
+                            "{} AS {}, ",
+                            ident(name),
+                            ident(&format!("{name}_raw"))
+                        )
+                        .ok()
+                    }
+                }
+            };
         }
         sql.truncate(sql.len() - 2);
         write!(sql, " FROM {}", ident(raw)).ok();
@@ -184,6 +198,11 @@ pub fn by_name(name: &str) -> Result<&'static Source> {
 
 /// The source whose signature `schema` has, trying [`SOURCES`] in order.
 pub fn recognise(schema: &Schema) -> Option<&'static Source> {
+    // An export that already has the commands' own time and event columns is read as it is.
+    if schema.field_with_name("event_time").is_ok() && schema.field_with_name("event_type").is_ok()
+    {
+        return Some(&amplitude::AMPLITUDE);
+    }
     SOURCES.iter().copied().find(|s| s.fits(schema))
 }
 
@@ -204,7 +223,7 @@ pub fn resembles(schema: &Schema) -> Option<&'static Source> {
 }
 
 /// Maps the events of `table` by `source` (by name), or by the source they are recognised as
-/// when `source` is `None`: the raw table becomes `__raw_<table>` and `table` a view of the mapped
+/// when `source` is `None`, epoch-number times read in `unit` (where the source does not fix it): the raw table becomes `__raw_<table>` and `table` a view of the mapped
 /// columns. Returns the source and whether it was recognised rather than named.
 ///
 /// Errors: an unknown name, or an export without the named source's signature columns (naming
@@ -213,6 +232,7 @@ pub async fn apply(
     ctx: &SessionContext,
     table: &str,
     source: Option<&str>,
+    unit: EpochUnit,
 ) -> Result<Option<(&'static Source, bool)>> {
     let schema = ctx.table(table).await?.schema().as_arrow().clone();
     let (source, recognised) = match source {
@@ -237,7 +257,7 @@ pub async fn apply(
         },
     };
     let raw = format!("__raw_{table}");
-    if let Some(sql) = source.view_sql(&raw, &schema) {
+    if let Some(sql) = source.view_sql(&raw, &schema, unit) {
         let provider = ctx.table_provider(table).await?;
         ctx.deregister_table(table)?;
         ctx.register_table(&raw, provider)?;

@@ -6,6 +6,7 @@
 //! an Int64 by `session_key_id`.
 
 use super::{Mapping, Raw, Source};
+use crate::scalar::EpochUnit;
 
 pub const POSTHOG: Source = Source {
     name: "posthog",
@@ -13,6 +14,7 @@ pub const POSTHOG: Source = Source {
     documented_at: "https://posthog.com/docs/data/events",
     signature: &[&["uuid"], &["distinct_id"], &["event"], &["timestamp"]],
     session_key: Some("$session_id in properties"),
+    default_actors: &[],
     mapping: Some(mapping),
 };
 
@@ -26,7 +28,7 @@ fn mapping(raw: &Raw) -> Mapping {
     Mapping {
         user_id: raw.coalesce_text(&["distinct_id"]),
         device_id: get("$device_id"),
-        event_time: "event_time(\"timestamp\")".to_string(),
+        event_time: raw.time("\"timestamp\"", EpochUnit::Auto),
         event_type: raw.coalesce_text(&["event"]),
         session_id: get("$session_id").map(|s| format!("session_key_id({s})")),
         insert_id: Some(raw.coalesce_text(&["uuid"])),

@@ -4,10 +4,12 @@
 //! (`anonymousId`, `userId`, `event`, `timestamp` as ISO-8601 text, `messageId`, `properties`,
 //! `context`, <https://segment.com/docs/connections/spec/common/>).
 //!
-//! The actor is the user id, else the anonymous id (the events before a visitor identifies; `--stitch`
-//! attributes them to the user later seen with that anonymous id). Segment has no session id.
+//! `user_id` is the user id and `device_id` the anonymous id; the actor is the user id, else the
+//! anonymous id (the events before a visitor identifies; `--stitch device_id=user_id` attributes
+//! them to the user later seen with that anonymous id). Segment has no session id.
 
 use super::{Mapping, Raw, Source};
+use crate::scalar::EpochUnit;
 
 pub const SEGMENT: Source = Source {
     name: "segment",
@@ -19,16 +21,17 @@ pub const SEGMENT: Source = Source {
         &["event", "name", "type"],
     ],
     session_key: None,
+    default_actors: &["user_id", "device_id"],
     mapping: Some(mapping),
 };
 
 fn mapping(raw: &Raw) -> Mapping {
     Mapping {
-        user_id: raw.coalesce_text(&["user_id", "userId", "anonymous_id", "anonymousId"]),
+        user_id: raw.coalesce_text(&["user_id", "userId"]),
         device_id: Some(raw.coalesce_text(&["anonymous_id", "anonymousId"])),
-        event_time: format!(
-            "event_time({})",
-            raw.first(&["timestamp"]).unwrap_or_default()
+        event_time: raw.time(
+            &raw.first(&["timestamp"]).unwrap_or_default(),
+            EpochUnit::Auto,
         ),
         event_type: raw.coalesce_text(&["event", "name", "type"]),
         session_id: None,

@@ -2,11 +2,13 @@
 //! `collector_tstamp`, `event_name`, `domain_sessionid`, `domain_sessionidx`, `page_url`;
 //! <https://docs.snowplow.io/docs/fundamentals/canonical-event/>).
 //!
-//! The actor is the user id, else `domain_userid` (the first-party cookie); the time is
+//! `user_id` is the user id and `device_id` the `domain_userid` (the first-party cookie); the
+//! actor is the user id, else the `domain_userid`; the time is
 //! `derived_tstamp` (Snowplow's clock-corrected time), else `collector_tstamp`; the SDK's session
 //! key is `domain_sessionid` (a UUID, turned into an Int64 by `session_key_id`).
 
 use super::{Mapping, Raw, Source};
+use crate::scalar::EpochUnit;
 
 pub const SNOWPLOW: Source = Source {
     name: "snowplow",
@@ -18,6 +20,7 @@ pub const SNOWPLOW: Source = Source {
         &["event_name", "event"],
     ],
     session_key: Some("domain_sessionid"),
+    default_actors: &["user_id", "device_id"],
     mapping: Some(mapping),
 };
 
@@ -25,10 +28,10 @@ fn mapping(raw: &Raw) -> Mapping {
     let times: Vec<String> = ["derived_tstamp", "collector_tstamp"]
         .iter()
         .filter(|c| raw.has(c))
-        .map(|c| format!("event_time(\"{c}\")"))
+        .map(|c| raw.time(&format!("\"{c}\""), EpochUnit::Auto))
         .collect();
     Mapping {
-        user_id: raw.coalesce_text(&["user_id", "domain_userid"]),
+        user_id: raw.coalesce_text(&["user_id"]),
         device_id: Some(raw.coalesce_text(&["domain_userid"])),
         event_time: if times.len() == 1 {
             times[0].clone()
