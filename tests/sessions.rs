@@ -774,3 +774,49 @@ fn dbt_compat_reads_fivetran_and_keeps_the_package_date_window() {
     let (table, _) = dbt(&future, &["--date-to", "2100-01-01"]);
     assert!(table.iter().any(|row| row.contains(",u9,")), "{table:?}");
 }
+
+/// Sentences for input found by a newcomer run: text SDK session ids, a day that does not exist,
+/// a timeout of centuries, `--date-from` without `--compat dbt`; and `--output x.csv` writes CSV.
+#[test]
+fn newcomer_inputs_get_clear_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let text_ids = dir.path().join("ids.csv");
+    std::fs::write(
+        &text_ids,
+        "user_id,event_time,event_type,session_id\na,2026-01-01 10:00:00,x,s-1\n",
+    )
+    .unwrap();
+    let text_ids = text_ids.to_str().unwrap();
+    for command in ["sessions", "annotate", "chart"] {
+        fails(
+            &[command, text_ids, "--session-source", "sdk"],
+            "the session id column 'session_id' holds Utf8, not integers",
+        );
+    }
+    fails(
+        &[
+            "sessions",
+            CSV,
+            "--compat",
+            "dbt",
+            "--date-from",
+            "2026-02-30",
+        ],
+        "--date-from expects a day as YYYY-MM-DD, but got '2026-02-30'",
+    );
+    fails(
+        &["sessions", CSV, "--timeout", "300y"],
+        "is longer than the longest accepted, 366 days",
+    );
+    fails(
+        &["sessions", CSV, "--date-from", "2026-01-01"],
+        "--date-from and --date-to set the date window of --compat dbt",
+    );
+    let out = dir.path().join("sessions.csv");
+    ok(&["sessions", CSV, "--output", out.to_str().unwrap()]);
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        written.starts_with("source_relation,unique_session_id,"),
+        "{written}"
+    );
+}

@@ -176,7 +176,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if duration.is_zero() {
         return Err(format!("the duration '{text}' must be positive"));
     }
+    // Past this a timeout is no longer a gap between two events of one visit, and times in
+    // nanoseconds would overflow.
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "the duration '{text}' is longer than the longest accepted, 366 days"
+        ));
+    }
     Ok(duration)
+}
+
+/// The longest timeout or session length accepted.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// "1 event", "2 events".
+fn events(n: i64) -> String {
+    if n == 1 {
+        "1 event".to_string()
+    } else {
+        format!("{n} events")
+    }
 }
 
 impl SessionArgs {
@@ -257,6 +276,15 @@ impl SessionArgs {
             if let Some(day) = day {
                 sessionize::sessions::check_day(flag, day)?;
             }
+        }
+        if source != SessionSource::DbtCompat
+            && (self.date_from.is_some() || self.date_to.is_some())
+        {
+            return Err(CliError(
+                "--date-from and --date-to set the date window of --compat dbt; without it every \
+                 event is read (filter days in SQL with sessionize query, or chart with --from / --to)"
+                    .into(),
+            ));
         }
         // dbt_amplitude's default date window: from its amplitude__date_range_start to the
         // current UTC date, both inclusive.
@@ -390,8 +418,10 @@ async fn report_left_out(ctx: &SessionContext, options: &SessionsOptions) -> Res
     };
     if left_out > 0 {
         eprintln!(
-            "note: left out {left_out} events whose {} or {} is null",
-            options.actor, options.time
+            "note: left out {} whose {} or {} is null",
+            events(left_out),
+            options.actor,
+            options.time
         );
     }
     Ok(())
@@ -417,8 +447,9 @@ async fn report_date_window(
         && before + after > 0
     {
         eprintln!(
-            "note: --compat dbt left out {before} events dated before {from} and {after} dated after \
-             {to}, as dbt_amplitude's date window does (change it with --date-from / --date-to)"
+            "note: --compat dbt left out {} dated before {from} and {after} dated after \
+             {to}, as dbt_amplitude's date window does (change it with --date-from / --date-to)",
+            events(before)
         );
     }
     Ok(())
@@ -484,7 +515,21 @@ pub async fn write_with(
 
 /// The format of a table written to `--output`: Parquet unless `--format` says CSV or NDJSON.
 fn table_format(output: &OutputArgs) -> Result<Format, CliError> {
-    let format = output.format.unwrap_or(Format::Parquet);
+    // Without --format, the output's extension tells it (as for query and chart); Parquet else.
+    let from_extension = output.output.as_deref().and_then(|target| {
+        let lower = target.to_ascii_lowercase();
+        if lower.ends_with(".csv") {
+            Some(Format::Csv)
+        } else if [".ndjson", ".jsonl", ".json"]
+            .iter()
+            .any(|e| lower.ends_with(e))
+        {
+            Some(Format::NdJson)
+        } else {
+            None
+        }
+    });
+    let format = output.format.or(from_extension).unwrap_or(Format::Parquet);
     if !matches!(format, Format::Parquet | Format::Csv | Format::NdJson) {
         return Err(CliError(format!(
             "--format {format} is not a table format: use parquet, csv or ndjson"

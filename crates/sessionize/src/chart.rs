@@ -538,7 +538,7 @@ impl<'a> Compiler<'a> {
             }
         };
         if sdk {
-            require_mapped_column(
+            crate::sessions::require_session_id(
                 schema,
                 &def.session_id_col,
                 "session_id_col = \"COLUMN\" under [session] in a chart spec (--spec)",

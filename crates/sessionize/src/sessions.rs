@@ -201,6 +201,19 @@ pub fn require_column<'a>(schema: &'a Schema, column: &str, flag: &str) -> Resul
     require_mapped_column(schema, column, &format!("{flag} COLUMN"))
 }
 
+/// Checks that the SDK's session id column `column` exists (`how` maps it) and holds integers.
+pub(crate) fn require_session_id(schema: &Schema, column: &str, how: &str) -> Result<()> {
+    let found = require_mapped_column(schema, column, how)?;
+    if found.is_integer() || *found == DataType::Null {
+        return Ok(());
+    }
+    plan_err!(
+        "the session id column '{column}' holds {found}, not integers: SDK sessions are keyed by \
+         an integer id (text keys such as UUIDs become integers with session_key_id({column}), \
+         which --source posthog and --source snowplow apply)"
+    )
+}
+
 /// [`require_column`] where `how` says how the column is mapped (a flag, or a key of a spec).
 pub(crate) fn require_mapped_column<'a>(
     schema: &'a Schema,
@@ -310,11 +323,25 @@ pub(crate) fn activity_condition(event: &str, options: &SessionsOptions) -> Opti
 /// Checks that `day` is a day written `YYYY-MM-DD`; `what` names the option in the message.
 pub fn check_day(what: &str, day: &str) -> Result<()> {
     let parts: Vec<&str> = day.split('-').collect();
+    let number = |i: usize| {
+        parts
+            .get(i)
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let (year, month, day_of_month) = (number(0), number(1), number(2));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
     let ok = parts.len() == 3
         && parts[0].len() == 4
         && parts.iter().all(|p| p.parse::<u32>().is_ok())
-        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
-        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
+        && (1..=days).contains(&day_of_month);
     if ok {
         Ok(())
     } else {
@@ -361,7 +388,7 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
     let restart = restart_condition(&event, options);
     write!(select, ", {restart} AS restart").ok();
     if options.source != SessionSource::Derived {
-        require_column(schema, &options.session_id_col, "--session-id-col")?;
+        require_session_id(schema, &options.session_id_col, "--session-id-col COLUMN")?;
         write!(
             select,
             ", CAST({} AS BIGINT) AS session_id",
@@ -728,7 +755,7 @@ pub fn annotate_sql(
         }
         SessionSource::Sdk => {
             let sid = ident(&options.session_id_col);
-            require_column(schema, &options.session_id_col, "--session-id-col")?;
+            require_session_id(schema, &options.session_id_col, "--session-id-col COLUMN")?;
             included.push(format!("{sid} IS NOT NULL AND {sid} <> -1"));
             format!(
                 "marked AS (SELECT *, {actor} AS __actor, CAST({sid} AS BIGINT) AS __sid, \

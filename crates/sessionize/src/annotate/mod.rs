@@ -254,7 +254,11 @@ impl Plan {
                 )
             }
             SessionSource::Sdk => {
-                require_column(schema, &options.session_id_col, "--session-id-col")?;
+                crate::sessions::require_session_id(
+                    schema,
+                    &options.session_id_col,
+                    "--session-id-col COLUMN",
+                )?;
                 let sid = ident(&options.session_id_col);
                 included.push(format!("{sid} IS NOT NULL AND {sid} <> -1"));
                 keys.push(format!("CAST({sid} AS BIGINT)"));
