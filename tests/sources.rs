@@ -202,6 +202,29 @@ fn last_column(csv: &str) -> Vec<String> {
         .collect()
 }
 
+/// Writes `text` to the file `name` in `dir`; returns its path.
+fn file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The sessions table `args` print (as CSV), sorted: of each session its `user_id` and the next
+/// `columns - 1` columns (events, start, end).
+fn session_rows(args: &[&str], columns: usize) -> Vec<String> {
+    without(&ok(args), &[])
+        .iter()
+        .skip(1)
+        .map(|row| {
+            row.split(',')
+                .skip(2)
+                .take(columns)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
 /// Each source's fixture (`tests/fixtures/sources/`, the golden events in the shape the vendor
 /// documents: Segment's JSON messages, Mixpanel's raw export, PostHog's events with +02:00
 /// offsets, Snowplow's atomic events, GA4's BigQuery export as Parquet with `event_params`) gives
@@ -316,17 +339,16 @@ fn every_source_gives_the_golden_sessions() {
 #[test]
 fn the_first_non_null_of_several_actor_columns() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("devices.csv");
-    std::fs::write(
-        &path,
+    let path = file(
+        dir.path(),
+        "devices.csv",
         "user_id,device_id,event_time,event_type,session_id\n\
          ,d1,2026-01-05 10:00:00,page_view,5\n\
          ,d2,2026-01-05 10:01:00,page_view,5\n\
          ,d1,2026-01-05 10:02:00,page_view,5\n\
          u1,d1,2026-01-05 10:03:00,login,5\n",
-    )
-    .unwrap();
-    let path = path.to_str().unwrap();
+    );
+    let path = path.as_str();
     let sessions = |extra: &[&str]| {
         let mut args = vec![
             "sessions",
@@ -337,11 +359,7 @@ fn the_first_non_null_of_several_actor_columns() {
             "csv",
         ];
         args.extend_from_slice(extra);
-        without(&ok(&args), &[])
-            .iter()
-            .skip(1)
-            .map(|row| row.split(',').skip(2).take(4).collect::<Vec<_>>().join(","))
-            .collect::<Vec<_>>()
+        session_rows(&args, 4)
     };
     assert_eq!(
         sessions(&["--actor", "user_id,device_id"]),
@@ -371,9 +389,9 @@ fn the_first_non_null_of_several_actor_columns() {
 #[test]
 fn stitched_identities() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("visits.csv");
-    std::fs::write(
-        &path,
+    let path = file(
+        dir.path(),
+        "visits.csv",
         "anonymous_id,user_id,event_time,event_type\n\
          a1,,2026-01-05 10:00:00,page_view\n\
          a1,,2026-01-05 10:05:00,page_view\n\
@@ -382,22 +400,19 @@ fn stitched_identities() {
          a2,,2026-01-05 11:00:00,page_view\n\
          a3,bob,2026-01-05 09:00:00,login\n\
          a3,,2026-01-05 12:00:00,page_view\n",
-    )
-    .unwrap();
-    let path = path.to_str().unwrap();
-    let out = ok(&[
-        "sessions",
-        path,
-        "--stitch",
-        "anonymous_id=user_id",
-        "--format",
-        "csv",
-    ]);
-    let rows: Vec<String> = without(&out, &[])
-        .iter()
-        .skip(1)
-        .map(|row| row.split(',').skip(2).take(4).collect::<Vec<_>>().join(","))
-        .collect();
+    );
+    let path = path.as_str();
+    let rows = session_rows(
+        &[
+            "sessions",
+            path,
+            "--stitch",
+            "anonymous_id=user_id",
+            "--format",
+            "csv",
+        ],
+        4,
+    );
     assert_eq!(
         rows,
         [
@@ -467,11 +482,7 @@ fn a_missing_column_error_suggests_the_source() {
 #[test]
 fn sources_keep_the_export_columns_and_stitch() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_string()
-    };
+    let write = |name: &str, text: &str| file(dir.path(), name, text);
     let tracks = write(
         "tracks.csv",
         "id,anonymous_id,user_id,event,timestamp\n\
@@ -484,11 +495,7 @@ fn sources_keep_the_export_columns_and_stitch() {
     let sessions = |extra: &[&str]| {
         let mut args = vec!["sessions", tracks.as_str(), "--format", "csv"];
         args.extend_from_slice(extra);
-        without(&ok(&args), &[])
-            .iter()
-            .skip(1)
-            .map(|row| row.split(',').skip(2).take(2).collect::<Vec<_>>().join(","))
-            .collect::<Vec<_>>()
+        session_rows(&args, 2)
     };
     assert_eq!(sessions(&[]), ["a1,1", "a2,1", "u1,1", "u1,2"]);
     for stitch in ["anonymous_id=user_id", "device_id=user_id"] {
