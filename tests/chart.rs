@@ -757,3 +757,18 @@ fn the_range_does_not_cut_sessions() {
         ["2026-01-02,All users,1,0.0"]
     );
 }
+
+#[test]
+fn segments_of_one_name_are_refused() {
+    fails(
+        &[
+            "chart",
+            EVENTS,
+            "--segment",
+            "pro:user.plan=pro",
+            "--segment",
+            "pro:user.plan=free",
+        ],
+        "two segments are named 'pro': give each segment its own name",
+    );
+}

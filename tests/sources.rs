@@ -550,3 +550,28 @@ fn empty_files_beside_others_add_nothing() {
     fails(&["sessions", empty], "the input holds no events: '");
     fails(&["sessions", blank], "blank.ndjson' holds no JSON objects");
 }
+
+/// A JSON export whose time is a number in some lines and text in others is read (the number as
+/// epoch seconds); `board` reads export sources too.
+#[test]
+fn json_times_of_both_kinds_and_a_board_of_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = file(
+        dir.path(),
+        "mixed.ndjson",
+        "{\"user_id\":\"a\",\"event_time\":1767261600,\"event_type\":\"x\"}\n\
+         {\"user_id\":\"a\",\"event_time\":\"2026-01-01 10:10:00\",\"event_type\":\"y\"}\n",
+    );
+    assert_eq!(
+        session_rows(&["sessions", &mixed, "--format", "csv"], 4),
+        ["a,2,2026-01-01T10:00:00Z,2026-01-01T10:10:00Z"]
+    );
+    let page = dir.path().join("board.html");
+    ok(&[
+        "board",
+        "tests/fixtures/sources/ga4.parquet",
+        "--output",
+        page.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&page).unwrap().contains("<svg"));
+}

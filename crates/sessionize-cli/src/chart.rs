@@ -389,6 +389,9 @@ pub struct BoardCommand {
     /// The HTML page to write.
     #[arg(long, short, value_name = "FILE.html")]
     output: PathBuf,
+    /// The export's shape (as for `chart`; default: recognised from its columns).
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
 }
 
 /// CleverTap's session board: session length distribution, sum of session lengths per day and
@@ -406,6 +409,18 @@ pub async fn board(args: BoardCommand) -> Result<(), CliError> {
         ..LoadOptions::default()
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
+    let source = crate::map_source(&ctx, args.source.as_deref(), Default::default()).await?;
+    let actor = match source {
+        Some(source) if !source.default_actors.is_empty() => {
+            let actors: Vec<String> = source
+                .default_actors
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            sessionize::identity::apply(&ctx, "events", &actors, None, "event_time").await?
+        }
+        _ => "user_id".to_string(),
+    };
     let last = ctx
         .sql("SELECT CAST(CAST(max(event_time) AS DATE) AS VARCHAR) FROM events")
         .await?
@@ -434,6 +449,7 @@ pub async fn board(args: BoardCommand) -> Result<(), CliError> {
         ..ChartSpec::default()
     };
     spec.session.timeout = args.timeout.clone();
+    spec.session.actor = actor;
     spec.session.exclude_events = exclude_preset("clevertap")?
         .iter()
         .map(|e| e.to_string())

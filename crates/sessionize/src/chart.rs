@@ -503,6 +503,15 @@ impl<'a> Compiler<'a> {
         if spec.rows.len() > 26 {
             return plan_err!("a chart has at most 26 rows (A to Z)");
         }
+        for (i, segment) in spec.segments.iter().enumerate() {
+            if !segment.name.is_empty() && spec.segments[..i].iter().any(|s| s.name == segment.name)
+            {
+                return plan_err!(
+                    "two segments are named '{}': give each segment its own name",
+                    segment.name
+                );
+            }
+        }
         let def = &spec.session;
         let sdk = match def.source.as_str() {
             "derived" => false,

@@ -359,7 +359,11 @@ fn gunzip(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
 
 /// Newline-delimited JSON into record batches. Objects and arrays (Amplitude's `event_properties`,
 /// `user_properties`) become JSON text; blank lines are skipped.
-fn json_batches(name: &str, bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>, Vec<usize>)> {
+fn json_batches(
+    name: &str,
+    bytes: &[u8],
+    time_column: Option<&str>,
+) -> Result<(SchemaRef, Vec<RecordBatch>, Vec<usize>)> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| DataFusionError::Plan(format!("'{name}' is not UTF-8 text: {e}")))?;
     let mut values = vec![];
@@ -382,8 +386,11 @@ fn json_batches(name: &str, bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>
                 excerpt(line)
             );
         };
-        for field in object.values_mut() {
-            if field.is_object() || field.is_array() {
+        for (key, field) in object.iter_mut() {
+            // Objects and arrays as JSON text; a time given as a number in some lines and as
+            // text in others as text throughout (`event_time` reads both).
+            let number_time = field.is_number() && Some(key.as_str()) == time_column;
+            if field.is_object() || field.is_array() || number_time {
                 *field = serde_json::Value::String(field.to_string());
             }
         }
@@ -549,7 +556,7 @@ fn json_frame(
     bytes: &[u8],
     options: &LoadOptions,
 ) -> Result<Option<DataFrame>> {
-    let (schema, batches, lines) = json_batches(name, bytes)?;
+    let (schema, batches, lines) = json_batches(name, bytes, options.time_column.as_deref())?;
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(None);
     }
