@@ -820,3 +820,22 @@ fn newcomer_inputs_get_clear_sentences() {
         "{written}"
     );
 }
+
+#[test]
+fn a_struct_column_is_not_an_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("props.parquet");
+    ok(&[
+        "query",
+        "SELECT 'a' AS user_id, named_struct('x', 1) AS props, \
+         TIMESTAMP '2026-01-01 10:00:00' AS event_time, 'v' AS event_type",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    for command in ["sessions", "annotate"] {
+        fails(
+            &[command, path.to_str().unwrap(), "--actor", "props"],
+            "the actor column 'props' holds Struct(\"x\": Int64), which cannot identify an actor",
+        );
+    }
+}

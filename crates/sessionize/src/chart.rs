@@ -518,7 +518,7 @@ impl<'a> Compiler<'a> {
             "sdk" => true,
             other => return plan_err!("unknown session source '{other}': use derived or sdk"),
         };
-        require_mapped_column(
+        crate::sessions::require_actor(
             schema,
             &def.actor,
             "actor = \"COLUMN\" under [session] in a chart spec (--spec)",

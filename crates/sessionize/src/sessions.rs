@@ -201,6 +201,23 @@ pub fn require_column<'a>(schema: &'a Schema, column: &str, flag: &str) -> Resul
     require_mapped_column(schema, column, &format!("{flag} COLUMN"))
 }
 
+/// Checks that the actor column `column` exists (`how` maps it) and holds values an actor can
+/// be (text, numbers, ...: not lists or structs); returns its type.
+pub(crate) fn require_actor<'a>(
+    schema: &'a Schema,
+    column: &str,
+    how: &str,
+) -> Result<&'a DataType> {
+    let found = require_mapped_column(schema, column, how)?;
+    if found.is_nested() {
+        return plan_err!(
+            "the actor column '{column}' holds {found}, which cannot identify an actor: use a text \
+             or integer column (--actor), or take a field out of it in SQL"
+        );
+    }
+    Ok(found)
+}
+
 /// Checks that the SDK's session id column `column` exists (`how` maps it) and holds integers.
 pub(crate) fn require_session_id(schema: &Schema, column: &str, how: &str) -> Result<()> {
     let found = require_mapped_column(schema, column, how)?;
@@ -378,7 +395,7 @@ fn insert_id_column(schema: &Schema, options: &SessionsOptions) -> Result<String
 fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result<String> {
     let actor = ident(&options.actor);
     let time = ident(&options.time);
-    require_column(schema, &options.actor, "--actor")?;
+    require_actor(schema, &options.actor, "--actor COLUMN")?;
     require_column(schema, &options.event, "--event")?;
     let event = ident(&options.event);
     let mut select = format!(
@@ -670,7 +687,7 @@ pub fn annotate_sql(
     concluded: bool,
 ) -> Result<String> {
     let (unit, _) = time_unit(schema, options)?;
-    require_column(schema, &options.actor, "--actor")?;
+    require_actor(schema, &options.actor, "--actor COLUMN")?;
     require_column(schema, &options.event, "--event")?;
     let table = ident(table);
     let actor = ident(&options.actor);

@@ -196,10 +196,13 @@ impl Plan {
         included.extend(activity_condition(&event, options));
         // Grouping puts 0.0 and -0.0 together while their bytes differ: a float actor is looked
         // up by the value the grouping keeps.
-        let actor_key = match require_column(schema, &options.actor, "--actor")? {
-            DataType::Float16 | DataType::Float32 | DataType::Float64 => format!("({actor} + 0.0)"),
-            _ => actor.clone(),
-        };
+        let actor_key =
+            match crate::sessions::require_actor(schema, &options.actor, "--actor COLUMN")? {
+                DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                    format!("({actor} + 0.0)")
+                }
+                _ => actor.clone(),
+            };
         let mut keys = vec![actor_key];
         let sessions_sql = match options.source {
             SessionSource::DbtCompat => {
