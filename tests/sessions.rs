@@ -802,7 +802,7 @@ fn newcomer_inputs_get_clear_sentences() {
             "--date-from",
             "2026-02-30",
         ],
-        "--date-from expects a day as YYYY-MM-DD, but got '2026-02-30'",
+        "--date-from got '2026-02-30', which is not a day of the calendar: that month has 28 days",
     );
     fails(
         &["sessions", CSV, "--timeout", "300y"],
@@ -811,6 +811,10 @@ fn newcomer_inputs_get_clear_sentences() {
     fails(
         &["sessions", CSV, "--date-from", "2026-01-01"],
         "--date-from and --date-to set the date window of --compat dbt",
+    );
+    fails(
+        &["sessions", CSV, "--compat", "dbt", "--timeout", "5m"],
+        "--timeout shapes derived sessions, but --compat dbt takes the SDK's session ids",
     );
     let out = dir.path().join("sessions.csv");
     ok(&["sessions", CSV, "--output", out.to_str().unwrap()]);

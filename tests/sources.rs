@@ -575,3 +575,33 @@ fn json_times_of_both_kinds_and_a_board_of_a_source() {
     ]);
     assert!(std::fs::read_to_string(&page).unwrap().contains("<svg"));
 }
+
+/// Found by a second newcomer run: an epoch unit that pushes times past the years a timestamp
+/// holds is an error, not silently null times; Segment's server-side calls (a user id, no
+/// anonymous id) are a Segment export; the chart's timeout has the commands' limit.
+#[test]
+fn out_of_range_times_server_side_segment_and_chart_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let micros = file(
+        dir.path(),
+        "micros.csv",
+        "user_id,event_time,event_type\nu,1767261600000000,a\n",
+    );
+    fails(
+        &["sessions", &micros, "--time-unit", "s"],
+        "the time 1767261600000000 read as epoch seconds is past the years a timestamp holds",
+    );
+    let server = file(
+        dir.path(),
+        "server.ndjson",
+        "{\"type\":\"track\",\"event\":\"A\",\"userId\":\"u1\",\"timestamp\":\"2026-01-01T10:00:00Z\",\"messageId\":\"m1\"}\n",
+    );
+    assert_eq!(
+        session_rows(&["sessions", &server, "--format", "csv"], 2),
+        ["u1,1"]
+    );
+    fails(
+        &["chart", SAMPLE, "--timeout", "367d"],
+        "the timeout '367d' is longer than the longest accepted, 366 days",
+    );
+}

@@ -80,9 +80,10 @@ pub struct SessionArgs {
     /// Reproduce another tool's output exactly (implies SDK session ids).
     #[arg(long, value_enum)]
     compat: Option<CompatArg>,
-    /// Inactivity timeout: a gap strictly longer starts a new session (20m, 1h30m, 90s).
-    #[arg(long, default_value = "30m", value_parser = parse_duration)]
-    timeout: Duration,
+    /// Inactivity timeout: a gap strictly longer starts a new session (20m, 1h30m, 90s)
+    /// [default: 30m].
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
     /// Maximum session length: an event later than this after its session's start begins a new one.
     #[arg(long, value_parser = parse_duration)]
     max_length: Option<Duration>,
@@ -186,6 +187,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The inactivity timeout when none is given (Amplitude's and GA4's default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// The longest timeout or session length accepted.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -277,6 +281,22 @@ impl SessionArgs {
                 sessionize::sessions::check_day(flag, day)?;
             }
         }
+        if source == SessionSource::DbtCompat {
+            let derived_only = [
+                ("--timeout", self.timeout.is_some()),
+                ("--max-length", self.max_length.is_some()),
+                (
+                    "--restart-event",
+                    !self.event_rules.restart_events.is_empty(),
+                ),
+            ];
+            if let Some((flag, _)) = derived_only.iter().find(|(_, given)| *given) {
+                return Err(CliError(format!(
+                    "{flag} shapes derived sessions, but --compat dbt takes the SDK's session ids \
+                     as the dbt package does: drop {flag}, or drop --compat dbt"
+                )));
+            }
+        }
         if source != SessionSource::DbtCompat
             && (self.date_from.is_some() || self.date_to.is_some())
         {
@@ -318,7 +338,7 @@ impl SessionArgs {
             session_id_col: self.session_id_col.clone(),
             insert_id_col: self.insert_id_col.clone(),
             event_id_col: self.event_id_col.clone(),
-            timeout: self.timeout,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
             max_length: self.max_length,
             restart_events: self.event_rules.restart_events.clone(),
             exclude_events,

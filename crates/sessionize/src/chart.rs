@@ -269,8 +269,12 @@ pub fn row_letter(index: usize) -> char {
 
 fn parse_duration_secs(what: &str, text: &str) -> Result<f64> {
     match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.as_secs() > 366 * 24 * 3600 => {
+            plan_err!("{what} '{text}' is longer than the longest accepted, 366 days")
+        }
         Ok(d) if !d.is_zero() => Ok(d.as_secs_f64()),
-        _ => plan_err!("{what} '{text}' is not a positive duration such as 30m, 1h30m or 90s"),
+        Ok(_) => plan_err!("{what} '{text}' must be positive"),
+        Err(e) => plan_err!("{what} '{text}' is not a duration such as 30m, 1h30m or 90s ({e})"),
     }
 }
 

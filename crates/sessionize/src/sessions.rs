@@ -359,8 +359,16 @@ pub fn check_day(what: &str, day: &str) -> Result<()> {
         && parts[0].len() == 4
         && parts.iter().all(|p| p.parse::<u32>().is_ok())
         && (1..=days).contains(&day_of_month);
+    let shaped = parts.len() == 3
+        && parts[0].len() == 4
+        && parts.iter().all(|p| p.parse::<u32>().is_ok())
+        && days > 0;
     if ok {
         Ok(())
+    } else if shaped {
+        plan_err!(
+            "{what} got '{day}', which is not a day of the calendar: that month has {days} days"
+        )
     } else {
         plan_err!("{what} expects a day as YYYY-MM-DD, but got '{day}'")
     }

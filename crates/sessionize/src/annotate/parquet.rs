@@ -37,7 +37,7 @@ use datafusion::parquet::errors::{ParquetError, Result as ParquetResult};
 use datafusion::parquet::file::metadata::{
     ColumnChunkMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
 };
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::file::reader::{ChunkReader, Length};
 use datafusion::parquet::file::writer::SerializedFileWriter;
 use datafusion::parquet::schema::types::{ColumnDescriptor, SchemaDescriptor, Type, TypePtr};
@@ -323,6 +323,10 @@ struct Writer {
     new_parquet: SchemaDescriptor,
     new_arrow: SchemaRef,
     properties: Arc<WriterProperties>,
+    /// Whether every input column chunk has an offset index (the page index's page locations).
+    /// The parquet crate writes a file's offset indexes for all column chunks or for none (it
+    /// panics on a mix), so without them in the input the new columns get none either.
+    offset_indexes: bool,
 }
 
 impl Writer {
@@ -360,9 +364,22 @@ impl Writer {
             .iter()
             .find_map(|(_, m)| Some(m.row_groups().first()?.columns().first()?.compression()))
             .unwrap_or(Compression::UNCOMPRESSED);
-        let mut properties = WriterProperties::builder()
-            .set_compression(compression)
-            .build();
+        let offset_indexes = input.files.iter().all(|(_, metadata)| {
+            metadata.offset_index().is_some_and(|groups| {
+                groups.len() == metadata.num_row_groups()
+                    && groups
+                        .iter()
+                        .zip(metadata.row_groups())
+                        .all(|(index, group)| index.len() == group.num_columns())
+            })
+        });
+        let mut builder = WriterProperties::builder().set_compression(compression);
+        if !offset_indexes {
+            builder = builder
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_offset_index_disabled(true);
+        }
+        let mut properties = builder.build();
         add_encoded_arrow_schema_to_metadata(&arrow, &mut properties);
         let properties = Arc::new(properties);
         let writer =
@@ -374,6 +391,7 @@ impl Writer {
             new_parquet,
             new_arrow,
             properties,
+            offset_indexes,
         })
     }
 
@@ -432,6 +450,7 @@ impl Writer {
                     .and_then(|index| index.get(group)?.get(c).cloned()),
                 offset_index: metadata
                     .offset_index()
+                    .filter(|_| self.offset_indexes)
                     .and_then(|index| index.get(group)?.get(c).cloned()),
             };
             out.append_column(&chunks, close)?;

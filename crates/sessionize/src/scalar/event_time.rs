@@ -153,19 +153,32 @@ pub fn to_event_time(
         | DataType::UInt64 => {
             let values = cast(array, &DataType::Int64)?;
             let values = values.as_primitive::<Int64Type>();
-            let micros: TimestampMicrosecondArray = values
+            let micros = values
                 .iter()
-                .map(|v| v.and_then(|v| unit.micros_of_integer(v)))
-                .collect();
+                .map(|v| match v {
+                    None => Ok(None),
+                    Some(v) => unit
+                        .micros_of_integer(v)
+                        .map(Some)
+                        .ok_or_else(|| out_of_range(&v.to_string(), unit)),
+                })
+                .collect::<Result<TimestampMicrosecondArray>>()?;
             Arc::new(micros.with_timezone("UTC"))
         }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             let values = cast(array, &DataType::Float64)?;
             let values = values.as_primitive::<Float64Type>();
-            let micros: TimestampMicrosecondArray = values
+            let micros = values
                 .iter()
-                .map(|v| v.and_then(|v| unit.micros_of_float(v)))
-                .collect();
+                .map(|v| match v {
+                    // NaN and infinities are no time: null, as an empty field.
+                    Some(v) if v.is_finite() => unit
+                        .micros_of_float(v)
+                        .map(Some)
+                        .ok_or_else(|| out_of_range(&v.to_string(), unit)),
+                    _ => Ok(None),
+                })
+                .collect::<Result<TimestampMicrosecondArray>>()?;
             Arc::new(micros.with_timezone("UTC"))
         }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
@@ -195,6 +208,22 @@ pub fn to_event_time(
             );
         }
     })
+}
+
+/// The error for an epoch number past the years a microsecond timestamp holds.
+fn out_of_range(value: &str, unit: EpochUnit) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "event_time: the time {value} read as epoch {} is past the years a timestamp holds \
+         (about 290,000 either side of 1970): check the epoch unit (--time-unit, or \
+         event_time's second argument)",
+        match unit {
+            EpochUnit::Auto => "numbers of the unit their magnitude tells",
+            EpochUnit::Seconds => "seconds",
+            EpochUnit::Milliseconds => "milliseconds",
+            EpochUnit::Microseconds => "microseconds",
+            EpochUnit::Nanoseconds => "nanoseconds",
+        }
+    ))
 }
 
 /// Epoch microseconds of ISO-8601 text or of epoch digits.

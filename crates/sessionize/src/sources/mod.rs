@@ -209,6 +209,11 @@ pub fn recognise(schema: &Schema) -> Option<&'static Source> {
 /// The mapped source `schema` looks most like, though it lacks some of its signature: the one
 /// with the largest share of its signature present, at least half. For "missing column" errors.
 pub fn resembles(schema: &Schema) -> Option<&'static Source> {
+    // Events in the commands' own shape (Amplitude's, or a source's once mapped) resemble none.
+    if schema.field_with_name("event_time").is_ok() && schema.field_with_name("event_type").is_ok()
+    {
+        return None;
+    }
     SOURCES
         .iter()
         .copied()

@@ -16,7 +16,8 @@ pub const SEGMENT: Source = Source {
     title: "a Segment export",
     documented_at: "https://segment.com/docs/connections/spec/common/",
     signature: &[
-        &["anonymous_id", "anonymousId"],
+        // Server-side calls may carry only a user id.
+        &["anonymous_id", "anonymousId", "user_id", "userId"],
         &["timestamp"],
         &["event", "name", "type"],
     ],

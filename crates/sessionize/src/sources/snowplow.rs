@@ -15,7 +15,7 @@ pub const SNOWPLOW: Source = Source {
     title: "a Snowplow export",
     documented_at: "https://docs.snowplow.io/docs/fundamentals/canonical-event/",
     signature: &[
-        &["domain_userid"],
+        &["domain_userid", "user_id", "network_userid"],
         &["derived_tstamp", "collector_tstamp"],
         &["event_name", "event"],
     ],
