@@ -605,3 +605,28 @@ fn out_of_range_times_server_side_segment_and_chart_limits() {
         "the timeout '367d' is longer than the longest accepted, 366 days",
     );
 }
+
+/// JSON exports keep their columns' order and their objects' keys' order (`annotate` writes
+/// them as they came).
+#[test]
+fn json_columns_and_keys_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(
+        dir.path(),
+        "order.ndjson",
+        "{\"zeta\":1,\"user_id\":\"u\",\"event_time\":\"2026-01-01 10:00:00\",\"event_type\":\"a\",\"alpha\":\"x\",\"props\":{\"z\":1,\"a\":2}}\n",
+    );
+    let out = ok(&["annotate", &path, "--format", "csv"]);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("zeta,user_id,event_time,event_type,alpha,props,session_id,session_number")
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .contains("\"{\"\"z\"\":1,\"\"a\"\":2}\""),
+        "{out}"
+    );
+}
