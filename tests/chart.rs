@@ -211,7 +211,13 @@ fn group_by_first_and_last_event_and_user_property() {
         "A_total_sessions",
         1.0,
     );
-    assert_eq!(entry.len(), 4);
+    // Every day of every series: /blog and /pricing have no session on 01-05, a row of 0.
+    assert_eq!(entry.len(), 6);
+    close(
+        row(&entry, "2026-01-05", &[("event.page", "/blog")]),
+        "A_total_sessions",
+        0.0,
+    );
     // Exit pages (last event): 01-05 /checkout S1, /home S2, /pricing S4.
     let exit = chart(&["--group-by", "last:event.page"]);
     close(
@@ -537,7 +543,8 @@ fn plots_draw_one_line_per_series_and_bars_for_distributions() {
         line.to_str().unwrap(),
     ]);
     let svg = std::fs::read_to_string(&line).unwrap();
-    // Series: web has sessions on both days, ios and android on 01-06 only: 4 points.
+    // Series: web has sessions on both days, ios and android on 01-06 only; every series has a
+    // point on every day (0 where it has no session): 6 points.
     assert_texts(
         &svg,
         &[
@@ -550,7 +557,7 @@ fn plots_draw_one_line_per_series_and_bars_for_distributions() {
             "2026-01-05",
         ],
     );
-    assert_eq!(svg.matches("<circle").count(), 4);
+    assert_eq!(svg.matches("<circle").count(), 6);
 
     let bars = dir.path().join("hist.html");
     ok(&[

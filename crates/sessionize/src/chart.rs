@@ -1175,14 +1175,10 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let keys = match rows {
-            [only] if single => format!("{}_m", only.letter.to_ascii_lowercase()),
-            _ => "keys".to_string(),
-        };
-        write!(wide, " FROM {keys} k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
-        if single {
-            return vec![format!("wide AS ({wide})")];
+        if let ([only], true) = (rows, single) {
+            return self.series_ctes(only);
         }
+        write!(wide, " FROM keys k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
         for rc in rows {
             let m = rc.letter.to_ascii_lowercase();
             let x = alias(rc);
@@ -1208,6 +1204,58 @@ impl<'a> Compiler<'a> {
         ctes.push(keys);
         ctes.push(format!("wide AS ({wide})"));
         ctes
+    }
+
+    /// `wide` of a one-row chart with group-by: every interval of every series (segment and
+    /// group values) found, with 0 sessions where the series has none in the interval. The
+    /// row's table is read once (DataFusion computes a CTE again wherever it is referenced): its
+    /// rows are gathered per series into lists, which every interval looks its cell up in.
+    fn series_ctes(&self, row: &RowColumns) -> Vec<String> {
+        let m = format!("{}_m", row.letter.to_ascii_lowercase());
+        let names: Vec<&String> = row.metrics.iter().chain(row.buckets.iter()).collect();
+        let groups: String = self.group_keys.iter().map(|g| format!(", {g}")).collect();
+        let fields: Vec<String> = names
+            .iter()
+            .map(|n| format!("{}, {}", literal(n), ident(n)))
+            .collect();
+        let series = format!(
+            "series AS (SELECT __seg{groups}, array_agg(__iv) AS __ivs, \
+             array_agg(named_struct({})) AS __cells FROM {m} GROUP BY __seg{groups})",
+            fields.join(", ")
+        );
+        // A total has one interval (null without --from), so one cell per series.
+        let cell = match self.spec.interval {
+            IntervalKind::Total => "s.__cells[1]".to_string(),
+            _ => "s.__cells[CAST(array_position(s.__ivs, i.__iv) AS BIGINT)]".to_string(),
+        };
+        let group_cols: String = self.group_keys.iter().map(|g| format!(", s.{g}")).collect();
+        let keys = format!(
+            "keys AS (SELECT i.__iv, s.__seg{group_cols}, {cell} AS __cell \
+             FROM intervals i CROSS JOIN series s)"
+        );
+        let mut wide = String::from("SELECT k.__iv, k.__seg");
+        for key in &self.group_keys {
+            write!(wide, ", k.{key}").ok();
+        }
+        write!(wide, ", COALESCE(act.__active, 0) AS __active").ok();
+        for name in names {
+            let counted = !name.ends_with("_avg_length")
+                && !name.ends_with("_median_length")
+                && !name.ends_with("_lengths");
+            let value = format!("k.__cell[{}]", literal(name));
+            if counted {
+                write!(wide, ", COALESCE({value}, 0) AS {}", ident(name)).ok();
+            } else {
+                write!(wide, ", {value} AS {}", ident(name)).ok();
+            }
+        }
+        write!(wide, " FROM keys k LEFT JOIN active act ON (k.__iv IS NOT DISTINCT FROM act.__iv) AND k.__seg = act.__seg").ok();
+        vec![
+            self.intervals_cte(),
+            series,
+            keys,
+            format!("wide AS ({wide})"),
+        ]
     }
 
     /// The output columns: interval, segment, groups, per-row metrics, active users, formulas.
