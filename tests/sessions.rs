@@ -805,8 +805,12 @@ fn newcomer_inputs_get_clear_sentences() {
         "--date-from got '2026-02-30', which is not a day of the calendar: that month has 28 days",
     );
     fails(
-        &["sessions", CSV, "--timeout", "300y"],
+        &["sessions", CSV, "--timeout", "400d"],
         "is longer than the longest accepted, 366 days",
+    );
+    fails(
+        &["sessions", CSV, "--timeout", "1month"],
+        "'1month' counts in month, which have no fixed length: give days or weeks",
     );
     fails(
         &["sessions", CSV, "--date-from", "2026-01-01"],

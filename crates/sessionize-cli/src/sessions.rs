@@ -171,6 +171,7 @@ pub struct SessionsCommand {
 
 /// A human duration: 30m, 1h30m, 90s.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    sessionize::chart::check_fixed_units(text)?;
     let duration = humantime::parse_duration(text.trim()).map_err(|e| {
         format!("'{text}' is not a duration ({e}); use for example 20m, 1h30m or 90s")
     })?;

@@ -236,8 +236,33 @@ fn parse_text(raw: &str, unit: EpochUnit) -> Option<i64> {
     if let Ok(nanos) = string_to_timestamp_nanos(raw) {
         return Some(nanos.div_euclid(1_000));
     }
+    // ISO-8601 allows a time without seconds (`2026-01-01T10:00Z`, `2026-01-01 10:00`).
+    if let Some(with_seconds) = add_seconds(raw)
+        && let Ok(nanos) = string_to_timestamp_nanos(&with_seconds)
+    {
+        return Some(nanos.div_euclid(1_000));
+    }
     let value: f64 = raw.parse().ok()?;
     unit.micros_of_float(value)
+}
+
+/// `raw` with `:00` seconds after its `HH:MM`, when it is a day and a time without seconds.
+fn add_seconds(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let time = 11; // after `YYYY-MM-DD` and `T` or a space
+    let digits = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
+    };
+    let shaped = bytes.len() >= time + 5
+        && matches!(bytes[10], b'T' | b' ')
+        && digits(0..4)
+        && digits(time..time + 2)
+        && bytes[time + 2] == b':'
+        && digits(time + 3..time + 5)
+        && bytes.get(time + 5) != Some(&b':');
+    shaped.then(|| format!("{}:00{}", &raw[..time + 5], &raw[time + 5..]))
 }
 
 /// The `event_time` function.
@@ -431,6 +456,8 @@ mod tests {
             Some("1767225600"),
             Some(" "),
             None,
+            Some("2026-01-01T02:00+02:00"),
+            Some("2026-01-01 00:00"),
         ]));
         let midnight = 1_767_225_600_000_000_i64;
         assert_eq!(
@@ -441,7 +468,9 @@ mod tests {
                 Some(midnight),
                 Some(midnight),
                 None,
-                None
+                None,
+                Some(midnight),
+                Some(midnight)
             ]
         );
         let bad: ArrayRef = Arc::new(StringArray::from(vec!["2026-01-01", "yesterday"]));
