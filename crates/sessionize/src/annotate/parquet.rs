@@ -17,7 +17,6 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
@@ -33,12 +32,10 @@ use datafusion::parquet::arrow::{
 };
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::column::writer::ColumnCloseResult;
-use datafusion::parquet::errors::{ParquetError, Result as ParquetResult};
 use datafusion::parquet::file::metadata::{
     ColumnChunkMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
 };
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use datafusion::parquet::file::reader::{ChunkReader, Length};
 use datafusion::parquet::file::writer::SerializedFileWriter;
 use datafusion::parquet::schema::types::{ColumnDescriptor, SchemaDescriptor, Type, TypePtr};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
@@ -420,21 +417,6 @@ impl Writer {
                 }
             }
         }
-        // The group's column chunks, read at once (one read, rather than one per few kilobytes).
-        let (start, end) = row_group
-            .columns()
-            .iter()
-            .map(|chunk| {
-                let (start, length) = chunk.byte_range();
-                (start, start + length)
-            })
-            .fold((u64::MAX, 0), |(s, e), (start, end)| {
-                (s.min(start), e.max(end))
-            });
-        let chunks = Chunks {
-            start,
-            bytes: source.get_bytes(start, end.saturating_sub(start) as usize)?,
-        };
         let mut out = self.writer.next_row_group()?;
         for (c, chunk) in row_group.columns().iter().enumerate() {
             let descriptor = self.columns.get(c).ok_or_else(|| {
@@ -453,7 +435,7 @@ impl Writer {
                     .filter(|_| self.offset_indexes)
                     .and_then(|index| index.get(group)?.get(c).cloned()),
             };
-            out.append_column(&chunks, close)?;
+            out.append_column(source, close)?;
         }
         for encoder in encoders {
             encoder.close()?.append_to_row_group(&mut out)?;
@@ -464,46 +446,6 @@ impl Writer {
 
     fn finish(self) -> Result<File> {
         Ok(self.writer.into_inner()?)
-    }
-}
-
-/// Bytes of a file from `start` on, read as the file.
-struct Chunks {
-    start: u64,
-    bytes: Bytes,
-}
-
-impl Chunks {
-    fn from(&self, start: u64) -> ParquetResult<Bytes> {
-        let at = start
-            .checked_sub(self.start)
-            .filter(|&at| at <= self.bytes.len() as u64)
-            .ok_or_else(|| ParquetError::General(format!("annotate: no bytes read at {start}")))?;
-        Ok(self.bytes.slice(at as usize..))
-    }
-}
-
-impl Length for Chunks {
-    fn len(&self) -> u64 {
-        self.start + self.bytes.len() as u64
-    }
-}
-
-impl ChunkReader for Chunks {
-    type T = bytes::buf::Reader<Bytes>;
-
-    fn get_read(&self, start: u64) -> ParquetResult<Self::T> {
-        Ok(self.from(start)?.reader())
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
-        let bytes = self.from(start)?;
-        if bytes.len() < length {
-            return Err(ParquetError::EOF(format!(
-                "annotate: {length} bytes at {start}"
-            )));
-        }
-        Ok(bytes.slice(..length))
     }
 }
 
