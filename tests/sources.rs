@@ -630,3 +630,32 @@ fn json_columns_and_keys_keep_their_order() {
         "{out}"
     );
 }
+
+/// A chart of a Segment export counts the anonymous visitor's session (actor: the user id, else
+/// the anonymous id) unless the spec names the actor.
+#[test]
+fn a_chart_spec_can_name_the_actor_of_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = file(dir.path(), "spec.toml", "[session]\nactor = \"user_id\"\n");
+    let total = |extra: &[&str]| {
+        let mut args = vec![
+            "chart",
+            "tests/fixtures/sources/segment.ndjson",
+            "--interval",
+            "total",
+            "--format",
+            "csv",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(total(&[]), "4");
+    assert_eq!(total(&["--spec", &spec]), "3");
+}

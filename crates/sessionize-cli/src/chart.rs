@@ -126,6 +126,14 @@ fn segment_from_flag(flag: &str) -> Result<Segment, CliError> {
 
 impl ChartCommand {
     /// The spec: the file's, then the flags over it.
+    /// Whether the spec file names the session's actor.
+    fn spec_names_actor(&self) -> bool {
+        self.spec.as_ref().is_some_and(|path| {
+            std::fs::read_to_string(path)
+                .is_ok_and(|text| ChartSpec::names_actor(&path.to_string_lossy(), &text))
+        })
+    }
+
     fn spec(&self) -> Result<ChartSpec, CliError> {
         let mut spec = match &self.spec {
             Some(path) => {
@@ -234,8 +242,9 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
                 source.title
             )));
         }
-        // A source's own actor: the user id, else the device or anonymous id.
-        if spec.session.actor == "user_id" && !source.default_actors.is_empty() {
+        // A source's own actor (the user id, else the device or anonymous id), unless the spec
+        // names one.
+        if !args.spec_names_actor() && !source.default_actors.is_empty() {
             let actors: Vec<String> = source
                 .default_actors
                 .iter()

@@ -251,6 +251,20 @@ impl ChartSpec {
         };
         parsed.or_else(|e| plan_err!("cannot read the chart spec '{name}': {e}"))
     }
+
+    /// Whether the spec text (as [`Self::from_text`] reads it) names the session's `actor`, rather
+    /// than leaving it to its default (an export source's own actor, where there is one).
+    pub fn names_actor(name: &str, text: &str) -> bool {
+        if name.to_ascii_lowercase().ends_with(".json") {
+            serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .is_some_and(|v| v.get("session").and_then(|s| s.get("actor")).is_some())
+        } else {
+            toml::from_str::<toml::Value>(text)
+                .ok()
+                .is_some_and(|v| v.get("session").and_then(|s| s.get("actor")).is_some())
+        }
+    }
 }
 
 /// A group-by entry: the property, and whether the session takes its last event's value
