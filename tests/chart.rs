@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{csv_table, fails, ok, sessionize};
+use common::{csv_table, fails, file, ok, sessionize};
 
 const EVENTS: &str = "tests/golden/chart_events.csv";
 
@@ -636,16 +636,15 @@ fn board_has_three_pictures_over_the_last_days() {
 #[test]
 fn charts_keep_every_interval() {
     let dir = tempfile::tempdir().unwrap();
-    let gaps = dir.path().join("gaps.csv");
-    std::fs::write(
-        &gaps,
+    let gaps = file(
+        dir.path(),
+        "gaps.csv",
         "user_id,event_time,event_type\n\
          u1,2026-01-01 10:00:00,page_view\n\
          u1,2026-01-01 10:05:00,page_view\n\
          u2,2026-01-03 09:00:00,page_view\n",
-    )
-    .unwrap();
-    let gaps = gaps.to_str().unwrap();
+    );
+    let gaps = gaps.as_str();
     let days = |extra: &[&str]| {
         let mut args = vec!["chart", gaps, "--format", "csv"];
         args.extend_from_slice(extra);
@@ -723,18 +722,17 @@ fn charts_keep_every_interval() {
 #[test]
 fn the_range_does_not_cut_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("midnight.csv");
-    std::fs::write(
-        &path,
+    let path = file(
+        dir.path(),
+        "midnight.csv",
         "user_id,event_time,event_type\n\
          a,2026-01-01 10:00:00,view\n\
          a,2026-01-01 10:10:00,buy\n\
          b,2026-01-01 23:50:00,view\n\
          b,2026-01-02 00:10:00,view\n\
          a,2026-01-05 10:00:00,view\n",
-    )
-    .unwrap();
-    let path = path.to_str().unwrap();
+    );
+    let path = path.as_str();
     let first_cells = |extra: &[&str]| {
         let mut args = vec!["chart", path, "--format", "csv"];
         args.extend_from_slice(extra);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fails, normalized, ok};
+use common::{fails, file, normalized, ok};
 
 const SAMPLE: &str = "data/events.parquet";
 
@@ -200,13 +200,6 @@ fn last_column(csv: &str) -> Vec<String> {
     csv.lines()
         .map(|l| l.rsplit(',').next().unwrap_or_default().to_string())
         .collect()
-}
-
-/// Writes `text` to the file `name` in `dir`; returns its path.
-fn file(dir: &std::path::Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
 }
 
 /// The sessions table `args` print (as CSV), sorted: of each session its `user_id` and the next

@@ -109,3 +109,10 @@ pub fn free_port() -> u16 {
         .expect("local address")
         .port()
 }
+
+/// Writes `text` to the file `name` in `dir`; returns its path.
+pub fn file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
