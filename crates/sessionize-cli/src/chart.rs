@@ -244,15 +244,15 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
         }
         // A source's own actor (the user id, else the device or anonymous id), unless the spec
         // names one.
-        if !args.spec_names_actor() && !source.default_actors.is_empty() {
-            let actors: Vec<String> = source
-                .default_actors
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
-            spec.session.actor =
-                sessionize::identity::apply(&ctx, "events", &actors, None, &spec.session.time)
-                    .await?;
+        if !args.spec_names_actor() {
+            spec.session.actor = sessionize::identity::apply(
+                &ctx,
+                "events",
+                &source.actors(),
+                None,
+                &spec.session.time,
+            )
+            .await?;
         }
     }
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
@@ -420,15 +420,11 @@ pub async fn board(args: BoardCommand) -> Result<(), CliError> {
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
     let source = crate::map_source(&ctx, args.source.as_deref(), Default::default()).await?;
     let actor = match source {
-        Some(source) if !source.default_actors.is_empty() => {
-            let actors: Vec<String> = source
-                .default_actors
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
-            sessionize::identity::apply(&ctx, "events", &actors, None, "event_time").await?
+        Some(source) => {
+            sessionize::identity::apply(&ctx, "events", &source.actors(), None, "event_time")
+                .await?
         }
-        _ => "user_id".to_string(),
+        None => "user_id".to_string(),
     };
     let last = ctx
         .sql("SELECT CAST(CAST(max(event_time) AS DATE) AS VARCHAR) FROM events")

@@ -171,28 +171,11 @@ pub struct SessionsCommand {
 
 /// A human duration: 30m, 1h30m, 90s.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    sessionize::chart::check_fixed_units(text)?;
-    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("'{text}' is not a duration ({e}); use for example 20m, 1h30m or 90s")
-    })?;
-    if duration.is_zero() {
-        return Err(format!("the duration '{text}' must be positive"));
-    }
-    // Past this a timeout is no longer a gap between two events of one visit, and times in
-    // nanoseconds would overflow.
-    if duration > MAX_DURATION {
-        return Err(format!(
-            "the duration '{text}' is longer than the longest accepted, 366 days"
-        ));
-    }
-    Ok(duration)
+    sessionize::sessions::parse_duration("the duration", text)
 }
 
 /// The inactivity timeout when none is given (Amplitude's and GA4's default).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// The longest timeout or session length accepted.
-const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// "1 event", "2 events".
 fn events(n: i64) -> String {
@@ -378,11 +361,7 @@ impl SessionArgs {
         let actors: Vec<String> = match (&stitch, source) {
             (Some(_), _) if !actor_given => vec![],
             // A source's own actor: the user id, else the device or anonymous id.
-            (None, Some(source)) if !actor_given && !source.default_actors.is_empty() => source
-                .default_actors
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
+            (None, Some(source)) if !actor_given => source.actors(),
             _ => self.actors(),
         };
         options.actor = sessionize::identity::apply(

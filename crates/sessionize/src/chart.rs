@@ -281,35 +281,10 @@ pub fn row_letter(index: usize) -> char {
     (b'A' + index as u8) as char
 }
 
-/// Refuses months and years in a duration: humantime reads them as 30.44 and 365.25 days, which
-/// no calendar month or year is (and SQL intervals of months are refused in the functions).
-pub fn check_fixed_units(text: &str) -> std::result::Result<(), String> {
-    let units = text
-        .split(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
-        .filter(|u| !u.is_empty());
-    for unit in units {
-        if matches!(unit, "M" | "month" | "months" | "y" | "year" | "years") {
-            return Err(format!(
-                "'{text}' counts in {unit}, which have no fixed length: give days or weeks, \
-                 such as 30d"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn parse_duration_secs(what: &str, text: &str) -> Result<f64> {
-    if let Err(e) = check_fixed_units(text) {
-        return plan_err!("{what}: {e}");
-    }
-    match humantime::parse_duration(text.trim()) {
-        Ok(d) if d.as_secs() > 366 * 24 * 3600 => {
-            plan_err!("{what} '{text}' is longer than the longest accepted, 366 days")
-        }
-        Ok(d) if !d.is_zero() => Ok(d.as_secs_f64()),
-        Ok(_) => plan_err!("{what} '{text}' must be positive"),
-        Err(e) => plan_err!("{what} '{text}' is not a duration such as 30m, 1h30m or 90s ({e})"),
-    }
+    crate::sessions::parse_duration(what, text)
+        .map(|d| d.as_secs_f64())
+        .or_else(|e| plan_err!("{e}"))
 }
 
 /// Compiles properties to SQL against the events' schema.

@@ -195,6 +195,39 @@ pub(crate) fn string_list(values: &[String]) -> String {
         .join(", ")
 }
 
+/// The longest timeout or session length accepted: past it a timeout is no longer a gap between
+/// two events of one visit, and times in nanoseconds would overflow.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A human duration (`30m`, `1h30m`, `90s`; humantime's syntax), named `what` in errors: positive,
+/// at most 366 days, and in units of fixed length (humantime reads months and years as 30.44 and
+/// 365.25 days, which no calendar month or year is).
+pub fn parse_duration(what: &str, text: &str) -> std::result::Result<Duration, String> {
+    let units = text
+        .split(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
+        .filter(|u| !u.is_empty());
+    for unit in units {
+        if matches!(unit, "M" | "month" | "months" | "y" | "year" | "years") {
+            return Err(format!(
+                "{what} '{text}' counts in {unit}, which have no fixed length: give days or \
+                 weeks, such as 30d"
+            ));
+        }
+    }
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{what} '{text}' is not a duration ({e}); use for example 20m, 1h30m or 90s")
+    })?;
+    if duration.is_zero() {
+        return Err(format!("{what} '{text}' must be positive"));
+    }
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{what} '{text}' is longer than the longest accepted, 366 days"
+        ));
+    }
+    Ok(duration)
+}
+
 /// Checks that `column` exists in `schema`; the message names the column, lists the columns found
 /// and names the flag that maps it.
 pub fn require_column<'a>(schema: &'a Schema, column: &str, flag: &str) -> Result<&'a DataType> {

@@ -102,7 +102,8 @@ pub async fn annotate(
         let sql = crate::sessions::annotate_sql(table, &schema, options, concluded)?;
         return ctx.sql(&sql).await?.execute_stream().await;
     }
-    let (plan, sessions, index) = sessions_index(ctx, table, &schema, options).await?;
+    let plan = Plan::new(table, &schema, options)?;
+    let (sessions, index) = sessions_index(ctx, &plan, options).await?;
     let (events, partitions) = events_in_parts(ctx, &plan.events_sql).await?;
     let concurrency = ctx.state().config().target_partitions().max(1);
     let width = schema.fields().len();
@@ -151,18 +152,16 @@ pub async fn annotate(
     )))
 }
 
-/// Pass 1: the plan of both passes, the sessions query's batches and their index.
+/// Pass 1: the sessions query's batches and their index.
 async fn sessions_index(
     ctx: &SessionContext,
-    table: &str,
-    schema: &Schema,
+    plan: &Plan,
     options: &SessionsOptions,
-) -> Result<(Plan, Vec<RecordBatch>, Arc<SessionIndex>)> {
-    let plan = Plan::new(table, schema, options)?;
+) -> Result<(Vec<RecordBatch>, Arc<SessionIndex>)> {
     let sessions = ctx.sql(&plan.sessions_sql).await?.collect().await?;
     let id_from_start = (options.source == SessionSource::Derived).then_some(plan.unit);
     let index = Arc::new(SessionIndex::new(&sessions, plan.keys, id_from_start)?);
-    Ok((plan, sessions, index))
+    Ok((sessions, index))
 }
 
 /// The two queries of [`annotate`] and what they share.

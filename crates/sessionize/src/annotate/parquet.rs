@@ -71,7 +71,7 @@ pub async fn write_parquet(
     let Some(input) = Input::of(&keys_plan, &schema)? else {
         return Ok(None);
     };
-    let (_, _, index) = sessions_index(ctx, table, &schema, options).await?;
+    let (_, index) = sessions_index(ctx, &plan, options).await?;
     let partitions = execute_stream_partitioned(keys_plan, task)?;
     let concurrency = ctx.state().config().target_partitions().max(1);
     let annotated_schema: SchemaRef = Arc::new(Schema::new(new_fields()));

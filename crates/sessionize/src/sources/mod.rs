@@ -113,6 +113,16 @@ pub const SOURCES: &[&Source] = &[
 ];
 
 impl Source {
+    /// The actor columns of the mapped events: [`Self::default_actors`], else the user id alone
+    /// (for [`crate::identity::apply`]).
+    pub fn actors(&self) -> Vec<String> {
+        if self.default_actors.is_empty() {
+            vec!["user_id".to_string()]
+        } else {
+            self.default_actors.iter().map(|a| a.to_string()).collect()
+        }
+    }
+
     /// Whether `schema` has this source's signature columns.
     pub fn fits(&self, schema: &Schema) -> bool {
         self.signature
