@@ -233,27 +233,17 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
         sorted_by: crate::sorted_by(),
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
-    let source = crate::map_source(&ctx, args.source.as_deref(), args.time_unit).await?;
-    if let Some(source) = source {
-        if spec.session.source == "sdk" && source.session_key.is_none() {
-            return Err(CliError(format!(
-                "{} carries no session id, so --session-source sdk has nothing to read: use \
-                 derived sessions (the default)",
-                source.title
-            )));
-        }
-        // A source's own actor (the user id, else the device or anonymous id), unless the spec
-        // names one.
-        if !args.spec_names_actor() {
-            spec.session.actor = sessionize::identity::apply(
-                &ctx,
-                "events",
-                &source.actors(),
-                None,
-                &spec.session.time,
-            )
-            .await?;
-        }
+    let notes = sessionize::job::prepare_chart(
+        &ctx,
+        "events",
+        &mut spec,
+        args.source.as_deref(),
+        args.time_unit,
+        args.spec_names_actor(),
+    )
+    .await?;
+    for note in notes {
+        eprintln!("note: {note}");
     }
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let sql = sessionize::chart::chart_sql("events", &schema, &spec)?;

@@ -15,7 +15,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 use datafusion::error::DataFusionError;
-use datafusion::sql::sqlparser::parser::ParserError;
 
 /// Sessions and session metrics from product-analytics event exports.
 #[derive(Debug, Parser)]
@@ -63,16 +62,12 @@ pub async fn map_source(
     source: Option<&str>,
     unit: sessionize::scalar::EpochUnit,
 ) -> Result<Option<&'static sessionize::sources::Source>, CliError> {
-    let mapped = sessionize::sources::apply(ctx, "events", source, unit).await?;
-    if let Some((source, true)) = mapped
-        && !source.name.starts_with("amplitude")
-    {
-        eprintln!(
-            "note: reading {} (--source {}; columns as documented at {})",
-            source.title, source.name, source.documented_at
-        );
+    let mut notes = vec![];
+    let source = sessionize::job::map_source(ctx, "events", source, unit, &mut notes).await?;
+    for note in notes {
+        eprintln!("note: {note}");
     }
-    Ok(mapped.map(|(s, _)| s))
+    Ok(source)
 }
 
 /// Whether `--threads` was given.
@@ -146,23 +141,7 @@ impl From<DataFusionError> for CliError {
     fn from(e: DataFusionError) -> Self {
         // The innermost error carries the sentence meant for the user; DataFusion's wrappers
         // ("Error during planning: ...") only say where it happened.
-        let root = e.find_root();
-        let message = match root {
-            DataFusionError::SQL(error, _) => match error.as_ref() {
-                ParserError::ParserError(m) | ParserError::TokenizerError(m) => {
-                    format!("SQL syntax error: {m}")
-                }
-                other => format!("SQL syntax error: {other}"),
-            },
-            _ => root.message().trim().to_string(),
-        };
-        // One line (DataFusion lists valid fields on a second line), except a formula error, whose
-        // last lines show the formula with a caret under the error.
-        let mut message = if message.trim_end().ends_with('^') {
-            message
-        } else {
-            message.split_whitespace().collect::<Vec<_>>().join(" ")
-        };
+        let mut message = sessionize::error::user_message(&e);
         if message.starts_with("table '") && message.ends_with("not found") {
             message.push_str(
                 "; register it with --table NAME=PATH, or pass a PATH argument to register `events`",

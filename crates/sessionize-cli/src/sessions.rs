@@ -9,9 +9,10 @@ use clap::{Args, ValueEnum};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use indicatif::{ProgressBar, ProgressStyle};
+use sessionize::job::SessionsJob;
 use sessionize::output::{self, Format};
 use sessionize::scalar::EpochUnit;
-use sessionize::sessions::{SessionSource, SessionsOptions, exclude_preset};
+use sessionize::sessions::{SessionsOptions, exclude_preset};
 use sessionize::tables::{LoadOptions, register_inputs};
 
 use crate::CliError;
@@ -174,165 +175,43 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     sessionize::sessions::parse_duration("the duration", text)
 }
 
-/// The inactivity timeout when none is given (Amplitude's and GA4's default).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// "1 event", "2 events".
-fn events(n: i64) -> String {
-    if n == 1 {
-        "1 event".to_string()
-    } else {
-        format!("{n} events")
-    }
-}
-
 impl SessionArgs {
-    /// The columns `--actor` lists.
-    fn actors(&self) -> Vec<String> {
-        self.actor
-            .as_deref()
-            .unwrap_or("user_id")
-            .split(',')
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .collect()
-    }
-
-    /// `--stitch`'s (anonymous id, user id) columns.
-    fn stitch(&self) -> Result<Option<(String, String)>, CliError> {
-        let Some(text) = &self.stitch else {
-            return Ok(None);
-        };
-        match text.split_once('=') {
-            Some((a, u)) if !a.trim().is_empty() && !u.trim().is_empty() => {
-                Ok(Some((a.trim().to_string(), u.trim().to_string())))
-            }
-            _ => Err(CliError(format!(
-                "--stitch expects ANONYMOUS=USER, for example anonymous_id=user_id, but got '{text}'"
-            ))),
-        }
-    }
-
-    /// The column that holds the actor once identities are applied: the first of `--actor`, or
-    /// `--stitch`'s user id.
-    fn actor_column(&self) -> Result<String, CliError> {
-        if let Some((_, user)) = self.stitch()? {
-            return Ok(user);
-        }
-        self.actors()
-            .into_iter()
-            .next()
-            .ok_or_else(|| CliError("--actor names no column".into()))
-    }
-
-    /// The library's options from the flags.
-    pub fn options(&self) -> Result<SessionsOptions, CliError> {
-        let source = match (self.compat, self.session_source) {
-            (Some(CompatArg::Dbt), _) => SessionSource::DbtCompat,
-            (None, SourceArg::Sdk) => SessionSource::Sdk,
-            (None, SourceArg::Derived) => SessionSource::Derived,
-        };
-        let exclude_events = self.event_rules.excluded()?;
-        let timeout_by = match &self.timeout_by {
-            None => None,
-            Some(values) => {
-                let [column, spec] = values.as_slice() else {
-                    return Err(CliError(
-                        "--timeout-by expects a column and PLATFORM=DURATION pairs, for example \
-                         --timeout-by platform web=30m,ios=5m"
-                            .into(),
-                    ));
-                };
-                let mut pairs = vec![];
-                for pair in spec.split(',').filter(|p| !p.trim().is_empty()) {
-                    let Some((platform, duration)) = pair.split_once('=') else {
-                        return Err(CliError(format!(
-                            "--timeout-by expects PLATFORM=DURATION pairs, but got '{pair}'"
-                        )));
-                    };
-                    let duration = parse_duration(duration)
-                        .map_err(|e| CliError(format!("--timeout-by {platform}: {e}")))?;
-                    pairs.push((platform.trim().to_string(), duration));
-                }
-                Some((column.clone(), pairs))
-            }
-        };
-        for (flag, day) in [
-            ("--date-from", &self.date_from),
-            ("--date-to", &self.date_to),
-        ] {
-            if let Some(day) = day {
-                sessionize::sessions::check_day(flag, day)?;
-            }
-        }
-        if source == SessionSource::DbtCompat {
-            let derived_only = [
-                ("--timeout", self.timeout.is_some()),
-                ("--max-length", self.max_length.is_some()),
+    /// The library's job from the flags.
+    fn job(&self) -> SessionsJob {
+        SessionsJob {
+            source: self.source.clone(),
+            sdk_sessions: self.session_source == SourceArg::Sdk,
+            compat_dbt: self.compat == Some(CompatArg::Dbt),
+            timeout: self.timeout,
+            max_length: self.max_length,
+            restart_events: self.event_rules.restart_events.clone(),
+            exclude_events: self.event_rules.exclude_events.clone(),
+            exclude_presets: self.event_rules.exclude_presets.clone(),
+            timeout_by: self.timeout_by.as_ref().map(|v| {
                 (
-                    "--restart-event",
-                    !self.event_rules.restart_events.is_empty(),
-                ),
-            ];
-            if let Some((flag, _)) = derived_only.iter().find(|(_, given)| *given) {
-                return Err(CliError(format!(
-                    "{flag} shapes derived sessions, but --compat dbt takes the SDK's session ids \
-                     as the dbt package does: drop {flag}, or drop --compat dbt"
-                )));
-            }
-        }
-        if source != SessionSource::DbtCompat
-            && (self.date_from.is_some() || self.date_to.is_some())
-        {
-            return Err(CliError(
-                "--date-from and --date-to set the date window of --compat dbt; without it every \
-                 event is read (filter days in SQL with sessionize query, or chart with --from / --to)"
-                    .into(),
-            ));
-        }
-        // dbt_amplitude's default date window: from its amplitude__date_range_start to the
-        // current UTC date, both inclusive.
-        let (date_from, date_to) = if source == SessionSource::DbtCompat {
-            let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            (
-                Some(
-                    self.date_from
-                        .clone()
-                        .unwrap_or_else(|| sessionize::sessions::DBT_DATE_RANGE_START.to_string()),
-                ),
-                Some(
-                    self.date_to
-                        .clone()
-                        .unwrap_or_else(|| today[..10].to_string()),
-                ),
-            )
-        } else {
-            (self.date_from.clone(), self.date_to.clone())
-        };
-        if let (Some(from), Some(to)) = (&date_from, &date_to)
-            && from > to
-        {
-            return Err(CliError(format!("the date range {from} to {to} is empty")));
-        }
-        Ok(SessionsOptions {
-            source,
-            actor: self.actor_column()?,
+                    v.first().cloned().unwrap_or_default(),
+                    v.get(1).cloned().unwrap_or_default(),
+                )
+            }),
+            actor: self.actor.clone(),
+            stitch: self.stitch.clone(),
             time: self.time.clone(),
+            time_unit: self.time_unit,
             event: self.event.clone(),
             session_id_col: self.session_id_col.clone(),
             insert_id_col: self.insert_id_col.clone(),
             event_id_col: self.event_id_col.clone(),
-            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            max_length: self.max_length,
-            restart_events: self.event_rules.restart_events.clone(),
-            exclude_events,
-            timeout_by,
             dedup_insert_id: self.dedup.is_some(),
             time_zone: self.time_zone.clone(),
             source_relation: self.source_relation.clone(),
-            date_from,
-            date_to,
-        })
+            date_from: self.date_from.clone(),
+            date_to: self.date_to.clone(),
+        }
+    }
+
+    /// The library's options from the flags.
+    pub fn options(&self) -> Result<SessionsOptions, CliError> {
+        Ok(self.job().options()?)
     }
 
     /// A context with the inputs registered as `events`.
@@ -355,119 +234,20 @@ impl SessionArgs {
             sorted_by: crate::sorted_by(),
         };
         register_inputs(&ctx, "events", &self.inputs, &load).await?;
-        let source = crate::map_source(&ctx, self.source.as_deref(), self.time_unit).await?;
-        let stitch = self.stitch()?;
-        let actor_given = self.actor.is_some();
-        let actors: Vec<String> = match (&stitch, source) {
-            (Some(_), _) if !actor_given => vec![],
-            // A source's own actor: the user id, else the device or anonymous id.
-            (None, Some(source)) if !actor_given => source.actors(),
-            _ => self.actors(),
-        };
-        options.actor = sessionize::identity::apply(
-            &ctx,
-            "events",
-            &actors,
-            stitch.as_ref().map(|(a, u)| (a.as_str(), u.as_str())),
-            &options.time,
-        )
-        .await?;
-        if options.source == SessionSource::Sdk
-            && let Some(source) = source
-            && source.session_key.is_none()
-        {
-            return Err(CliError(format!(
-                "{} carries no session id, so --session-source sdk has nothing to read: use \
-                 derived sessions (the default)",
-                source.title
-            )));
+        for note in self.job().prepare(&ctx, "events", options).await? {
+            eprintln!("note: {note}");
         }
         Ok(ctx)
     }
 }
 
-/// Says on stderr how many events were left out for a null actor or time (derived sessions).
-///
-/// The null counts of each column come from the Parquet footers' statistics where they are exact
-/// (DataFusion answers `count(column)` from them without reading the data). Only when both columns
-/// hold nulls does it take a scan, for the rows where either is null.
+/// Says on stderr how many events the sessions table leaves out (null actor or time; with
+/// `--compat dbt`, outside the date window).
 async fn report_left_out(ctx: &SessionContext, options: &SessionsOptions) -> Result<(), CliError> {
-    if options.source == SessionSource::DbtCompat {
-        return report_date_window(ctx, options).await;
-    }
-    if options.source != SessionSource::Derived {
-        return Ok(());
-    }
-    let schema = ctx.table("events").await?.schema().as_arrow().clone();
-    sessionize::sessions::require_column(&schema, &options.actor, "--actor")?;
-    sessionize::sessions::require_column(&schema, &options.time, "--time")?;
-    let actor = sessionize::sessions::ident(&options.actor);
-    let time = sessionize::sessions::ident(&options.time);
-    let nulls = counts(
-        ctx,
-        &format!("SELECT count(*) - count({actor}), count(*) - count({time}) FROM events"),
-    )
-    .await?;
-    let left_out = match nulls[..] {
-        [null_actor, null_time] if null_actor == 0 || null_time == 0 => null_actor.max(null_time),
-        _ => {
-            let sql =
-                format!("SELECT count(*) FROM events WHERE {actor} IS NULL OR {time} IS NULL");
-            counts(ctx, &sql).await?.first().copied().unwrap_or(0)
-        }
-    };
-    if left_out > 0 {
-        eprintln!(
-            "note: left out {} whose {} or {} is null",
-            events(left_out),
-            options.actor,
-            options.time
-        );
+    for note in sessionize::job::left_out_notes(ctx, "events", options).await? {
+        eprintln!("note: {note}");
     }
     Ok(())
-}
-
-/// Says on stderr how many events `--compat dbt` left out for their day being outside the date
-/// window, as the dbt package does by default.
-async fn report_date_window(
-    ctx: &SessionContext,
-    options: &SessionsOptions,
-) -> Result<(), CliError> {
-    let (Some(from), Some(to)) = (&options.date_from, &options.date_to) else {
-        return Ok(());
-    };
-    let schema = ctx.table("events").await?.schema().as_arrow().clone();
-    sessionize::sessions::require_column(&schema, &options.time, "--time")?;
-    let day = format!("utc_day({})", sessionize::sessions::ident(&options.time));
-    let sql = format!(
-        "SELECT count(*) FILTER (WHERE {day} < DATE '{from}'), \
-         count(*) FILTER (WHERE {day} > DATE '{to}') FROM events"
-    );
-    if let [before, after] = counts(ctx, &sql).await?[..]
-        && before + after > 0
-    {
-        eprintln!(
-            "note: --compat dbt left out {} dated before {from} and {after} dated after \
-             {to}, as dbt_amplitude's date window does (change it with --date-from / --date-to)",
-            events(before)
-        );
-    }
-    Ok(())
-}
-
-/// The first row of a query whose columns are all `BIGINT`.
-async fn counts(ctx: &SessionContext, sql: &str) -> Result<Vec<i64>, CliError> {
-    use datafusion::arrow::array::{Array, Int64Array};
-    let batches = ctx.sql(sql).await?.collect().await?;
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(vec![]);
-    };
-    Ok(batch
-        .columns()
-        .iter()
-        .filter_map(|c| c.as_any().downcast_ref::<Int64Array>())
-        .map(|a| if a.is_null(0) { 0 } else { a.value(0) })
-        .collect())
 }
 
 /// A spinner on stderr when it is a terminal; nothing otherwise.

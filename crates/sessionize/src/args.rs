@@ -149,19 +149,18 @@ fn constant_nanos(
     name: &str,
     expr: &Arc<dyn PhysicalExpr>,
 ) -> Result<i128> {
-    let Some(literal) = expr.downcast_ref::<Literal>() else {
+    let Some(value) = constant_value(expr) else {
         return plan_err!(
             "{function}: argument {position} ({name}) must be a constant INTERVAL such as \
              INTERVAL '30 minutes', but found the expression {expr}"
         );
     };
-    let nanos: Option<i128> = match literal.value().clone() {
+    let nanos: Option<i128> = match value.clone() {
         ScalarValue::IntervalMonthDayNano(Some(v)) => {
             if v.months != 0 {
                 return plan_err!(
                     "{function}: argument {position} ({name}) must not use months (their length \
-                     varies), but found {}; use days or hours instead",
-                    literal.value()
+                     varies), but found {value}; use days or hours instead"
                 );
             }
             Some(i128::from(v.days) * 86_400_000_000_000 + i128::from(v.nanoseconds))
@@ -184,13 +183,11 @@ fn constant_nanos(
     match nanos {
         Some(n) if n > 0 => Ok(n),
         Some(_) => plan_err!(
-            "{function}: argument {position} ({name}) must be positive, but found {}",
-            literal.value()
+            "{function}: argument {position} ({name}) must be positive, but found {value}"
         ),
         None => plan_err!(
             "{function}: argument {position} ({name}) must be a constant, non-null INTERVAL such as \
-             INTERVAL '30 minutes', but found {}",
-            literal.value()
+             INTERVAL '30 minutes', but found {value}"
         ),
     }
 }
@@ -266,6 +263,75 @@ pub fn is_restart(restart: Option<&BooleanArray>, i: usize) -> bool {
 
 /// Whether `expr` is the constant `false` (a restart condition that never restarts).
 pub fn is_false_literal(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    expr.downcast_ref::<Literal>()
-        .is_some_and(|l| matches!(l.value(), ScalarValue::Boolean(Some(false))))
+    constant_value(expr).is_some_and(|v| matches!(v, ScalarValue::Boolean(Some(false))))
+}
+
+/// The value of a constant argument: a literal, or an expression that reads no column.
+///
+/// Through `datafusion-ffi` (a function registered into datafusion-python), arguments arrive as
+/// foreign expressions that wrap the literal, so a downcast alone would miss them: those are
+/// evaluated on a batch of one row and no columns, which fails for any expression that reads a
+/// column.
+pub fn constant_value(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
+    use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::logical_expr::ColumnarValue;
+    if let Some(literal) = expr.downcast_ref::<Literal>() {
+        return Some(literal.value().clone());
+    }
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .ok()?;
+    match expr.evaluate(&batch).ok()? {
+        ColumnarValue::Scalar(value) => Some(value),
+        ColumnarValue::Array(array) if array.len() == 1 => {
+            ScalarValue::try_from_array(&array, 0).ok()
+        }
+        ColumnarValue::Array(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, IntervalUnit, Schema};
+    use datafusion::physical_expr::expressions::{CastExpr, Column, NotExpr};
+
+    /// A constant that is not a `Literal` node (as the arguments that cross `datafusion-ffi`
+    /// arrive) is still read as a constant; an expression over a column is not.
+    #[test]
+    fn constants_behind_other_nodes_are_evaluated() {
+        let interval = ScalarValue::new_interval_mdn(0, 0, 60_000_000_000);
+        let wrapped: Arc<dyn PhysicalExpr> = Arc::new(CastExpr::new(
+            Arc::new(Literal::new(interval.clone())),
+            DataType::Interval(IntervalUnit::MonthDayNano),
+            None,
+        ));
+        assert_eq!(constant_value(&wrapped), Some(interval));
+        let rule = session_rule(
+            "session_number",
+            &[wrapped.clone(), wrapped],
+            TimeUnit::Microsecond,
+        );
+        assert!(rule.is_ok());
+        let not_true: Arc<dyn PhysicalExpr> = Arc::new(NotExpr::new(Arc::new(Literal::new(
+            ScalarValue::Boolean(Some(true)),
+        ))));
+        assert!(is_false_literal(&not_true));
+        let schema = Schema::new(vec![Field::new("t", DataType::Boolean, true)]);
+        let column: Arc<dyn PhysicalExpr> =
+            Arc::new(Column::new_with_schema("t", &schema).unwrap());
+        assert_eq!(constant_value(&column), None);
+        let error = session_rule(
+            "session_number",
+            &[column.clone(), column],
+            TimeUnit::Microsecond,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("must be a constant INTERVAL"), "{error}");
+    }
 }

@@ -32,8 +32,10 @@ pub mod chart;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod docs;
+pub mod error;
 pub mod formula;
 pub mod identity;
+pub mod job;
 pub mod output;
 pub mod parquet_writer;
 pub mod plot;

@@ -162,7 +162,12 @@ async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
         && !is_glob(path)
         && let Err(e) = std::fs::metadata(path)
     {
-        return plan_err!("cannot read '{path}': {e}");
+        let message = format!("cannot read '{path}': {e}");
+        return Err(if e.kind() == std::io::ErrorKind::NotFound {
+            crate::error::input_not_found(message)
+        } else {
+            DataFusionError::Plan(message)
+        });
     }
     register_object_store(ctx, path)?;
     let url = parse_location(path)
@@ -200,7 +205,9 @@ async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
     found.sort_by(|a, b| a.display.cmp(&b.display));
     if found.is_empty() {
         return if is_glob(path) {
-            plan_err!("no files match '{path}'")
+            Err(crate::error::input_not_found(format!(
+                "no files match '{path}'"
+            )))
         } else if has_scheme || std::path::Path::new(path).is_dir() {
             plan_err!("'{path}' holds no .parquet, .csv, .json, .ndjson, .json.gz or .zip files")
         } else {
@@ -695,4 +702,35 @@ pub async fn register_events(ctx: &SessionContext, name: &str, path: &str) -> Re
         ..LoadOptions::default()
     };
     register_inputs(ctx, name, &[path.to_string()], &options).await
+}
+
+/// Registers in-memory batches (for example an Arrow C stream from Python) as table `name`, their
+/// time column converted as [`read_inputs`] converts a Parquet file's (epoch numbers, text, other
+/// units and zones become `Timestamp(µs, "UTC")`; a timestamp column is kept). `display` names the
+/// data in errors. The batches are not copied.
+///
+/// Errors: a time column that cannot be read as times (at execution, naming `display`).
+pub fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    options: &LoadOptions,
+    display: &str,
+) -> Result<()> {
+    let table = datafusion::datasource::MemTable::try_new(schema.clone(), vec![batches])?;
+    let mut frame = ctx.read_table(Arc::new(table))?;
+    if let Some(column) = &options.time_column
+        && let Ok(field) = schema.field_with_name(column)
+        && !matches!(field.data_type(), DataType::Timestamp(..))
+    {
+        let time = event_time_udf().call(vec![
+            datafusion::prelude::col(ident(column)),
+            datafusion::prelude::lit(options.time_unit.as_str()),
+            datafusion::prelude::lit(display.to_string()),
+        ]);
+        frame = frame.with_column(column, time)?;
+    }
+    ctx.register_table(name, frame.into_view())?;
+    Ok(())
 }

@@ -279,16 +279,19 @@ struct EventTime {
 
 /// A constant text argument, or `None` when absent.
 fn constant_text(args: &[ColumnarValue], i: usize, what: &str) -> Result<Option<String>> {
-    match args.get(i) {
+    let Some(arg) = args.get(i) else {
+        return Ok(None);
+    };
+    let Ok(value) = super::constant_argument(arg) else {
+        return exec_err!("event_time: the {what} must be a constant, such as 'ms'");
+    };
+    match value {
         None => Ok(None),
-        Some(ColumnarValue::Scalar(scalar)) if scalar.is_null() => Ok(None),
-        Some(ColumnarValue::Scalar(scalar)) => match scalar.cast_to(&DataType::Utf8)? {
+        Some(scalar) if scalar.is_null() => Ok(None),
+        Some(scalar) => match scalar.cast_to(&DataType::Utf8)? {
             ScalarValue::Utf8(text) => Ok(text),
             _ => Ok(None),
         },
-        Some(ColumnarValue::Array(_)) => {
-            exec_err!("event_time: the {what} must be a constant, such as 'ms'")
-        }
     }
 }
 

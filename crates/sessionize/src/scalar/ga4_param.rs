@@ -154,12 +154,14 @@ impl ScalarUDFImpl for Ga4Param {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let key = match &args.args[1] {
-            ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Utf8)? {
+        let key = match super::constant_argument(&args.args[1]) {
+            Ok(Some(s)) => match s.cast_to(&DataType::Utf8)? {
                 ScalarValue::Utf8(Some(k)) => k,
                 _ => return exec_err!("ga4_param: the key must be text, such as 'page_location'"),
             },
-            ColumnarValue::Array(_) => {
+            // No rows: nothing to look up.
+            Ok(None) => String::new(),
+            Err(_) => {
                 return exec_err!("ga4_param: the key must be a constant, such as 'page_location'");
             }
         };

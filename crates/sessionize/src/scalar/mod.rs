@@ -175,6 +175,27 @@ fn floor_div(function: &str, array: &ArrayRef, divisor: i64) -> Result<Int64Arra
     })
 }
 
+/// The value of an argument that must be constant (a unit, a key): a scalar, or an array whose
+/// rows all hold one value. Through `datafusion-ffi` (the functions in datafusion-python), constant
+/// arguments arrive as arrays of the batch's length; an array of differing values is not constant.
+/// `None` for an empty array.
+pub(crate) fn constant_argument(value: &ColumnarValue) -> Result<Option<ScalarValue>> {
+    use datafusion::arrow::array::{Array, Scalar};
+    use datafusion::arrow::compute::kernels::cmp::not_distinct;
+    match value {
+        ColumnarValue::Scalar(scalar) => Ok(Some(scalar.clone())),
+        ColumnarValue::Array(array) if array.is_empty() => Ok(None),
+        ColumnarValue::Array(array) => {
+            let first = array.slice(0, 1);
+            let same = not_distinct(array, &Scalar::new(first))?;
+            if same.true_count() != array.len() {
+                return exec_err!("not a constant");
+            }
+            Ok(Some(ScalarValue::try_from_array(array, 0)?))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::AsArray;
