@@ -152,3 +152,33 @@ def test_every_function_is_offered():
     ]:
         assert name in names
     assert len(names) == 14 + 13
+
+
+def test_ga4_and_text_key_functions_equal_the_command_line(tmp_path):
+    """The GA4 parameter functions, text session keys and epoch times on the GA4 fixture, in
+    datafusion-python and in `sessionize query` (the file as a plain table, unmapped)."""
+    import subprocess
+
+    import pyarrow.parquet as pq
+    from conftest import BIN, WORKSPACE
+
+    path = WORKSPACE / "tests" / "fixtures" / "sources" / "ga4.parquet"
+    sql = (
+        "SELECT user_pseudo_id, event_timestamp, "
+        "ga4_param(event_params, 'ga_session_id') AS s, ga4_params(event_params) AS p, "
+        "session_key_id(user_pseudo_id) AS k, event_time(event_timestamp, 'us') AS t, "
+        "session_number(event_time(event_timestamp), INTERVAL '30 minutes') "
+        "OVER (PARTITION BY user_pseudo_id ORDER BY event_timestamp) AS n FROM ga4"
+    )
+    ctx = datafusion.SessionContext()
+    sessionize.register(ctx)
+    ctx.register_record_batches("ga4", [pq.read_table(path).to_batches(max_chunksize=3)])
+    ours = run(ctx, sql)
+    out = tmp_path / "cli.parquet"
+    subprocess.run(
+        [BIN, "query", "--table", f"ga4={path}", sql, "-o", str(out)], check=True
+    )
+    theirs = pq.read_table(out)
+    keys = ("user_pseudo_id", "event_timestamp", "p")
+    assert ours.num_rows > 0
+    assert rows(ours, *keys) == rows(theirs, *keys)
