@@ -15,16 +15,21 @@ never split.
 
 Errors: ``FileNotFoundError`` for an input that does not exist, ``ValueError`` for bad options
 and bad data, ``SessionizeError`` for the rest; their messages are the command line's sentences.
-Long work releases the GIL and stops on Ctrl-C (``KeyboardInterrupt``).
+Long work releases the GIL and stops on Ctrl-C (``KeyboardInterrupt``); a spinner with the
+elapsed time shows on stderr in terminals and notebooks (``sessionize.progress = False`` turns it
+off).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -198,6 +203,58 @@ def _names(name: str, value: str | Iterable[str] | None) -> list[str]:
     return values
 
 
+#: Whether calls show a spinner on stderr: None (the default) shows one where the command line
+#: would (stderr is a terminal) and in Jupyter notebooks; True or False force it.
+progress: bool | None = None
+
+_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+def _shows_progress() -> bool:
+    if progress is not None:
+        return progress
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _spinner(what: str) -> Iterator[None]:
+    """A spinner with the elapsed time on stderr while the engine runs (it releases the GIL, so
+    this thread runs beside it), as the command line's; shown after half a second, then cleared."""
+    if not _shows_progress():
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def spin() -> None:
+        shown = False
+        frame = 0
+        while not done.wait(0.12):
+            elapsed = time.monotonic() - started
+            if elapsed < 0.5:
+                continue
+            sys.stderr.write(f"\r{_SPINNER[frame % len(_SPINNER)]} {what} [{elapsed:.0f}s]")
+            sys.stderr.flush()
+            shown = True
+            frame += 1
+        if shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def _answer(answer: tuple[Any, list[str]]) -> pa.Table:
     result, notes = answer
     for note in notes:
@@ -324,7 +381,9 @@ def sessions(
     ``.to_pandas()`` gives pandas).
     """
     options = _session_options(**{k: v for k, v in locals().items() if k != "data"})
-    return _answer(_sessionize.sessions(_data(data), options))
+    with _spinner("reading events and building sessions"):
+        answer = _sessionize.sessions(_data(data), options)
+    return _answer(answer)
 
 
 def annotate(
@@ -364,7 +423,9 @@ def annotate(
         **{k: v for k, v in locals().items() if k not in ("data", "concluded")}
     )
     options["concluded"] = concluded
-    return _answer(_sessionize.annotate(_data(data), options))
+    with _spinner("reading events and annotating them"):
+        answer = _sessionize.annotate(_data(data), options)
+    return _answer(answer)
 
 
 def chart(
@@ -452,7 +513,9 @@ def chart(
     if session:
         merged["session"] = session
     options = {"source": source, "time_unit": time_unit, "threads": threads}
-    return _answer(_sessionize.chart(_data(data), json.dumps(merged), options))
+    with _spinner("reading events and charting sessions"):
+        answer = _sessionize.chart(_data(data), json.dumps(merged), options)
+    return _answer(answer)
 
 
 def sql(
@@ -470,4 +533,6 @@ def sql(
     columns become timestamps. Returns a ``pyarrow.Table``."""
     registered = {name: _data(data) for name, data in tables.items()}
     options = {"source": source, "time_unit": time_unit, "threads": threads}
-    return _answer(_sessionize.sql(query, registered, options))
+    with _spinner("running the query"):
+        answer = _sessionize.sql(query, registered, options)
+    return _answer(answer)

@@ -168,9 +168,10 @@ def test_errors_are_python_exceptions_with_the_command_lines_sentences(tmp_path,
     assert issubclass(sessionize.SessionizeError, Exception)
 
 
-def test_ctrl_c_stops_a_long_query_that_leaves_the_gil_free():
+def test_ctrl_c_stops_a_long_query_that_leaves_the_gil_free(capsys, monkeypatch):
     """SIGINT during a long query raises KeyboardInterrupt within seconds, not at its end; while
-    the query runs, other Python threads run (the GIL is released)."""
+    the query runs, other Python threads run (the GIL is released) and the spinner shows."""
+    monkeypatch.setattr(sessionize, "progress", True)
     ticks = []
     stop = threading.Event()
 
@@ -193,3 +194,4 @@ def test_ctrl_c_stops_a_long_query_that_leaves_the_gil_free():
     assert time.monotonic() - started < 6
     # About 100 ticks in the second before the interrupt; a held GIL would allow almost none.
     assert len(ticks) > 30
+    assert "running the query [" in capsys.readouterr().err
