@@ -36,6 +36,15 @@ pub fn to_py(e: DataFusionError) -> PyErr {
         | DataFusionError::Configuration(_)
         | DataFusionError::NotImplemented(_)
         | DataFusionError::Execution(_) => PyValueError::new_err(message),
+        // Arrow's errors are the data's (a cast, a division by zero, an overflow), except I/O.
+        DataFusionError::ArrowError(error, _)
+            if !matches!(
+                error.as_ref(),
+                datafusion::arrow::error::ArrowError::IoError(..)
+            ) =>
+        {
+            PyValueError::new_err(message)
+        }
         _ => SessionizeError::new_err(message),
     }
 }
@@ -61,6 +70,24 @@ where
     F: Future<Output = datafusion::error::Result<T>> + Send,
 {
     let runtime = runtime()?;
+    // A panic inside the engine (a bug, or one of a dependency on malformed input) is an
+    // exception, not a `PanicException` that `except Exception` would miss.
+    let work = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work));
+    let work = async {
+        match work.await {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                Err(DataFusionError::Internal(format!(
+                    "sessionize stopped on an internal error ({what}); the input may be malformed"
+                )))
+            }
+        }
+    };
     py.detach(|| {
         runtime.block_on(async {
             let mut work = std::pin::pin!(work);

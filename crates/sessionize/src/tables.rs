@@ -13,7 +13,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use datafusion::common::{DataFusionError, Result, plan_err};
@@ -259,7 +259,7 @@ async fn parquet_frame(
             .collect();
         let kept = types
             .first()
-            .is_none_or(|t| matches!(t, DataType::Timestamp(..)) && types.iter().all(|u| u == t));
+            .is_none_or(|t| is_kept_time_type(t) && types.iter().all(|u| u == t));
         if !kept {
             let mut combined: Option<DataFrame> = None;
             for (file, schema) in files.iter().zip(schemas.iter().cloned()) {
@@ -704,10 +704,83 @@ pub async fn register_events(ctx: &SessionContext, name: &str, path: &str) -> Re
     register_inputs(ctx, name, &[path.to_string()], &options).await
 }
 
-/// Registers in-memory batches (for example an Arrow C stream from Python) as table `name`, their
-/// time column converted as [`read_inputs`] converts a Parquet file's (epoch numbers, text, other
-/// units and zones become `Timestamp(µs, "UTC")`; a timestamp column is kept). `display` names the
-/// data in errors. The batches are not copied.
+/// Whether a time column of type `data_type` is read as it is: a timestamp without a zone (taken as
+/// UTC) or in UTC. Other zones are converted to UTC, so that days and intervals are UTC's unless
+/// `--time-zone` says otherwise, whatever zone the export's writer attached.
+fn is_kept_time_type(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Timestamp(_, None) => true,
+        DataType::Timestamp(_, Some(zone)) => {
+            matches!(
+                zone.as_ref(),
+                "UTC" | "utc" | "Z" | "+00:00" | "Etc/UTC" | "GMT"
+            )
+        }
+        _ => false,
+    }
+}
+
+/// The rows of a struct column as JSON text (null where the struct is null), as the JSON reader
+/// turns an export's objects into text: in-memory exports (pandas, Polars and PyArrow read
+/// properties as structs) then meet the same mappings and JSON functions as files do.
+fn struct_as_json(array: &datafusion::arrow::array::StructArray) -> Result<ArrayRef> {
+    use datafusion::arrow::array::{Array, RecordBatchOptions, StringArray};
+    let rows = RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(array.fields().clone())),
+        array.columns().to_vec(),
+        &RecordBatchOptions::new().with_row_count(Some(array.len())),
+    )?;
+    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer.write(&rows)?;
+    writer.finish()?;
+    let text = String::from_utf8(writer.into_inner())
+        .map_err(|e| DataFusionError::Execution(format!("JSON text of a struct column: {e}")))?;
+    let lines: Vec<Option<&str>> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| array.is_valid(i).then_some(line))
+        .collect();
+    Ok(Arc::new(StringArray::from(lines)))
+}
+
+/// `batch` with its struct columns as JSON text (see [`struct_as_json`]).
+fn structs_as_json(batch: RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::AsArray;
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Struct(_)))
+    {
+        return Ok(batch);
+    }
+    let mut fields = vec![];
+    let mut columns = vec![];
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if let DataType::Struct(_) = field.data_type() {
+            fields.push(Field::new(field.name(), DataType::Utf8, true));
+            columns.push(struct_as_json(column.as_struct())?);
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+        }
+    }
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new_with_metadata(
+            fields,
+            batch.schema().metadata().clone(),
+        )),
+        columns,
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+/// Registers in-memory batches (for example an Arrow C stream from Python) as table `name`, read as
+/// [`read_inputs`] reads a file: struct columns (JSON objects, as pandas, Polars and PyArrow read
+/// properties) become JSON text, as the JSON reader makes them, and the time column is converted
+/// as a Parquet file's is (epoch numbers, text, other units become `Timestamp(µs, "UTC")`; zones
+/// other than UTC become UTC; a timestamp in UTC or without a zone is kept). `display` names the
+/// data in errors. Other columns are not copied.
 ///
 /// Errors: a time column that cannot be read as times (at execution, naming `display`).
 pub fn register_batches(
@@ -718,11 +791,19 @@ pub fn register_batches(
     options: &LoadOptions,
     display: &str,
 ) -> Result<()> {
+    let batches = batches
+        .into_iter()
+        .map(structs_as_json)
+        .collect::<Result<Vec<_>>>()?;
+    let schema = match batches.first() {
+        Some(batch) => batch.schema(),
+        None => structs_as_json(RecordBatch::new_empty(schema))?.schema(),
+    };
     let table = datafusion::datasource::MemTable::try_new(schema.clone(), vec![batches])?;
     let mut frame = ctx.read_table(Arc::new(table))?;
     if let Some(column) = &options.time_column
         && let Ok(field) = schema.field_with_name(column)
-        && !matches!(field.data_type(), DataType::Timestamp(..))
+        && !is_kept_time_type(field.data_type())
     {
         let time = event_time_udf().call(vec![
             datafusion::prelude::col(ident(column)),
@@ -733,4 +814,68 @@ pub fn register_batches(
     }
     ctx.register_table(name, frame.into_view())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray, Int64Array, StringArray, StructArray};
+    use datafusion::arrow::buffer::NullBuffer;
+    use datafusion::arrow::datatypes::{TimeUnit, TimestampMicrosecondType};
+
+    /// In-memory data: struct columns become JSON text (null structs null), and a time column in
+    /// another zone becomes UTC, so days are UTC's.
+    #[tokio::test]
+    async fn in_memory_structs_become_json_and_zones_utc() {
+        let page = Arc::new(StringArray::from(vec![Some("home"), None, Some("cart")]));
+        let price = Arc::new(Int64Array::from(vec![Some(3), Some(4), None]));
+        let properties = StructArray::new(
+            vec![
+                Field::new("page", DataType::Utf8, true),
+                Field::new("price", DataType::Int64, true),
+            ]
+            .into(),
+            vec![page as ArrayRef, price as ArrayRef],
+            Some(NullBuffer::from(vec![true, true, false])),
+        );
+        // 2026-01-01 03:00 UTC is still 2025-12-31 in New York.
+        let time = datafusion::arrow::array::TimestampMicrosecondArray::from(vec![
+            1_767_236_400_000_000;
+            3
+        ])
+        .with_timezone("America/New_York");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("event_properties", properties.data_type().clone(), true),
+            Field::new("event_time", time.data_type().clone(), true),
+        ]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(properties), Arc::new(time)])
+                .unwrap();
+        let ctx = crate::context().unwrap();
+        let options = LoadOptions {
+            time_column: Some("event_time".into()),
+            ..LoadOptions::default()
+        };
+        register_batches(&ctx, "events", schema, vec![batch], &options, "the data").unwrap();
+        let batches = ctx
+            .sql("SELECT event_properties, event_time, utc_day(event_time) AS day FROM events")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let batch = &batches[0];
+        let text = batch.column(0).as_string::<i32>();
+        assert_eq!(text.value(0), r#"{"page":"home","price":3}"#);
+        assert_eq!(text.value(1), r#"{"price":4}"#);
+        assert!(text.is_null(2));
+        assert_eq!(
+            batch.column(1).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        let time = batch.column(1).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(time.value(0), 1_767_236_400_000_000);
+        let day = datafusion::common::ScalarValue::try_from_array(batch.column(2), 0).unwrap();
+        assert_eq!(day.to_string(), "2026-01-01");
+    }
 }

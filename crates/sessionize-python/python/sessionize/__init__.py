@@ -13,8 +13,10 @@ The session rule is the command line's: a new session starts at an actor's first
 wherever the gap to the previous event is strictly greater than the timeout; equal timestamps
 never split.
 
-Errors: ``FileNotFoundError`` for an input that does not exist, ``ValueError`` for bad options
-and bad data, ``SessionizeError`` for the rest; their messages are the command line's sentences.
+Errors: ``FileNotFoundError`` for an input that does not exist, ``ValueError`` for bad options,
+SQL and data and for inputs that cannot be read, ``TypeError`` for data of an unknown kind,
+``SessionizeError`` for the rest; their messages are the command line's sentences (which name the
+command line's flags: ``--timeout`` is ``timeout=`` here).
 Long work releases the GIL and stops on Ctrl-C (``KeyboardInterrupt``); a spinner with the
 elapsed time shows on stderr in terminals and notebooks (``sessionize.progress = False`` turns it
 off).
@@ -108,6 +110,10 @@ def register(ctx: Any) -> None:
     Raises ``SessionizeError`` naming both versions when the ``datafusion`` package imported is
     not 55.x (its function structures would not match).
     """
+    if not all(hasattr(ctx, m) for m in ("register_udwf", "register_udaf", "register_udf")):
+        raise TypeError(
+            "register expects a datafusion.SessionContext, but got " + type(ctx).__name__
+        )
     for function in functions():
         wrapped = _wrap(function)
         if isinstance(function, WindowFunction):
@@ -164,11 +170,16 @@ def _data(data: Data) -> Any:
         isinstance(d, (str, os.PathLike)) for d in data
     ):
         return [os.fspath(d) for d in data]
+    module = type(data).__module__.split(".")[0]
+    if module == "polars" and type(data).__name__ == "LazyFrame":
+        return data.collect()
+    if module == "polars" and type(data).__name__ == "Series":
+        raise TypeError("expected a table of events, but got a Polars Series: pass a DataFrame")
+    if module == "pandas" and type(data).__name__ == "DataFrame":
+        # The index is not an event column (pandas' own Arrow stream would add a named one).
+        return pa.Table.from_pandas(data, preserve_index=False)
     if hasattr(data, "__arrow_c_stream__"):
         return data
-    module = type(data).__module__.split(".")[0]
-    if module == "pandas":
-        return pa.Table.from_pandas(data, preserve_index=False)
     if module == "duckdb" and hasattr(data, "arrow"):
         return data.arrow()
     raise TypeError(
@@ -197,10 +208,21 @@ def _names(name: str, value: str | Iterable[str] | None) -> list[str]:
         return []
     if isinstance(value, str):
         return [value]
-    values = list(value)
+    try:
+        values = list(value)
+    except TypeError:
+        values = [value]
     if not all(isinstance(v, str) for v in values):
-        raise ValueError(f"{name} expects names (str), but got {value!r}")
+        raise ValueError(f"{name} expects a name or a list of names (str), but got {value!r}")
     return values
+
+
+def _threads(threads: int | None) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads expects a positive integer, but got {threads!r}")
+    return threads
 
 
 #: Whether calls show a spinner on stderr: None (the default) shows one where the command line
@@ -326,7 +348,7 @@ def _session_options(
         "source_relation": source_relation,
         "date_from": None if date_from is None else str(date_from),
         "date_to": None if date_to is None else str(date_to),
-        "threads": threads,
+        "threads": _threads(threads),
     }
 
 
@@ -375,7 +397,8 @@ def sessions(
     (``YYYY-MM-DD``, with ``compat="dbt"``), ``threads``.
 
     Durations are text as on the command line (``"30m"``, ``"1h30m"``) or ``timedelta``.
-    Times are ``timestamp[us, tz=UTC]``; lengths are minutes (float) and seconds (int).
+    Times have the time column's type (``timestamp[us, tz=UTC]`` where it was converted: epoch
+    numbers, text, zones other than UTC); lengths are minutes and seconds (float64).
     Notes the command line prints (events left out for a null actor or time) go to stderr.
     Returns a ``pyarrow.Table`` (``polars.from_arrow`` and DuckDB read it without a copy,
     ``.to_pandas()`` gives pandas).
@@ -415,8 +438,9 @@ def annotate(
     threads: int | None = None,
 ) -> pa.Table:
     """Every event with its session, as ``sessionize annotate``: the input's columns, in the
-    input's row order, plus ``session_id`` (text, the sessions table's ``unique_session_id``)
-    and ``session_number`` (int64, from 1 per actor); null for events left out of sessions.
+    input's row order, plus ``session_id`` (int64: the session's start in epoch milliseconds, or
+    the SDK's session id; the sessions table's ``session_id``) and ``session_number`` (int64, from 1
+    per actor); null for events left out of sessions.
     ``concluded=True`` appends one ``Session Concluded`` event per session. The other options
     are those of :func:`sessions`."""
     options = _session_options(
@@ -473,7 +497,10 @@ def chart(
         except OSError as e:
             raise FileNotFoundError(f"cannot read the chart spec '{path}': {e.strerror}") from None
         if path.lower().endswith(".json"):
-            merged = json.loads(text)
+            try:
+                merged = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"cannot read the chart spec '{path}': {e}") from None
         else:
             import tomllib
 
@@ -488,7 +515,7 @@ def chart(
         "from": None if date_from is None else str(date_from),
         "to": None if date_to is None else str(date_to),
         "time_zone": time_zone,
-        "rows": None if rows is None else [dict(r) for r in rows],
+        "rows": None if rows is None else _mappings("rows", rows),
     }
     for key, value in flags.items():
         if value is not None:
@@ -496,12 +523,24 @@ def chart(
     merged.setdefault("group_by", [])
     merged["group_by"] = list(merged["group_by"]) + _names("group_by", group_by)
     if segments is not None:
-        merged["segments"] = list(merged.get("segments", [])) + [dict(s) for s in segments]
+        merged["segments"] = list(merged.get("segments", [])) + _mappings("segments", segments)
     if formulas is not None:
-        formulas = [formulas] if isinstance(formulas, str) else list(formulas)
-        merged["formulas"] = list(merged.get("formulas", [])) + formulas
+        # As --formula: several separated by ';'.
+        listed = [formulas] if isinstance(formulas, str) else _names("formulas", formulas)
+        split = [f.strip() for text in listed for f in text.split(";") if f.strip()]
+        merged["formulas"] = list(merged.get("formulas", [])) + split
+        if len(merged["formulas"]) > 10:
+            raise ValueError(
+                f"at most 10 formulas are allowed, but {len(merged['formulas'])} were given"
+            )
     if buckets is not None:
-        merged["length_buckets"] = {"edges": [float(b) for b in buckets]}
+        try:
+            edges = [float(b) for b in buckets]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"buckets expects a list of numbers (seconds), but got {buckets!r}"
+            ) from None
+        merged["length_buckets"] = {"edges": edges}
     session = dict(merged.get("session", {}))
     if timeout is not None:
         session["timeout"] = _duration("timeout", timeout)
@@ -512,10 +551,16 @@ def chart(
             session[key] = list(session.get(key, [])) + _names(key, value)
     if session:
         merged["session"] = session
-    options = {"source": source, "time_unit": time_unit, "threads": threads}
+    options = {"source": source, "time_unit": time_unit, "threads": _threads(threads)}
     with _spinner("reading events and charting sessions"):
         answer = _sessionize.chart(_data(data), json.dumps(merged), options)
     return _answer(answer)
+
+
+def _mappings(name: str, value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value):
+        raise ValueError(f"{name} expects a list of dicts, but got {value!r}")
+    return [dict(v) for v in value]
 
 
 def sql(
@@ -532,7 +577,7 @@ def sql(
     source (``source``, or recognised from its columns); text and epoch-number ``event_time``
     columns become timestamps. Returns a ``pyarrow.Table``."""
     registered = {name: _data(data) for name, data in tables.items()}
-    options = {"source": source, "time_unit": time_unit, "threads": threads}
+    options = {"source": source, "time_unit": time_unit, "threads": _threads(threads)}
     with _spinner("running the query"):
         answer = _sessionize.sql(query, registered, options)
     return _answer(answer)

@@ -195,3 +195,79 @@ def test_ctrl_c_stops_a_long_query_that_leaves_the_gil_free(capsys, monkeypatch)
     # About 100 ticks in the second before the interrupt; a held GIL would allow almost none.
     assert len(ticks) > 30
     assert "running the query [" in capsys.readouterr().err
+
+
+def test_in_memory_exports_with_struct_properties_read_as_files(sample):
+    """pandas, Polars and PyArrow read JSON exports' properties as structs: the sources' mappings
+    and the JSON functions see the same JSON text as from the file."""
+    from conftest import WORKSPACE
+
+    fixtures = WORKSPACE / "tests" / "fixtures" / "sources"
+    for name in ["mixpanel", "posthog", "segment"]:
+        path = fixtures / f"{name}.ndjson"
+        expected = rows(sessionize.sessions(path, source=name), *SESSION_KEYS)
+        assert expected
+        frame = pl.read_ndjson(path)
+        assert any(isinstance(t, pl.Struct) for t in frame.dtypes)
+        assert rows(sessionize.sessions(frame, source=name), *SESSION_KEYS) == expected
+        assert sessionize.annotate(frame, source=name).num_rows == frame.height
+    table = pa.table(
+        {
+            "user_id": ["a", "a"],
+            "event_time": pa.array([0, 1_000_000], pa.timestamp("us", tz="UTC")),
+            "event_type": ["view", "view"],
+            "event_properties": [{"page": "home"}, {"page": "cart"}],
+        }
+    )
+    pages = sessionize.sql(
+        "SELECT event_properties->>'page' AS page FROM events ORDER BY event_time", events=table
+    )
+    assert pages.column("page").to_pylist() == ["home", "cart"]
+
+
+def test_a_time_zone_of_the_data_does_not_move_days(sample_table):
+    """A tz-aware time column in another zone gives UTC days, as the same instants in UTC do."""
+    frame = sample_table.to_pandas()
+    frame["event_time"] = frame["event_time"].dt.tz_convert("America/New_York")
+    expected = rows(sessionize.sessions(sample_table), *SESSION_KEYS)
+    assert rows(sessionize.sessions(frame), *SESSION_KEYS) == expected
+    assert sessionize.chart(frame, interval="day").num_rows == sessionize.chart(
+        sample_table, interval="day"
+    ).num_rows
+
+
+def test_more_kinds_of_data_and_options(sample_table):
+    lazy = pl.from_arrow(sample_table).lazy()
+    assert sessionize.sessions(lazy).num_rows == sessionize.sessions(sample_table).num_rows
+    with pytest.raises(TypeError, match="Polars Series"):
+        sessionize.sessions(pl.Series([1, 2]))
+    both = sessionize.chart(sample_table, interval="total", formulas="SESSIONTOTALS(A); UNIQUES(A)")
+    assert both.num_rows == 1
+    with pytest.raises(ValueError, match="at most 10 formulas"):
+        sessionize.chart(sample_table, formulas=["UNIQUES(A)"] * 11)
+    for bad in [0, -1, 1.5]:
+        with pytest.raises(ValueError, match="threads expects a positive integer"):
+            sessionize.sessions(sample_table, threads=bad)
+    with pytest.raises(ValueError, match="restart_events expects a name or a list of names"):
+        sessionize.sessions(sample_table, restart_events=5)
+    with pytest.raises(ValueError, match="buckets expects a list of numbers"):
+        sessionize.chart(sample_table, buckets="0,3")
+    with pytest.raises(ValueError, match="rows expects a list of dicts"):
+        sessionize.chart(sample_table, rows={"kind": "sessions"})
+    with pytest.raises(TypeError, match="register expects a datafusion.SessionContext"):
+        sessionize.register(object())
+
+
+def test_data_errors_and_malformed_files(tmp_path, sample_table):
+    with pytest.raises(ValueError, match="[Dd]ivide by zero"):
+        sessionize.sql("SELECT 1/0 AS x")
+    spec = tmp_path / "bad.json"
+    spec.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read the chart spec '.*bad.json'"):
+        sessionize.chart(sample_table, spec)
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"PAR1garbagePAR1")
+    # An exception (not a PanicException, which `except Exception` misses).
+    with pytest.raises(Exception) as raised:
+        sessionize.sessions(junk)
+    assert isinstance(raised.value, (ValueError, sessionize.SessionizeError))
