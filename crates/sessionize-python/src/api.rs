@@ -213,6 +213,12 @@ pub fn chart(
     // the key out otherwise): then an export source's own actor does not replace it.
     let names_actor = sessionize::chart::ChartSpec::names_actor("spec.json", spec);
     let mut spec = sessionize::chart::ChartSpec::from_text("spec.json", spec).map_err(to_py)?;
+    for preset in get::<Vec<String>>(options, "exclude_presets")?.unwrap_or_default() {
+        let events = sessionize::sessions::exclude_preset(&preset).map_err(to_py)?;
+        spec.session
+            .exclude_events
+            .extend(events.iter().map(|e| e.to_string()));
+    }
     let source = get::<String>(options, "source")?;
     let unit = time_unit(options)?;
     let ctx = context(options)?;

@@ -1,8 +1,8 @@
 //! Runs the Python package's pytest tests (`python/tests/`) from `cargo test`, so the README's one
 //! test command covers Python too.
 //!
-//! The native module is the one this `cargo test` just built (`lib_sessionize.so` in the target
-//! folder, a debug build): it is copied beside the package's Python files into a temporary folder
+//! The native module is the one this `cargo test` just built (`deps/lib_sessionize.so` in the
+//! target folder, a debug build): it is copied beside the package's Python files into a temporary folder
 //! on `PYTHONPATH`, so no second build of DataFusion runs. pytest and the libraries the tests bring
 //! data from (`requirements-test.txt`) are installed from PyPI into
 //! `~/.cache/sessionize/venv-python` the first time, and again when that file changes. The tests
@@ -64,12 +64,15 @@ fn environment(manifest: &Path) -> PathBuf {
 fn pytest() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let profile = profile_dir();
-    let module = profile.join("lib_sessionize.so");
-    assert!(
-        module.exists(),
-        "{} is missing: cargo test builds it with the sessionize-python package",
-        module.display()
-    );
+    // `cargo test` builds the library for this test, the cdylib beside the rlib in `deps/` (it
+    // copies it up to the profile folder only when the library itself is built).
+    let module = [
+        profile.join("deps/lib_sessionize.so"),
+        profile.join("lib_sessionize.so"),
+    ]
+    .into_iter()
+    .find(|m| m.exists())
+    .expect("lib_sessionize.so: cargo test builds it with the sessionize-python package");
     let venv = environment(&manifest);
     let site = tempfile::tempdir().expect("a temporary folder");
     let package = site.path().join("sessionize");

@@ -465,10 +465,12 @@ def chart(
     segments: Sequence[Mapping[str, Any]] | None = None,
     formulas: str | Iterable[str] | None = None,
     buckets: Sequence[float] | None = None,
+    min_duration: Duration | None = None,
     timeout: Duration | None = None,
     session_source: str | None = None,
     restart_events: str | Iterable[str] | None = None,
     exclude_events: str | Iterable[str] | None = None,
+    exclude_presets: str | Iterable[str] | None = None,
     source: str | None = None,
     time_unit: str = "auto",
     threads: int | None = None,
@@ -482,9 +484,10 @@ def chart(
     arguments are the command line's flags over it: ``interval`` (``"day"``, ``"week"``,
     ``"month"``, ``"total"``), ``date_from`` / ``date_to`` (the spec's ``from`` / ``to``),
     ``time_zone``, ``group_by`` (``"event.page"``, ``"last:event.page"``), ``rows``,
-    ``segments``, ``formulas`` (``"SESSIONTOTALS(A)"``, ...), ``buckets`` (length edges in
-    seconds), ``timeout``, ``session_source``, ``restart_events``, ``exclude_events``; ``source``
-    and ``time_unit`` as for :func:`sessions`. Returns a ``pyarrow.Table``."""
+    ``segments``, ``formulas`` (``"SESSIONTOTALS(A)"``, ...; several separated by ``;``, at most
+    10), ``buckets`` (length edges in seconds), ``min_duration`` (every row's), ``timeout``,
+    ``session_source``, ``restart_events``, ``exclude_events``, ``exclude_presets``
+    (``"clevertap"``); ``source`` and ``time_unit`` as for :func:`sessions`. Returns a ``pyarrow.Table``."""
     if spec is None:
         merged: dict[str, Any] = {}
     elif isinstance(spec, Mapping):
@@ -520,6 +523,11 @@ def chart(
     for key, value in flags.items():
         if value is not None:
             merged[key] = value
+    if min_duration is not None:
+        chart_rows = merged.get("rows") or [{}]
+        merged["rows"] = [
+            {**row, "min_duration": _duration("min_duration", min_duration)} for row in chart_rows
+        ]
     merged.setdefault("group_by", [])
     merged["group_by"] = list(merged["group_by"]) + _names("group_by", group_by)
     if segments is not None:
@@ -551,7 +559,12 @@ def chart(
             session[key] = list(session.get(key, [])) + _names(key, value)
     if session:
         merged["session"] = session
-    options = {"source": source, "time_unit": time_unit, "threads": _threads(threads)}
+    options = {
+        "source": source,
+        "time_unit": time_unit,
+        "threads": _threads(threads),
+        "exclude_presets": _names("exclude_presets", exclude_presets),
+    }
     with _spinner("reading events and charting sessions"):
         answer = _sessionize.chart(_data(data), json.dumps(merged), options)
     return _answer(answer)

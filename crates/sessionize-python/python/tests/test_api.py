@@ -113,6 +113,21 @@ def test_chart_equals_the_command_line(sample, tmp_path, cli):
     assert_same(from_file.to_pylist(), theirs.to_pylist())
     from_dict = sessionize.chart(sample, {"interval": "total", "session": {"timeout": "10m"}})
     assert_same(from_dict.to_pylist(), from_file.to_pylist())
+    longer = sessionize.chart(sample, interval="total", min_duration="10s")
+    theirs = cli(
+        "chart", str(sample), "--interval", "total", "--min-duration", "10s", "--format", "parquet"
+    )
+    assert_same(longer.to_pylist(), theirs.to_pylist())
+    presets = sessionize.chart(sample, interval="total", exclude_presets="clevertap")
+    theirs = cli(
+        "chart", str(sample), "--interval", "total", "--exclude-preset", "clevertap",
+        "--format", "parquet",
+    )
+    assert_same(presets.to_pylist(), theirs.to_pylist())
+    every = sessionize.chart(sample, interval="total")
+    assert (
+        0 < longer.column("A_total_sessions")[0].as_py() < every.column("A_total_sessions")[0].as_py()
+    )
 
 
 def test_sql_over_several_tables(sample_table):
