@@ -4,6 +4,8 @@ over several partitions, the version check, and the argument checks' sentences."
 
 from __future__ import annotations
 
+import os
+
 import datafusion
 import pyarrow as pa
 import pytest
@@ -182,3 +184,56 @@ def test_ga4_and_text_key_functions_equal_the_command_line(tmp_path):
     keys = ("user_pseudo_id", "event_timestamp", "p")
     assert ours.num_rows > 0
     assert rows(ours, *keys) == rows(theirs, *keys)
+
+
+def test_a_real_datafusion_54_is_refused(tmp_path):
+    """With the PyPI datafusion 54.1.0 really installed (a private environment, made once), both
+    register() and datafusion's own udwf() on a function object raise SessionizeError naming both
+    versions, and the interpreter lives on (no crash reading a capsule of another layout)."""
+    import shutil
+    import subprocess
+    import venv
+    from pathlib import Path
+
+    home = Path(os.environ.get("HOME", tmp_path))
+    env_dir = home / ".cache" / "sessionize" / "venv-python-datafusion-54"
+    python = env_dir / "bin" / "python"
+    stamp = env_dir / "sessionize-requirements.txt"
+    wanted = "datafusion==54.1.0\npyarrow==26.0.1\n"
+    if not stamp.exists() or stamp.read_text() != wanted:
+        venv.create(env_dir, with_pip=True, clear=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             *wanted.split()],
+            check=True,
+        )
+        stamp.write_text(wanted)
+    # The package alone (not the environment it is installed in, whose datafusion is 55).
+    site = tmp_path / "site"
+    shutil.copytree(Path(sessionize.__file__).parent, site / "sessionize")
+    script = (
+        "import datafusion, sessionize\n"
+        "assert datafusion.__version__.startswith('54.'), datafusion.__version__\n"
+        "for attempt in ('register', 'udwf'):\n"
+        "    try:\n"
+        "        if attempt == 'register':\n"
+        "            sessionize.register(datafusion.SessionContext())\n"
+        "        else:\n"
+        "            datafusion.udwf(sessionize.functions()[0])\n"
+        "    except sessionize.SessionizeError as e:\n"
+        "        print(attempt, e)\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run(
+        [str(python), "-c", script],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "alive"
+    for attempt in ("register", "udwf"):
+        line = next(l for l in lines if l.startswith(attempt))
+        assert "built for datafusion 55.x" in line and "is 54.1.0" in line, line
