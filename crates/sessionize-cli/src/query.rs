@@ -14,7 +14,8 @@ use crate::CliError;
 /// Arguments of `sessionize query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Register a table: NAME=PATH, where PATH is a Parquet file, a folder or a glob. Repeatable.
+    /// Register a table: NAME=PATH, where PATH is a Parquet file, a folder or a glob, or
+    /// delta:FOLDER for a Delta table (its latest version). Repeatable.
     #[arg(long = "table", short = 't', value_name = "NAME=PATH")]
     tables: Vec<String>,
     /// Read the SQL from this file; several statements run in order.
@@ -108,8 +109,18 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
                 "--table expects NAME=PATH, but got '{table}'"
             )));
         };
-        sessionize::tables::register_inputs(&ctx, name.trim(), &[path.trim().to_string()], &load)
-            .await?;
+        match sessionize::delta::location(path.trim()) {
+            Some(location) => sessionize::delta::register(&ctx, name.trim(), location).await?,
+            None => {
+                sessionize::tables::register_inputs(
+                    &ctx,
+                    name.trim(),
+                    &[path.trim().to_string()],
+                    &load,
+                )
+                .await?
+            }
+        }
     }
 
     let format = args

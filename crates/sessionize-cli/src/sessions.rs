@@ -146,8 +146,8 @@ pub struct SessionArgs {
 /// Where and how to write.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Output file, folder (with --partition-by-day) or object store URL. Without it, CSV goes to
-    /// stdout.
+    /// Output file, folder (with --partition-by-day) or object store URL, or delta:FOLDER for a
+    /// Delta Lake table (a new version, in one commit). Without it, CSV goes to stdout.
     #[arg(long, short, value_name = "PATH")]
     output: Option<String>,
     /// Output format: parquet (default with --output), csv or ndjson.
@@ -275,6 +275,20 @@ pub async fn write_with(
     what: &'static str,
     parquet: Option<&WriterProperties>,
 ) -> Result<(), CliError> {
+    if let Some(location) = output
+        .output
+        .as_deref()
+        .and_then(sessionize::delta::location)
+    {
+        let bar = progress_bar(what);
+        let written = sessionize::delta::write(ctx, df, location, partition_by_day).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let version = written?;
+        eprintln!("note: committed version {version} of the Delta table '{location}'");
+        return Ok(());
+    }
     match (partition_by_day, &output.output) {
         (Some(_), None) => Err(CliError("--partition-by-day needs --output FOLDER".into())),
         (Some(column), Some(target)) => {
@@ -444,6 +458,17 @@ pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {
     if args.print_sql {
         println!("{sql}");
         return Ok(());
+    }
+    if args
+        .output
+        .output
+        .as_deref()
+        .and_then(sessionize::delta::location)
+        .is_some()
+    {
+        // A Delta table has no row order: the SQL form (equal row for row) is written.
+        let df = ctx.sql(&sql).await?;
+        return write_with(&ctx, df, &args.output, None, "events", None).await;
     }
     if let Some(target) = &args.output.output
         && table_format(&args.output)? == Format::Parquet

@@ -129,6 +129,11 @@ fn load(
 ) -> PyResult<()> {
     if let Ok(list) = data.cast::<PyList>() {
         let paths: Vec<String> = list.extract()?;
+        if let [path] = paths.as_slice()
+            && let Some(location) = sessionize::delta::location(path)
+        {
+            return run(py, sessionize::delta::register(ctx, name, location));
+        }
         return run(
             py,
             sessionize::tables::register_inputs(ctx, name, &paths, load),

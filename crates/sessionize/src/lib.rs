@@ -31,6 +31,7 @@ mod args;
 pub mod chart;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod delta;
 mod docs;
 pub mod error;
 pub mod formula;

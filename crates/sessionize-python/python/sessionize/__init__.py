@@ -586,7 +586,8 @@ def sql(
 ) -> pa.Table:
     """Runs one SQL statement, as ``sessionize query``, with every function of sessionize and
     the JSON functions registered, over the tables given by name
-    (``sql("SELECT ... FROM events", events=df)``). The table ``events`` is mapped by its export
+    (``sql("SELECT ... FROM events", events=df)``; ``"delta:FOLDER"`` names a Delta Lake table).
+    The table ``events`` is mapped by its export
     source (``source``, or recognised from its columns); text and epoch-number ``event_time``
     columns become timestamps. Returns a ``pyarrow.Table``."""
     registered = {name: _data(data) for name, data in tables.items()}

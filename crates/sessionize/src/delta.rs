@@ -1,0 +1,133 @@
+//! Delta Lake tables, through `deltalake-core` (delta-rs) rather than hand-written log files: a
+//! result written as a new version of a Delta table in one commit, and a Delta table read as a
+//! DataFusion table.
+//!
+//! A Delta target is named `delta:PATH` (`--output delta:out/sessions`, `--table
+//! s=delta:out/sessions`): the prefix says which format to write where a folder name cannot (a
+//! Delta table is a folder of Parquet files plus `_delta_log/`, and a new one has no log yet).
+//!
+//! Atomicity is Delta's: the data files are written first, under new names, and the commit (one new
+//! JSON file in `_delta_log/`, created only if that version does not exist yet) is the one step
+//! that makes them part of the table. A run that fails or is killed before it leaves the table at
+//! its previous version; of two runs at once, one commits and the other fails with a sentence
+//! saying the table changed under it.
+
+use std::sync::Arc;
+
+use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::dataframe::DataFrame;
+use datafusion::prelude::SessionContext;
+use deltalake_core::DeltaTable;
+use deltalake_core::errors::DeltaTableError;
+use deltalake_core::kernel::transaction::TransactionError;
+use deltalake_core::protocol::SaveMode;
+use url::Url;
+
+/// The prefix that names a Delta table.
+pub const PREFIX: &str = "delta:";
+
+/// The table location of a target named `delta:LOCATION`, or `None` for other targets.
+pub fn location(target: &str) -> Option<&str> {
+    target.strip_prefix(PREFIX)
+}
+
+/// The URL of a Delta table location: a local path (made absolute; its folder is created) or a URL.
+fn table_url(location: &str) -> Result<Url> {
+    if location.contains("://") {
+        return Url::parse(location)
+            .or_else(|e| plan_err!("'{location}' is not a valid Delta table URL: {e}"));
+    }
+    if location.is_empty() {
+        return plan_err!("delta: needs a folder, for example delta:out/sessions");
+    }
+    std::fs::create_dir_all(location).map_err(|e| {
+        DataFusionError::Plan(format!(
+            "cannot create the Delta table folder '{location}': {e}"
+        ))
+    })?;
+    let absolute = std::fs::canonicalize(location).map_err(|e| {
+        DataFusionError::Plan(format!(
+            "cannot read the Delta table folder '{location}': {e}"
+        ))
+    })?;
+    Url::from_directory_path(&absolute)
+        .or_else(|_| plan_err!("'{location}' is not a valid Delta table location"))
+}
+
+/// The user's sentence for an error of delta-rs at `location`.
+fn delta_error(location: &str, e: DeltaTableError) -> DataFusionError {
+    match e {
+        DeltaTableError::Transaction {
+            source: TransactionError::VersionAlreadyExists(version),
+        } => DataFusionError::Plan(format!(
+            "the Delta table '{location}' changed under this run (another run committed version \
+             {version} first): nothing was written; run again"
+        )),
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_),
+        } => DataFusionError::Plan(format!(
+            "the Delta table '{location}' changed under this run (another run committed first): \
+             nothing was written; run again"
+        )),
+        DeltaTableError::NotATable(_) => DataFusionError::Plan(format!(
+            "'{location}' is not a Delta table (it has no _delta_log folder)"
+        )),
+        other => DataFusionError::External(Box::new(other)),
+    }
+}
+
+/// Writes `df` as the new contents of the Delta table at `location` (created if missing), in one
+/// commit, partitioned by `partition_by` when given. Returns the version committed.
+///
+/// Errors: a location that cannot be created or read; a table that changed under the run (another
+/// commit came first); a schema other than the table's (the table keeps its contents).
+pub async fn write(
+    ctx: &SessionContext,
+    df: DataFrame,
+    location: &str,
+    partition_by: Option<&str>,
+) -> Result<i64> {
+    let url = table_url(location)?;
+    let table = DeltaTable::try_from_url(url)
+        .await
+        .map_err(|e| delta_error(location, e))?;
+    let plan = df.logical_plan().clone();
+    // This context's state (its functions, memory limit and threads), with delta-rs's planner for
+    // the nodes delta-rs adds to the plan it writes.
+    let state = datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+        .with_query_planner(deltalake_core::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    let mut write = table
+        .write(vec![])
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state))
+        .with_save_mode(SaveMode::Overwrite);
+    if let Some(column) = partition_by {
+        write = write.with_partition_columns(vec![column.to_string()]);
+    }
+    let table = write.await.map_err(|e| delta_error(location, e))?;
+    Ok(table
+        .version()
+        .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)))
+}
+
+/// Registers the Delta table at `location` (its latest version) as table `name` in `ctx`.
+///
+/// Errors: a location without a Delta table.
+pub async fn register(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
+    if !location.contains("://") && !std::path::Path::new(location).join("_delta_log").is_dir() {
+        return plan_err!("'{location}' is not a Delta table (it has no _delta_log folder)");
+    }
+    let url = table_url(location)?;
+    let mut table = deltalake_core::DeltaTableBuilder::from_url(url)
+        .map_err(|e| delta_error(location, e))?
+        .build()
+        .map_err(|e| delta_error(location, e))?;
+    table.load().await.map_err(|e| delta_error(location, e))?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| delta_error(location, e))?;
+    let provider = table.table_provider().await?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
