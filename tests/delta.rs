@@ -253,3 +253,48 @@ fn concurrent_runs_commit_or_fail_cleanly() {
         - 1;
     assert!([ten, twenty].contains(&count(&counted)));
 }
+
+/// A run killed (SIGKILL) at points from its start to its end leaves a table that reads as its
+/// previous version or as the new one, never in between.
+#[test]
+fn a_killed_run_leaves_a_whole_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("sessions");
+    let target = format!("delta:{}", table.display());
+    ok(&["sessions", "data/events.parquet", "--output", &target]);
+    let whole = |timeout: &str| {
+        ok(&["sessions", "data/events.parquet", "--timeout", timeout])
+            .lines()
+            .count() as u64
+            - 1
+    };
+    let (before, after) = (whole("30m"), whole("10m"));
+    assert_ne!(before, after);
+    let read = format!("s={target}");
+    for step in 0..10u64 {
+        let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_sessionize"))
+            .args(["sessions", "data/events.parquet", "--timeout", "10m"])
+            .args(["--output", &target])
+            .current_dir(root())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(step * 40));
+        let _ = run.kill();
+        let _ = run.wait();
+        let counted = ok(&[
+            "query",
+            "--table",
+            &read,
+            "--format",
+            "csv",
+            "SELECT count(*) FROM s",
+        ]);
+        let rows = count(&counted);
+        assert!(
+            rows == before || rows == after,
+            "killed after {} ms: {rows} rows, neither {before} nor {after}",
+            step * 40
+        );
+    }
+}
