@@ -73,7 +73,8 @@ impl WindowFunction {
     }
 }
 
-/// An aggregate function of sessionize (`session_count`, `session_seconds`, `session_list`).
+/// An aggregate function of sessionize (`session_count`, `session_seconds`, `session_list`,
+/// `session_table`).
 #[pyclass(frozen, module = "sessionize._sessionize")]
 pub struct AggregateFunction {
     udf: Arc<AggregateUDF>,

@@ -140,7 +140,8 @@ def udwf(name: str) -> Any:
 
 def udaf(name: str) -> Any:
     """The aggregate function ``name`` (``session_count``, ``session_seconds``,
-    ``session_list``) as a ``datafusion.AggregateUDF``, for ``ctx.register_udaf``."""
+    ``session_list``, ``session_table``) as a ``datafusion.AggregateUDF``, for
+    ``ctx.register_udaf``."""
     return _function(name, AggregateFunction)
 
 

@@ -21,7 +21,7 @@ class WindowFunction:
         when the datafusion package imported is not 55.x."""
 
 class AggregateFunction:
-    """An aggregate function (session_count, session_seconds, session_list)."""
+    """An aggregate function (session_count, session_seconds, session_list, session_table)."""
 
     @property
     def name(self) -> str: ...

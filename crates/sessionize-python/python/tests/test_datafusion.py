@@ -29,7 +29,8 @@ AGGREGATE = """
 SELECT user_id,
        session_count(event_time, INTERVAL '30 minutes') AS sessions,
        session_seconds(event_time, INTERVAL '30 minutes', event_type = 'app_open') AS seconds,
-       session_list(event_time, INTERVAL '30 minutes', false, INTERVAL '1 hour') AS list
+       session_list(event_time, INTERVAL '30 minutes', false, INTERVAL '1 hour') AS list,
+       session_table(event_time, INTERVAL '30 minutes') AS tab
 FROM events GROUP BY user_id
 """
 
