@@ -1,19 +1,39 @@
 //! Delta Lake tables: `sessions` and `annotate` write `delta:FOLDER` in one commit (a new version per
-//! run), `query --table NAME=delta:FOLDER` reads them back, and a failed run leaves the table at its
-//! previous version. (The Python tests read the same tables with the `deltalake` package and
+//! run), `query --table NAME=delta:FOLDER` reads them back, and a failed, killed or concurrent run
+//! leaves a whole version. (The Python tests read the same tables with the `deltalake` package and
 //! Polars.)
 
 mod common;
 
 use common::{fails, ok, root};
 
-/// The number in the one-row, one-column CSV `sessionize query` prints.
-fn count(query_output: &str) -> u64 {
-    query_output
-        .lines()
+/// The count `sessionize query --table TABLE... SQL` prints (a one-row, one-column result).
+fn query_count(tables: &[&str], sql: &str) -> u64 {
+    let mut args = vec!["query"];
+    for table in tables {
+        args.extend(["--table", table]);
+    }
+    args.extend(["--format", "csv", sql]);
+    let out = ok(&args);
+    out.lines()
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("a count in {query_output}"))
+        .unwrap_or_else(|| panic!("a count in {out}"))
+}
+
+/// The number of rows of the sample's sessions table with `flags`.
+fn sessions_count(flags: &[&str]) -> u64 {
+    let mut args = vec!["sessions", "data/events.parquet"];
+    args.extend(flags);
+    ok(&args).lines().count() as u64 - 1
+}
+
+/// Runs `sessions` on the sample with `flags`, writing `target`.
+fn write_sessions(target: &str, flags: &[&str]) {
+    let mut args = vec!["sessions", "data/events.parquet"];
+    args.extend(flags);
+    args.extend(["--output", target]);
+    ok(&args);
 }
 
 /// The versions committed in the table's log.
@@ -32,80 +52,56 @@ fn versions(table: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// A process writing the sample's sessions with `--timeout timeout` into `target`.
+fn spawn_sessions(timeout: &str, target: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sessionize"))
+        .args(["sessions", "data/events.parquet", "--timeout", timeout])
+        .args(["--output", target])
+        .current_dir(root())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sessionize starts")
+}
+
 #[test]
 fn sessions_and_annotate_write_delta_tables_read_back_by_query() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("sessions");
     let target = format!("delta:{}", table.display());
-    let csv = ok(&["sessions", "data/events.parquet"]);
-    let expected = csv.lines().count() as u64 - 1;
-    ok(&["sessions", "data/events.parquet", "--output", &target]);
+    write_sessions(&target, &[]);
     assert_eq!(versions(&table), ["00000000000000000000.json"]);
     let read = format!("s={target}");
-    let counted = ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
-        "SELECT count(*) FROM s",
-    ]);
-    assert_eq!(count(&counted), expected);
+    assert_eq!(
+        query_count(&[&read], "SELECT count(*) FROM s"),
+        sessions_count(&[])
+    );
     // The same rows as the Parquet output, row for row.
     let parquet = dir.path().join("sessions.parquet");
-    ok(&[
-        "sessions",
-        "data/events.parquet",
-        "--output",
-        parquet.to_str().unwrap(),
-    ]);
+    write_sessions(parquet.to_str().unwrap(), &[]);
     let both = format!("p={}", parquet.display());
-    let differ = ok(&[
-        "query",
-        "--table",
-        &read,
-        "--table",
-        &both,
-        "--format",
-        "csv",
+    let differ = query_count(
+        &[&read, &both],
         "SELECT count(*) FROM ((SELECT * FROM s EXCEPT ALL SELECT * FROM p) \
          UNION ALL (SELECT * FROM p EXCEPT ALL SELECT * FROM s))",
-    ]);
-    assert_eq!(count(&differ), 0);
-    // A second run is a new version with the new contents (here the same).
-    ok(&[
-        "sessions",
-        "data/events.parquet",
-        "--timeout",
-        "10m",
-        "--output",
-        &target,
-    ]);
+    );
+    assert_eq!(differ, 0);
+    // A second run is a new version with the new contents.
+    write_sessions(&target, &["--timeout", "10m"]);
     assert_eq!(versions(&table).len(), 2);
-    let ten_minutes = ok(&["sessions", "data/events.parquet", "--timeout", "10m"]);
-    let counted = ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
-        "SELECT count(*) FROM s",
-    ]);
-    assert_eq!(count(&counted), ten_minutes.lines().count() as u64 - 1);
+    assert_eq!(
+        query_count(&[&read], "SELECT count(*) FROM s"),
+        sessions_count(&["--timeout", "10m"])
+    );
 
     let events = dir.path().join("events");
     let target = format!("delta:{}", events.display());
     ok(&["annotate", "data/events.parquet", "--output", &target]);
     let read = format!("e={target}");
-    let counted = ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
+    let annotated = query_count(
+        &[&read],
         "SELECT count(*) FROM e WHERE session_number IS NOT NULL OR user_id IS NULL",
-    ]);
-    assert_eq!(count(&counted), 6412);
+    );
+    assert_eq!(annotated, 6412);
 }
 
 #[test]
@@ -113,13 +109,7 @@ fn partitioned_by_day() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("sessions");
     let target = format!("delta:{}", table.display());
-    ok(&[
-        "sessions",
-        "data/events.parquet",
-        "--partition-by-day",
-        "--output",
-        &target,
-    ]);
+    write_sessions(&target, &["--partition-by-day"]);
     let days = std::fs::read_dir(&table)
         .unwrap()
         .filter(|e| {
@@ -129,37 +119,25 @@ fn partitioned_by_day() {
                 .to_string_lossy()
                 .starts_with("session_started_at_day=")
         })
-        .count();
+        .count() as u64;
     assert!(days >= 14, "{days} day folders");
     let read = format!("s={target}");
-    let counted = ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
+    let counted = query_count(
+        &[&read],
         "SELECT count(DISTINCT session_started_at_day) FROM s",
-    ]);
-    assert_eq!(count(&counted), days as u64);
+    );
+    assert_eq!(counted, days);
 }
 
-/// A run that fails leaves the table at its previous version, with its
-/// previous rows.
+/// A run that fails leaves the table at its previous version, with its previous rows.
 #[test]
 fn a_failed_run_leaves_the_previous_version() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("sessions");
     let target = format!("delta:{}", table.display());
-    ok(&["sessions", "data/events.parquet", "--output", &target]);
+    write_sessions(&target, &[]);
     let read = format!("s={target}");
-    let before = ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
-        "SELECT count(*) FROM s",
-    ]);
+    let before = query_count(&[&read], "SELECT count(*) FROM s");
     // Good rows, then a time no reader can parse: the failure comes while the data is read.
     let bad = dir.path().join("bad.csv");
     let mut text = String::from("user_id,event_time,event_type\n");
@@ -177,16 +155,7 @@ fn a_failed_run_leaves_the_previous_version() {
         "'not a time'",
     );
     assert_eq!(versions(&table), ["00000000000000000000.json"]);
-    let after = ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
-        "SELECT count(*) FROM s",
-    ]);
-    assert_eq!(before, after);
-    let _ = root();
+    assert_eq!(query_count(&[&read], "SELECT count(*) FROM s"), before);
 }
 
 #[test]
@@ -206,21 +175,13 @@ fn concurrent_runs_commit_or_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("sessions");
     let target = format!("delta:{}", table.display());
-    ok(&["sessions", "data/events.parquet", "--output", &target]);
+    write_sessions(&target, &[]);
     let mut committed = 0;
     for _ in 0..3 {
-        let runs: Vec<_> = ["10m", "20m"]
-            .iter()
-            .map(|timeout| {
-                std::process::Command::new(env!("CARGO_BIN_EXE_sessionize"))
-                    .args(["sessions", "data/events.parquet", "--timeout", timeout])
-                    .args(["--output", &target])
-                    .current_dir(root())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+        let runs = [
+            spawn_sessions("10m", &target),
+            spawn_sessions("20m", &target),
+        ];
         for run in runs {
             let out = run.wait_with_output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -235,23 +196,12 @@ fn concurrent_runs_commit_or_fail_cleanly() {
     assert!(committed >= 3, "at least one run of each pair commits");
     assert_eq!(versions(&table).len(), 1 + committed);
     let read = format!("s={target}");
-    let counted = ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
-        "SELECT count(*) FROM s",
-    ]);
-    let ten = ok(&["sessions", "data/events.parquet", "--timeout", "10m"])
-        .lines()
-        .count() as u64
-        - 1;
-    let twenty = ok(&["sessions", "data/events.parquet", "--timeout", "20m"])
-        .lines()
-        .count() as u64
-        - 1;
-    assert!([ten, twenty].contains(&count(&counted)));
+    let rows = query_count(&[&read], "SELECT count(*) FROM s");
+    let whole = [
+        sessions_count(&["--timeout", "10m"]),
+        sessions_count(&["--timeout", "20m"]),
+    ];
+    assert!(whole.contains(&rows), "{rows} rows, neither of {whole:?}");
 }
 
 /// A run killed (SIGKILL) at points from its start to its end leaves a table that reads as its
@@ -261,36 +211,16 @@ fn a_killed_run_leaves_a_whole_version() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("sessions");
     let target = format!("delta:{}", table.display());
-    ok(&["sessions", "data/events.parquet", "--output", &target]);
-    let whole = |timeout: &str| {
-        ok(&["sessions", "data/events.parquet", "--timeout", timeout])
-            .lines()
-            .count() as u64
-            - 1
-    };
-    let (before, after) = (whole("30m"), whole("10m"));
+    write_sessions(&target, &[]);
+    let (before, after) = (sessions_count(&[]), sessions_count(&["--timeout", "10m"]));
     assert_ne!(before, after);
     let read = format!("s={target}");
     for step in 0..10u64 {
-        let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_sessionize"))
-            .args(["sessions", "data/events.parquet", "--timeout", "10m"])
-            .args(["--output", &target])
-            .current_dir(root())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut run = spawn_sessions("10m", &target);
         std::thread::sleep(std::time::Duration::from_millis(step * 40));
         let _ = run.kill();
         let _ = run.wait();
-        let counted = ok(&[
-            "query",
-            "--table",
-            &read,
-            "--format",
-            "csv",
-            "SELECT count(*) FROM s",
-        ]);
-        let rows = count(&counted);
+        let rows = query_count(&[&read], "SELECT count(*) FROM s");
         assert!(
             rows == before || rows == after,
             "killed after {} ms: {rows} rows, neither {before} nor {after}",

@@ -51,38 +51,36 @@ fn time_unit(options: &Bound<'_, PyDict>) -> PyResult<EpochUnit> {
     }
 }
 
+/// The value of `key` in `options`, one of `allowed`, or `None` when absent.
+///
+/// Errors: `ValueError` naming the values allowed.
+fn choice(
+    options: &Bound<'_, PyDict>,
+    key: &str,
+    allowed: &[&'static str],
+) -> PyResult<Option<&'static str>> {
+    let Some(value) = get::<String>(options, key)? else {
+        return Ok(None);
+    };
+    match allowed.iter().find(|a| **a == value) {
+        Some(found) => Ok(Some(found)),
+        None => {
+            let listed: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
+            Err(PyValueError::new_err(format!(
+                "{key} expects {} or None, but got '{value}'",
+                listed.join(", ")
+            )))
+        }
+    }
+}
+
 /// The library's job from the Python API's options (names as the command line's flags, in snake
 /// case).
 fn job(options: &Bound<'_, PyDict>) -> PyResult<SessionsJob> {
     let defaults = SessionsJob::default();
-    let session_source = get::<String>(options, "session_source")?;
-    let sdk_sessions = match session_source.as_deref() {
-        None | Some("derived") => false,
-        Some("sdk") => true,
-        Some(other) => {
-            return Err(PyValueError::new_err(format!(
-                "session_source expects 'derived' or 'sdk', but got '{other}'"
-            )));
-        }
-    };
-    let compat_dbt = match get::<String>(options, "compat")?.as_deref() {
-        None => false,
-        Some("dbt") => true,
-        Some(other) => {
-            return Err(PyValueError::new_err(format!(
-                "compat expects 'dbt' or None, but got '{other}'"
-            )));
-        }
-    };
-    let dedup_insert_id = match get::<String>(options, "dedup")?.as_deref() {
-        None => false,
-        Some("insert_id") => true,
-        Some(other) => {
-            return Err(PyValueError::new_err(format!(
-                "dedup expects 'insert_id' or None, but got '{other}'"
-            )));
-        }
-    };
+    let sdk_sessions = choice(options, "session_source", &["derived", "sdk"])? == Some("sdk");
+    let compat_dbt = choice(options, "compat", &["dbt"])?.is_some();
+    let dedup_insert_id = choice(options, "dedup", &["insert_id"])?.is_some();
     Ok(SessionsJob {
         source: get(options, "source")?,
         sdk_sessions,

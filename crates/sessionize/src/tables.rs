@@ -272,12 +272,7 @@ async fn parquet_frame(
                     &options.sorted_by,
                 )?;
                 let frame = if has_time {
-                    let time = event_time_udf().call(vec![
-                        datafusion::prelude::col(ident(column)),
-                        datafusion::prelude::lit(options.time_unit.as_str()),
-                        datafusion::prelude::lit(file.display.clone()),
-                    ]);
-                    frame.with_column(column, time)?
+                    with_event_time(frame, column, options, &file.display)?
                 } else {
                     frame
                 };
@@ -308,6 +303,22 @@ async fn parquet_frame(
     let schema = Schema::new_with_metadata(fields, merged.metadata().clone());
     let urls = files.iter().map(|f| f.url.clone()).collect();
     listing_frame(ctx, listing, urls, schema, &options.sorted_by)
+}
+
+/// `frame` with its time column `column` converted by `event_time` (lazily, at execution), in the
+/// unit of `options`; `display` names the data in errors.
+fn with_event_time(
+    frame: DataFrame,
+    column: &str,
+    options: &LoadOptions,
+    display: &str,
+) -> Result<DataFrame> {
+    let time = event_time_udf().call(vec![
+        datafusion::prelude::col(ident(column)),
+        datafusion::prelude::lit(options.time_unit.as_str()),
+        datafusion::prelude::lit(display.to_string()),
+    ]);
+    frame.with_column(column, time)
 }
 
 /// A listing table over `urls` with `schema`, declared sorted by `sorted_by` when given.
@@ -805,12 +816,7 @@ pub fn register_batches(
         && let Ok(field) = schema.field_with_name(column)
         && !is_kept_time_type(field.data_type())
     {
-        let time = event_time_udf().call(vec![
-            datafusion::prelude::col(ident(column)),
-            datafusion::prelude::lit(options.time_unit.as_str()),
-            datafusion::prelude::lit(display.to_string()),
-        ]);
-        frame = frame.with_column(column, time)?;
+        frame = with_event_time(frame, column, options, display)?;
     }
     ctx.register_table(name, frame.into_view())?;
     Ok(())
