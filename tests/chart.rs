@@ -777,3 +777,66 @@ fn segments_of_one_name_are_refused() {
         "two segments are named 'pro': give each segment its own name",
     );
 }
+
+/// Events tied at a session's first or last time: the group value is that of the first (last)
+/// event in (event type, value) order with nulls last, whatever the rows' order, with and without
+/// a row filter on a property (the two ways the chart reads the tied events).
+#[test]
+fn group_by_values_of_tied_first_and_last_events() {
+    let dir = tempfile::tempdir().unwrap();
+    // u1's one session: at 10:00 `b` /x, `a` with no page, `a` /z: the first event is `a` /z
+    // (`a` before `b`, a page before none). At 10:10 `z` /q and `z` with no page: the last
+    // event is `z` without a page (nulls last), so the exit page is empty. u2: one event,
+    // `a` /m, first and last. Rows are written in an order that is not the answer's.
+    let rows = [
+        "u1,b,2026-01-05 10:00:00,\"{\"\"page\"\":\"\"/x\"\",\"\"k\"\":\"\"1\"\"}\"",
+        "u1,z,2026-01-05 10:10:00,\"{\"\"k\"\":\"\"1\"\"}\"",
+        "u1,a,2026-01-05 10:00:00,\"{\"\"k\"\":\"\"1\"\"}\"",
+        "u2,a,2026-01-05 12:00:00,\"{\"\"page\"\":\"\"/m\"\",\"\"k\"\":\"\"1\"\"}\"",
+        "u1,a,2026-01-05 10:00:00,\"{\"\"page\"\":\"\"/z\"\",\"\"k\"\":\"\"1\"\"}\"",
+        "u1,z,2026-01-05 10:10:00,\"{\"\"page\"\":\"\"/q\"\",\"\"k\"\":\"\"1\"\"}\"",
+        "u1,m,2026-01-05 10:05:00,\"{\"\"page\"\":\"\"/a\"\",\"\"k\"\":\"\"1\"\"}\"",
+    ];
+    let events = file(
+        dir.path(),
+        "ties.csv",
+        &format!(
+            "user_id,event_type,event_time,event_properties\n{}\n",
+            rows.join("\n")
+        ),
+    );
+    let run = |group: &str, filtered: bool| -> Vec<(String, String)> {
+        // Filtered: every event has k = 1, so the same sessions, read through the other path.
+        let filters = if filtered {
+            "event_filters = [{ property = \"event.k\", one_of = [\"1\"] }]"
+        } else {
+            ""
+        };
+        let spec = file(
+            dir.path(),
+            "spec.toml",
+            &format!(
+                "interval = \"total\"\ngroup_by = [\"{group}\"]\n[[rows]]\nkind = \"sessions\"\n{filters}\n"
+            ),
+        );
+        let args = ["chart", &events, "--spec", &spec, "--format", "csv"];
+        let mut found: Vec<(String, String)> = csv_table(&ok(&args))
+            .into_iter()
+            .map(|r| (r[group].clone(), r["A_total_sessions"].clone()))
+            .collect();
+        found.sort();
+        found
+    };
+    for filtered in [false, true] {
+        assert_eq!(
+            run("event.page", filtered),
+            [("/m".into(), "1".into()), ("/z".into(), "1".into())],
+            "filtered: {filtered}"
+        );
+        assert_eq!(
+            run("last:event.page", filtered),
+            [("".into(), "1".into()), ("/m".into(), "1".into())],
+            "filtered: {filtered}"
+        );
+    }
+}

@@ -251,7 +251,7 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
         println!("{sql};");
         return Ok(());
     }
-    let df = ctx.sql(&sql).await?;
+    let df = sessionize::chart::frame(&ctx, &sql).await?;
     let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     if let Some(plot) = &args.plot {
@@ -451,7 +451,10 @@ pub async fn board(args: BoardCommand) -> Result<(), CliError> {
         .collect();
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let compiled = sessionize::chart::compile("events", &schema, &spec)?;
-    let daily = ctx.sql(&compiled.sql).await?.collect().await?;
+    let daily = sessionize::chart::frame(&ctx, &compiled.sql)
+        .await?
+        .collect()
+        .await?;
     let buckets = &compiled.rows[0].buckets;
     let labels: Vec<String> = buckets
         .iter()
