@@ -168,6 +168,15 @@ pub struct SessionsCommand {
     /// Print the SQL that builds the table instead of running it.
     #[arg(long)]
     print_sql: bool,
+    /// Keep the Delta sessions table delta:FOLDER up to date: add the events of the inputs it
+    /// does not hold yet, and compute again the sessions of their actors, in one commit (created
+    /// by the first run; the README's "Incremental pipelines").
+    #[arg(long, value_name = "delta:FOLDER", conflicts_with_all = ["output", "print_sql"])]
+    into: Option<String>,
+    /// With --into: leave out events older than the table's newest event minus this (e.g. 3d);
+    /// stderr says how many. Without it every late event is applied.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "into")]
+    late_limit: Option<Duration>,
 }
 
 /// A human duration: 30m, 1h30m, 90s.
@@ -399,7 +408,49 @@ impl AnnotateCommand {
     }
 }
 
+/// `sessions --into delta:FOLDER`: one incremental run.
+async fn run_into(args: &SessionsCommand, into: &str) -> Result<(), CliError> {
+    let Some(location) = sessionize::delta::location(into) else {
+        return Err(CliError(format!(
+            "--into takes a Delta table, delta:FOLDER, but got '{into}'"
+        )));
+    };
+    let options = args.session.options()?;
+    let ctx = crate::context(
+        args.session.cluster.cluster.as_deref(),
+        datafusion::prelude::SessionConfig::new(),
+    )
+    .await?;
+    let load = LoadOptions {
+        time_column: Some(options.time.clone()),
+        time_unit: args.session.time_unit,
+        for_cluster: args.session.cluster.cluster.is_some(),
+        sorted_by: crate::sorted_by(),
+    };
+    let bar = progress_bar("sessions");
+    let report = sessionize::incremental::sessions_into(
+        &ctx,
+        &args.session.job(),
+        &args.session.inputs,
+        &load,
+        location,
+        args.late_limit,
+        args.partition_by_day.then_some("session_started_at_day"),
+    )
+    .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for note in report?.notes() {
+        eprintln!("note: {note}");
+    }
+    Ok(())
+}
+
 pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
+    if let Some(into) = &args.into {
+        return run_into(&args, into).await;
+    }
     let mut options = args.session.options()?;
     let mut config = datafusion::prelude::SessionConfig::new();
     if !crate::sorted_by().is_empty()

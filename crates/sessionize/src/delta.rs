@@ -76,6 +76,24 @@ fn delta_error(location: &str, e: DeltaTableError) -> DataFusionError {
     }
 }
 
+/// How [`commit`] changes a table.
+#[derive(Debug, Clone, Default)]
+pub struct Commit<'a> {
+    /// Add the rows to the table's (`false`: replace its contents, or the part `replace_where`
+    /// selects).
+    pub append: bool,
+    /// Replace only the rows this SQL predicate selects (every new row must satisfy it).
+    pub replace_where: Option<String>,
+    /// Partition a new table by this column.
+    pub partition_by: Option<&'a str>,
+    /// Recorded in the commit's `commitInfo`, read back by [`last_commit_info`].
+    pub metadata: Vec<(String, serde_json::Value)>,
+    /// Let delta-rs retry the commit on a concurrent commit that does not conflict (appends). A
+    /// commit whose rows were computed from the table's contents must not be retried: it fails
+    /// instead, saying the table changed.
+    pub retry: bool,
+}
+
 /// Writes `df` as the new contents of the Delta table at `location` (created if missing), in one
 /// commit, partitioned by `partition_by` when given. Returns the version committed.
 ///
@@ -87,6 +105,24 @@ pub async fn write(
     location: &str,
     partition_by: Option<&str>,
 ) -> Result<i64> {
+    let how = Commit {
+        partition_by,
+        retry: true,
+        ..Commit::default()
+    };
+    commit(ctx, df, location, &how).await
+}
+
+/// Commits `df` to the Delta table at `location` (created if missing) as `how` says, in one
+/// commit. Returns the version committed.
+///
+/// Errors: as [`write`].
+pub async fn commit(
+    ctx: &SessionContext,
+    df: DataFrame,
+    location: &str,
+    how: &Commit<'_>,
+) -> Result<i64> {
     let url = table_url(location)?;
     let table = DeltaTable::try_from_url(url)
         .await
@@ -97,18 +133,73 @@ pub async fn write(
     let state = datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
         .with_query_planner(deltalake_core::delta_datafusion::planner::DeltaPlanner::new())
         .build();
+    let mut properties = deltalake_core::kernel::transaction::CommitProperties::default()
+        .with_metadata(how.metadata.clone());
+    if !how.retry {
+        properties = properties.with_max_retries(0);
+    }
     let mut write = table
         .write(vec![])
         .with_input_plan(plan)
         .with_session_state(Arc::new(state))
-        .with_save_mode(SaveMode::Overwrite);
-    if let Some(column) = partition_by {
+        .with_commit_properties(properties)
+        .with_save_mode(if how.append {
+            SaveMode::Append
+        } else {
+            SaveMode::Overwrite
+        });
+    if let Some(predicate) = &how.replace_where {
+        write = write.with_replace_where(predicate.clone());
+    }
+    if let Some(column) = how.partition_by {
         write = write.with_partition_columns(vec![column.to_string()]);
     }
     let table = write.await.map_err(|e| delta_error(location, e))?;
     Ok(table
         .version()
         .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)))
+}
+
+/// Whether `location` holds a Delta table (a local folder with `_delta_log`, or a URL whose log
+/// can be read).
+pub async fn exists(location: &str) -> Result<bool> {
+    if !location.contains("://") {
+        return Ok(std::path::Path::new(location).join("_delta_log").is_dir());
+    }
+    Ok(open(location).await.is_ok())
+}
+
+/// The Delta table at `location`, loaded at its latest version.
+async fn open(location: &str) -> Result<DeltaTable> {
+    let url = table_url(location)?;
+    let mut table = deltalake_core::DeltaTableBuilder::from_url(url)
+        .map_err(|e| delta_error(location, e))?
+        .build()
+        .map_err(|e| delta_error(location, e))?;
+    table.load().await.map_err(|e| delta_error(location, e))?;
+    Ok(table)
+}
+
+/// The latest version of the Delta table at `location`.
+pub async fn version(location: &str) -> Result<i64> {
+    let table = open(location).await?;
+    Ok(table
+        .version()
+        .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)))
+}
+
+/// The `commitInfo` fields of the latest commit of the Delta table at `location`.
+pub async fn last_commit_info(
+    location: &str,
+) -> Result<std::collections::HashMap<String, serde_json::Value>> {
+    use futures::TryStreamExt;
+    let table = open(location).await?;
+    let infos: Vec<_> = table
+        .history(Some(1))
+        .try_collect()
+        .await
+        .map_err(|e| delta_error(location, e))?;
+    Ok(infos.into_iter().next().map(|i| i.info).unwrap_or_default())
 }
 
 /// Registers the Delta table at `location` (its latest version) as table `name` in `ctx`.
@@ -118,12 +209,7 @@ pub async fn register(ctx: &SessionContext, name: &str, location: &str) -> Resul
     if !location.contains("://") && !std::path::Path::new(location).join("_delta_log").is_dir() {
         return plan_err!("'{location}' is not a Delta table (it has no _delta_log folder)");
     }
-    let url = table_url(location)?;
-    let mut table = deltalake_core::DeltaTableBuilder::from_url(url)
-        .map_err(|e| delta_error(location, e))?
-        .build()
-        .map_err(|e| delta_error(location, e))?;
-    table.load().await.map_err(|e| delta_error(location, e))?;
+    let table = open(location).await?;
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| delta_error(location, e))?;

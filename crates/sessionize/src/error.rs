@@ -52,6 +52,29 @@ pub fn is_not_found(e: &DataFusionError) -> bool {
     }
 }
 
+/// An input without events: files that are empty, CSV with a header and no rows, JSON without
+/// objects. The message is the user's sentence.
+#[derive(Debug)]
+pub struct NoEvents(pub String);
+
+impl std::fmt::Display for NoEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoEvents {}
+
+/// A [`NoEvents`] error with `message`.
+pub fn no_events(message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(NoEvents(message)))
+}
+
+/// Whether `e` says the input holds no events.
+pub fn is_no_events(e: &DataFusionError) -> bool {
+    matches!(e.find_root(), DataFusionError::External(inner) if inner.downcast_ref::<NoEvents>().is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

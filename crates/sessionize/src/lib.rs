@@ -36,6 +36,7 @@ mod docs;
 pub mod error;
 pub mod formula;
 pub mod identity;
+pub mod incremental;
 pub mod job;
 pub mod output;
 pub mod parquet_writer;

@@ -153,6 +153,33 @@ struct Found {
     format: FileFormat,
     /// A file of zero bytes (an hour of an export without events): left out of the table.
     empty: bool,
+    /// What tells this file from another delivery: its path, size and modification time.
+    stamp: String,
+}
+
+/// One input file behind the paths, folders, globs or URLs given, with the stamp that recognises
+/// it in a later run: `PATH|SIZE|MODIFIED` (bytes; microseconds since the epoch, UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    /// The file, as an input path or URL that reads it alone.
+    pub path: String,
+    pub stamp: String,
+}
+
+/// Every input file behind `inputs` (files, folders, globs or URLs), in name order.
+///
+/// Errors: as [`read_inputs`] for a path that does not exist or holds no readable files.
+pub async fn input_files(ctx: &SessionContext, inputs: &[String]) -> Result<Vec<InputFile>> {
+    let mut files = vec![];
+    for input in inputs {
+        for found in list_inputs(ctx, input).await? {
+            files.push(InputFile {
+                path: found.display,
+                stamp: found.stamp,
+            });
+        }
+    }
+    Ok(files)
 }
 
 /// Lists the files behind `path` with a format this loader reads.
@@ -198,6 +225,11 @@ async fn list_inputs(ctx: &SessionContext, path: &str) -> Result<Vec<Found>> {
         found.push(Found {
             empty: meta.size == 0,
             url: ListingTableUrl::parse(&file_url)?,
+            stamp: format!(
+                "{display}|{}|{}",
+                meta.size,
+                meta.last_modified.timestamp_micros()
+            ),
             display,
             format,
         });
@@ -637,7 +669,9 @@ pub async fn read_inputs(
     if found.is_empty()
         && let Some(first) = empty.first()
     {
-        return plan_err!("the input holds no events: {first}");
+        return Err(crate::error::no_events(format!(
+            "the input holds no events: {first}"
+        )));
     }
     if options.for_cluster
         && let Some(other) = found.iter().find(|f| f.format != FileFormat::Parquet)
@@ -683,7 +717,9 @@ pub async fn read_inputs(
     let mut frames = frames.into_iter();
     let Some(mut combined) = frames.next() else {
         if let Some(first) = empty.first() {
-            return plan_err!("the input holds no events: {first}");
+            return Err(crate::error::no_events(format!(
+                "the input holds no events: {first}"
+            )));
         }
         return plan_err!("no input given");
     };

@@ -1,0 +1,397 @@
+//! Incremental sessions tables (`sessions NEW... --into delta:TABLE`): after every delivery the
+//! table equals a full rebuild over every event delivered so far, row for row, in every mode; the
+//! same delivery twice changes nothing; `--late-limit` leaves old events out and says how many; a
+//! run that died between its two commits is repaired by the next.
+
+mod common;
+
+use std::path::Path;
+
+use common::{fails, ok};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use proptest::prelude::*;
+use sessionize::job::SessionsJob;
+use sessionize::tables::LoadOptions;
+
+/// One random event: actor, seconds after 2026-01-05 00:00 UTC, kind, SDK session id, event id
+/// number, platform, upload delay.
+#[derive(Debug, Clone)]
+struct Event {
+    actor: Option<&'static str>,
+    secs: i64,
+    kind: &'static str,
+    session: i64,
+    id: u8,
+    platform: &'static str,
+    upload: i64,
+}
+
+fn event_strategy() -> impl Strategy<Value = Event> {
+    (
+        prop_oneof![8 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Some), 1 => Just(None)],
+        // 15-minute steps plus 0 or 1 s: ties, gaps of exactly the timeout and one second more.
+        (0i64..24, 0i64..2).prop_map(|(k, j)| k * 900 + j),
+        prop::sample::select(vec!["page", "page", "page", "restart", "inactive"]),
+        prop::sample::select(vec![1i64, 2, 3, -1]),
+        0u8..12,
+        prop::sample::select(vec!["ios", "web"]),
+        0i64..3,
+    )
+        .prop_map(|(actor, secs, kind, session, id, platform, upload)| Event {
+            actor,
+            secs,
+            kind,
+            session,
+            id,
+            platform,
+            upload,
+        })
+}
+
+/// The modes the table must follow: derived (plain; restarts, exclusions and a maximum length;
+/// per-platform timeouts), SDK sessions, and `--compat dbt`.
+fn job(mode: usize) -> SessionsJob {
+    let mut job = SessionsJob::default();
+    match mode {
+        0 => {}
+        1 => {
+            job.restart_events = vec!["restart".into()];
+            job.exclude_events = vec!["inactive".into()];
+            job.max_length = Some(std::time::Duration::from_secs(3600));
+        }
+        2 => job.timeout_by = Some(("platform".into(), "ios=10m".into())),
+        3 => job.sdk_sessions = true,
+        _ => {
+            job.compat_dbt = true;
+            job.date_to = Some("2026-12-31".into());
+        }
+    }
+    job
+}
+
+fn time_text(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("2026-01-{:02} {:02}:{m:02}:{s:02}", 5 + h / 24, h % 24)
+}
+
+/// A delivery as a CSV export file.
+fn write_delivery(path: &Path, events: &[Event]) {
+    let mut text = String::from(
+        "user_id,event_time,event_type,session_id,event_id,insert_id,platform,client_upload_time\n",
+    );
+    for e in events {
+        text.push_str(&format!(
+            "{},{},{},{},{}-{},i-{}-{},{},{}\n",
+            e.actor.unwrap_or(""),
+            time_text(e.secs),
+            e.kind,
+            e.session,
+            // Event ids within one actor: a repeated id is a duplicate event of that actor.
+            e.actor.unwrap_or("none"),
+            e.id,
+            e.actor.unwrap_or("none"),
+            e.id,
+            e.platform,
+            time_text(e.secs + e.upload)
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Every row of `batches` as text, sorted.
+fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("∅");
+    let mut rows = vec![];
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The sessions table a full rebuild gives over `files`.
+async fn rebuild(job: &SessionsJob, files: &[String]) -> Vec<String> {
+    let ctx = sessionize::context().unwrap();
+    let mut options = job.options().unwrap();
+    let load = LoadOptions {
+        time_column: Some(options.time.clone()),
+        ..LoadOptions::default()
+    };
+    match sessionize::tables::register_inputs(&ctx, "events", files, &load).await {
+        Ok(()) => {}
+        // Only deliveries without events so far: no sessions.
+        Err(e) if sessionize::error::is_no_events(&e) => return vec![],
+        Err(e) => panic!("{e}"),
+    }
+    job.prepare(&ctx, "events", &mut options).await.unwrap();
+    let schema = ctx
+        .table("events")
+        .await
+        .unwrap()
+        .schema()
+        .as_arrow()
+        .clone();
+    let sql = sessionize::sessions::sessions_sql("events", &schema, &options).unwrap();
+    rows(&ctx.sql(&sql).await.unwrap().collect().await.unwrap())
+}
+
+/// The rows of the Delta table at `location` (none before its first commit).
+async fn table(location: &str) -> Vec<String> {
+    if !Path::new(location).join("_delta_log").is_dir() {
+        return vec![];
+    }
+    let ctx = sessionize::context().unwrap();
+    sessionize::delta::register(&ctx, "t", location)
+        .await
+        .unwrap();
+    rows(
+        &ctx.sql("SELECT * FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+    )
+}
+
+async fn into(
+    job: &SessionsJob,
+    file: &str,
+    location: &str,
+) -> sessionize::incremental::IntoReport {
+    let ctx = sessionize::context().unwrap();
+    let load = LoadOptions {
+        time_column: Some(job.options().unwrap().time.clone()),
+        ..LoadOptions::default()
+    };
+    sessionize::incremental::sessions_into(
+        &ctx,
+        job,
+        &[file.to_string()],
+        &load,
+        location,
+        None,
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random events, split into 2 to 6 deliveries applied in random order (so later deliveries
+    /// hold earlier events): after each, the table equals a full rebuild over the deliveries so
+    /// far; applying the last one again changes nothing.
+    #[test]
+    fn incremental_runs_equal_a_full_rebuild(
+        events in prop::collection::vec(event_strategy(), 1..50),
+        parts in prop::collection::vec(0usize..6, 50),
+        deliveries in 2usize..=6,
+        mode in 0usize..5,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().join("sessions").to_str().unwrap().to_string();
+        let job = job(mode);
+        let mut files = vec![];
+        for d in 0..deliveries {
+            let mine: Vec<Event> = events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| parts[*i] % deliveries == d)
+                .map(|(_, e)| e.clone())
+                .collect();
+            let path = dir.path().join(format!("delivery-{d}.csv"));
+            write_delivery(&path, &mine);
+            files.push(path.to_str().unwrap().to_string());
+        }
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            for d in 0..deliveries {
+                into(&job, &files[d], &location).await;
+                let expected = rebuild(&job, &files[..=d]).await;
+                prop_assert_eq!(table(&location).await, expected, "mode {} after delivery {}", mode, d);
+            }
+            let again = into(&job, &files[deliveries - 1], &location).await;
+            prop_assert_eq!(again.version, None);
+            if Path::new(&location).join("_delta_log").is_dir() {
+                prop_assert_eq!(again.files_skipped, 1);
+            }
+            Ok(())
+        })?;
+    }
+}
+
+/// The command line: the first run builds, a second with the same file changes nothing, a later
+/// delivery updates only its actors, and the result is the full rebuild's.
+#[test]
+fn the_command_line_keeps_a_table_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (day1, day2, table) = (at("day1.parquet"), at("day2.parquet"), at("sessions"));
+    ok(&[
+        "query",
+        "data/events.parquet",
+        "SELECT * FROM events WHERE event_time < TIMESTAMP '2026-01-12'",
+        "--output",
+        &day1,
+    ]);
+    ok(&[
+        "query",
+        "data/events.parquet",
+        "SELECT * FROM events WHERE event_time >= TIMESTAMP '2026-01-12'",
+        "--output",
+        &day2,
+    ]);
+    let into = format!("delta:{table}");
+    let first = common::sessionize(&["sessions", &day1, "--into", &into]);
+    assert!(first.status.success());
+    let said = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(said.contains("computed the sessions of"), "{said}");
+    let again = common::sessionize(&["sessions", &day1, "--into", &into]);
+    let said = String::from_utf8_lossy(&again.stderr).to_string();
+    assert!(
+        said.contains("nothing new") && said.contains("skipped 1 input file"),
+        "{said}"
+    );
+    let second = common::sessionize(&["sessions", &day1, &day2, "--into", &into]);
+    let said = String::from_utf8_lossy(&second.stderr).to_string();
+    assert!(said.contains("computed again the sessions of"), "{said}");
+    let full = at("full.parquet");
+    ok(&["sessions", &day1, &day2, "--output", &full]);
+    let table_arg = format!("t={into}");
+    for sql in [
+        "SELECT count(*) FROM (SELECT * FROM t EXCEPT SELECT * FROM events)",
+        "SELECT count(*) FROM (SELECT * FROM events EXCEPT SELECT * FROM t)",
+    ] {
+        let out = ok(&[
+            "query", &full, "--table", &table_arg, "--format", "csv", sql,
+        ]);
+        assert_eq!(out.lines().nth(1), Some("0"), "{sql}: {out}");
+    }
+    // --into takes a Delta table only; --late-limit needs --into.
+    fails(
+        &["sessions", &day1, "--into", &at("plain")],
+        "--into takes a Delta table, delta:FOLDER",
+    );
+    fails(
+        &["sessions", &day1, "--late-limit", "3d"],
+        "the following required arguments were not provided",
+    );
+}
+
+/// `--late-limit`: events older than the table's newest minus the limit are left out and counted;
+/// without the limit they are applied.
+#[test]
+fn late_limit_leaves_old_events_out_and_says_how_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let header = "user_id,event_time,event_type\n";
+    std::fs::write(
+        at("d1.csv"),
+        format!("{header}u,2026-01-10 10:00:00,page\nu,2026-01-10 10:05:00,page\n"),
+    )
+    .unwrap();
+    // Two days late, and one hour late.
+    std::fs::write(
+        at("d2.csv"),
+        format!("{header}u,2026-01-08 10:00:00,page\nu,2026-01-10 09:06:00,page\n"),
+    )
+    .unwrap();
+    let into = format!("delta:{}", at("t"));
+    ok(&["sessions", &at("d1.csv"), "--into", &into]);
+    let run = common::sessionize(&[
+        "sessions",
+        &at("d2.csv"),
+        "--into",
+        &into,
+        "--late-limit",
+        "1d",
+    ]);
+    let said = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(
+        run.status.success() && said.contains("left out 1 event(s) older than --late-limit"),
+        "{said}"
+    );
+    let table_arg = format!("t={into}");
+    let out = ok(&[
+        "query",
+        "--table",
+        &table_arg,
+        "--format",
+        "csv",
+        "SELECT count(*), sum(events_per_session) FROM t",
+    ]);
+    // The 09:06 event is applied: 3 events in 2 sessions (09:06 alone, 54 minutes before 10:00;
+    // then 10:00 and 10:05). The 01-08 event is not.
+    assert_eq!(out.lines().nth(1), Some("2,3"), "{out}");
+}
+
+/// A run that died after appending the events but before committing the sessions leaves the
+/// sessions table behind the events table; the next run computes it again in full.
+#[test]
+fn a_run_that_died_between_its_commits_is_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let header = "user_id,event_time,event_type\n";
+    std::fs::write(
+        at("d1.csv"),
+        format!("{header}u,2026-01-10 10:00:00,page\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        at("d2.csv"),
+        format!("{header}u,2026-01-10 10:10:00,page\n"),
+    )
+    .unwrap();
+    let into = format!("delta:{}", at("t"));
+    ok(&["sessions", &at("d1.csv"), "--into", &into]);
+    // What a dying run leaves: d2's events appended to the events table, the sessions unchanged.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = sessionize::context().unwrap();
+        let events = format!("{}/_sessionize_events", at("t"));
+        sessionize::delta::register(&ctx, "e", &events).await.unwrap();
+        let df = ctx
+            .sql(&format!(
+                "SELECT user_id, arrow_cast(TIMESTAMP '2026-01-10 10:10:00', 'Timestamp(Microsecond, Some(\"UTC\"))') AS event_time, \
+                 event_type, '{}|x|0' AS _sessionize_file FROM e",
+                at("d2.csv")
+            ))
+            .await
+            .unwrap();
+        let append = sessionize::delta::Commit {
+            append: true,
+            ..Default::default()
+        };
+        sessionize::delta::commit(&ctx, df, &events, &append).await.unwrap();
+    });
+    let run = common::sessionize(&["sessions", &at("d1.csv"), "--into", &into]);
+    let said = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(
+        run.status.success() && said.contains("computed the sessions of 1 actor"),
+        "{said}"
+    );
+    let table_arg = format!("t={into}");
+    let out = ok(&[
+        "query",
+        "--table",
+        &table_arg,
+        "--format",
+        "csv",
+        "SELECT count(*), sum(events_per_session) FROM t",
+    ]);
+    assert_eq!(out.lines().nth(1), Some("1,2"), "{out}");
+}
