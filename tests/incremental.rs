@@ -395,3 +395,78 @@ fn a_run_that_died_between_its_commits_is_repaired() {
     ]);
     assert_eq!(out.lines().nth(1), Some("1,2"), "{out}");
 }
+
+/// A run killed (SIGKILL) at points from its start to its end leaves a sessions table that reads
+/// as before the run or as after it, never in between; the next whole run gives the full result
+/// (repairing the table if the kill fell between the events commit and the sessions commit).
+#[test]
+fn a_killed_run_leaves_the_table_before_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (day1, day2) = (at("day1.parquet"), at("day2.parquet"));
+    for (file, condition) in [(&day1, "<"), (&day2, ">=")] {
+        ok(&[
+            "query",
+            "data/events.parquet",
+            &format!("SELECT * FROM events WHERE event_time {condition} TIMESTAMP '2026-01-12'"),
+            "--output",
+            file,
+        ]);
+    }
+    let rows = |table: &str| -> String {
+        let arg = format!("t=delta:{table}");
+        ok(&[
+            "query",
+            "--table",
+            &arg,
+            "--format",
+            "csv",
+            "SELECT * FROM t ORDER BY unique_session_id",
+        ])
+    };
+    // The table before and after the second delivery, built without interruption.
+    let (reference, table) = (at("reference"), at("sessions"));
+    for target in [&reference, &table] {
+        ok(&["sessions", &day1, "--into", &format!("delta:{target}")]);
+    }
+    let before = rows(&reference);
+    ok(&[
+        "sessions",
+        &day1,
+        &day2,
+        "--into",
+        &format!("delta:{reference}"),
+    ]);
+    let after = rows(&reference);
+    assert_ne!(before, after);
+    for step in 0..10u64 {
+        let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_sessionize"))
+            .args([
+                "sessions",
+                &day1,
+                &day2,
+                "--into",
+                &format!("delta:{table}"),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sessionize starts");
+        std::thread::sleep(std::time::Duration::from_millis(step * 30));
+        let _ = run.kill();
+        let _ = run.wait();
+        let found = rows(&table);
+        assert!(
+            found == before || found == after,
+            "killed after {} ms: the table is neither before nor after the run",
+            step * 30
+        );
+    }
+    ok(&[
+        "sessions",
+        &day1,
+        &day2,
+        "--into",
+        &format!("delta:{table}"),
+    ]);
+    assert_eq!(rows(&table), after);
+}

@@ -82,8 +82,8 @@ pub struct Commit<'a> {
     /// Add the rows to the table's (`false`: replace its contents, or the part `replace_where`
     /// selects).
     pub append: bool,
-    /// Replace only the rows this SQL predicate selects (every new row must satisfy it).
-    pub replace_where: Option<String>,
+    /// Replace only the rows this predicate selects (every new row must satisfy it).
+    pub replace_where: Option<datafusion::prelude::Expr>,
     /// Partition a new table by this column.
     pub partition_by: Option<&'a str>,
     /// Recorded in the commit's `commitInfo`, read back by [`last_commit_info`].

@@ -37,17 +37,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, new_null_array,
 };
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::cast as cast_array;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
-use datafusion::common::{Result, plan_err};
+use datafusion::common::{Column, Result, plan_err};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::{Expr, SessionContext, cast, lit};
 
 use crate::delta::{self, Commit};
 use crate::job::SessionsJob;
-use crate::sessions::{ident, literal, sessions_sql};
+use crate::sessions::{ident, sessions_sql};
 use crate::tables::{self, LoadOptions};
 
 /// The events table's folder inside the sessions table's.
@@ -154,7 +157,7 @@ pub async fn sessions_into(
             .collect()
             .await?;
         for batch in &batches {
-            let column = datafusion::arrow::compute::cast(
+            let column = cast_array(
                 batch.column(0),
                 &datafusion::arrow::datatypes::DataType::Utf8,
             )?;
@@ -206,7 +209,14 @@ pub async fn sessions_into(
                 .iter()
                 .map(|f| datafusion::prelude::col(ident(f.name())))
                 .collect();
-            columns.push(datafusion::prelude::lit(file.stamp.clone()).alias(FILE_COLUMN));
+            // One dictionary value per file, not a copy of the stamp per event.
+            columns.push(
+                cast(
+                    lit(file.stamp.clone()),
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                )
+                .alias(FILE_COLUMN),
+            );
             frames.push(frame.select(columns)?);
         }
         let mut frames = frames.into_iter();
@@ -302,7 +312,7 @@ pub async fn sessions_into(
         let mut kept_files = HashSet::new();
         for batch in &batches {
             if let Some(column) = batch.column_by_name(FILE_COLUMN) {
-                let column = cast(column, &DataType::Utf8)?;
+                let column = cast_array(column, &DataType::Utf8)?;
                 let stamps = column.as_string::<i32>();
                 kept_files.extend((0..stamps.len()).map(|i| stamps.value(i).to_string()));
             }
@@ -328,7 +338,7 @@ pub async fn sessions_into(
             .collect()
             .await?;
         for batch in &actors {
-            let column = datafusion::arrow::compute::cast(
+            let column = cast_array(
                 batch.column(0),
                 &datafusion::arrow::datatypes::DataType::Utf8,
             )?;
@@ -370,25 +380,32 @@ pub async fn sessions_into(
 
     // The sessions of the touched actors, from all their events, by the full rebuild's SQL.
     delta::register(ctx, "__sessionize_events", &events_location).await?;
-    let (actor, time) = (ident(&options.actor), ident(&options.time));
-    let named: Vec<String> = new_actors.iter().flatten().map(|a| literal(a)).collect();
+    let actor = ident(&options.actor);
+    let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    // The touched actors as a function holding their set, not as `IN (...)`: delta-rs turns an
+    // `IN` list into a chain of `OR`s as deep as the list, which overflowed the stack at 48,000
+    // actors (its pruning then leaves the function out; the rows are still checked exactly).
+    let named: HashSet<String> = new_actors.iter().flatten().cloned().collect();
     let unnamed = new_actors.iter().any(Option::is_none);
+    let named = ScalarUDF::new_from_impl(Touched {
+        actors: Arc::new(named),
+        signature: Signature::any(1, Volatility::Immutable),
+    });
+    let which = |actor: Expr| -> Option<Expr> {
+        let is_named = named.call(vec![actor.clone()]);
+        Some(if unnamed {
+            is_named.or(actor.is_null())
+        } else {
+            is_named
+        })
+    };
     // The touched actors' events (rows that only record a file have no time).
-    let mut touched = format!("SELECT * FROM __sessionize_events WHERE {time} IS NOT NULL");
-    if !rebuild {
-        let mut which = vec![];
-        if !named.is_empty() {
-            which.push(format!(
-                "CAST({actor} AS VARCHAR) IN ({})",
-                named.join(", ")
-            ));
-        }
-        if unnamed {
-            which.push(format!("{actor} IS NULL"));
-        }
-        touched = format!("{touched} AND ({})", which.join(" OR "));
+    let mut filter = column(&options.time).is_not_null();
+    if !rebuild && let Some(which) = which(column(&options.actor)) {
+        filter = filter.and(which);
     }
-    ctx.register_table("__sessionize_touched", ctx.sql(&touched).await?.into_view())?;
+    let touched = ctx.table("__sessionize_events").await?.filter(filter)?;
+    ctx.register_table("__sessionize_touched", touched.into_view())?;
     let touched = "__sessionize_touched";
     let schema = ctx.table(touched).await?.schema().as_arrow().clone();
     let df = ctx.sql(&sessions_sql(touched, &schema, &options)?).await?;
@@ -413,15 +430,8 @@ pub async fn sessions_into(
         }
     } else {
         report.actors = new_actors.len() as u64;
-        let mut which = vec![];
-        if !named.is_empty() {
-            which.push(format!("user_id IN ({})", named.join(", ")));
-        }
-        if unnamed {
-            which.push("user_id IS NULL".to_string());
-        }
         Commit {
-            replace_where: Some(which.join(" OR ")),
+            replace_where: which(column("user_id")),
             partition_by,
             metadata,
             ..Commit::default()
@@ -431,6 +441,54 @@ pub async fn sessions_into(
     Ok(report)
 }
 
+/// `sessionize_touched(actor)`: whether the actor, as text, is one of a run's touched actors
+/// (false for null).
+#[derive(Debug)]
+struct Touched {
+    actors: Arc<HashSet<String>>,
+    signature: Signature,
+}
+
+impl PartialEq for Touched {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.actors, &other.actors)
+    }
+}
+
+impl Eq for Touched {}
+
+impl std::hash::Hash for Touched {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.actors).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Touched {
+    fn name(&self) -> &str {
+        "sessionize_touched"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [actor] = args.args.as_slice() else {
+            return plan_err!("sessionize_touched takes one argument");
+        };
+        let text = cast_array(&actor.to_array(args.number_rows)?, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let touched: BooleanArray = (0..text.len())
+            .map(|i| Some(text.is_valid(i) && self.actors.contains(text.value(i))))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(touched)))
+    }
+}
+
 /// Rows of nulls in `schema` that only record the files `stamps`.
 fn file_rows(schema: &SchemaRef, stamps: &[&str]) -> Result<RecordBatch> {
     let columns = schema
@@ -438,7 +496,7 @@ fn file_rows(schema: &SchemaRef, stamps: &[&str]) -> Result<RecordBatch> {
         .iter()
         .map(|f| -> Result<ArrayRef> {
             if f.name() == FILE_COLUMN {
-                Ok(cast(
+                Ok(cast_array(
                     &(Arc::new(StringArray::from(stamps.to_vec())) as ArrayRef),
                     f.data_type(),
                 )?)
