@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Incremental sessions tables against a full rebuild: a history (the wide benchmark export, made by
-# bench/run.sh: --events N --users U), then a delivery of 1% new events (mostly the day after the
-# history, one in ten of them 3 days late), applied with `sessions --into`; beside it, the full
-# rebuild over both. Prints each step's wall time and peak memory, the files written, and whether
+# bench/run.sh: --events N --users U), then a delivery of 1% new events (most after the history's
+# end, one in ten up to 3 days late), applied with `sessions --into --partition-by-day`;
+# beside it, the full rebuild over both. Prints each step's wall time and peak memory, the files written, and whether
 # the incremental table equals the rebuild. Never part of `cargo test`.
 #   bench/incremental.sh [EVENTS] [USERS]     (default 10000000 50000)
 set -euo pipefail
@@ -23,17 +23,20 @@ timed() { # label, command...
   local label="$1"; shift
   /usr/bin/time -f "$label: %e s, %M KB peak" "$@" 2>&1 >/dev/null | grep -v '^note' || true
 }
-# The delivery: 1% of the history's events a day after its end, and 0.1% three days late.
-"$bin" query "$history" "SELECT * EXCEPT (event_time), CASE WHEN random() < 0.1 THEN event_time - INTERVAL '3 days' ELSE event_time + INTERVAL '30 days' END AS event_time FROM events WHERE random() < 0.01" --output "$work/delivery.parquet" 2>/dev/null
+# The delivery: 1% of the history's events, copied with new times. Nine in ten fall in the day
+# after the history's newest event; one in ten in the 3 days before it (up to 3 days late). Each
+# keeps its place in the history's spread, squeezed into that window.
+span="(SELECT min(arrow_cast(event_time, 'Int64')) AS s, max(arrow_cast(event_time, 'Int64')) AS m FROM events)"
+"$bin" query "$history" "SELECT e.* EXCEPT (event_time), arrow_cast(CASE WHEN random() < 0.9 THEN r.m + (arrow_cast(e.event_time, 'Int64') - r.s) / 30 ELSE r.m - 259200000000 + (arrow_cast(e.event_time, 'Int64') - r.s) / 10 END, 'Timestamp(Microsecond, Some(\"UTC\"))') AS event_time FROM events e CROSS JOIN $span r WHERE random() < 0.01" --output "$work/delivery.parquet"
 echo "delivery: $("$bin" query "$work/delivery.parquet" "SELECT count(*) FROM events" --format csv | tail -1) events"
-timed "first --into (the history)" "$bin" sessions "$history" --into "delta:$work/table"
+timed "first --into (the history)" "$bin" sessions "$history" --into "delta:$work/table" --partition-by-day
 before=$(find "$work/table" -name '*.parquet' | wc -l)
 bytes_before=$(du -sb "$work/table" | cut -f1)
-timed "incremental --into (the delivery)" "$bin" sessions "$history" "$work/delivery.parquet" --into "delta:$work/table"
+timed "incremental --into (the delivery)" "$bin" sessions "$history" "$work/delivery.parquet" --into "delta:$work/table" --partition-by-day
 after=$(find "$work/table" -name '*.parquet' | wc -l)
 bytes_after=$(du -sb "$work/table" | cut -f1)
 echo "files: $before before, $after after; bytes written by the delivery's run: $((bytes_after - bytes_before)) of $bytes_before"
-timed "full rebuild (sessions --output delta:)" "$bin" sessions "$history" "$work/delivery.parquet" --output "delta:$work/full"
+timed "full rebuild (sessions --output delta:)" "$bin" sessions "$history" "$work/delivery.parquet" --output "delta:$work/full" --partition-by-day
 same=$("$bin" query --table "t=delta:$work/table" --table "f=delta:$work/full" --format csv \
   "SELECT (SELECT count(*) FROM (SELECT * FROM t EXCEPT SELECT * FROM f)) + (SELECT count(*) FROM (SELECT * FROM f EXCEPT SELECT * FROM t)) AS differing" | tail -1)
 echo "rows differing between the incremental table and the rebuild: $same"

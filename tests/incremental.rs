@@ -367,13 +367,14 @@ fn a_run_that_died_between_its_commits_is_repaired() {
         let df = ctx
             .sql(&format!(
                 "SELECT user_id, arrow_cast(TIMESTAMP '2026-01-10 10:10:00', 'Timestamp(Microsecond, Some(\"UTC\"))') AS event_time, \
-                 event_type, '{}|x|0' AS _sessionize_file FROM e",
+                 event_type, '{}|x|0' AS _sessionize_file, _sessionize_day FROM e",
                 at("d2.csv")
             ))
             .await
             .unwrap();
         let append = sessionize::delta::Commit {
             append: true,
+            partition_by: Some(sessionize::incremental::DAY_COLUMN),
             ..Default::default()
         };
         sessionize::delta::commit(&ctx, df, &events, &append).await.unwrap();

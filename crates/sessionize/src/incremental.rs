@@ -32,7 +32,7 @@
 //! sessions table again from the events table. A sessions commit never retries over a concurrent
 //! one (it fails saying the table changed, and the next run repairs it the same way).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ use crate::tables::{self, LoadOptions};
 pub const EVENTS_FOLDER: &str = "_sessionize_events";
 /// The events table's column holding each event's file stamp.
 pub const FILE_COLUMN: &str = "_sessionize_file";
+/// The events table's partition column: each event's UTC day.
+pub const DAY_COLUMN: &str = "_sessionize_day";
 /// The `commitInfo` field of a sessions commit: the events table's version it reflects.
 const EVENTS_VERSION: &str = "sessionizeEventsVersion";
 /// The `commitInfo` field of an events commit: the column that holds the actor.
@@ -273,16 +275,19 @@ pub async fn sessions_into(
         }
         // The new events, narrow, in memory: they are read three times below.
         // Times as microseconds in UTC, whatever each delivery's unit: one type for the table.
-        let kept: Vec<String> = kept
+        let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+        let mut kept: Vec<String> = kept
             .into_iter()
             .map(|c| {
                 if c == time {
-                    format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))') AS {time}")
+                    format!("{utc} AS {time}")
                 } else {
                     c
                 }
             })
             .collect();
+        // Partitioned by day, so that a run reads only the days it recomputes.
+        kept.push(format!("utc_day({utc}) AS {}", ident(DAY_COLUMN)));
         let new_events = ctx
             .sql(&format!(
                 "SELECT {} FROM __sessionize_new_raw WHERE {filter}",
@@ -351,6 +356,7 @@ pub async fn sessions_into(
             let append = Commit {
                 append: true,
                 retry: true,
+                partition_by: Some(DAY_COLUMN),
                 metadata: vec![(ACTOR.to_string(), serde_json::json!(options.actor))],
                 ..Commit::default()
             };
@@ -378,80 +384,227 @@ pub async fn sessions_into(
         return Ok(report);
     }
 
-    // The sessions of the touched actors, from all their events, by the full rebuild's SQL.
+    // The sessions of the touched actors by the full rebuild's SQL: in derived sessions with one
+    // timeout, from the session before each actor's earliest new event on (see `continuation`);
+    // otherwise from all of the actor's events.
     delta::register(ctx, "__sessionize_events", &events_location).await?;
-    let actor = ident(&options.actor);
+    let (actor, time) = (ident(&options.actor), ident(&options.time));
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
-    // The touched actors as a function holding their set, not as `IN (...)`: delta-rs turns an
-    // `IN` list into a chain of `OR`s as deep as the list, which overflowed the stack at 48,000
-    // actors (its pruning then leaves the function out; the rows are still checked exactly).
-    let named: HashSet<String> = new_actors.iter().flatten().cloned().collect();
-    let unnamed = new_actors.iter().any(Option::is_none);
-    let named = ScalarUDF::new_from_impl(Touched {
-        actors: Arc::new(named),
-        signature: Signature::any(1, Volatility::Immutable),
-    });
-    let which = |actor: Expr| -> Option<Expr> {
-        let is_named = named.call(vec![actor.clone()]);
-        Some(if unnamed {
-            is_named.or(actor.is_null())
-        } else {
-            is_named
-        })
-    };
-    // The touched actors' events (rows that only record a file have no time).
-    let mut filter = column(&options.time).is_not_null();
-    if !rebuild && let Some(which) = which(column(&options.actor)) {
-        filter = filter.and(which);
-    }
-    let touched = ctx.table("__sessionize_events").await?.filter(filter)?;
-    ctx.register_table("__sessionize_touched", touched.into_view())?;
-    let touched = "__sessionize_touched";
-    let schema = ctx.table(touched).await?.schema().as_arrow().clone();
-    let df = ctx.sql(&sessions_sql(touched, &schema, &options)?).await?;
     let metadata = vec![(
         EVENTS_VERSION.to_string(),
         serde_json::json!(events_version),
     )];
-    let how = if rebuild || !delta::exists(location).await? {
+    if rebuild || !delta::exists(location).await? {
+        let events = ctx
+            .table("__sessionize_events")
+            .await?
+            .filter(column(&options.time).is_not_null())?;
+        ctx.register_table("__sessionize_touched", events.into_view())?;
+        let schema = ctx
+            .table("__sessionize_touched")
+            .await?
+            .schema()
+            .as_arrow()
+            .clone();
+        let df = ctx
+            .sql(&sessions_sql("__sessionize_touched", &schema, &options)?)
+            .await?;
         report.rebuilt = true;
         let all = ctx
             .sql(&format!(
-                "SELECT count(DISTINCT CAST({actor} AS VARCHAR)) FROM {touched}"
+                "SELECT count(DISTINCT CAST({actor} AS VARCHAR)) FROM __sessionize_touched"
             ))
             .await?
             .collect()
             .await?;
         report.actors = count(&all);
-        Commit {
+        let how = Commit {
             partition_by,
             metadata,
             ..Commit::default()
-        }
+        };
+        report.version = Some(delta::commit(ctx, df, location, &how).await?);
+        return Ok(report);
+    }
+    report.actors = new_actors.len() as u64;
+    let continued =
+        options.source == crate::sessions::SessionSource::Derived && options.timeout_by.is_none();
+    let cuts = if continued {
+        continuation(ctx, location, &actor, &time).await?
     } else {
-        report.actors = new_actors.len() as u64;
-        Commit {
-            replace_where: which(column("user_id")),
-            partition_by,
-            metadata,
-            ..Commit::default()
+        Cuts::default()
+    };
+    // Per touched actor, the start of its first recomputed session (`None`: all of them).
+    let mut from: HashMap<String, Option<i64>> = new_actors
+        .iter()
+        .flatten()
+        .map(|a| (a.clone(), None))
+        .collect();
+    from.extend(cuts.starts.into_iter().map(|(a, c)| (a, Some(c))));
+    let unnamed = new_actors.iter().any(Option::is_none);
+    // The touched actors as a function holding them, not as `IN (...)`: delta-rs turns an `IN`
+    // list into a chain of `OR`s as deep as the list, which overflowed the stack at 48,000
+    // actors (its pruning then leaves the function out; the rows are still checked exactly).
+    let touched = ScalarUDF::new_from_impl(Touched {
+        from: Arc::new(from),
+        signature: Signature::variadic_any(Volatility::Immutable),
+    });
+    let which = |actor: Expr, start: Expr| -> Expr {
+        let named = touched.call(vec![actor.clone(), start]);
+        if unnamed {
+            named.or(actor.is_null())
+        } else {
+            named
         }
+    };
+    let mut events = ctx
+        .table("__sessionize_events")
+        .await?
+        .filter(which(column(&options.actor), column(&options.time)))?;
+    if let Some((_, utc_day)) = &cuts.first_day {
+        // Only the days from the earliest cut on are read.
+        events = events.filter(column(DAY_COLUMN).gt_eq(lit_date(*utc_day)))?;
+    }
+    ctx.register_table("__sessionize_touched", events.into_view())?;
+    let schema = ctx
+        .table("__sessionize_touched")
+        .await?
+        .schema()
+        .as_arrow()
+        .clone();
+    let sql = if continued {
+        crate::sessions::sessions_sql_continued(
+            "__sessionize_touched",
+            &schema,
+            &options,
+            "__sessionize_continuation",
+        )?
+    } else {
+        sessions_sql("__sessionize_touched", &schema, &options)?
+    };
+    let df = ctx.sql(&sql).await?;
+    let mut replace = which(column("user_id"), column("session_started_at"));
+    if let Some((day, _)) = &cuts.first_day {
+        // A term delta-rs can prune partitions (or files) by: only days from the earliest cut on
+        // are rewritten.
+        replace = column("session_started_at_day")
+            .gt_eq(lit_date(*day))
+            .and(replace);
+    }
+    let how = Commit {
+        replace_where: Some(replace),
+        partition_by,
+        metadata,
+        ..Commit::default()
     };
     report.version = Some(delta::commit(ctx, df, location, &how).await?);
     Ok(report)
 }
 
-/// `sessionize_touched(actor)`: whether the actor, as text, is one of a run's touched actors
-/// (false for null).
+/// Where each touched actor's sessions are computed again, from the sessions table.
+#[derive(Debug, Default)]
+struct Cuts {
+    /// Per actor with a session at or before its earliest new event: the start of the last such
+    /// session, in microseconds since the epoch.
+    starts: HashMap<String, i64>,
+    /// When every touched actor has a cut: the earliest cut's day, in the sessions table's
+    /// `session_started_at_day` and in UTC (days since the epoch).
+    first_day: Option<(i32, i32)>,
+}
+
+/// Registers `__sessionize_continuation` (`user_id`, `number_offset`, `previous_ended_at`) and
+/// returns the cuts: for each actor with new events, the last session of the sessions table at
+/// `location` that starts at or before the actor's earliest new event. Sessions before it cannot
+/// change: a session starts at an actor's first event, after a gap over the timeout, at a restart
+/// or at a maximum length reached from the previous start, and none of these depends on later
+/// events. From it on, the sessions are computed again, numbered after it and with its previous
+/// end (`sessions_sql_continued`).
+async fn continuation(
+    ctx: &SessionContext,
+    location: &str,
+    actor: &str,
+    time: &str,
+) -> Result<Cuts> {
+    delta::register(ctx, "__sessionize_sessions", location).await?;
+    ctx.register_table(
+        "__sessionize_tmin",
+        ctx.sql(&format!(
+            "SELECT CAST({actor} AS VARCHAR) AS user_id, min({time}) AS t_min FROM __sessionize_new \
+             WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY CAST({actor} AS VARCHAR)"
+        ))
+        .await?
+        .into_view(),
+    )?;
+    let found = ctx
+        .sql(
+            "SELECT s.user_id, s.user_session_number - 1 AS number_offset, \
+             s.last_session_ended_at AS previous_ended_at, \
+             arrow_cast(s.session_started_at, 'Int64') AS cut, \
+             arrow_cast(s.session_started_at_day, 'Int32') AS cut_day, \
+             arrow_cast(utc_day(s.session_started_at), 'Int32') AS cut_utc_day \
+             FROM (SELECT t.user_id, max(s.session_started_at) AS cut \
+                   FROM __sessionize_tmin t JOIN __sessionize_sessions s \
+                   ON s.user_id = t.user_id AND s.session_started_at <= t.t_min \
+                   GROUP BY t.user_id) m \
+             JOIN __sessionize_sessions s ON s.user_id = m.user_id AND s.session_started_at = m.cut",
+        )
+        .await?;
+    let schema = Arc::new(found.schema().as_arrow().clone());
+    let batches = found.collect().await?;
+    let mut cuts = Cuts::default();
+    let (mut day, mut utc_day) = (i32::MAX, i32::MAX);
+    for batch in &batches {
+        let users = cast_array(batch.column(0), &DataType::Utf8)?;
+        let users = users.as_string::<i32>();
+        let starts = batch
+            .column(3)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let days = batch
+            .column(4)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let utc_days = batch
+            .column(5)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        for i in 0..batch.num_rows() {
+            cuts.starts
+                .insert(users.value(i).to_string(), starts.value(i));
+            day = day.min(days.value(i));
+            utc_day = utc_day.min(utc_days.value(i));
+        }
+    }
+    let touched = count(
+        &ctx.sql("SELECT count(*) FROM __sessionize_tmin")
+            .await?
+            .collect()
+            .await?,
+    );
+    if !cuts.starts.is_empty() && touched == cuts.starts.len() as u64 {
+        cuts.first_day = Some((day, utc_day));
+    }
+    ctx.register_table(
+        "__sessionize_continuation",
+        Arc::new(MemTable::try_new(schema, vec![batches])?),
+    )?;
+    Ok(cuts)
+}
+
+/// A date literal, `days` since the epoch.
+fn lit_date(days: i32) -> Expr {
+    lit(datafusion::common::ScalarValue::Date32(Some(days)))
+}
+
+/// `sessionize_touched(actor [, start])`: whether the actor, as text, is one of a run's touched
+/// actors and (given a session start or an event time) it is at or after that actor's cut (false
+/// for a null actor).
 #[derive(Debug)]
 struct Touched {
-    actors: Arc<HashSet<String>>,
+    from: Arc<HashMap<String, Option<i64>>>,
     signature: Signature,
 }
 
 impl PartialEq for Touched {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.actors, &other.actors)
+        Arc::ptr_eq(&self.from, &other.from)
     }
 }
 
@@ -459,7 +612,7 @@ impl Eq for Touched {}
 
 impl std::hash::Hash for Touched {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.actors).hash(state);
+        Arc::as_ptr(&self.from).hash(state);
     }
 }
 
@@ -477,13 +630,39 @@ impl ScalarUDFImpl for Touched {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [actor] = args.args.as_slice() else {
-            return plan_err!("sessionize_touched takes one argument");
+        let (actor, start) = match args.args.as_slice() {
+            [actor] => (actor, None),
+            [actor, start] => (actor, Some(start)),
+            _ => return plan_err!("sessionize_touched takes an actor and a time"),
         };
         let text = cast_array(&actor.to_array(args.number_rows)?, &DataType::Utf8)?;
         let text = text.as_string::<i32>();
+        let start = match start {
+            Some(start) => {
+                let micros = cast_array(
+                    &start.to_array(args.number_rows)?,
+                    &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
+                )?;
+                Some(cast_array(&micros, &DataType::Int64)?)
+            }
+            None => None,
+        };
+        let start = start
+            .as_ref()
+            .map(|s| s.as_primitive::<datafusion::arrow::datatypes::Int64Type>());
         let touched: BooleanArray = (0..text.len())
-            .map(|i| Some(text.is_valid(i) && self.actors.contains(text.value(i))))
+            .map(|i| {
+                let cut = if text.is_valid(i) {
+                    self.from.get(text.value(i))
+                } else {
+                    None
+                };
+                Some(match (cut, start) {
+                    (None, _) => false,
+                    (Some(None), _) | (Some(Some(_)), None) => true,
+                    (Some(Some(cut)), Some(start)) => start.is_valid(i) && start.value(i) >= *cut,
+                })
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(touched)))
     }
@@ -546,6 +725,7 @@ async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> 
     let append = Commit {
         append: true,
         retry: true,
+        partition_by: Some(DAY_COLUMN),
         ..Commit::default()
     };
     delta::commit(ctx, df, location, &append).await

@@ -582,6 +582,35 @@ pub(crate) fn platform_timeouts(
 
 /// The SQL that builds the sessions table from `table`, whose schema is `schema`.
 pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> Result<String> {
+    sessions_sql_with(table, schema, options, None)
+}
+
+/// [`sessions_sql`] for events that continue sessions already numbered: the events of `table`
+/// start, for each actor, at the start of a session already in a sessions table, and the table
+/// `continuation` (`user_id`, `number_offset`, `previous_ended_at`) gives per actor how many
+/// sessions came before that one and when the last of them ended. The rows are those the full
+/// table has for these sessions. (The incremental runs of [`crate::incremental`].)
+///
+/// Errors: as [`sessions_sql`]; modes other than derived sessions with one timeout, whose session
+/// numbers are not formed in time order per actor.
+pub fn sessions_sql_continued(
+    table: &str,
+    schema: &Schema,
+    options: &SessionsOptions,
+    continuation: &str,
+) -> Result<String> {
+    if options.source != SessionSource::Derived || options.timeout_by.is_some() {
+        return plan_err!("only derived sessions with one timeout continue numbered sessions");
+    }
+    sessions_sql_with(table, schema, options, Some(continuation))
+}
+
+fn sessions_sql_with(
+    table: &str,
+    schema: &Schema,
+    options: &SessionsOptions,
+    continuation: Option<&str>,
+) -> Result<String> {
     check_time_zone(&options.time_zone)?;
     let (unit, tz_aware) = time_unit(schema, options)?;
     let table = ident(table);
@@ -622,14 +651,28 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
     // dbt and per-platform modes rank sessions that may interleave, with window functions.
     let single_timeout = options.source == SessionSource::Derived && options.timeout_by.is_none();
     let ranked = if single_timeout {
-        format!(
-            "ranked AS (SELECT user_id, CAST(NULL AS VARCHAR) AS platform, s['session_id'] AS session_id, \
+        let table = format!(
+            "SELECT user_id, CAST(NULL AS VARCHAR) AS platform, s['session_id'] AS session_id, \
              s['event_count'] AS events_per_session, s['started_at'] AS session_started_at, \
              s['ended_at'] AS session_ended_at, s['session_number'] AS user_session_number, \
              s['previous_ended_at'] AS last_session_ended_at \
              FROM (SELECT user_id, unnest(session_table(event_time, {timeout}, restart{max_length})) AS s \
-                   FROM ev GROUP BY user_id))"
-        )
+                   FROM ev GROUP BY user_id)"
+        );
+        match continuation {
+            None => format!("ranked AS ({table})"),
+            // Numbers after the sessions that came before; the first session's previous end is
+            // the last of those.
+            Some(c) => format!(
+                "continued AS ({table}), \
+                 ranked AS (SELECT r.user_id, r.platform, r.session_id, r.events_per_session, \
+                   r.session_started_at, r.session_ended_at, \
+                   r.user_session_number + COALESCE(c.number_offset, 0) AS user_session_number, \
+                   COALESCE(r.last_session_ended_at, c.previous_ended_at) AS last_session_ended_at \
+                   FROM continued r LEFT JOIN {} c ON r.user_id = c.user_id)",
+                ident(c)
+            ),
+        }
     } else {
         let base = match options.source {
             SessionSource::Derived => format!(
