@@ -471,3 +471,144 @@ fn a_killed_run_leaves_the_table_before_or_after() {
     ]);
     assert_eq!(rows(&table), after);
 }
+
+/// What `--into` refuses: a Delta table it did not build, a folder of other files, and options
+/// other than those the table was built with. A file named twice in one run is one file.
+#[test]
+fn into_refuses_foreign_tables_and_other_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let header = "user_id,event_time,event_type\n";
+    std::fs::write(
+        at("d1.csv"),
+        format!("{header}u,2026-01-10 10:00:00,page\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        at("d2.csv"),
+        format!("{header}u,2026-01-10 11:00:00,page\n"),
+    )
+    .unwrap();
+    ok(&[
+        "sessions",
+        &at("d1.csv"),
+        "--output",
+        &format!("delta:{}", at("built")),
+    ]);
+    fails(
+        &[
+            "sessions",
+            &at("d2.csv"),
+            "--into",
+            &format!("delta:{}", at("built")),
+        ],
+        "is a Delta table that --into did not build",
+    );
+    std::fs::create_dir(at("other")).unwrap();
+    std::fs::write(at("other/x.parquet"), "not a table").unwrap();
+    fails(
+        &[
+            "sessions",
+            &at("d2.csv"),
+            "--into",
+            &format!("delta:{}", at("other")),
+        ],
+        "holds files but is not a Delta table",
+    );
+    let into = format!("delta:{}", at("t"));
+    ok(&["sessions", &at("d1.csv"), &at("d1.csv"), "--into", &into]);
+    fails(
+        &[
+            "sessions",
+            &at("d2.csv"),
+            "--into",
+            &into,
+            "--timeout",
+            "5m",
+        ],
+        "was built with other options",
+    );
+    let table_arg = format!("t={into}");
+    let out = ok(&[
+        "query",
+        "--table",
+        &table_arg,
+        "--format",
+        "csv",
+        "SELECT sum(events_per_session) FROM t",
+    ]);
+    assert_eq!(out.lines().nth(1), Some("1"), "{out}");
+}
+
+/// Two runs at once with different deliveries: each commits or fails saying the table changed, and
+/// the next run leaves the table equal to one built one delivery at a time.
+#[test]
+fn two_runs_at_once_then_one_more_equal_the_sequential_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    for (file, range) in [
+        ("d1.parquet", "event_time < TIMESTAMP '2026-01-09'"),
+        (
+            "d2.parquet",
+            "event_time >= TIMESTAMP '2026-01-09' AND event_time < TIMESTAMP '2026-01-13'",
+        ),
+        ("d3.parquet", "event_time >= TIMESTAMP '2026-01-13'"),
+    ] {
+        ok(&[
+            "query",
+            "data/events.parquet",
+            &format!("SELECT * FROM events WHERE {range}"),
+            "--output",
+            &at(file),
+        ]);
+    }
+    let (d1, d2, d3) = (at("d1.parquet"), at("d2.parquet"), at("d3.parquet"));
+    let rows = |table: &str| -> String {
+        let arg = format!("t=delta:{table}");
+        ok(&[
+            "query",
+            "--table",
+            &arg,
+            "--format",
+            "csv",
+            "SELECT * FROM t ORDER BY unique_session_id",
+        ])
+    };
+    let reference = at("reference");
+    for files in [vec![&d1], vec![&d1, &d2], vec![&d1, &d2, &d3]] {
+        let mut args = vec!["sessions"];
+        args.extend(files.iter().map(|f| f.as_str()));
+        let target = format!("delta:{reference}");
+        args.extend(["--into", &target]);
+        ok(&args);
+    }
+    let expected = rows(&reference);
+    for attempt in 0..8 {
+        let table = at(&format!("t{attempt}"));
+        let into = format!("delta:{table}");
+        ok(&["sessions", &d1, "--into", &into]);
+        let spawn = |file: &str| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sessionize"))
+                .args(["sessions", file, "--into", &into])
+                .output()
+                .expect("sessionize runs")
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| spawn(&d2));
+            let b = s.spawn(|| spawn(&d3));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        for run in [&a, &b] {
+            let said = String::from_utf8_lossy(&run.stderr);
+            assert!(
+                run.status.success() || said.contains("changed under this run"),
+                "{said}"
+            );
+        }
+        ok(&["sessions", &d1, &d2, &d3, "--into", &into]);
+        assert!(
+            rows(&table) == expected,
+            "attempt {attempt}: the table differs from the one built a delivery at a time"
+        );
+    }
+}

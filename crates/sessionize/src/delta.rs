@@ -69,6 +69,12 @@ fn delta_error(location: &str, e: DeltaTableError) -> DataFusionError {
             "the Delta table '{location}' changed under this run (another run committed first): \
              nothing was written; run again"
         )),
+        DeltaTableError::Transaction {
+            source: TransactionError::MaxCommitAttempts(_),
+        } => DataFusionError::Plan(format!(
+            "the Delta table '{location}' changed under this run (another run committed first): \
+             nothing was written; run again"
+        )),
         DeltaTableError::NotATable(_) => DataFusionError::Plan(format!(
             "'{location}' is not a Delta table (it has no _delta_log folder)"
         )),

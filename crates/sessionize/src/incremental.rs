@@ -63,6 +63,50 @@ pub const DAY_COLUMN: &str = "_sessionize_day";
 const EVENTS_VERSION: &str = "sessionizeEventsVersion";
 /// The `commitInfo` field of an events commit: the column that holds the actor.
 const ACTOR: &str = "sessionizeActor";
+/// The `commitInfo` field of a sessions commit: the options the sessions were computed with.
+const OPTIONS: &str = "sessionizeOptions";
+
+/// The options that decide the sessions, as text: a table built with some must not be continued
+/// with others (its rows would follow two rules).
+fn options_fingerprint(job: &SessionsJob) -> Result<String> {
+    let o = job.options()?;
+    Ok(format!(
+        "source {:?}, timeout {:?}, max length {:?}, restart {:?}, exclude {:?}, timeout by {:?}, \
+         dedup {}, time zone {}, source relation {:?}, from {:?}",
+        o.source,
+        o.timeout,
+        o.max_length,
+        o.restart_events,
+        o.exclude_events,
+        o.timeout_by,
+        o.dedup_insert_id,
+        o.time_zone,
+        o.source_relation,
+        o.date_from,
+    ))
+}
+
+/// Refuses to start an incremental table where something else is: a Delta table that `--into`
+/// did not build (it would be replaced), or a folder holding other files.
+async fn refuse_foreign(location: &str) -> Result<()> {
+    if delta::exists(location).await? {
+        return plan_err!(
+            "'{location}' is a Delta table that --into did not build (it has no {EVENTS_FOLDER}): \
+             --into would replace its rows; build the table with --into from all its inputs, in a \
+             new folder"
+        );
+    }
+    if !location.contains("://")
+        && let Ok(mut entries) = std::fs::read_dir(location)
+        && entries.next().is_some()
+    {
+        return plan_err!(
+            "'{location}' holds files but is not a Delta table: --into builds a new table in an \
+             empty or new folder"
+        );
+    }
+    Ok(())
+}
 
 /// What an incremental run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,8 +190,13 @@ pub async fn sessions_into(
     // What the table holds: the stamps of the applied files, and whether the sessions table
     // reflects the events table's latest version.
     let has_events = delta::exists(&events_location).await?;
+    if !has_events {
+        refuse_foreign(location).await?;
+    }
+    let fingerprint = options_fingerprint(job)?;
     let mut seen = HashSet::new();
     let mut rebuild = true;
+    let mut recorded = None;
     if has_events {
         delta::register(ctx, "__sessionize_applied", &events_location).await?;
         let batches = ctx
@@ -170,17 +219,24 @@ pub async fn sessions_into(
                     .map(|i| stamps.value(i).to_string()),
             );
         }
-        let recorded = if delta::exists(location).await? {
-            delta::last_commit_info(location)
-                .await?
-                .get(EVENTS_VERSION)
-                .and_then(|v| v.as_i64())
-        } else {
-            None
-        };
+        if delta::exists(location).await? {
+            let info = delta::last_commit_info(location).await?;
+            recorded = info.get(EVENTS_VERSION).and_then(|v| v.as_i64());
+            if let Some(built) = info.get(OPTIONS).and_then(|v| v.as_str())
+                && built != fingerprint
+            {
+                return plan_err!(
+                    "the table '{location}' was built with other options ({built}) than this run's \
+                     ({fingerprint}): run with the same options, or build a new table"
+                );
+            }
+        }
         rebuild = recorded != Some(delta::version(&events_location).await?);
     }
-    let files = tables::input_files(ctx, inputs).await?;
+    let mut files = tables::input_files(ctx, inputs).await?;
+    // A file named twice (or inside a folder also named) is one file, as in a full rebuild.
+    let mut named = HashSet::new();
+    files.retain(|f| named.insert(f.stamp.clone()));
     let (old, new): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| seen.contains(&f.stamp));
     report.files_skipped = old.len();
     report.files_applied = new.len();
@@ -361,7 +417,13 @@ pub async fn sessions_into(
                 ..Commit::default()
             };
             let df = ctx.table("__sessionize_new").await?;
-            events_version = Some(delta::commit(ctx, df, &events_location, &append).await?);
+            let version = delta::commit(ctx, df, &events_location, &append).await?;
+            // Another run appended since the sessions table was last brought up to date (or
+            // one died): its events are not among this run's, so every session is computed again.
+            if has_events && recorded.map(|r| r + 1) != Some(version) {
+                rebuild = true;
+            }
+            events_version = Some(version);
         }
     }
     let events_version = match events_version {
@@ -390,10 +452,13 @@ pub async fn sessions_into(
     delta::register(ctx, "__sessionize_events", &events_location).await?;
     let (actor, time) = (ident(&options.actor), ident(&options.time));
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
-    let metadata = vec![(
-        EVENTS_VERSION.to_string(),
-        serde_json::json!(events_version),
-    )];
+    let metadata = vec![
+        (
+            EVENTS_VERSION.to_string(),
+            serde_json::json!(events_version),
+        ),
+        (OPTIONS.to_string(), serde_json::json!(fingerprint)),
+    ];
     if rebuild || !delta::exists(location).await? {
         let events = ctx
             .table("__sessionize_events")
