@@ -652,3 +652,34 @@ fn a_chart_spec_can_name_the_actor_of_a_source() {
     assert_eq!(total(&[]), "4");
     assert_eq!(total(&["--spec", &spec]), "3");
 }
+
+/// A Mixpanel or PostHog export in two files (JSON read into memory, then combined) gives the
+/// sessions of the same export in one file. DataFusion's leaf-expression pushdown moved the
+/// sources' `json_get_str` through the union and failed ("... which would be ambiguous").
+#[test]
+fn a_json_export_in_two_files_gives_the_sessions_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        ("mixpanel.ndjson", vec![]),
+        ("posthog.ndjson", vec!["--session-source", "sdk"]),
+    ] {
+        let whole = format!("tests/fixtures/sources/{name}");
+        let text = std::fs::read_to_string(common::root().join(&whole)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let (first, second) = lines.split_at(lines.len() / 2);
+        let folder = dir.path().join(name.replace('.', "-"));
+        std::fs::create_dir(&folder).unwrap();
+        file(&folder, "part-1.ndjson", &format!("{}\n", first.join("\n")));
+        file(
+            &folder,
+            "part-2.ndjson",
+            &format!("{}\n", second.join("\n")),
+        );
+        let mut one = vec!["sessions", whole.as_str()];
+        one.extend(&extra);
+        let folder = folder.to_str().unwrap().to_string();
+        let mut two = vec!["sessions", folder.as_str()];
+        two.extend(&extra);
+        assert_eq!(normalized(&ok(&two)), normalized(&ok(&one)), "{name}");
+    }
+}

@@ -32,7 +32,7 @@ pub fn scheduler_session_builder(config: SessionConfig) -> Result<SessionState> 
 /// The executors' function registry (Ballista's `override_function_registry`): DataFusion's
 /// functions and the project's.
 pub fn executor_function_registry() -> Result<BallistaFunctionRegistry> {
-    let state = session_state(SessionConfig::new_with_ballista())?;
+    let state = session_state(crate::session_config(SessionConfig::new_with_ballista()))?;
     Ok(BallistaFunctionRegistry {
         scalar_functions: state.scalar_functions().clone(),
         aggregate_functions: state.aggregate_functions().clone(),

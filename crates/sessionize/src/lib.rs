@@ -73,9 +73,25 @@ pub fn context() -> Result<SessionContext> {
     context_with_config(datafusion::prelude::SessionConfig::new())
 }
 
+/// `config` with what every context of the project sets: DataFusion 55's leaf-expression pushdown
+/// off. That rule moves `json_get_str` (which datafusion-functions-json marks as cheap to move)
+/// towards the scans: through a join it parses every event's properties where a chart needs one
+/// event's per session, and through the union of several JSON files (a Mixpanel or PostHog export
+/// of two files) it failed with "Schema contains qualified field name ... which would be
+/// ambiguous".
+pub fn session_config(
+    mut config: datafusion::prelude::SessionConfig,
+) -> datafusion::prelude::SessionConfig {
+    config
+        .options_mut()
+        .optimizer
+        .enable_leaf_expression_pushdown = false;
+    config
+}
+
 /// A new [`SessionContext`] with `config` and every function registered.
 pub fn context_with_config(config: datafusion::prelude::SessionConfig) -> Result<SessionContext> {
-    let mut ctx = SessionContext::new_with_config(config);
+    let mut ctx = SessionContext::new_with_config(session_config(config));
     register_all(&mut ctx)?;
     Ok(ctx)
 }
@@ -85,7 +101,7 @@ pub fn context_with_runtime(
     config: datafusion::prelude::SessionConfig,
     runtime: std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 ) -> Result<SessionContext> {
-    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    let mut ctx = SessionContext::new_with_config_rt(session_config(config), runtime);
     register_all(&mut ctx)?;
     Ok(ctx)
 }
