@@ -43,7 +43,7 @@ pub fn executor_function_registry() -> Result<BallistaFunctionRegistry> {
 
 /// A context whose queries run on the Ballista cluster at `url` (`df://HOST:PORT`).
 pub async fn remote_context(url: &str, config: SessionConfig) -> Result<SessionContext> {
-    let state = session_state(config.upgrade_for_ballista())?;
+    let state = session_state(crate::session_config(config).upgrade_for_ballista())?;
     let mut ctx = SessionContext::remote_with_state(url, state).await?;
     crate::register_all(&mut ctx)?;
     Ok(ctx)
@@ -51,7 +51,7 @@ pub async fn remote_context(url: &str, config: SessionConfig) -> Result<SessionC
 
 /// A context with an in-process Ballista scheduler and executor (Ballista's standalone mode).
 pub async fn standalone_context(config: SessionConfig) -> Result<SessionContext> {
-    let state = session_state(config.upgrade_for_ballista())?;
+    let state = session_state(crate::session_config(config).upgrade_for_ballista())?;
     let mut ctx = SessionContext::standalone_with_state(state).await?;
     crate::register_all(&mut ctx)?;
     Ok(ctx)

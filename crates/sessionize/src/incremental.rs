@@ -306,9 +306,17 @@ pub async fn sessions_into(
         let mut kept: Vec<String> = schema
             .fields()
             .iter()
-            .map(|f| f.name().clone())
-            .filter(|name| sql.contains(&ident(name)))
-            .map(|name| ident(&name))
+            .filter(|f| sql.contains(&ident(f.name())))
+            .map(|f| {
+                let name = ident(f.name());
+                // A CSV column without a value in this delivery is read as nulls of no type;
+                // beside other deliveries, where it holds text, it is text.
+                if f.data_type() == &DataType::Null {
+                    format!("CAST({name} AS VARCHAR) AS {name}")
+                } else {
+                    name
+                }
+            })
             .collect();
         kept.push(ident(FILE_COLUMN));
         let (actor, time) = (ident(&options.actor), ident(&options.time));
@@ -547,13 +555,88 @@ pub async fn sessions_into(
     } else {
         sessions_sql("__sessionize_touched", &schema, &options)?
     };
-    let df = ctx.sql(&sql).await?;
-    let mut replace = which(column("user_id"), column("session_started_at"));
+    // The recomputed sessions, against those the table holds for the same actors and times: only
+    // rows that differ are deleted and inserted, so that a file is rewritten only where a session
+    // changed (most recomputed sessions come out as they were).
+    let computed = ctx.sql(&sql).await?;
+    let planned = Arc::new(computed.schema().as_arrow().clone());
+    let batches = computed.collect().await?;
+    // The types of the rows as computed (a column of nulls can be planned as `Null`).
+    let schema = batches.first().map_or(planned, |b| b.schema());
+    let fields = schema.fields().clone();
+    let rows = |batches: Vec<RecordBatch>| -> Result<datafusion::dataframe::DataFrame> {
+        ctx.read_table(Arc::new(MemTable::try_new(
+            Arc::clone(&schema),
+            vec![batches],
+        )?))
+    };
+    let computed = rows(batches)?;
+    register_latest(ctx, "__sessionize_sessions", location).await?;
+    let mut held = ctx
+        .table("__sessionize_sessions")
+        .await?
+        .filter(which(column("user_id"), column("session_started_at")))?;
     if let Some((day, _)) = &cuts.first_day {
-        // A term delta-rs can prune partitions (or files) by: only days from the earliest cut on
-        // are rewritten.
+        held = held.filter(column("session_started_at_day").gt_eq(lit_date(*day)))?;
+    }
+    // The table's columns in the computed order and types.
+    let held = held.select(
+        fields
+            .iter()
+            .map(|f| cast(column(f.name()), f.data_type().clone()).alias(f.name()))
+            .collect::<Vec<_>>(),
+    )?;
+    let mut added = computed.clone().except(held.clone())?.collect().await?;
+    let removed = held.clone().except(computed.clone())?.collect().await?;
+    let mut keys = HashSet::new();
+    let mut days = std::collections::BTreeSet::new();
+    for batch in added.iter().chain(&removed) {
+        let (Some(key), Some(day)) = (
+            batch.column_by_name("unique_session_id"),
+            batch.column_by_name("session_started_at_day"),
+        ) else {
+            return plan_err!(
+                "the sessions table has no unique_session_id or session_started_at_day"
+            );
+        };
+        let key = cast_array(key, &DataType::Utf8)?;
+        let key = key.as_string::<i32>();
+        let day = cast_array(day, &DataType::Int32)?;
+        let day = day.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        for i in 0..batch.num_rows() {
+            keys.insert(key.is_valid(i).then(|| key.value(i).to_string()));
+            if day.is_valid(i) {
+                days.insert(day.value(i));
+            }
+        }
+    }
+    if keys.contains(&None) {
+        // Sessions without a key (SDK sessions without a user) cannot be told apart: every one
+        // of them is replaced.
+        let key = column("unique_session_id");
+        added = computed
+            .clone()
+            .except(held)?
+            .filter(key.clone().is_not_null())?
+            .union(computed.filter(key.is_null())?)?
+            .collect()
+            .await?;
+    }
+    if keys.is_empty() {
+        // Every recomputed session is as the table has it.
+        mark_up_to_date(ctx, location, events_version).await?;
+        report.version = Some(delta::version(location).await?);
+        return Ok(report);
+    }
+    let changed = ScalarUDF::new_from_impl(Changed {
+        keys: Arc::new(keys),
+        signature: Signature::any(1, Volatility::Immutable),
+    });
+    let mut replace = changed.call(vec![column("unique_session_id")]);
+    // A term delta-rs can prune partitions (or files) by: only the days of changed sessions.
+    if !days.is_empty() && days.len() <= 64 {
         replace = column("session_started_at_day")
-            .gt_eq(lit_date(*day))
+            .in_list(days.iter().map(|d| lit_date(*d)).collect(), false)
             .and(replace);
     }
     let how = Commit {
@@ -562,8 +645,58 @@ pub async fn sessions_into(
         metadata,
         ..Commit::default()
     };
-    report.version = Some(delta::commit(ctx, df, location, &how).await?);
+    report.version = Some(delta::commit(ctx, rows(added)?, location, &how).await?);
     Ok(report)
+}
+
+/// `sessionize_changed(unique_session_id)`: whether the session is one a run deletes or inserts.
+#[derive(Debug)]
+struct Changed {
+    keys: Arc<HashSet<Option<String>>>,
+    signature: Signature,
+}
+
+impl PartialEq for Changed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.keys, &other.keys)
+    }
+}
+
+impl Eq for Changed {}
+
+impl std::hash::Hash for Changed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.keys).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Changed {
+    fn name(&self) -> &str {
+        "sessionize_changed"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [key] = args.args.as_slice() else {
+            return plan_err!("sessionize_changed takes a session key");
+        };
+        let text = cast_array(&key.to_array(args.number_rows)?, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let changed: BooleanArray = (0..text.len())
+            .map(|i| {
+                let key = text.is_valid(i).then(|| text.value(i).to_string());
+                Some(self.keys.contains(&key))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(changed)))
+    }
 }
 
 /// Where each touched actor's sessions are computed again, from the sessions table.
@@ -590,7 +723,7 @@ async fn continuation(
     actor: &str,
     time: &str,
 ) -> Result<Cuts> {
-    delta::register(ctx, "__sessionize_sessions", location).await?;
+    register_latest(ctx, "__sessionize_sessions", location).await?;
     ctx.register_table(
         "__sessionize_tmin",
         ctx.sql(&format!(
@@ -756,7 +889,7 @@ fn file_rows(schema: &SchemaRef, stamps: &[&str]) -> Result<RecordBatch> {
 /// reflects version `events_version` of its events table (which changed without changing any
 /// session: rows that only record files).
 async fn mark_up_to_date(ctx: &SessionContext, location: &str, events_version: i64) -> Result<()> {
-    delta::register(ctx, "__sessionize_sessions", location).await?;
+    register_latest(ctx, "__sessionize_sessions", location).await?;
     let df = ctx
         .sql("SELECT * FROM __sessionize_sessions LIMIT 0")
         .await?;
@@ -794,6 +927,13 @@ async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> 
         ..Commit::default()
     };
     delta::commit(ctx, df, location, &append).await
+}
+
+/// Registers the Delta table at `location` as `name`, at its latest version (replacing an earlier
+/// registration of this run).
+async fn register_latest(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
+    ctx.deregister_table(name)?;
+    delta::register(ctx, name, location).await
 }
 
 /// The single count a `SELECT count(...)` returned.
