@@ -64,18 +64,22 @@ impl ArrowResult {
             .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
             .collect();
         let plain_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-        if plain_schema == schema {
-            return Ok(Self {
-                data: Some((schema, batches)),
-            });
-        }
+        // Each column is checked against the schema, not only the schema against itself: a plan
+        // can say `Utf8` where its arrays are `Utf8View` (DataFusion 55's `substr` on views), and
+        // pyarrow reading views as plain strings crashed the interpreter.
         let mut converted = Vec::with_capacity(batches.len());
         for batch in batches {
             let columns = batch
                 .columns()
                 .iter()
                 .zip(plain_schema.fields())
-                .map(|(column, field)| cast(column, field.data_type()))
+                .map(|(column, field)| {
+                    if column.data_type() == field.data_type() {
+                        Ok(Arc::clone(column))
+                    } else {
+                        cast(column, field.data_type())
+                    }
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             converted.push(RecordBatch::try_new(plain_schema.clone(), columns)?);
         }

@@ -628,11 +628,16 @@ pub async fn sessions_into(
         report.version = Some(delta::version(location).await?);
         return Ok(report);
     }
-    let changed = ScalarUDF::new_from_impl(Changed {
-        keys: Arc::new(keys),
-        signature: Signature::any(1, Volatility::Immutable),
+    let without_key = keys.remove(&None);
+    let changed = ScalarUDF::new_from_impl(Touched {
+        from: Arc::new(keys.into_iter().flatten().map(|k| (k, None)).collect()),
+        signature: Signature::variadic_any(Volatility::Immutable),
     });
-    let mut replace = changed.call(vec![column("unique_session_id")]);
+    let key = column("unique_session_id");
+    let mut replace = changed.call(vec![key.clone()]);
+    if without_key {
+        replace = replace.or(key.is_null());
+    }
     // A term delta-rs can prune partitions (or files) by: only the days of changed sessions.
     if !days.is_empty() && days.len() <= 64 {
         replace = column("session_started_at_day")
@@ -647,56 +652,6 @@ pub async fn sessions_into(
     };
     report.version = Some(delta::commit(ctx, rows(added)?, location, &how).await?);
     Ok(report)
-}
-
-/// `sessionize_changed(unique_session_id)`: whether the session is one a run deletes or inserts.
-#[derive(Debug)]
-struct Changed {
-    keys: Arc<HashSet<Option<String>>>,
-    signature: Signature,
-}
-
-impl PartialEq for Changed {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.keys, &other.keys)
-    }
-}
-
-impl Eq for Changed {}
-
-impl std::hash::Hash for Changed {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.keys).hash(state);
-    }
-}
-
-impl ScalarUDFImpl for Changed {
-    fn name(&self) -> &str {
-        "sessionize_changed"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [key] = args.args.as_slice() else {
-            return plan_err!("sessionize_changed takes a session key");
-        };
-        let text = cast_array(&key.to_array(args.number_rows)?, &DataType::Utf8)?;
-        let text = text.as_string::<i32>();
-        let changed: BooleanArray = (0..text.len())
-            .map(|i| {
-                let key = text.is_valid(i).then(|| text.value(i).to_string());
-                Some(self.keys.contains(&key))
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(changed)))
-    }
 }
 
 /// Where each touched actor's sessions are computed again, from the sessions table.
@@ -791,9 +746,9 @@ fn lit_date(days: i32) -> Expr {
     lit(datafusion::common::ScalarValue::Date32(Some(days)))
 }
 
-/// `sessionize_touched(actor [, start])`: whether the actor, as text, is one of a run's touched
-/// actors and (given a session start or an event time) it is at or after that actor's cut (false
-/// for a null actor).
+/// `sessionize_touched(key [, start])`: whether the key (an actor, or a session's
+/// `unique_session_id`), as text, is one of a run's set and (given a session start or an event
+/// time) it is at or after that key's cut (false for a null key).
 #[derive(Debug)]
 struct Touched {
     from: Arc<HashMap<String, Option<i64>>>,
