@@ -189,6 +189,45 @@ async fn into(
     .unwrap()
 }
 
+/// The first row (as CSV) that `sessionize query --table t=TARGET SQL` prints, for a target
+/// `delta:FOLDER`.
+fn first_row(target: &str, sql: &str) -> String {
+    let table = format!("t={target}");
+    let out = ok(&["query", "--table", &table, "--format", "csv", sql]);
+    out.lines().nth(1).unwrap_or_default().to_string()
+}
+
+/// Every row of the Delta table in `folder`, ordered by session, as CSV.
+fn sorted_rows(folder: &str) -> String {
+    let table = format!("t=delta:{folder}");
+    ok(&[
+        "query",
+        "--table",
+        &table,
+        "--format",
+        "csv",
+        "SELECT * FROM t ORDER BY unique_session_id",
+    ])
+}
+
+/// Writes the sample's events where each condition holds to its file in `dir`; returns the paths.
+fn sample_slices(dir: &Path, slices: &[(&str, &str)]) -> Vec<String> {
+    slices
+        .iter()
+        .map(|(name, condition)| {
+            let path = dir.join(name).to_str().unwrap().to_string();
+            ok(&[
+                "query",
+                "data/events.parquet",
+                &format!("SELECT * FROM events WHERE {condition}"),
+                "--output",
+                &path,
+            ]);
+            path
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -240,21 +279,15 @@ proptest! {
 fn the_command_line_keeps_a_table_up_to_date() {
     let dir = tempfile::tempdir().unwrap();
     let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let (day1, day2, table) = (at("day1.parquet"), at("day2.parquet"), at("sessions"));
-    ok(&[
-        "query",
-        "data/events.parquet",
-        "SELECT * FROM events WHERE event_time < TIMESTAMP '2026-01-12'",
-        "--output",
-        &day1,
-    ]);
-    ok(&[
-        "query",
-        "data/events.parquet",
-        "SELECT * FROM events WHERE event_time >= TIMESTAMP '2026-01-12'",
-        "--output",
-        &day2,
-    ]);
+    let table = at("sessions");
+    let [day1, day2] = <[String; 2]>::try_from(sample_slices(
+        dir.path(),
+        &[
+            ("day1.parquet", "event_time < TIMESTAMP '2026-01-12'"),
+            ("day2.parquet", "event_time >= TIMESTAMP '2026-01-12'"),
+        ],
+    ))
+    .unwrap();
     let into = format!("delta:{table}");
     let first = common::sessionize(&["sessions", &day1, "--into", &into]);
     assert!(first.status.success());
@@ -325,18 +358,10 @@ fn late_limit_leaves_old_events_out_and_says_how_many() {
         run.status.success() && said.contains("left out 1 event(s) older than --late-limit"),
         "{said}"
     );
-    let table_arg = format!("t={into}");
-    let out = ok(&[
-        "query",
-        "--table",
-        &table_arg,
-        "--format",
-        "csv",
-        "SELECT count(*), sum(events_per_session) FROM t",
-    ]);
+    let out = first_row(&into, "SELECT count(*), sum(events_per_session) FROM t");
     // The 09:06 event is applied: 3 events in 2 sessions (09:06 alone, 54 minutes before 10:00;
     // then 10:00 and 10:05). The 01-08 event is not.
-    assert_eq!(out.lines().nth(1), Some("2,3"), "{out}");
+    assert_eq!(out, "2,3");
 }
 
 /// A run that died after appending the events but before committing the sessions leaves the
@@ -385,16 +410,8 @@ fn a_run_that_died_between_its_commits_is_repaired() {
         run.status.success() && said.contains("computed the sessions of 1 actor"),
         "{said}"
     );
-    let table_arg = format!("t={into}");
-    let out = ok(&[
-        "query",
-        "--table",
-        &table_arg,
-        "--format",
-        "csv",
-        "SELECT count(*), sum(events_per_session) FROM t",
-    ]);
-    assert_eq!(out.lines().nth(1), Some("1,2"), "{out}");
+    let out = first_row(&into, "SELECT count(*), sum(events_per_session) FROM t");
+    assert_eq!(out, "1,2");
 }
 
 /// A run killed (SIGKILL) at points from its start to its end leaves a sessions table that reads
@@ -404,27 +421,15 @@ fn a_run_that_died_between_its_commits_is_repaired() {
 fn a_killed_run_leaves_the_table_before_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let (day1, day2) = (at("day1.parquet"), at("day2.parquet"));
-    for (file, condition) in [(&day1, "<"), (&day2, ">=")] {
-        ok(&[
-            "query",
-            "data/events.parquet",
-            &format!("SELECT * FROM events WHERE event_time {condition} TIMESTAMP '2026-01-12'"),
-            "--output",
-            file,
-        ]);
-    }
-    let rows = |table: &str| -> String {
-        let arg = format!("t=delta:{table}");
-        ok(&[
-            "query",
-            "--table",
-            &arg,
-            "--format",
-            "csv",
-            "SELECT * FROM t ORDER BY unique_session_id",
-        ])
-    };
+    let [day1, day2] = <[String; 2]>::try_from(sample_slices(
+        dir.path(),
+        &[
+            ("day1.parquet", "event_time < TIMESTAMP '2026-01-12'"),
+            ("day2.parquet", "event_time >= TIMESTAMP '2026-01-12'"),
+        ],
+    ))
+    .unwrap();
+    let rows = sorted_rows;
     // The table before and after the second delivery, built without interruption.
     let (reference, table) = (at("reference"), at("sessions"));
     for target in [&reference, &table] {
@@ -528,16 +533,8 @@ fn into_refuses_foreign_tables_and_other_options() {
         ],
         "was built with other options",
     );
-    let table_arg = format!("t={into}");
-    let out = ok(&[
-        "query",
-        "--table",
-        &table_arg,
-        "--format",
-        "csv",
-        "SELECT sum(events_per_session) FROM t",
-    ]);
-    assert_eq!(out.lines().nth(1), Some("1"), "{out}");
+    let out = first_row(&into, "SELECT sum(events_per_session) FROM t");
+    assert_eq!(out, "1");
 }
 
 /// Two runs at once with different deliveries: each commits or fails saying the table changed, and
@@ -546,34 +543,19 @@ fn into_refuses_foreign_tables_and_other_options() {
 fn two_runs_at_once_then_one_more_equal_the_sequential_table() {
     let dir = tempfile::tempdir().unwrap();
     let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    for (file, range) in [
-        ("d1.parquet", "event_time < TIMESTAMP '2026-01-09'"),
-        (
-            "d2.parquet",
-            "event_time >= TIMESTAMP '2026-01-09' AND event_time < TIMESTAMP '2026-01-13'",
-        ),
-        ("d3.parquet", "event_time >= TIMESTAMP '2026-01-13'"),
-    ] {
-        ok(&[
-            "query",
-            "data/events.parquet",
-            &format!("SELECT * FROM events WHERE {range}"),
-            "--output",
-            &at(file),
-        ]);
-    }
-    let (d1, d2, d3) = (at("d1.parquet"), at("d2.parquet"), at("d3.parquet"));
-    let rows = |table: &str| -> String {
-        let arg = format!("t=delta:{table}");
-        ok(&[
-            "query",
-            "--table",
-            &arg,
-            "--format",
-            "csv",
-            "SELECT * FROM t ORDER BY unique_session_id",
-        ])
-    };
+    let [d1, d2, d3] = <[String; 3]>::try_from(sample_slices(
+        dir.path(),
+        &[
+            ("d1.parquet", "event_time < TIMESTAMP '2026-01-09'"),
+            (
+                "d2.parquet",
+                "event_time >= TIMESTAMP '2026-01-09' AND event_time < TIMESTAMP '2026-01-13'",
+            ),
+            ("d3.parquet", "event_time >= TIMESTAMP '2026-01-13'"),
+        ],
+    ))
+    .unwrap();
+    let rows = sorted_rows;
     let reference = at("reference");
     for files in [vec![&d1], vec![&d1, &d2], vec![&d1, &d2, &d3]] {
         let mut args = vec!["sessions"];

@@ -199,26 +199,15 @@ pub async fn sessions_into(
     let mut recorded = None;
     if has_events {
         delta::register(ctx, "__sessionize_applied", &events_location).await?;
-        let batches = ctx
-            .sql(&format!(
+        let stamps = texts(
+            ctx,
+            &format!(
                 "SELECT DISTINCT {} FROM __sessionize_applied",
                 ident(FILE_COLUMN)
-            ))
-            .await?
-            .collect()
-            .await?;
-        for batch in &batches {
-            let column = cast_array(
-                batch.column(0),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )?;
-            let stamps = column.as_string::<i32>();
-            seen.extend(
-                (0..stamps.len())
-                    .filter(|&i| stamps.is_valid(i))
-                    .map(|i| stamps.value(i).to_string()),
-            );
-        }
+            ),
+        )
+        .await?;
+        seen.extend(stamps.into_iter().flatten());
         if delta::exists(location).await? {
             let info = delta::last_commit_info(location).await?;
             recorded = info.get(EVENTS_VERSION).and_then(|v| v.as_i64());
@@ -327,14 +316,13 @@ pub async fn sessions_into(
             let newest =
                 format!("(SELECT max(CAST({time} AS TIMESTAMP)) FROM __sessionize_applied)");
             let bound = format!("{newest} - INTERVAL '{} milliseconds'", limit.as_millis());
-            let late = ctx
-                .sql(&format!(
+            report.late = count(
+                ctx,
+                &format!(
                     "SELECT count(*) FROM __sessionize_new_raw WHERE {filter} AND CAST({time} AS TIMESTAMP) < {bound}"
-                ))
-                .await?
-                .collect()
-                .await?;
-            report.late = count(&late);
+                ),
+            )
+            .await?;
             filter = format!("{time} IS NULL OR CAST({time} AS TIMESTAMP) >= {bound}");
         }
         // The new events, narrow, in memory: they are read three times below.
@@ -399,23 +387,13 @@ pub async fn sessions_into(
             "__sessionize_new",
             Arc::new(MemTable::try_new(Arc::clone(&schema), vec![batches])?),
         )?;
-        let actors = ctx
-            .sql(&format!(
+        new_actors = texts(
+            ctx,
+            &format!(
                 "SELECT DISTINCT CAST({actor} AS VARCHAR) FROM __sessionize_new WHERE {time} IS NOT NULL"
-            ))
-            .await?
-            .collect()
-            .await?;
-        for batch in &actors {
-            let column = cast_array(
-                batch.column(0),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )?;
-            let values = column.as_string::<i32>();
-            new_actors.extend(
-                (0..values.len()).map(|i| values.is_valid(i).then(|| values.value(i).to_string())),
-            );
-        }
+            ),
+        )
+        .await?;
         if any {
             let append = Commit {
                 append: true,
@@ -483,14 +461,11 @@ pub async fn sessions_into(
             .sql(&sessions_sql("__sessionize_touched", &schema, &options)?)
             .await?;
         report.rebuilt = true;
-        let all = ctx
-            .sql(&format!(
-                "SELECT count(DISTINCT CAST({actor} AS VARCHAR)) FROM __sessionize_touched"
-            ))
-            .await?
-            .collect()
-            .await?;
-        report.actors = count(&all);
+        report.actors = count(
+            ctx,
+            &format!("SELECT count(DISTINCT CAST({actor} AS VARCHAR)) FROM __sessionize_touched"),
+        )
+        .await?;
         let how = Commit {
             partition_by,
             metadata,
@@ -725,12 +700,7 @@ async fn continuation(
             utc_day = utc_day.min(utc_days.value(i));
         }
     }
-    let touched = count(
-        &ctx.sql("SELECT count(*) FROM __sessionize_tmin")
-            .await?
-            .collect()
-            .await?,
-    );
+    let touched = count(ctx, "SELECT count(*) FROM __sessionize_tmin").await?;
     if !cuts.starts.is_empty() && touched == cuts.starts.len() as u64 {
         cuts.first_day = Some((day, utc_day));
     }
@@ -891,14 +861,28 @@ async fn register_latest(ctx: &SessionContext, name: &str, location: &str) -> Re
     delta::register(ctx, name, location).await
 }
 
-/// The single count a `SELECT count(...)` returned.
-fn count(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> u64 {
-    batches
+/// The first column of what `sql` returns, as text (`None` for null).
+async fn texts(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<String>>> {
+    let mut found = vec![];
+    for batch in ctx.sql(sql).await?.collect().await? {
+        let column = cast_array(batch.column(0), &DataType::Utf8)?;
+        let column = column.as_string::<i32>();
+        found.extend(
+            (0..column.len()).map(|i| column.is_valid(i).then(|| column.value(i).to_string())),
+        );
+    }
+    Ok(found)
+}
+
+/// The single count that `sql` (a `SELECT count(...)`) returns.
+async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches
         .first()
         .and_then(|b| {
             b.column(0)
                 .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
                 .map(|c| c.value(0))
         })
-        .map_or(0, |c| c.max(0) as u64)
+        .map_or(0, |c| c.max(0) as u64))
 }
