@@ -443,3 +443,13 @@ fn declared_sort_order_skips_the_sort() {
         "--sorted-by names 'uid'",
     );
 }
+
+/// A missing argument is named in the one-line error (clap lists it on the lines under its
+/// first).
+#[test]
+fn a_missing_argument_is_named() {
+    fails(
+        &["chart"],
+        "the following required arguments were not provided: <INPUT>",
+    );
+}

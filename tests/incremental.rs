@@ -321,7 +321,18 @@ fn the_command_line_keeps_a_table_up_to_date() {
     );
     fails(
         &["sessions", &day1, "--late-limit", "3d"],
-        "the following required arguments were not provided",
+        "--late-limit applies to incremental runs: add --into delta:FOLDER",
+    );
+    fails(
+        &[
+            "sessions",
+            &day1,
+            "--late-limit",
+            "3d",
+            "--output",
+            &at("x.parquet"),
+        ],
+        "--late-limit applies to incremental runs",
     );
 }
 

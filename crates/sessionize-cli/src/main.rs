@@ -240,10 +240,22 @@ fn main() -> ExitCode {
             | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
             _ => {
                 // One sentence and exit code 1, like every other user error.
+                // The first line, with the indented lines under it (the arguments a "required
+                // arguments were not provided" error lists).
                 let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or("invalid arguments");
+                let mut lines = text.lines();
+                let first = lines.next().unwrap_or("invalid arguments");
                 let first = first.strip_prefix("error: ").unwrap_or(first);
-                eprintln!("error: {first} (see --help)");
+                let listed: Vec<&str> = lines
+                    .take_while(|l| l.starts_with(' '))
+                    .map(str::trim)
+                    .collect();
+                let sentence = if listed.is_empty() {
+                    first.to_string()
+                } else {
+                    format!("{} {}", first.trim_end(), listed.join(", "))
+                };
+                eprintln!("error: {sentence} (see --help)");
                 return ExitCode::FAILURE;
             }
         },

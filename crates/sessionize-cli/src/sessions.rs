@@ -175,7 +175,7 @@ pub struct SessionsCommand {
     into: Option<String>,
     /// With --into: leave out events older than the table's newest event minus this (e.g. 3d);
     /// stderr says how many. Without it every late event is applied.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "into")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     late_limit: Option<Duration>,
 }
 
@@ -450,6 +450,13 @@ async fn run_into(args: &SessionsCommand, into: &str) -> Result<(), CliError> {
 pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
     if let Some(into) = &args.into {
         return run_into(&args, into).await;
+    }
+    if args.late_limit.is_some() {
+        return Err(CliError(
+            "--late-limit applies to incremental runs: add --into delta:FOLDER (a full build \
+             with --output applies every event)"
+                .into(),
+        ));
     }
     let mut options = args.session.options()?;
     let mut config = datafusion::prelude::SessionConfig::new();
