@@ -334,6 +334,10 @@ fn the_command_line_keeps_a_table_up_to_date() {
         ],
         "--late-limit applies to incremental runs",
     );
+    fails(
+        &["sessions", &day1, "--into", &into, "--format", "csv"],
+        "cannot be used with",
+    );
 }
 
 /// `--late-limit`: events older than the table's newest minus the limit are left out and counted;

@@ -171,7 +171,7 @@ pub struct SessionsCommand {
     /// Keep the Delta sessions table delta:FOLDER up to date: add the events of the inputs it
     /// does not hold yet, and compute again the sessions of their actors, in one commit (created
     /// by the first run; the README's "Incremental pipelines").
-    #[arg(long, value_name = "delta:FOLDER", conflicts_with_all = ["output", "print_sql"])]
+    #[arg(long, value_name = "delta:FOLDER", conflicts_with_all = ["output", "format", "print_sql"])]
     into: Option<String>,
     /// With --into: leave out events older than the table's newest event minus this (e.g. 3d);
     /// stderr says how many. Without it every late event is applied.
