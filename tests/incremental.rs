@@ -548,6 +548,20 @@ fn into_refuses_foreign_tables_and_other_options() {
         ],
         "was built with other options",
     );
+    // A delivery without events commits no session, yet the table still knows its options.
+    std::fs::write(at("empty.csv"), header).unwrap();
+    ok(&["sessions", &at("empty.csv"), "--into", &into]);
+    fails(
+        &[
+            "sessions",
+            &at("d2.csv"),
+            "--into",
+            &into,
+            "--timeout",
+            "5m",
+        ],
+        "was built with other options",
+    );
     let out = first_row(&into, "SELECT sum(events_per_session) FROM t");
     assert_eq!(out, "1");
 }

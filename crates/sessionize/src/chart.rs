@@ -296,28 +296,30 @@ impl Props<'_> {
     /// The SQL (text) of a property: `event.X` / `user.X` read JSON properties; anything else is a
     /// column.
     fn sql(&self, property: &str) -> Result<String> {
-        let json = |column: &str, key: &str| -> Result<String> {
-            if self.schema.field_with_name(column).is_err() {
-                return plan_err!(
-                    "unknown property '{property}': the events have no column '{column}'"
-                );
+        let (read, key) = self.deferred(property)?;
+        Ok(Self::finish(&read, &key))
+    }
+
+    /// A property in two parts, what to read from the events and the key to finish it with:
+    /// `(JSON column, Some(key))` for a JSON property, whose `json_get_str` can then run on fewer
+    /// rows (after a join), or `(SQL of the value, None)` for a column. [`Props::finish`] joins
+    /// the parts.
+    fn deferred(&self, property: &str) -> Result<(String, Option<String>)> {
+        for (prefixes, column) in [
+            (["event.", "event_properties."], "event_properties"),
+            (["user.", "user_properties."], "user_properties"),
+        ] {
+            if let Some(key) = prefixes.iter().find_map(|p| property.strip_prefix(p)) {
+                if self.schema.field_with_name(column).is_err() {
+                    return plan_err!(
+                        "unknown property '{property}': the events have no column '{column}'"
+                    );
+                }
+                return Ok((ident(column), Some(literal(key))));
             }
-            Ok(format!("json_get_str({}, {})", ident(column), literal(key)))
-        };
-        if let Some(key) = property
-            .strip_prefix("event.")
-            .or_else(|| property.strip_prefix("event_properties."))
-        {
-            return json("event_properties", key);
-        }
-        if let Some(key) = property
-            .strip_prefix("user.")
-            .or_else(|| property.strip_prefix("user_properties."))
-        {
-            return json("user_properties", key);
         }
         if self.schema.field_with_name(property).is_ok() {
-            return Ok(format!("CAST({} AS VARCHAR)", ident(property)));
+            return Ok((format!("CAST({} AS VARCHAR)", ident(property)), None));
         }
         let found: Vec<&str> = self
             .schema
@@ -329,23 +331,6 @@ impl Props<'_> {
             "unknown property '{property}': use event.NAME or user.NAME for JSON properties, or one of the columns {}",
             found.join(", ")
         )
-    }
-
-    /// A property in two parts, what to read from the events and the key to finish it with:
-    /// `(JSON column, Some(key))` for a JSON property, whose `json_get_str` can then run on fewer
-    /// rows (after a join), or `(SQL of the value, None)` for a column. [`Props::finish`] joins
-    /// the parts.
-    fn deferred(&self, property: &str) -> Result<(String, Option<String>)> {
-        let value = self.sql(property)?;
-        for (prefixes, column) in [
-            (["event.", "event_properties."], "event_properties"),
-            (["user.", "user_properties."], "user_properties"),
-        ] {
-            if let Some(key) = prefixes.iter().find_map(|p| property.strip_prefix(p)) {
-                return Ok((ident(column), Some(literal(key))));
-            }
-        }
-        Ok((value, None))
     }
 
     /// The value of a [`Props::deferred`] property from its read part `read`.
@@ -1562,18 +1547,15 @@ pub async fn chart_of(ctx: &SessionContext, table: &str, spec: &ChartSpec) -> Re
 
 /// Chart SQL (from [`chart_sql`] or [`compile`]) as a DataFrame of `ctx`'s tables and functions.
 ///
-/// The plan is made in a copy of `ctx`'s state with DataFusion's leaf-expression pushdown off
-/// (`ctx` itself is not changed): that rule moves `json_get_str` into the scan, below the join of
-/// each session's first event, so it would parse the JSON properties of every event instead of
-/// about one event per session (measured on the wide 10M export: the group-by chart 1.83 to 1.91 s
-/// with the rule off, 2.00 to 2.16 s with it on).
+/// The plan is made in a copy of `ctx`'s state with the project's settings
+/// ([`crate::session_config`]; `ctx` itself is not changed), so that a context made elsewhere (a
+/// library user's) plans the chart as the project's contexts do. Among them, leaf-expression
+/// pushdown is off: it would move `json_get_str` below the join of each session's first event and
+/// parse every event's properties instead of about one event's per session (measured on the wide
+/// 10M export: the group-by chart 1.83 to 1.91 s with the rule off, 2.00 to 2.16 s with it on).
 pub async fn frame(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
     let mut state = ctx.state();
-    state
-        .config_mut()
-        .options_mut()
-        .optimizer
-        .enable_leaf_expression_pushdown = false;
+    *state.config_mut() = crate::session_config(state.config().clone());
     let plan = state.create_logical_plan(sql).await?;
     Ok(DataFrame::new(state, plan))
 }

@@ -13,24 +13,30 @@
 //! 1. The input files whose stamps the events table already holds are skipped: running the same
 //!    delivery twice changes nothing the second time. (A file changed in place gets a new stamp
 //!    and is read again, as a new delivery.)
-//! 2. The new files' events with an actor and a time are appended to the events table in one
+//! 2. The new files' events are appended to the events table (partitioned by UTC day) in one
 //!    commit; with a late limit, events older than the newest applied event minus the limit are
 //!    left out and counted.
-//! 3. Every session of the actors with new events is computed again from all their events, by the
-//!    same SQL as a full rebuild ([`crate::sessions::sessions_sql`]), and one Delta commit replaces
-//!    those actors' rows of the sessions table (`replaceWhere user_id IN (...)`). Other actors'
-//!    rows are not touched. That commit records the events table's version it reflects.
+//! 3. The sessions of the actors with new events are computed again by the full rebuild's SQL
+//!    ([`crate::sessions::sessions_sql`]): derived sessions with one timeout from each actor's
+//!    last session that starts at or before its earliest new event ([`continuation`]), other modes
+//!    from all of the actor's events.
+//! 4. The recomputed sessions are compared with those the table holds for the same actors and
+//!    times, and one Delta commit deletes and inserts only the rows that differ (`replaceWhere` on
+//!    `unique_session_id`, with their days for pruning). That commit records the events table's
+//!    version it reflects and the options.
 //!
 //! Equality with a full rebuild follows from sessions being per actor: an actor's sessions depend
-//! on that actor's events only (dedup in `--compat dbt` is by event id within the actor's events),
-//! and each touched actor's are computed from all of its events by the full rebuild's SQL.
+//! on that actor's events only, and each touched actor's are computed by the full rebuild's SQL
+//! from every event that can change them. (An insert or event id repeated under two users is the
+//! exception, in the README's limits.)
 //!
 //! # Failures
 //! The two commits are not one transaction. A run that dies after the first leaves the sessions
 //! table at its previous version and the events table one version ahead; the next run sees that
 //! the sessions table's recorded version is not the events table's and computes the whole
-//! sessions table again from the events table. A sessions commit never retries over a concurrent
-//! one (it fails saying the table changed, and the next run repairs it the same way).
+//! sessions table again from the events table; so does a run whose append was not the next version
+//! (another run appended at the same time). A sessions commit never retries over a concurrent one:
+//! it fails saying the table changed, and the next run repairs it the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -273,7 +279,7 @@ pub async fn sessions_into(
                 let empty: Vec<&str> = new.iter().map(|f| f.stamp.as_str()).collect();
                 let version = record_files(ctx, &events_location, &empty).await?;
                 if !rebuild {
-                    mark_up_to_date(ctx, location, version).await?;
+                    mark_up_to_date(ctx, location, version, &fingerprint).await?;
                 }
             }
             return Ok(report);
@@ -290,17 +296,22 @@ pub async fn sessions_into(
             .schema()
             .as_arrow()
             .clone();
-        // The columns the sessions table is computed from: those its SQL names.
+        // The columns the sessions table is computed from: those its SQL names. Times become
+        // microseconds in UTC, whatever each delivery's unit: one type for the table.
         let sql = sessions_sql("__sessionize_new_raw", &schema, &options)?;
+        let (actor, time) = (ident(&options.actor), ident(&options.time));
+        let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
         let mut kept: Vec<String> = schema
             .fields()
             .iter()
             .filter(|f| sql.contains(&ident(f.name())))
             .map(|f| {
                 let name = ident(f.name());
-                // A CSV column without a value in this delivery is read as nulls of no type;
-                // beside other deliveries, where it holds text, it is text.
-                if f.data_type() == &DataType::Null {
+                if name == time {
+                    format!("{utc} AS {time}")
+                } else if f.data_type() == &DataType::Null {
+                    // A CSV column without a value in this delivery is read as nulls of no type;
+                    // beside other deliveries, where it holds text, it is text.
                     format!("CAST({name} AS VARCHAR) AS {name}")
                 } else {
                     name
@@ -308,38 +319,24 @@ pub async fn sessions_into(
             })
             .collect();
         kept.push(ident(FILE_COLUMN));
-        let (actor, time) = (ident(&options.actor), ident(&options.time));
+        // Partitioned by day, so that a run reads only the days it recomputes.
+        kept.push(format!("utc_day({utc}) AS {}", ident(DAY_COLUMN)));
         // Every event is kept, as the full rebuild reads every event (each mode leaves out what
         // it leaves out: events without a time, or without an actor outside `--compat dbt`).
         let mut filter = "true".to_string();
         if let (Some(limit), true) = (late_limit, has_events) {
-            let newest =
-                format!("(SELECT max(CAST({time} AS TIMESTAMP)) FROM __sessionize_applied)");
-            let bound = format!("{newest} - INTERVAL '{} milliseconds'", limit.as_millis());
+            let bound = format!(
+                "(SELECT max({time}) FROM __sessionize_applied) - INTERVAL '{} milliseconds'",
+                limit.as_millis()
+            );
             report.late = count(
                 ctx,
-                &format!(
-                    "SELECT count(*) FROM __sessionize_new_raw WHERE {filter} AND CAST({time} AS TIMESTAMP) < {bound}"
-                ),
+                &format!("SELECT count(*) FROM __sessionize_new_raw WHERE {utc} < {bound}"),
             )
             .await?;
-            filter = format!("{time} IS NULL OR CAST({time} AS TIMESTAMP) >= {bound}");
+            filter = format!("{time} IS NULL OR {utc} >= {bound}");
         }
         // The new events, narrow, in memory: they are read three times below.
-        // Times as microseconds in UTC, whatever each delivery's unit: one type for the table.
-        let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
-        let mut kept: Vec<String> = kept
-            .into_iter()
-            .map(|c| {
-                if c == time {
-                    format!("{utc} AS {time}")
-                } else {
-                    c
-                }
-            })
-            .collect();
-        // Partitioned by day, so that a run reads only the days it recomputes.
-        kept.push(format!("utc_day({utc}) AS {}", ident(DAY_COLUMN)));
         let new_events = ctx
             .sql(&format!(
                 "SELECT {} FROM __sessionize_new_raw WHERE {filter}",
@@ -369,9 +366,7 @@ pub async fn sessions_into(
         let mut kept_files = HashSet::new();
         for batch in &batches {
             if let Some(column) = batch.column_by_name(FILE_COLUMN) {
-                let column = cast_array(column, &DataType::Utf8)?;
-                let stamps = column.as_string::<i32>();
-                kept_files.extend((0..stamps.len()).map(|i| stamps.value(i).to_string()));
+                kept_files.extend(stamps_of(column)?);
             }
         }
         let unkept: Vec<&str> = new
@@ -428,7 +423,7 @@ pub async fn sessions_into(
     }
     if !rebuild && new_actors.is_empty() {
         // Files whose events were all late or without a time: no session changes.
-        mark_up_to_date(ctx, location, events_version).await?;
+        mark_up_to_date(ctx, location, events_version, &fingerprint).await?;
         return Ok(report);
     }
 
@@ -438,25 +433,13 @@ pub async fn sessions_into(
     delta::register(ctx, "__sessionize_events", &events_location).await?;
     let (actor, time) = (ident(&options.actor), ident(&options.time));
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
-    let metadata = vec![
-        (
-            EVENTS_VERSION.to_string(),
-            serde_json::json!(events_version),
-        ),
-        (OPTIONS.to_string(), serde_json::json!(fingerprint)),
-    ];
+    let metadata = sessions_metadata(events_version, &fingerprint);
     if rebuild || !delta::exists(location).await? {
         let events = ctx
             .table("__sessionize_events")
             .await?
             .filter(column(&options.time).is_not_null())?;
-        ctx.register_table("__sessionize_touched", events.into_view())?;
-        let schema = ctx
-            .table("__sessionize_touched")
-            .await?
-            .schema()
-            .as_arrow()
-            .clone();
+        let schema = register_view(ctx, "__sessionize_touched", events)?;
         let df = ctx
             .sql(&sessions_sql("__sessionize_touched", &schema, &options)?)
             .await?;
@@ -513,13 +496,7 @@ pub async fn sessions_into(
         // Only the days from the earliest cut on are read.
         events = events.filter(column(DAY_COLUMN).gt_eq(lit_date(*utc_day)))?;
     }
-    ctx.register_table("__sessionize_touched", events.into_view())?;
-    let schema = ctx
-        .table("__sessionize_touched")
-        .await?
-        .schema()
-        .as_arrow()
-        .clone();
+    let schema = register_view(ctx, "__sessionize_touched", events)?;
     let sql = if continued {
         crate::sessions::sessions_sql_continued(
             "__sessionize_touched",
@@ -554,13 +531,14 @@ pub async fn sessions_into(
     if let Some((day, _)) = &cuts.first_day {
         held = held.filter(column("session_started_at_day").gt_eq(lit_date(*day)))?;
     }
-    // The table's columns in the computed order and types.
+    // The table's columns in the computed order and types, read once (both comparisons use it).
     let held = held.select(
         fields
             .iter()
             .map(|f| cast(column(f.name()), f.data_type().clone()).alias(f.name()))
             .collect::<Vec<_>>(),
     )?;
+    let held = rows(held.collect().await?)?;
     let mut added = computed.clone().except(held.clone())?.collect().await?;
     let removed = held.clone().except(computed.clone())?.collect().await?;
     let mut keys = HashSet::new();
@@ -599,8 +577,7 @@ pub async fn sessions_into(
     }
     if keys.is_empty() {
         // Every recomputed session is as the table has it.
-        mark_up_to_date(ctx, location, events_version).await?;
-        report.version = Some(delta::version(location).await?);
+        report.version = Some(mark_up_to_date(ctx, location, events_version, &fingerprint).await?);
         return Ok(report);
     }
     let without_key = keys.remove(&None);
@@ -791,6 +768,27 @@ impl ScalarUDFImpl for Touched {
     }
 }
 
+/// The distinct stamps of a file-stamp column: one per dictionary value used (the column is a
+/// dictionary, one value per file), not one string per event.
+fn stamps_of(column: &ArrayRef) -> Result<HashSet<String>> {
+    let (values, used): (ArrayRef, Vec<usize>) = match column.as_any_dictionary_opt() {
+        Some(dictionary) => {
+            let mut used: Vec<usize> = dictionary.normalized_keys();
+            used.sort_unstable();
+            used.dedup();
+            (Arc::clone(dictionary.values()), used)
+        }
+        None => (Arc::clone(column), (0..column.len()).collect()),
+    };
+    let values = cast_array(&values, &DataType::Utf8)?;
+    let values = values.as_string::<i32>();
+    Ok(used
+        .into_iter()
+        .filter(|&i| values.is_valid(i))
+        .map(|i| values.value(i).to_string())
+        .collect())
+}
+
 /// Rows of nulls in `schema` that only record the files `stamps`.
 fn file_rows(schema: &SchemaRef, stamps: &[&str]) -> Result<RecordBatch> {
     let columns = schema
@@ -813,21 +811,33 @@ fn file_rows(schema: &SchemaRef, stamps: &[&str]) -> Result<RecordBatch> {
 /// Records in the sessions table at `location`, by a commit that changes no rows, that it
 /// reflects version `events_version` of its events table (which changed without changing any
 /// session: rows that only record files).
-async fn mark_up_to_date(ctx: &SessionContext, location: &str, events_version: i64) -> Result<()> {
+async fn mark_up_to_date(
+    ctx: &SessionContext,
+    location: &str,
+    events_version: i64,
+    fingerprint: &str,
+) -> Result<i64> {
     register_latest(ctx, "__sessionize_sessions", location).await?;
     let df = ctx
         .sql("SELECT * FROM __sessionize_sessions LIMIT 0")
         .await?;
     let how = Commit {
         append: true,
-        metadata: vec![(
-            EVENTS_VERSION.to_string(),
-            serde_json::json!(events_version),
-        )],
+        metadata: sessions_metadata(events_version, fingerprint),
         ..Commit::default()
     };
-    delta::commit(ctx, df, location, &how).await?;
-    Ok(())
+    delta::commit(ctx, df, location, &how).await
+}
+
+/// What every sessions commit records: the events table's version it reflects and the options.
+fn sessions_metadata(events_version: i64, fingerprint: &str) -> Vec<(String, serde_json::Value)> {
+    vec![
+        (
+            EVENTS_VERSION.to_string(),
+            serde_json::json!(events_version),
+        ),
+        (OPTIONS.to_string(), serde_json::json!(fingerprint)),
+    ]
 }
 
 /// Appends rows that only record the files `stamps` to the events table at `location`; returns
@@ -872,6 +882,17 @@ async fn texts(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<String>>> {
         );
     }
     Ok(found)
+}
+
+/// Registers `df` as the view `name`; returns its schema.
+fn register_view(
+    ctx: &SessionContext,
+    name: &str,
+    df: datafusion::dataframe::DataFrame,
+) -> Result<Schema> {
+    let schema = df.schema().as_arrow().clone();
+    ctx.register_table(name, df.into_view())?;
+    Ok(schema)
 }
 
 /// The single count that `sql` (a `SELECT count(...)`) returns.
