@@ -847,3 +847,44 @@ fn a_struct_column_is_not_an_actor() {
         );
     }
 }
+
+/// An insert id under two actors at one time (a replayed upload, a device reset): the copy kept
+/// by `--compat dbt` and by `--dedup insert_id` is the first actor's, whichever row comes first.
+/// Before the actor broke the tie, the first row read was kept.
+#[test]
+fn a_duplicate_under_two_actors_keeps_the_same_copy_in_any_row_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "user_id,device_id,event_id,event_type,event_time,client_event_time,\
+                  client_upload_time,session_id,platform,insert_id,event_properties\n";
+    let row = |user: &str| {
+        format!(
+            "{user},d1,7,page_view,2026-01-05 10:00:00,2026-01-05 10:00:00,\
+             2026-01-05 10:00:05,1767607200000,web,i7,\"{{}}\"\n"
+        )
+    };
+    for (name, first, second) in [("u2_first.csv", "u2", "u1"), ("u1_first.csv", "u1", "u2")] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{header}{}{}", row(first), row(second))).unwrap();
+        let input = path.to_str().unwrap();
+        for flags in [&["--compat", "dbt"][..], &["--dedup", "insert_id"][..]] {
+            let mut args = vec!["sessions", input, "--format", "csv"];
+            args.extend_from_slice(flags);
+            let table = ok(&args);
+            let users: Vec<&str> = table
+                .lines()
+                .skip(1)
+                .map(|line| field(table.lines().next().unwrap(), line, "user_id"))
+                .collect();
+            assert_eq!(users, ["u1"], "{name} {flags:?}: {table}");
+        }
+        let annotated = ok(&["annotate", input, "--dedup", "insert_id", "--format", "csv"]);
+        let header = annotated.lines().next().unwrap();
+        let numbered: Vec<&str> = annotated
+            .lines()
+            .skip(1)
+            .filter(|line| !field(header, line, "session_number").is_empty())
+            .map(|line| field(header, line, "user_id"))
+            .collect();
+        assert_eq!(numbered, ["u1"], "{name} annotate: {annotated}");
+    }
+}

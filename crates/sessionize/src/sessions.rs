@@ -340,11 +340,15 @@ pub(crate) fn is_utc_or_naive(data_type: &DataType) -> bool {
     }
 }
 
-/// The condition that an event is the first of its insert id (events without one are all kept).
-fn insert_id_first(insert_id: &str, time: &str) -> String {
+/// The condition that an event is the first of its insert id (events without one are all kept):
+/// the earliest, and of equal times the one of the first actor, then of the first event type, so
+/// that which copy is kept never depends on the order of the rows (an insert id seen under two
+/// actors at one time is kept under the first actor, in every run).
+fn insert_id_first(insert_id: &str, time: &str, actor: &str, event: &str) -> String {
     format!(
         "(CASE WHEN {insert_id} IS NULL THEN true ELSE row_number() OVER \
-         (PARTITION BY {insert_id} ORDER BY {time}) = 1 END)"
+         (PARTITION BY {insert_id} ORDER BY {time}, CAST({actor} AS VARCHAR) ASC NULLS LAST, \
+         CAST({event} AS VARCHAR) ASC NULLS LAST) = 1 END)"
     )
 }
 
@@ -486,7 +490,7 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
         SessionSource::DbtCompat => Some(dbt_dedup(schema, options)?),
         _ if options.dedup_insert_id => {
             let insert_id = ident(&insert_id_column(schema, options)?);
-            Some(insert_id_first(&insert_id, &time))
+            Some(insert_id_first(&insert_id, &time, &actor, &event))
         }
         _ => None,
     };
@@ -523,7 +527,7 @@ fn event_id_column(schema: &Schema, options: &SessionsOptions) -> Result<String>
 /// dbt's de-duplication: per insert id (`_insert_id`, `$insert_id` or `insert_id`), or, where it is
 /// null, per event id, device id, client event time and user (those of them the export has), the
 /// event with the latest `client_upload_time`. Ties, and exports without `client_upload_time`, keep
-/// the earliest event time, then the first event type and SDK session id, so the sessions never
+/// the earliest event time, then the first actor, event type and SDK session id, so the sessions never
 /// depend on the order of the rows.
 fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
     let insert_id = ident(&insert_id_column(schema, options)?);
@@ -542,6 +546,12 @@ fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
         order.push("\"client_upload_time\" DESC NULLS LAST".to_string());
     }
     order.push(format!("{} ASC NULLS LAST", ident(&options.time)));
+    // An insert id under two actors at one time (a device reset, a replayed upload): the first
+    // actor's copy, in every run.
+    order.push(format!(
+        "CAST({} AS VARCHAR) ASC NULLS LAST",
+        ident(&options.actor)
+    ));
     order.push(format!("{} ASC NULLS LAST", ident(&options.event)));
     if schema.field_with_name(&options.session_id_col).is_ok() {
         order.push(format!("{} ASC NULLS LAST", ident(&options.session_id_col)));
@@ -803,7 +813,7 @@ pub fn annotate_sql(
         SessionSource::Derived => {
             if options.dedup_insert_id {
                 let insert_id = ident(&insert_id_column(schema, options)?);
-                included.push(insert_id_first(&insert_id, &time));
+                included.push(insert_id_first(&insert_id, &time, &actor, &event));
             }
             let max_length = options
                 .max_length
