@@ -683,3 +683,53 @@ fn a_json_export_in_two_files_gives_the_sessions_of_one() {
         assert_eq!(normalized(&ok(&two)), normalized(&ok(&one)), "{name}");
     }
 }
+
+/// `--print-sql` reads `events` as the command prepared it (the source mapped, the identities
+/// applied): `query` with the same flags runs it to the same rows. A Segment export (two
+/// identities, so an `actor` column), `--actor a,b`, `--stitch`, and a Mixpanel export's chart.
+/// Before `query` took `--actor` and `--stitch` and applied a source's identities, the first
+/// failed with "No field named actor".
+#[test]
+fn printed_sql_runs_through_query_with_the_same_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = "tests/fixtures/sources/segment.ndjson";
+    let mixpanel = "tests/fixtures/sources/mixpanel.ndjson";
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("sessions", segment, &[]),
+        ("sessions", segment, &["--actor", "userId,anonymousId"]),
+        ("sessions", segment, &["--stitch", "anonymousId=userId"]),
+        ("annotate", segment, &["--stitch", "anonymousId=userId"]),
+        ("chart", mixpanel, &["--source", "mixpanel"]),
+    ];
+    for (i, (command, input, flags)) in cases.into_iter().enumerate() {
+        let mut args = vec![command, input, "--format", "csv"];
+        if command == "chart" {
+            args.extend(["--interval", "day"]);
+        }
+        args.extend_from_slice(flags);
+        let direct = normalized(&ok(&args));
+        args.push("--print-sql");
+        let sql = ok(&args);
+        let path = dir.path().join(format!("{i}.sql"));
+        std::fs::write(&path, &sql).unwrap();
+        let mut query = vec![
+            "query",
+            input,
+            "-f",
+            path.to_str().unwrap(),
+            "--format",
+            "csv",
+        ];
+        query.extend_from_slice(flags);
+        let mut through_query = normalized(&ok(&query));
+        let mut direct = direct;
+        if command == "chart" {
+            through_query = through_query.iter().map(|l| rounded(l)).collect();
+            direct = direct.iter().map(|l| rounded(l)).collect();
+        }
+        assert!(direct.len() > 1, "{command} {flags:?}: {direct:?}");
+        assert_eq!(through_query, direct, "{command} {flags:?}");
+    }
+    let message = fails(&["query", "SELECT 1", "--actor", "a,b"], "PATH");
+    assert!(message.contains("--actor"), "{message}");
+}

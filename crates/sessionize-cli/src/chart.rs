@@ -67,7 +67,8 @@ pub struct ChartCommand {
     /// Length distribution bucket edges in seconds, e.g. 0,3,10,30,60.
     #[arg(long, value_name = "EDGES", value_delimiter = ',')]
     buckets: Vec<f64>,
-    /// Print the chart's SQL instead of running it.
+    /// Print the chart's SQL instead of running it (it runs through `sessionize query PATH -f
+    /// FILE` with the same --source).
     #[arg(long)]
     print_sql: bool,
     #[command(flatten)]

@@ -33,6 +33,15 @@ pub struct QueryArgs {
     /// event_type, session_id, insert_id and event_properties.
     #[arg(long, value_name = "NAME")]
     source: Option<String>,
+    /// With PATH, as for `sessions`: the actor column, or several separated by commas, whose first
+    /// non-null becomes a column `actor` of `events` (a source with two identities, such as
+    /// Segment's user_id and anonymous_id, adds it by itself). With these flags the SQL that
+    /// `sessions --print-sql` prints runs here as it ran there.
+    #[arg(long, value_name = "COLUMN[,COLUMN...]")]
+    actor: Option<String>,
+    /// With PATH, as for `sessions`: ANONYMOUS=USER, the stitched identity as the column `actor`.
+    #[arg(long, value_name = "ANONYMOUS=USER")]
+    stitch: Option<String>,
     /// Number of partitions DataFusion plans for (default: the number of cores).
     #[arg(long, value_name = "N")]
     target_partitions: Option<usize>,
@@ -101,7 +110,23 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
     };
     if let Some(path) = events {
         sessionize::tables::register_inputs(&ctx, "events", &[path], &load).await?;
-        crate::map_source(&ctx, args.source.as_deref(), Default::default()).await?;
+        // The events as `sessions` prepares them: the source mapped, the identities applied.
+        let job = sessionize::job::SessionsJob {
+            source: args.source.clone(),
+            actor: args.actor.clone(),
+            stitch: args.stitch.clone(),
+            ..Default::default()
+        };
+        let mut options = job.options()?;
+        for note in job.prepare(&ctx, "events", &mut options).await? {
+            eprintln!("note: {note}");
+        }
+    } else if args.actor.is_some() || args.stitch.is_some() {
+        return Err(CliError(
+            "--actor and --stitch prepare the events of PATH: give the export as the first \
+             argument"
+                .into(),
+        ));
     }
     for table in &args.tables {
         let Some((name, path)) = table.split_once('=') else {

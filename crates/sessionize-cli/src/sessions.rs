@@ -165,7 +165,9 @@ pub struct SessionsCommand {
     /// Write Hive-style folders session_started_at_day=YYYY-MM-DD under --output.
     #[arg(long)]
     partition_by_day: bool,
-    /// Print the SQL that builds the table instead of running it.
+    /// Print the SQL that builds the table instead of running it. It reads `events` as this
+    /// command prepares it: `sessionize query PATH -f FILE` with the same --source, --actor and
+    /// --stitch runs it.
     #[arg(long)]
     print_sql: bool,
     /// Keep the Delta sessions table delta:FOLDER up to date: add the events of the inputs it
@@ -503,7 +505,8 @@ pub struct AnnotateCommand {
     /// session_length in seconds.
     #[arg(long)]
     concluded: bool,
-    /// Print the SQL instead of running it.
+    /// Print the SQL instead of running it (it runs through `sessionize query PATH -f FILE` with
+    /// the same --source, --actor and --stitch).
     #[arg(long)]
     print_sql: bool,
 }
