@@ -434,6 +434,29 @@ fn a_run_that_died_between_its_commits_is_repaired() {
 /// (repairing the table if the kill fell between the events commit and the sessions commit).
 #[test]
 fn a_killed_run_leaves_the_table_before_or_after() {
+    for command in ["sessions", "annotate"] {
+        killed_runs(command);
+    }
+}
+
+/// Every row of the Delta table in `folder`, as CSV lines, sorted.
+fn all_rows(folder: &str) -> Vec<String> {
+    let table = format!("t=delta:{folder}");
+    let out = ok(&[
+        "query",
+        "--table",
+        &table,
+        "--format",
+        "csv",
+        "SELECT * FROM t",
+    ]);
+    let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// [`a_killed_run_leaves_the_table_before_or_after`] for `sessions --into` or `annotate --into`.
+fn killed_runs(command: &str) {
     let dir = tempfile::tempdir().unwrap();
     let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let [day1, day2] = <[String; 2]>::try_from(sample_slices(
@@ -444,15 +467,15 @@ fn a_killed_run_leaves_the_table_before_or_after() {
         ],
     ))
     .unwrap();
-    let rows = sorted_rows;
+    let rows = all_rows;
     // The table before and after the second delivery, built without interruption.
-    let (reference, table) = (at("reference"), at("sessions"));
+    let (reference, table) = (at("reference"), at("table"));
     for target in [&reference, &table] {
-        ok(&["sessions", &day1, "--into", &format!("delta:{target}")]);
+        ok(&[command, &day1, "--into", &format!("delta:{target}")]);
     }
     let before = rows(&reference);
     ok(&[
-        "sessions",
+        command,
         &day1,
         &day2,
         "--into",
@@ -462,13 +485,7 @@ fn a_killed_run_leaves_the_table_before_or_after() {
     assert_ne!(before, after);
     for step in 0..10u64 {
         let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_sessionize"))
-            .args([
-                "sessions",
-                &day1,
-                &day2,
-                "--into",
-                &format!("delta:{table}"),
-            ])
+            .args([command, &day1, &day2, "--into", &format!("delta:{table}")])
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("sessionize starts");
@@ -478,17 +495,11 @@ fn a_killed_run_leaves_the_table_before_or_after() {
         let found = rows(&table);
         assert!(
             found == before || found == after,
-            "killed after {} ms: the table is neither before nor after the run",
+            "{command} killed after {} ms: the table is neither before nor after the run",
             step * 30
         );
     }
-    ok(&[
-        "sessions",
-        &day1,
-        &day2,
-        "--into",
-        &format!("delta:{table}"),
-    ]);
+    ok(&[command, &day1, &day2, "--into", &format!("delta:{table}")]);
     assert_eq!(rows(&table), after);
 }
 
@@ -622,4 +633,256 @@ fn two_runs_at_once_then_one_more_equal_the_sequential_table() {
             "attempt {attempt}: the table differs from the one built a delivery at a time"
         );
     }
+}
+
+/// `annotate` over `files` in full (its SQL form, equal row for row), with event times in UTC
+/// microseconds as the incremental table keeps them.
+async fn annotate_rebuild(job: &SessionsJob, files: &[String]) -> Vec<String> {
+    let ctx = sessionize::context().unwrap();
+    let mut options = job.options().unwrap();
+    let load = LoadOptions {
+        time_column: Some(options.time.clone()),
+        ..LoadOptions::default()
+    };
+    match sessionize::tables::register_inputs(&ctx, "events", files, &load).await {
+        Ok(()) => {}
+        Err(e) if sessionize::error::is_no_events(&e) => return vec![],
+        Err(e) => panic!("{e}"),
+    }
+    job.prepare(&ctx, "events", &mut options).await.unwrap();
+    let schema = ctx
+        .table("events")
+        .await
+        .unwrap()
+        .schema()
+        .as_arrow()
+        .clone();
+    let sql = sessionize::sessions::annotate_sql("events", &schema, &options, false).unwrap();
+    let sql = format!(
+        "SELECT * REPLACE (arrow_cast(event_time, 'Timestamp(Microsecond, Some(\"UTC\"))') AS event_time) FROM ({sql})"
+    );
+    rows(&ctx.sql(&sql).await.unwrap().collect().await.unwrap())
+}
+
+/// The rows of the annotated Delta table at `location` without its own two columns.
+async fn annotated_table(location: &str) -> Vec<String> {
+    if !Path::new(location).join("_delta_log").is_dir() {
+        return vec![];
+    }
+    let ctx = sessionize::context().unwrap();
+    sessionize::delta::register(&ctx, "t", location)
+        .await
+        .unwrap();
+    let sql = "SELECT * EXCLUDE (_sessionize_file, _sessionize_day) FROM t";
+    rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
+async fn annotate_into(
+    job: &SessionsJob,
+    file: &str,
+    location: &str,
+) -> sessionize::incremental::IntoReport {
+    let ctx = sessionize::context().unwrap();
+    let load = LoadOptions {
+        time_column: Some(job.options().unwrap().time.clone()),
+        ..LoadOptions::default()
+    };
+    sessionize::incremental::annotate_into(&ctx, job, &[file.to_string()], &load, location, None)
+        .await
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// `annotate --into`: random events in 2 to 6 deliveries applied in random order; after each,
+    /// the table's events equal `annotate` over the deliveries so far, in derived (plain; restarts,
+    /// exclusions and a maximum length; per-platform timeouts) and SDK sessions; the last delivery
+    /// again changes nothing.
+    #[test]
+    fn incremental_annotate_equals_a_full_run(
+        events in prop::collection::vec(event_strategy(), 1..50),
+        parts in prop::collection::vec(0usize..6, 50),
+        deliveries in 2usize..=6,
+        mode in 0usize..4,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().join("events").to_str().unwrap().to_string();
+        let job = job(mode);
+        let mut files = vec![];
+        for d in 0..deliveries {
+            let mine: Vec<Event> = events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| parts[*i] % deliveries == d)
+                .map(|(_, e)| e.clone())
+                .collect();
+            let path = dir.path().join(format!("delivery-{d}.csv"));
+            write_delivery(&path, &mine);
+            files.push(path.to_str().unwrap().to_string());
+        }
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            for d in 0..deliveries {
+                annotate_into(&job, &files[d], &location).await;
+                let expected = annotate_rebuild(&job, &files[..=d]).await;
+                prop_assert_eq!(annotated_table(&location).await, expected, "mode {} after delivery {}", mode, d);
+            }
+            let again = annotate_into(&job, &files[deliveries - 1], &location).await;
+            prop_assert_eq!(again.version, None);
+            Ok(())
+        })?;
+    }
+}
+
+/// `annotate --into` from the command line: the first run builds, the same file again changes
+/// nothing, a delivery of earlier days gives later events their sessions again, and the table's
+/// events are those of `annotate` over both (the sample: wide Parquet, JSON properties);
+/// `--late-limit` leaves old events out and says how many; foreign tables, other options,
+/// `--dedup`, `--stitch` and `--concluded` are refused.
+#[test]
+fn annotate_into_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let [late, early] = <[String; 2]>::try_from(sample_slices(
+        dir.path(),
+        &[
+            ("late.parquet", "event_time >= TIMESTAMP '2026-01-10'"),
+            ("early.parquet", "event_time < TIMESTAMP '2026-01-10'"),
+        ],
+    ))
+    .unwrap();
+    let into = format!("delta:{}", at("annotated"));
+    let said = |args: &[&str]| {
+        let out = common::sessionize(args);
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    assert!(said(&["annotate", &late, "--into", &into]).contains("computed the sessions of"));
+    let again = said(&["annotate", &late, "--into", &into]);
+    assert!(
+        again.contains("nothing new") && again.contains("skipped 1"),
+        "{again}"
+    );
+    let second = said(&["annotate", &late, &early, "--into", &into]);
+    assert!(
+        second.contains("computed again the sessions of"),
+        "{second}"
+    );
+    let full = at("full.parquet");
+    ok(&["annotate", "data/events.parquet", "--output", &full]);
+    let table_arg = format!("t={into}");
+    for sql in [
+        "SELECT count(*) FROM (SELECT * EXCLUDE (_sessionize_file, _sessionize_day) FROM t \
+         EXCEPT ALL SELECT * FROM events)",
+        "SELECT count(*) FROM (SELECT * FROM events EXCEPT ALL \
+         SELECT * EXCLUDE (_sessionize_file, _sessionize_day) FROM t)",
+        "SELECT count(*) - 6412 FROM t",
+    ] {
+        let out = ok(&[
+            "query", &full, "--table", &table_arg, "--format", "csv", sql,
+        ]);
+        assert_eq!(out.lines().nth(1), Some("0"), "{sql}: {out}");
+    }
+
+    // --late-limit: an event two days older than the table's newest is left out and counted.
+    let header = "user_id,event_time,event_type\n";
+    std::fs::write(
+        at("d1.csv"),
+        format!("{header}u,2026-01-10 10:00:00,page\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        at("d2.csv"),
+        format!("{header}u,2026-01-08 10:00:00,page\nv,2026-01-10 10:30:00,page\n"),
+    )
+    .unwrap();
+    let limited = format!("delta:{}", at("limited"));
+    said(&["annotate", &at("d1.csv"), "--into", &limited]);
+    let note = said(&[
+        "annotate",
+        &at("d2.csv"),
+        "--into",
+        &limited,
+        "--late-limit",
+        "1d",
+    ]);
+    assert!(
+        note.contains("left out 1 event(s) older than --late-limit"),
+        "{note}"
+    );
+    assert_eq!(
+        first_row(&limited, "SELECT count(*), sum(session_number) FROM t"),
+        "2,2"
+    );
+
+    // Refusals, each one sentence.
+    ok(&[
+        "sessions",
+        &at("d1.csv"),
+        "--output",
+        &format!("delta:{}", at("built")),
+    ]);
+    fails(
+        &[
+            "annotate",
+            &at("d2.csv"),
+            "--into",
+            &format!("delta:{}", at("built")),
+        ],
+        "is a Delta table that annotate --into did not build",
+    );
+    fails(
+        &[
+            "annotate",
+            &at("d2.csv"),
+            "--into",
+            &limited,
+            "--timeout",
+            "5m",
+        ],
+        "was built with other options",
+    );
+    fails(
+        &[
+            "annotate",
+            &at("d2.csv"),
+            "--into",
+            &at("x"),
+            "--dedup",
+            "insert_id",
+        ],
+        "--into takes a Delta table",
+    );
+    fails(
+        &[
+            "annotate",
+            &at("d2.csv"),
+            "--into",
+            &format!("delta:{}", at("y")),
+            "--dedup",
+            "insert_id",
+        ],
+        "--into cannot keep --dedup insert_id",
+    );
+    fails(
+        &[
+            "annotate",
+            &at("d2.csv"),
+            "--into",
+            &format!("delta:{}", at("y")),
+            "--stitch",
+            "a=b",
+        ],
+        "--into cannot keep --stitch",
+    );
+    fails(
+        &["annotate", &at("d2.csv"), "--into", &limited, "--concluded"],
+        "cannot be used with",
+    );
+    fails(
+        &["annotate", &at("d2.csv"), "--late-limit", "1d"],
+        "--late-limit applies to incremental runs",
+    );
 }

@@ -509,9 +509,67 @@ pub struct AnnotateCommand {
     /// the same --source, --actor and --stitch).
     #[arg(long)]
     print_sql: bool,
+    /// Keep the Delta table of annotated events delta:FOLDER up to date: add the events of the
+    /// inputs it does not hold yet, each with its session, and give the later events of their
+    /// actors their sessions again, in one commit (created by the first run; the README's
+    /// "Incremental pipelines").
+    #[arg(long, value_name = "delta:FOLDER", conflicts_with_all = ["output", "format", "print_sql", "concluded"])]
+    into: Option<String>,
+    /// With --into: leave out events older than the table's newest event minus this (e.g. 3d);
+    /// stderr says how many. Without it every late event is applied.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    late_limit: Option<Duration>,
+}
+
+/// `annotate --into`: the incremental run (see [`sessionize::incremental::annotate_into`]).
+async fn annotate_into(args: &AnnotateCommand, into: &str) -> Result<(), CliError> {
+    let Some(location) = sessionize::delta::location(into) else {
+        return Err(CliError(format!(
+            "--into takes a Delta table, delta:FOLDER, but got '{into}'"
+        )));
+    };
+    let options = args.session.options()?;
+    let ctx = crate::context(
+        args.session.cluster.cluster.as_deref(),
+        datafusion::prelude::SessionConfig::new(),
+    )
+    .await?;
+    let load = LoadOptions {
+        time_column: Some(options.time.clone()),
+        time_unit: args.session.time_unit,
+        for_cluster: args.session.cluster.cluster.is_some(),
+        sorted_by: crate::sorted_by(),
+    };
+    let bar = progress_bar("events");
+    let report = sessionize::incremental::annotate_into(
+        &ctx,
+        &args.session.job(),
+        &args.session.inputs,
+        &load,
+        location,
+        args.late_limit,
+    )
+    .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for note in report?.notes() {
+        eprintln!("note: {note}");
+    }
+    Ok(())
 }
 
 pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {
+    if let Some(into) = &args.into {
+        return annotate_into(&args, into).await;
+    }
+    if args.late_limit.is_some() {
+        return Err(CliError(
+            "--late-limit applies to incremental runs: add --into delta:FOLDER (a full run \
+             with --output applies every event)"
+                .into(),
+        ));
+    }
     let mut options = args.session.options()?;
     let ctx = args.session.load(&mut options).await?;
     let schema = ctx.table("events").await?.schema().as_arrow().clone();

@@ -54,6 +54,9 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::{Expr, SessionContext, cast, lit};
 
+mod annotate;
+pub use annotate::annotate_into;
+
 use crate::delta::{self, Commit};
 use crate::job::SessionsJob;
 use crate::sessions::{ident, sessions_sql};
@@ -247,33 +250,7 @@ pub async fn sessions_into(
     if !new.is_empty() {
         // The new files, each with its stamp, prepared as `sessions` prepares its input (source
         // mapping, actor).
-        let mut frames = vec![];
-        for file in &new {
-            let frame = match tables::read_inputs(ctx, std::slice::from_ref(&file.path), load).await
-            {
-                Ok(frame) => frame,
-                // A delivery without events (an hour with none) is recorded below, nothing else.
-                Err(e) if crate::error::is_no_events(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            let mut columns: Vec<datafusion::prelude::Expr> = frame
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| datafusion::prelude::col(ident(f.name())))
-                .collect();
-            // One dictionary value per file, not a copy of the stamp per event.
-            columns.push(
-                cast(
-                    lit(file.stamp.clone()),
-                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-                )
-                .alias(FILE_COLUMN),
-            );
-            frames.push(frame.select(columns)?);
-        }
-        let mut frames = frames.into_iter();
-        let Some(mut combined) = frames.next() else {
+        let Some(combined) = read_new(ctx, &new, load).await? else {
             if has_events {
                 // Only files without events: recorded, so that the next run skips them too.
                 let empty: Vec<&str> = new.iter().map(|f| f.stamp.as_str()).collect();
@@ -284,9 +261,6 @@ pub async fn sessions_into(
             }
             return Ok(report);
         };
-        for frame in frames {
-            combined = combined.union_by_name(frame)?;
-        }
         ctx.register_table("__sessionize_new_raw", combined.into_view())?;
         job.prepare(ctx, "__sessionize_new_raw", &mut options)
             .await?;
@@ -604,6 +578,43 @@ pub async fn sessions_into(
     };
     report.version = Some(delta::commit(ctx, rows(added)?, location, &how).await?);
     Ok(report)
+}
+
+/// The events of the files `new`, each with its stamp as [`FILE_COLUMN`] (a dictionary: one value
+/// per file, not a copy per event), combined by column name; `None` when no file holds an event
+/// (a delivery of an hour without events).
+async fn read_new(
+    ctx: &SessionContext,
+    new: &[tables::InputFile],
+    load: &LoadOptions,
+) -> Result<Option<datafusion::dataframe::DataFrame>> {
+    let mut combined: Option<datafusion::dataframe::DataFrame> = None;
+    for file in new {
+        let frame = match tables::read_inputs(ctx, std::slice::from_ref(&file.path), load).await {
+            Ok(frame) => frame,
+            Err(e) if crate::error::is_no_events(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let mut columns: Vec<Expr> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| datafusion::prelude::col(ident(f.name())))
+            .collect();
+        columns.push(
+            cast(
+                lit(file.stamp.clone()),
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            )
+            .alias(FILE_COLUMN),
+        );
+        let frame = frame.select(columns)?;
+        combined = Some(match combined {
+            None => frame,
+            Some(all) => all.union_by_name(frame)?,
+        });
+    }
+    Ok(combined)
 }
 
 /// Where each touched actor's sessions are computed again, from the sessions table.

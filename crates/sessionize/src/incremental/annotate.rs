@@ -1,0 +1,412 @@
+//! Annotated events tables kept up to date incrementally: `sessionize annotate NEW_INPUT... --into
+//! delta:TABLE` adds a delivery of events, each with its session, to a Delta table, and the table is
+//! then equal to `annotate` over every event delivered so far (row for row, in no order).
+//!
+//! # What is kept between runs
+//! The table itself: every event, every column, with `session_id` and `session_number` as
+//! `annotate` gives them, plus two columns of its own: `_sessionize_file`, the stamp of the file
+//! the event came from (`PATH|SIZE|MODIFIED`), and `_sessionize_day`, the event's UTC day, by which
+//! the table is partitioned. Event times are stored as microseconds in UTC, whatever each
+//! delivery's unit, so that every delivery has one type.
+//!
+//! # A run, in one Delta commit
+//! 1. The input files whose stamps the table holds are skipped.
+//! 2. For each actor with new events, the cut: in derived sessions with one timeout, the start of
+//!    its last session that starts at or before its earliest new event (sessions before it cannot
+//!    change, as for the sessions table: [`super::continuation`]); in other modes, and for actors
+//!    without such a session, all of the actor's events.
+//! 3. The actor's held events from the cut on and the new events are annotated again by
+//!    `annotate`'s SQL ([`crate::sessions::annotate_sql`]), numbered after the cut's session.
+//! 4. One commit replaces the touched actors' events from their cuts on, and adds the new events
+//!    (`replaceWhere`, with the days of those rows for pruning).
+//!
+//! A run that fails or is killed leaves the table at its previous version; a run that finds the
+//! table changed under it fails, saying so, and the next run applies its files.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast as cast_array;
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, Schema};
+use datafusion::common::{Column, Result, plan_err};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{ScalarUDF, Signature, Volatility};
+use datafusion::prelude::{Expr, SessionContext};
+
+use super::{
+    DAY_COLUMN, FILE_COLUMN, IntoReport, OPTIONS, Touched, count, lit_date, options_fingerprint,
+    read_new, refuse_foreign, register_latest, texts,
+};
+use crate::annotate::output_names;
+use crate::delta::{self, Commit};
+use crate::job::SessionsJob;
+use crate::sessions::{SessionSource, annotate_sql, ident};
+use crate::tables::{self, LoadOptions};
+
+/// The table as it was before the run.
+const HELD: &str = "__sessionize_annotated";
+/// The new files' events, prepared.
+const RAW: &str = "__sessionize_new_raw";
+/// The new events, with times in UTC microseconds, in memory.
+const NEW: &str = "__sessionize_new";
+/// What is annotated again: the touched actors' held events from their cuts on, and the new ones.
+const AGAIN: &str = "__sessionize_again";
+/// Per actor with a cut: the number of sessions before it.
+const OFFSETS: &str = "__sessionize_offsets";
+
+/// Adds the events of `inputs` (files, folders, globs or URLs) that the annotated events table at
+/// `location` does not hold yet, each with its session, and gives the touched actors' later events
+/// their sessions again, in one commit (see the module documentation). The table is created by
+/// the first run. `late_limit`: events older than the table's newest event minus this are left out
+/// and counted (a file all of whose events were left out is read again by the next run, and left
+/// out again).
+///
+/// Errors: as `annotate` for the inputs and options; `--stitch` (a later delivery can give earlier
+/// events another user id) and `--dedup insert_id` (a later delivery can bring an earlier copy of
+/// an event the table numbered); a table that `annotate --into` did not build or built with other
+/// options; deliveries whose columns differ from the table's; a table that changed under the run.
+pub async fn annotate_into(
+    ctx: &SessionContext,
+    job: &SessionsJob,
+    inputs: &[String],
+    load: &LoadOptions,
+    location: &str,
+    late_limit: Option<Duration>,
+) -> Result<IntoReport> {
+    if job.stitch.is_some() {
+        return plan_err!(
+            "--into cannot keep --stitch events up to date: a later delivery can give earlier \
+             events another user id; annotate in full with --output instead"
+        );
+    }
+    if job.dedup_insert_id {
+        return plan_err!(
+            "--into cannot keep --dedup insert_id events up to date: a later delivery can bring an \
+             earlier copy of an event the table numbered; annotate in full with --output instead"
+        );
+    }
+    let fingerprint = format!("annotate: {}", options_fingerprint(job)?);
+    let exists = delta::exists(location).await?;
+    let mut seen = HashSet::new();
+    let mut report = IntoReport::default();
+    if exists {
+        match delta::last_commit_info(location)
+            .await?
+            .get(OPTIONS)
+            .and_then(|v| v.as_str())
+        {
+            Some(built) if built == fingerprint => {}
+            Some(built) => {
+                return plan_err!(
+                    "the table '{location}' was built with other options ({built}) than this \
+                     run's ({fingerprint}): run with the same options, or build a new table"
+                );
+            }
+            None => {
+                return plan_err!(
+                    "'{location}' is a Delta table that annotate --into did not build: --into \
+                     would replace its rows; build the table with --into from all its inputs, in \
+                     a new folder"
+                );
+            }
+        }
+        register_latest(ctx, HELD, location).await?;
+        let sql = format!("SELECT DISTINCT {} FROM {HELD}", ident(FILE_COLUMN));
+        seen.extend(texts(ctx, &sql).await?.into_iter().flatten());
+    } else {
+        refuse_foreign(location).await?;
+    }
+    let mut files = tables::input_files(ctx, inputs).await?;
+    let mut named = HashSet::new();
+    files.retain(|f| named.insert(f.stamp.clone()));
+    let (old, new): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| seen.contains(&f.stamp));
+    report.files_skipped = old.len();
+    report.files_applied = new.len();
+    let Some(combined) = read_new(ctx, &new, load).await? else {
+        return Ok(report);
+    };
+    ctx.deregister_table(RAW)?;
+    ctx.register_table(RAW, combined.into_view())?;
+    let mut options = job.options()?;
+    job.prepare(ctx, RAW, &mut options).await?;
+    let raw_schema = ctx.table(RAW).await?.schema().as_arrow().clone();
+    let (actor, time) = (ident(&options.actor), ident(&options.time));
+    crate::sessions::require_column(&raw_schema, &options.time, "--time")?;
+
+    // The new events: times in UTC microseconds, the stamp as text; late ones left out.
+    let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+    let columns: Vec<String> = raw_schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = ident(f.name());
+            if name == time {
+                format!("{utc} AS {time}")
+            } else if f.name() == FILE_COLUMN {
+                format!("CAST({name} AS VARCHAR) AS {name}")
+            } else if f.data_type() == &DataType::Null {
+                // A CSV column without a value in this delivery is read as nulls of no type;
+                // beside other deliveries, where it holds text, it is text.
+                format!("CAST({name} AS VARCHAR) AS {name}")
+            } else {
+                name
+            }
+        })
+        .collect();
+    let names = output_names(&raw_schema);
+    let out = |name: &str| -> String {
+        raw_schema
+            .index_of(name)
+            .map(|i| names[i].clone())
+            .unwrap_or_else(|_| name.to_string())
+    };
+    let (held_actor, held_time) = (out(&options.actor), out(&options.time));
+    let mut filter = "true".to_string();
+    if let (Some(limit), true) = (late_limit, exists) {
+        let bound = format!(
+            "(SELECT max({}) FROM {HELD}) - INTERVAL '{} milliseconds'",
+            ident(&held_time),
+            limit.as_millis()
+        );
+        report.late = count(
+            ctx,
+            &format!("SELECT count(*) FROM {RAW} WHERE {utc} < {bound}"),
+        )
+        .await?;
+        filter = format!("{time} IS NULL OR {utc} >= {bound}");
+    }
+    let new_events = ctx
+        .sql(&format!(
+            "SELECT {} FROM {RAW} WHERE {filter}",
+            columns.join(", ")
+        ))
+        .await?;
+    let new_schema = Arc::new(Schema::new(
+        new_events
+            .schema()
+            .as_arrow()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut batches = vec![];
+    for batch in new_events.collect().await? {
+        batches.push(RecordBatch::try_new(
+            Arc::clone(&new_schema),
+            batch.columns().to_vec(),
+        )?);
+    }
+    report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
+    if report.events == 0 {
+        // Every event late: nothing to apply (the file is read again next time, and left out).
+        return Ok(report);
+    }
+    let applied: Vec<String> = {
+        let mut stamps = HashSet::new();
+        for batch in &batches {
+            if let Some(column) = batch.column_by_name(FILE_COLUMN) {
+                stamps.extend(super::stamps_of(column)?);
+            }
+        }
+        stamps.into_iter().collect()
+    };
+    ctx.deregister_table(NEW)?;
+    ctx.register_table(
+        NEW,
+        Arc::new(MemTable::try_new(Arc::clone(&new_schema), vec![batches])?),
+    )?;
+    let new_actors: Vec<String> = texts(
+        ctx,
+        &format!(
+            "SELECT DISTINCT CAST({actor} AS VARCHAR) FROM {NEW} \
+             WHERE {actor} IS NOT NULL AND {time} IS NOT NULL"
+        ),
+    )
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    report.actors = new_actors.len() as u64;
+    let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    let metadata = vec![(OPTIONS.to_string(), serde_json::json!(fingerprint))];
+
+    if !exists {
+        let df = annotated(ctx, NEW, &new_schema, &options, &held_time, false).await?;
+        report.rebuilt = true;
+        let how = Commit {
+            partition_by: Some(DAY_COLUMN),
+            metadata,
+            ..Commit::default()
+        };
+        report.version = Some(delta::commit(ctx, df, location, &how).await?);
+        return Ok(report);
+    }
+
+    // The cuts, from the held sessions of the touched actors.
+    let continued = options.source == SessionSource::Derived && options.timeout_by.is_none();
+    let mut from: HashMap<String, Option<i64>> =
+        new_actors.iter().map(|a| (a.clone(), None)).collect();
+    let mut offsets: Vec<(String, i64)> = vec![];
+    if continued {
+        let actors = ScalarUDF::new_from_impl(Touched {
+            from: Arc::new(from.clone()),
+            signature: Signature::variadic_any(Volatility::Immutable),
+        });
+        let held = ctx
+            .table(HELD)
+            .await?
+            .filter(actors.call(vec![column(&held_actor)]))?;
+        ctx.deregister_table("__sessionize_held_touched")?;
+        ctx.register_table("__sessionize_held_touched", held.into_view())?;
+        // Each touched actor's sessions (number, start) that start at or before its earliest
+        // new event.
+        let sql = format!(
+            "WITH s AS (SELECT CAST({a} AS VARCHAR) AS a, session_number AS n, min({t}) AS start \
+             FROM __sessionize_held_touched WHERE session_number IS NOT NULL GROUP BY 1, 2), \
+             m AS (SELECT CAST({actor} AS VARCHAR) AS a, min({time}) AS t FROM {NEW} \
+             WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY 1) \
+             SELECT s.a, s.n, arrow_cast(arrow_cast(s.start, 'Timestamp(Microsecond, None)'), 'Int64') \
+             FROM s JOIN m ON s.a = m.a WHERE s.start <= m.t",
+            a = ident(&held_actor),
+            t = ident(&held_time),
+        );
+        let mut cuts: HashMap<String, (i64, i64)> = HashMap::new();
+        for batch in ctx.sql(&sql).await?.collect().await? {
+            let a = cast_array(batch.column(0), &DataType::Utf8)?;
+            let a = a.as_string::<i32>();
+            let n = cast_array(batch.column(1), &DataType::Int64)?;
+            let n = n.as_primitive::<Int64Type>();
+            let start = batch.column(2).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                let entry = cuts.entry(a.value(i).to_string()).or_insert((i64::MIN, 0));
+                if start.value(i) > entry.0 {
+                    *entry = (start.value(i), n.value(i));
+                }
+            }
+        }
+        for (a, (start, number)) in cuts {
+            from.insert(a.clone(), Some(start));
+            offsets.push((a, number - 1));
+        }
+    }
+    let touched = ScalarUDF::new_from_impl(Touched {
+        from: Arc::new(from),
+        signature: Signature::variadic_any(Volatility::Immutable),
+    });
+    let which = |actor: Expr, time: Expr| touched.call(vec![actor, time]);
+
+    // The touched actors' held events from their cuts on, under their input names.
+    let held_names = output_names(&raw_schema);
+    let back: Vec<Expr> = raw_schema
+        .fields()
+        .iter()
+        .zip(&held_names)
+        .map(|(f, held)| column(held).alias(f.name()))
+        .collect();
+    let held = ctx
+        .table(HELD)
+        .await?
+        .filter(which(column(&held_actor), column(&held_time)))?
+        .select(back)?;
+    let again = held.union_by_name(ctx.table(NEW).await?)?;
+    let again_schema = again.schema().as_arrow().clone();
+    ctx.deregister_table(AGAIN)?;
+    ctx.register_table(AGAIN, again.into_view())?;
+    let offsets_batch = RecordBatch::try_from_iter([
+        (
+            "a",
+            Arc::new(datafusion::arrow::array::StringArray::from_iter_values(
+                offsets.iter().map(|(a, _)| a.as_str()),
+            )) as datafusion::arrow::array::ArrayRef,
+        ),
+        (
+            "number_offset",
+            Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+                offsets.iter().map(|(_, n)| *n),
+            )),
+        ),
+    ])?;
+    ctx.deregister_table(OFFSETS)?;
+    ctx.register_batch(OFFSETS, offsets_batch)?;
+    let df = annotated(ctx, AGAIN, &again_schema, &options, &held_time, true).await?;
+    let rows = df.collect().await?;
+    let Some(first) = rows.first() else {
+        return Ok(report);
+    };
+    let schema = first.schema();
+    // The days of the rows replaced and added, so that delta-rs reads and rewrites only those.
+    let mut days = BTreeSet::new();
+    for batch in &rows {
+        if let Some(day) = batch.column_by_name(DAY_COLUMN) {
+            let day = cast_array(day, &DataType::Int32)?;
+            let day = day.as_primitive::<Int32Type>();
+            days.extend(
+                (0..day.len())
+                    .filter(|&i| day.is_valid(i))
+                    .map(|i| day.value(i)),
+            );
+        }
+    }
+    let stamps = ScalarUDF::new_from_impl(Touched {
+        from: Arc::new(applied.into_iter().map(|s| (s, None)).collect()),
+        signature: Signature::variadic_any(Volatility::Immutable),
+    });
+    let mut replace =
+        which(column(&held_actor), column(&held_time)).or(stamps.call(vec![column(FILE_COLUMN)]));
+    if !days.is_empty() && days.len() <= 64 {
+        replace = column(DAY_COLUMN)
+            .in_list(days.iter().map(|d| lit_date(*d)).collect(), false)
+            .and(replace);
+    }
+    let how = Commit {
+        replace_where: Some(replace),
+        metadata,
+        ..Commit::default()
+    };
+    let df = ctx.read_table(Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+    report.version = Some(delta::commit(ctx, df, location, &how).await?);
+    Ok(report)
+}
+
+/// `annotate`'s SQL over `table`, with the UTC day of each event as [`DAY_COLUMN`]; with
+/// `continued`, each actor's session numbers follow the sessions before its cut ([`OFFSETS`]).
+async fn annotated(
+    ctx: &SessionContext,
+    table: &str,
+    schema: &Schema,
+    options: &crate::sessions::SessionsOptions,
+    held_time: &str,
+    continued: bool,
+) -> Result<datafusion::dataframe::DataFrame> {
+    let sql = annotate_sql(table, schema, options, false)?;
+    let names = output_names(schema);
+    let mut columns: Vec<String> = names.iter().map(|n| format!("e.{}", ident(n))).collect();
+    columns.push("e.session_id".to_string());
+    if continued {
+        columns
+            .push("e.session_number + COALESCE(o.number_offset, 0) AS session_number".to_string());
+    } else {
+        columns.push("e.session_number".to_string());
+    }
+    columns.push(format!(
+        "utc_day(e.{}) AS {}",
+        ident(held_time),
+        ident(DAY_COLUMN)
+    ));
+    let join = if continued {
+        format!(
+            " LEFT JOIN {OFFSETS} o ON CAST(e.{} AS VARCHAR) = o.a",
+            ident(&names[schema.index_of(&options.actor)?])
+        )
+    } else {
+        String::new()
+    };
+    ctx.sql(&format!(
+        "SELECT {} FROM ({sql}) e{join}",
+        columns.join(", ")
+    ))
+    .await
+}
