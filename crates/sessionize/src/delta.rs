@@ -94,6 +94,9 @@ pub struct Commit<'a> {
     pub partition_by: Option<&'a str>,
     /// Recorded in the commit's `commitInfo`, read back by [`last_commit_info`].
     pub metadata: Vec<(String, serde_json::Value)>,
+    /// Add the columns of the rows that the table has not (Delta's schema merge); without it,
+    /// rows of other columns are an error.
+    pub merge_schema: bool,
     /// Let delta-rs retry the commit on a concurrent commit that does not conflict (appends). A
     /// commit whose rows were computed from the table's contents must not be retried: it fails
     /// instead, saying the table changed.
@@ -159,6 +162,9 @@ pub async fn commit(
     }
     if let Some(column) = how.partition_by {
         write = write.with_partition_columns(vec![column.to_string()]);
+    }
+    if how.merge_schema {
+        write = write.with_schema_mode(deltalake_core::operations::write::SchemaMode::Merge);
     }
     let table = write.await.map_err(|e| delta_error(location, e))?;
     Ok(table

@@ -7,7 +7,9 @@
 //! `annotate` gives them, plus two columns of its own: `_sessionize_file`, the stamp of the file
 //! the event came from (`PATH|SIZE|MODIFIED`), and `_sessionize_day`, the event's UTC day, by which
 //! the table is partitioned. Event times are stored as microseconds in UTC, whatever each
-//! delivery's unit, so that every delivery has one type.
+//! delivery's unit, so that every delivery has one type: Delta Lake's timestamps are microseconds,
+//! so finer times are cut to the microsecond before sessions are formed (events less than 1 µs
+//! apart then tie).
 //!
 //! # A run, in one Delta commit
 //! 1. The input files whose stamps the table holds are skipped.
@@ -27,17 +29,16 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast as cast_array;
-use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, Schema, TimeUnit};
 use datafusion::common::{Column, Result, plan_err};
-use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{ScalarUDF, Signature, Volatility};
 use datafusion::prelude::{Expr, SessionContext};
 
 use super::{
     DAY_COLUMN, FILE_COLUMN, IntoReport, OPTIONS, Touched, count, lit_date, options_fingerprint,
-    read_new, refuse_foreign, register_latest, texts,
+    other_options, read_new, refuse_foreign, register_latest, texts,
 };
 use crate::annotate::output_names;
 use crate::delta::{self, Commit};
@@ -49,12 +50,17 @@ use crate::tables::{self, LoadOptions};
 const HELD: &str = "__sessionize_annotated";
 /// The new files' events, prepared.
 const RAW: &str = "__sessionize_new_raw";
-/// The new events, with times in UTC microseconds, in memory.
+/// The new events, with times in UTC microseconds (a view: the files are read again where needed,
+/// rather than every column of every new event held in memory).
 const NEW: &str = "__sessionize_new";
 /// What is annotated again: the touched actors' held events from their cuts on, and the new ones.
 const AGAIN: &str = "__sessionize_again";
 /// Per actor with a cut: the number of sessions before it.
 const OFFSETS: &str = "__sessionize_offsets";
+/// How the options an annotated events table records begin (a sessions table's do not).
+const FINGERPRINT_PREFIX: &str = "annotate: ";
+/// The unit of the table's times and of the cuts.
+const MICROS: TimeUnit = TimeUnit::Microsecond;
 
 /// Adds the events of `inputs` (files, folders, globs or URLs) that the annotated events table at
 /// `location` does not hold yet, each with its session, and gives the touched actors' later events
@@ -87,7 +93,8 @@ pub async fn annotate_into(
              earlier copy of an event the table numbered; annotate in full with --output instead"
         );
     }
-    let fingerprint = format!("annotate: {}", options_fingerprint(job)?);
+    let options_now = options_fingerprint(job)?;
+    let fingerprint = format!("{FINGERPRINT_PREFIX}{options_now}");
     let exists = delta::exists(location).await?;
     let mut seen = HashSet::new();
     let mut report = IntoReport::default();
@@ -98,12 +105,15 @@ pub async fn annotate_into(
             .and_then(|v| v.as_str())
         {
             Some(built) if built == fingerprint => {}
-            Some(built) => {
-                return plan_err!(
-                    "the table '{location}' was built with other options ({built}) than this \
-                     run's ({fingerprint}): run with the same options, or build a new table"
-                );
-            }
+            Some(built) => match built.strip_prefix(FINGERPRINT_PREFIX) {
+                Some(built) => return Err(other_options(location, built, &options_now)),
+                None => {
+                    return plan_err!(
+                        "'{location}' is a sessions table (sessions --into): annotate --into keeps \
+                         a table of annotated events; give another folder"
+                    );
+                }
+            },
             None => {
                 return plan_err!(
                     "'{location}' is a Delta table that annotate --into did not build: --into \
@@ -183,41 +193,22 @@ pub async fn annotate_into(
             columns.join(", ")
         ))
         .await?;
-    let new_schema = Arc::new(Schema::new(
-        new_events
-            .schema()
-            .as_arrow()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ));
-    let mut batches = vec![];
-    for batch in new_events.collect().await? {
-        batches.push(RecordBatch::try_new(
-            Arc::clone(&new_schema),
-            batch.columns().to_vec(),
-        )?);
-    }
-    report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let new_schema = new_events.schema().as_arrow().clone();
+    ctx.deregister_table(NEW)?;
+    ctx.register_table(NEW, new_events.into_view())?;
+    report.events = count(ctx, &format!("SELECT count(*) FROM {NEW}")).await?;
     if report.events == 0 {
         // Every event late: nothing to apply (the file is read again next time, and left out).
         return Ok(report);
     }
-    let applied: Vec<String> = {
-        let mut stamps = HashSet::new();
-        for batch in &batches {
-            if let Some(column) = batch.column_by_name(FILE_COLUMN) {
-                stamps.extend(super::stamps_of(column)?);
-            }
-        }
-        stamps.into_iter().collect()
-    };
-    ctx.deregister_table(NEW)?;
-    ctx.register_table(
-        NEW,
-        Arc::new(MemTable::try_new(Arc::clone(&new_schema), vec![batches])?),
-    )?;
+    let applied: Vec<String> = texts(
+        ctx,
+        &format!("SELECT DISTINCT {} FROM {NEW}", ident(FILE_COLUMN)),
+    )
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
     let new_actors: Vec<String> = texts(
         ctx,
         &format!(
@@ -253,6 +244,7 @@ pub async fn annotate_into(
     if continued {
         let actors = ScalarUDF::new_from_impl(Touched {
             from: Arc::new(from.clone()),
+            unit: MICROS,
             signature: Signature::variadic_any(Volatility::Immutable),
         });
         let held = ctx
@@ -294,21 +286,23 @@ pub async fn annotate_into(
     }
     let touched = ScalarUDF::new_from_impl(Touched {
         from: Arc::new(from),
+        unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });
     let which = |actor: Expr, time: Expr| touched.call(vec![actor, time]);
 
-    // The touched actors' held events from their cuts on, under their input names.
-    let held_names = output_names(&raw_schema);
-    let back: Vec<Expr> = raw_schema
+    // The touched actors' held events from their cuts on, under their input names: every column
+    // of the table but its own three (a delivery may lack some, or bring others).
+    let held_table = ctx.table(HELD).await?;
+    let back: Vec<Expr> = held_table
+        .schema()
         .fields()
         .iter()
-        .zip(&held_names)
-        .map(|(f, held)| column(held).alias(f.name()))
+        .map(|f| f.name())
+        .filter(|name| !matches!(name.as_str(), "session_id" | "session_number" | DAY_COLUMN))
+        .map(|name| column(name).alias(input_name(name)))
         .collect();
-    let held = ctx
-        .table(HELD)
-        .await?
+    let held = held_table
         .filter(which(column(&held_actor), column(&held_time)))?
         .select(back)?;
     let again = held.union_by_name(ctx.table(NEW).await?)?;
@@ -332,43 +326,51 @@ pub async fn annotate_into(
     ctx.deregister_table(OFFSETS)?;
     ctx.register_batch(OFFSETS, offsets_batch)?;
     let df = annotated(ctx, AGAIN, &again_schema, &options, &held_time, true).await?;
-    let rows = df.collect().await?;
-    let Some(first) = rows.first() else {
-        return Ok(report);
-    };
-    let schema = first.schema();
     // The days of the rows replaced and added, so that delta-rs reads and rewrites only those.
+    let sql = format!(
+        "SELECT DISTINCT arrow_cast(utc_day({time}), 'Int32') FROM {AGAIN} WHERE {time} IS NOT NULL"
+    );
     let mut days = BTreeSet::new();
-    for batch in &rows {
-        if let Some(day) = batch.column_by_name(DAY_COLUMN) {
-            let day = cast_array(day, &DataType::Int32)?;
-            let day = day.as_primitive::<Int32Type>();
-            days.extend(
-                (0..day.len())
-                    .filter(|&i| day.is_valid(i))
-                    .map(|i| day.value(i)),
-            );
-        }
+    for batch in ctx.sql(&sql).await?.collect().await? {
+        let day = batch.column(0).as_primitive::<Int32Type>();
+        days.extend(day.iter().flatten());
     }
     let stamps = ScalarUDF::new_from_impl(Touched {
         from: Arc::new(applied.into_iter().map(|s| (s, None)).collect()),
+        unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });
     let mut replace =
         which(column(&held_actor), column(&held_time)).or(stamps.call(vec![column(FILE_COLUMN)]));
     if !days.is_empty() && days.len() <= 64 {
-        replace = column(DAY_COLUMN)
+        let day = column(DAY_COLUMN);
+        replace = day
+            .clone()
             .in_list(days.iter().map(|d| lit_date(*d)).collect(), false)
+            .or(day.is_null())
             .and(replace);
     }
     let how = Commit {
         replace_where: Some(replace),
         metadata,
+        merge_schema: true,
         ..Commit::default()
     };
-    let df = ctx.read_table(Arc::new(MemTable::try_new(schema, vec![rows])?))?;
     report.version = Some(delta::commit(ctx, df, location, &how).await?);
     Ok(report)
+}
+
+/// The input name of a column of the table: `annotate` renamed an input's `session_id`,
+/// `session_number` and `session_length` to `<name>_input` ([`output_names`]).
+fn input_name(name: &str) -> &str {
+    let mut root = name;
+    while let Some(shorter) = root.strip_suffix("_input") {
+        root = shorter;
+    }
+    match name.strip_suffix("_input") {
+        Some(base) if ["session_id", "session_number", "session_length"].contains(&root) => base,
+        _ => name,
+    }
 }
 
 /// `annotate`'s SQL over `table`, with the UTC day of each event as [`DAY_COLUMN`]; with
@@ -409,4 +411,18 @@ async fn annotated(
         columns.join(", ")
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn input_names_undo_annotates_renaming() {
+        assert_eq!(super::input_name("session_id_input"), "session_id");
+        assert_eq!(
+            super::input_name("session_id_input_input"),
+            "session_id_input"
+        );
+        assert_eq!(super::input_name("country_input"), "country_input");
+        assert_eq!(super::input_name("user_id"), "user_id");
+    }
 }

@@ -75,23 +75,69 @@ const ACTOR: &str = "sessionizeActor";
 /// The `commitInfo` field of a sessions commit: the options the sessions were computed with.
 const OPTIONS: &str = "sessionizeOptions";
 
-/// The options that decide the sessions, as text: a table built with some must not be continued
-/// with others (its rows would follow two rules).
+/// The unit of the sessions table's cuts: its events table keeps times in microseconds.
+const MICROS: datafusion::arrow::datatypes::TimeUnit =
+    datafusion::arrow::datatypes::TimeUnit::Microsecond;
+
+/// The options that decide the sessions, as text (`--flag: value` pairs separated by `; `): a
+/// table built with some must not be continued with others (its rows would follow two rules).
 fn options_fingerprint(job: &SessionsJob) -> Result<String> {
     let o = job.options()?;
-    Ok(format!(
-        "source {:?}, timeout {:?}, max length {:?}, restart {:?}, exclude {:?}, timeout by {:?}, \
-         dedup {}, time zone {}, source relation {:?}, from {:?}",
-        o.source,
-        o.timeout,
-        o.max_length,
-        o.restart_events,
-        o.exclude_events,
-        o.timeout_by,
-        o.dedup_insert_id,
-        o.time_zone,
-        o.source_relation,
-        o.date_from,
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "default".to_string());
+    let pairs: Vec<(&str, String)> = vec![
+        ("--source", text(&job.source)),
+        ("--actor", text(&job.actor)),
+        ("--stitch", text(&job.stitch)),
+        ("--time", o.time.clone()),
+        ("--time-unit", format!("{:?}", job.time_unit)),
+        ("--event", o.event.clone()),
+        ("--session-source", format!("{:?}", o.source)),
+        ("--session-id-col", o.session_id_col.clone()),
+        ("--insert-id-col", text(&o.insert_id_col)),
+        ("--event-id-col", text(&o.event_id_col)),
+        ("--timeout", format!("{:?}", o.timeout)),
+        ("--max-length", format!("{:?}", o.max_length)),
+        ("--restart-event", format!("{:?}", o.restart_events)),
+        ("--exclude-event", format!("{:?}", o.exclude_events)),
+        ("--timeout-by", format!("{:?}", o.timeout_by)),
+        ("--dedup", o.dedup_insert_id.to_string()),
+        ("--time-zone", o.time_zone.clone()),
+        ("--source-relation", o.source_relation.clone()),
+        ("--date-from", text(&o.date_from)),
+    ];
+    Ok(pairs
+        .into_iter()
+        .map(|(flag, value)| format!("{flag}: {value}"))
+        .collect::<Vec<_>>()
+        .join("; "))
+}
+
+/// The refusal of a run whose options (`now`) differ from those the table at `location` was built
+/// with (`built`), naming each option that differs.
+fn other_options(location: &str, built: &str, now: &str) -> datafusion::error::DataFusionError {
+    let pairs = |text: &str| -> HashMap<String, String> {
+        text.split("; ")
+            .filter_map(|pair| pair.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (was, is) = (pairs(built), pairs(now));
+    let mut differing: Vec<String> = is
+        .iter()
+        .filter(|(k, v)| was.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let before = was.get(k).map_or("(not recorded)", String::as_str);
+            format!("{k} {before} there, {v} here")
+        })
+        .collect();
+    differing.sort();
+    if differing.is_empty() {
+        differing.push(format!("the table's were '{built}'"));
+    }
+    datafusion::error::DataFusionError::Plan(format!(
+        "the table '{location}' was built with other options ({}): run with the table's options, \
+         or build a new table",
+        differing.join(", ")
     ))
 }
 
@@ -223,10 +269,7 @@ pub async fn sessions_into(
             if let Some(built) = info.get(OPTIONS).and_then(|v| v.as_str())
                 && built != fingerprint
             {
-                return plan_err!(
-                    "the table '{location}' was built with other options ({built}) than this run's \
-                     ({fingerprint}): run with the same options, or build a new table"
-                );
+                return Err(other_options(location, built, &fingerprint));
             }
         }
         rebuild = recorded != Some(delta::version(&events_location).await?);
@@ -452,6 +495,7 @@ pub async fn sessions_into(
     // actors (its pruning then leaves the function out; the rows are still checked exactly).
     let touched = ScalarUDF::new_from_impl(Touched {
         from: Arc::new(from),
+        unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });
     let which = |actor: Expr, start: Expr| -> Expr {
@@ -557,6 +601,7 @@ pub async fn sessions_into(
     let without_key = keys.remove(&None);
     let changed = ScalarUDF::new_from_impl(Touched {
         from: Arc::new(keys.into_iter().flatten().map(|k| (k, None)).collect()),
+        unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });
     let key = column("unique_session_id");
@@ -595,11 +640,21 @@ async fn read_new(
             Err(e) if crate::error::is_no_events(&e) => continue,
             Err(e) => return Err(e),
         };
+        // Text as one type, so that files read as `Utf8View` (Parquet) and as `Utf8` (CSV)
+        // combine (columns the run does not read are not cast).
         let mut columns: Vec<Expr> = frame
             .schema()
             .fields()
             .iter()
-            .map(|f| datafusion::prelude::col(ident(f.name())))
+            .map(|f| {
+                let column = datafusion::prelude::col(ident(f.name()));
+                match f.data_type() {
+                    DataType::Utf8View | DataType::LargeUtf8 => {
+                        cast(column, DataType::Utf8).alias(f.name())
+                    }
+                    _ => column,
+                }
+            })
             .collect();
         columns.push(
             cast(
@@ -710,6 +765,8 @@ fn lit_date(days: i32) -> Expr {
 #[derive(Debug)]
 struct Touched {
     from: Arc<HashMap<String, Option<i64>>>,
+    /// The unit of the cuts (and of the times compared with them).
+    unit: datafusion::arrow::datatypes::TimeUnit,
     signature: Signature,
 }
 
@@ -752,7 +809,7 @@ impl ScalarUDFImpl for Touched {
             Some(start) => {
                 let micros = cast_array(
                     &start.to_array(args.number_rows)?,
-                    &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
+                    &DataType::Timestamp(self.unit, None),
                 )?;
                 Some(cast_array(&micros, &DataType::Int64)?)
             }
