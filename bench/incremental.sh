@@ -4,6 +4,8 @@
 # end, one in ten up to 3 days late), applied with `sessions --into --partition-by-day`;
 # beside it, the full rebuild over both. Prints each step's wall time and peak memory, the files written, and whether
 # the incremental table equals the rebuild. Never part of `cargo test`.
+# The same for `annotate --into` (every event with its session, against `annotate --output delta:`)
+# follows.
 #   bench/incremental.sh [EVENTS] [USERS]     (default 10000000 50000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,3 +42,14 @@ timed "full rebuild (sessions --output delta:)" "$bin" sessions "$history" "$wor
 same=$("$bin" query --table "t=delta:$work/table" --table "f=delta:$work/full" --format csv \
   "SELECT (SELECT count(*) FROM (SELECT * FROM t EXCEPT SELECT * FROM f)) + (SELECT count(*) FROM (SELECT * FROM f EXCEPT SELECT * FROM t)) AS differing" | tail -1)
 echo "rows differing between the incremental table and the rebuild: $same"
+echo
+echo "annotate --into (every event with its session):"
+timed "first annotate --into (the history)" "$bin" annotate "$history" --into "delta:$work/events"
+bytes_before=$(du -sb "$work/events" | cut -f1)
+timed "incremental annotate --into (the delivery)" "$bin" annotate "$history" "$work/delivery.parquet" --into "delta:$work/events"
+bytes_after=$(du -sb "$work/events" | cut -f1)
+echo "bytes written by the delivery's run: $((bytes_after - bytes_before)) of $bytes_before"
+timed "full annotate --output delta:" "$bin" annotate "$history" "$work/delivery.parquet" --output "delta:$work/events_full"
+same=$("$bin" query --table "t=delta:$work/events" --table "f=delta:$work/events_full" --format csv \
+  "SELECT (SELECT count(*) FROM (SELECT * EXCLUDE (_sessionize_file, _sessionize_day) FROM t EXCEPT ALL SELECT * FROM f)) + (SELECT count(*) FROM (SELECT * FROM f EXCEPT ALL SELECT * EXCLUDE (_sessionize_file, _sessionize_day) FROM t)) AS differing" | tail -1)
+echo "events differing between the incremental table and the full run: $same"

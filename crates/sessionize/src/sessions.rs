@@ -828,9 +828,17 @@ pub fn annotate_sql(
                 })
                 .transpose()?
                 .unwrap_or_default();
+            // Without restart events the argument is the literal `false`, not the column: only
+            // then do the window functions evaluate row by row without a frame, which keeps a
+            // wide `SELECT *` linear (with the column, 10M wide events took 83 s, not 8 s).
+            let restart_arg = if restart == "false" {
+                "false"
+            } else {
+                "__restart"
+            };
             let window = |function: &str, timeout: Duration| {
                 format!(
-                    "{function}(__time, {}, __restart{max_length}) OVER (PARTITION BY __actor, __included{platform} ORDER BY __time)",
+                    "{function}(__time, {}, {restart_arg}{max_length}) OVER (PARTITION BY __actor, __included{platform} ORDER BY __time)",
                     interval(timeout)
                 )
             };

@@ -33,6 +33,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast as cast_array;
 use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, Schema, TimeUnit};
 use datafusion::common::{Column, Result, plan_err};
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{ScalarUDF, Signature, Volatility};
 use datafusion::prelude::{Expr, SessionContext};
 
@@ -57,6 +58,12 @@ const NEW: &str = "__sessionize_new";
 const AGAIN: &str = "__sessionize_again";
 /// Per actor with a cut: the number of sessions before it.
 const OFFSETS: &str = "__sessionize_offsets";
+/// The recomputed events' columns of what the table held for them (absent for new events).
+const OLD_ID: &str = "__sessionize_old_session_id";
+const OLD_NUMBER: &str = "__sessionize_old_session_number";
+const HELD_ROW: &str = "__sessionize_held";
+/// The touched actors' events annotated again.
+const ANNOTATED_AGAIN: &str = "__sessionize_annotated_again";
 /// How the options an annotated events table records begin (a sessions table's do not).
 const FINGERPRINT_PREFIX: &str = "annotate: ";
 /// The unit of the table's times and of the cuts.
@@ -294,7 +301,7 @@ pub async fn annotate_into(
     // The touched actors' held events from their cuts on, under their input names: every column
     // of the table but its own three (a delivery may lack some, or bring others).
     let held_table = ctx.table(HELD).await?;
-    let back: Vec<Expr> = held_table
+    let mut back: Vec<Expr> = held_table
         .schema()
         .fields()
         .iter()
@@ -302,6 +309,10 @@ pub async fn annotate_into(
         .filter(|name| !matches!(name.as_str(), "session_id" | "session_number" | DAY_COLUMN))
         .map(|name| column(name).alias(input_name(name)))
         .collect();
+    // What each held event had, to keep the events whose session comes out the same.
+    back.push(column("session_id").alias(OLD_ID));
+    back.push(column("session_number").alias(OLD_NUMBER));
+    back.push(datafusion::prelude::lit(true).alias(HELD_ROW));
     let held = held_table
         .filter(which(column(&held_actor), column(&held_time)))?
         .select(back)?;
@@ -326,12 +337,72 @@ pub async fn annotate_into(
     ctx.deregister_table(OFFSETS)?;
     ctx.register_batch(OFFSETS, offsets_batch)?;
     let df = annotated(ctx, AGAIN, &again_schema, &options, &held_time, true).await?;
-    // The days of the rows replaced and added, so that delta-rs reads and rewrites only those.
+    let output: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| ![OLD_ID, OLD_NUMBER, HELD_ROW].contains(&n.as_str()))
+        .collect();
+    ctx.deregister_table(ANNOTATED_AGAIN)?;
+    ctx.register_table(ANNOTATED_AGAIN, df.into_view())?;
+    // Per touched actor, the first held event whose session changed: it and the actor's later
+    // events are replaced; the earlier ones stay as the table has them (most actors' new events
+    // only extend their last session or start new ones, and none of their held events change).
     let sql = format!(
-        "SELECT DISTINCT arrow_cast(utc_day({time}), 'Int32') FROM {AGAIN} WHERE {time} IS NOT NULL"
+        "SELECT CAST({a} AS VARCHAR), \
+         arrow_cast(arrow_cast(min({t}), 'Timestamp(Microsecond, None)'), 'Int64') \
+         FROM {ANNOTATED_AGAIN} WHERE {HELD_ROW} AND (({OLD_ID} IS DISTINCT FROM session_id) \
+         OR ({OLD_NUMBER} IS DISTINCT FROM session_number)) GROUP BY 1",
+        a = ident(&held_actor),
+        t = ident(&held_time),
     );
-    let mut days = BTreeSet::new();
+    let mut changed: HashMap<String, Option<i64>> = HashMap::new();
     for batch in ctx.sql(&sql).await?.collect().await? {
+        let a = cast_array(batch.column(0), &DataType::Utf8)?;
+        let a = a.as_string::<i32>();
+        let t = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            changed.insert(a.value(i).to_string(), Some(t.value(i)));
+        }
+    }
+    report.changed = Some(changed.len() as u64);
+    let changed = ScalarUDF::new_from_impl(Touched {
+        from: Arc::new(changed),
+        unit: MICROS,
+        signature: Signature::variadic_any(Volatility::Immutable),
+    });
+    let replaced = |actor: &str, time: &str| changed.call(vec![column(actor), column(time)]);
+    // The rows written: the new events, and the held events from each changed actor's first
+    // change on.
+    let written = ctx
+        .table(ANNOTATED_AGAIN)
+        .await?
+        .filter(
+            column(HELD_ROW)
+                .is_null()
+                .or(replaced(&held_actor, &held_time)),
+        )?
+        .select(output.iter().map(|n| column(n)).collect::<Vec<_>>())?;
+    // Their days, so that delta-rs reads and rewrites only those.
+    let utc_day = ctx.udf("utc_day")?;
+    let day_of =
+        datafusion::prelude::cast(utc_day.call(vec![column(&options.time)]), DataType::Int32)
+            .alias("day");
+    let days_of = ctx
+        .table(AGAIN)
+        .await?
+        .filter(
+            column(&options.time).is_not_null().and(
+                column(HELD_ROW)
+                    .is_null()
+                    .or(replaced(&options.actor, &options.time)),
+            ),
+        )?
+        .select(vec![day_of])?
+        .distinct()?;
+    let mut days = BTreeSet::new();
+    for batch in days_of.collect().await? {
         let day = batch.column(0).as_primitive::<Int32Type>();
         days.extend(day.iter().flatten());
     }
@@ -340,8 +411,7 @@ pub async fn annotate_into(
         unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });
-    let mut replace =
-        which(column(&held_actor), column(&held_time)).or(stamps.call(vec![column(FILE_COLUMN)]));
+    let mut replace = replaced(&held_actor, &held_time).or(stamps.call(vec![column(FILE_COLUMN)]));
     if !days.is_empty() && days.len() <= 64 {
         let day = column(DAY_COLUMN);
         replace = day
@@ -356,7 +426,7 @@ pub async fn annotate_into(
         merge_schema: true,
         ..Commit::default()
     };
-    report.version = Some(delta::commit(ctx, df, location, &how).await?);
+    report.version = Some(delta::commit(ctx, written, location, &how).await?);
     Ok(report)
 }
 

@@ -176,6 +176,9 @@ pub struct IntoReport {
     pub late: u64,
     /// Actors whose sessions were computed again.
     pub actors: u64,
+    /// Of those, the actors some of whose held rows changed (`annotate --into`, which rewrites
+    /// only theirs).
+    pub changed: Option<u64>,
     /// The whole sessions table was computed again (the first run, or a repair after a run that
     /// died between its two commits).
     pub rebuilt: bool,
@@ -202,7 +205,7 @@ impl IntoReport {
         match self.version {
             None => notes.push("nothing new: the table is unchanged".to_string()),
             Some(version) => notes.push(format!(
-                "applied {} file(s), {} event(s); {} of {} actor(s), version {version}",
+                "applied {} file(s), {} event(s); {} of {} actor(s){}, version {version}",
                 self.files_applied,
                 self.events,
                 if self.rebuilt {
@@ -211,6 +214,9 @@ impl IntoReport {
                     "computed again the sessions"
                 },
                 self.actors,
+                self.changed
+                    .map(|n| format!(" ({n} with an earlier event's session changed)"))
+                    .unwrap_or_default(),
             )),
         }
         notes
