@@ -733,3 +733,30 @@ fn printed_sql_runs_through_query_with_the_same_flags() {
     let message = fails(&["query", "SELECT 1", "--actor", "a,b"], "PATH");
     assert!(message.contains("--actor"), "{message}");
 }
+
+/// Found by a newcomer run: `query --actor` with one column that does not exist was accepted, and
+/// `--source mixpanel` on a Segment export read every time as null without a word. Now the first
+/// is one sentence and the second a note naming the source the columns fit.
+#[test]
+fn a_missing_actor_in_query_and_a_source_that_fits_another_export() {
+    let message = fails(
+        &["query", SAMPLE, "--actor", "nosuch", "SELECT 1"],
+        "no column 'nosuch'",
+    );
+    assert!(message.contains("--actor"), "{message}");
+    let out = common::sessionize(&[
+        "query",
+        "tests/fixtures/sources/segment.ndjson",
+        "--source",
+        "mixpanel",
+        "SELECT count(*) FROM events",
+    ]);
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(
+            "looks like a Segment export (--source segment), but is read as --source mixpanel"
+        ),
+        "{said}"
+    );
+}

@@ -121,6 +121,11 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
         for note in job.prepare(&ctx, "events", &mut options).await? {
             eprintln!("note: {note}");
         }
+        if args.actor.is_some() {
+            // One actor column is used as it is (no `actor` column): it must exist.
+            let schema = ctx.table("events").await?.schema().as_arrow().clone();
+            sessionize::sessions::require_column(&schema, &options.actor, "--actor")?;
+        }
     } else if args.actor.is_some() || args.stitch.is_some() {
         return Err(CliError(
             "--actor and --stitch prepare the events of PATH: give the export as the first \

@@ -349,7 +349,26 @@ pub async fn map_source(
     unit: EpochUnit,
     notes: &mut Vec<String>,
 ) -> Result<Option<&'static Source>> {
+    // A named source that another one's columns fit better (Mixpanel's `event` and `properties`
+    // are also in Segment's messages) is read as named, with a note: its mapping may find none
+    // of its fields.
+    let looks_like = match source {
+        Some(_) => {
+            let schema = ctx.table(table).await?.schema().as_arrow().clone();
+            crate::sources::recognise(&schema)
+        }
+        None => None,
+    };
     let mapped = crate::sources::apply(ctx, table, source, unit).await?;
+    if let (Some((named, false)), Some(recognised)) = (mapped, looks_like)
+        && recognised.name != named.name
+        && !(named.name.starts_with("amplitude") && recognised.name.starts_with("amplitude"))
+    {
+        notes.push(format!(
+            "the input looks like {} (--source {}), but is read as --source {} as asked",
+            recognised.title, recognised.name, named.name
+        ));
+    }
     if let Some((source, true)) = mapped
         && !source.name.starts_with("amplitude")
     {
