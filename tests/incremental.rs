@@ -885,6 +885,12 @@ fn annotate_into_from_the_command_line() {
         &["annotate", &at("d2.csv"), "--late-limit", "1d"],
         "--late-limit applies to incremental runs",
     );
+    // A first delivery without events creates nothing, and says so.
+    std::fs::write(at("header.csv"), header).unwrap();
+    let empty = format!("delta:{}", at("empty"));
+    let note = said(&["annotate", &at("header.csv"), "--into", &empty]);
+    assert!(note.contains("hold no events: nothing to apply"), "{note}");
+    assert!(!dir.path().join("empty").join("_delta_log").exists());
 }
 
 /// Deliveries whose columns differ from the table's (a column added, a column missing), and one

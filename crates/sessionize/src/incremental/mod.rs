@@ -203,6 +203,11 @@ impl IntoReport {
             ));
         }
         match self.version {
+            None if self.files_applied > 0 && self.events == 0 && self.late == 0 => notes.push(
+                "the new file(s) hold no events: nothing to apply (a table is created by the \
+                 first delivery with events)"
+                    .to_string(),
+            ),
             None => notes.push("nothing new: the table is unchanged".to_string()),
             Some(version) => notes.push(format!(
                 "applied {} file(s), {} event(s); {} of {} actor(s){}, version {version}",
