@@ -102,6 +102,27 @@ fn sessions_and_annotate_write_delta_tables_read_back_by_query() {
         "SELECT count(*) FROM e WHERE session_number IS NOT NULL OR user_id IS NULL",
     );
     assert_eq!(annotated, 6412);
+    // The Delta table (the two passes, read once by the writer) holds the rows of the Parquet
+    // output, with and without the concluded events.
+    for flags in [&[][..], &["--concluded"][..]] {
+        let delta = dir.path().join(format!("events{}", flags.len()));
+        let delta_target = format!("delta:{}", delta.display());
+        let parquet = dir.path().join(format!("events{}.parquet", flags.len()));
+        let mut args = vec!["annotate", "data/events.parquet", "--output", &delta_target];
+        args.extend_from_slice(flags);
+        ok(&args);
+        let parquet_path = parquet.to_str().unwrap().to_string();
+        let mut args = vec!["annotate", "data/events.parquet", "--output", &parquet_path];
+        args.extend_from_slice(flags);
+        ok(&args);
+        let tables = [format!("d={delta_target}"), format!("p={parquet_path}")];
+        let differing = query_count(
+            &[&tables[0], &tables[1]],
+            "SELECT (SELECT count(*) FROM (SELECT * FROM d EXCEPT ALL SELECT * FROM p)) + \
+             (SELECT count(*) FROM (SELECT * FROM p EXCEPT ALL SELECT * FROM d))",
+        );
+        assert_eq!(differing, 0, "{flags:?}");
+    }
 }
 
 #[test]

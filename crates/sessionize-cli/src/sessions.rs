@@ -585,8 +585,9 @@ pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {
         .and_then(sessionize::delta::location)
         .is_some()
     {
-        // A Delta table has no row order: the SQL form (equal row for row) is written.
-        let df = ctx.sql(&sql).await?;
+        // The two passes as a plan that Delta's writer reads once.
+        let df =
+            sessionize::annotate::annotate_frame(&ctx, "events", &options, args.concluded).await?;
         return write_with(&ctx, df, &args.output, None, "events", None).await;
     }
     if let Some(target) = &args.output.output

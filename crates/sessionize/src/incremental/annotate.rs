@@ -200,7 +200,6 @@ pub async fn annotate_into(
             columns.join(", ")
         ))
         .await?;
-    let new_schema = new_events.schema().as_arrow().clone();
     ctx.deregister_table(NEW)?;
     ctx.register_table(NEW, new_events.into_view())?;
     report.events = count(ctx, &format!("SELECT count(*) FROM {NEW}")).await?;
@@ -232,7 +231,20 @@ pub async fn annotate_into(
     let metadata = vec![(OPTIONS.to_string(), serde_json::json!(fingerprint))];
 
     if !exists {
-        let df = annotated(ctx, NEW, &new_schema, &options, &held_time, false).await?;
+        // The first run: `annotate`'s two passes (no sort of every column), with each event's day.
+        let df = crate::annotate::annotate_frame(ctx, NEW, &options, false).await?;
+        let mut columns: Vec<Expr> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| column(f.name()))
+            .collect();
+        columns.push(
+            ctx.udf("utc_day")?
+                .call(vec![column(&held_time)])
+                .alias(DAY_COLUMN),
+        );
+        let df = df.select(columns)?;
         report.rebuilt = true;
         let how = Commit {
             partition_by: Some(DAY_COLUMN),
@@ -336,7 +348,7 @@ pub async fn annotate_into(
     ])?;
     ctx.deregister_table(OFFSETS)?;
     ctx.register_batch(OFFSETS, offsets_batch)?;
-    let df = annotated(ctx, AGAIN, &again_schema, &options, &held_time, true).await?;
+    let df = annotated(ctx, AGAIN, &again_schema, &options, &held_time).await?;
     let output: Vec<String> = df
         .schema()
         .fields()
@@ -443,41 +455,28 @@ fn input_name(name: &str) -> &str {
     }
 }
 
-/// `annotate`'s SQL over `table`, with the UTC day of each event as [`DAY_COLUMN`]; with
-/// `continued`, each actor's session numbers follow the sessions before its cut ([`OFFSETS`]).
+/// `annotate`'s SQL over `table`, with the UTC day of each event as [`DAY_COLUMN`], and each
+/// actor's session numbers following the sessions before its cut ([`OFFSETS`]).
 async fn annotated(
     ctx: &SessionContext,
     table: &str,
     schema: &Schema,
     options: &crate::sessions::SessionsOptions,
     held_time: &str,
-    continued: bool,
 ) -> Result<datafusion::dataframe::DataFrame> {
     let sql = annotate_sql(table, schema, options, false)?;
     let names = output_names(schema);
     let mut columns: Vec<String> = names.iter().map(|n| format!("e.{}", ident(n))).collect();
     columns.push("e.session_id".to_string());
-    if continued {
-        columns
-            .push("e.session_number + COALESCE(o.number_offset, 0) AS session_number".to_string());
-    } else {
-        columns.push("e.session_number".to_string());
-    }
+    columns.push("e.session_number + COALESCE(o.number_offset, 0) AS session_number".to_string());
     columns.push(format!(
         "utc_day(e.{}) AS {}",
         ident(held_time),
         ident(DAY_COLUMN)
     ));
-    let join = if continued {
-        format!(
-            " LEFT JOIN {OFFSETS} o ON CAST(e.{} AS VARCHAR) = o.a",
-            ident(&names[schema.index_of(&options.actor)?])
-        )
-    } else {
-        String::new()
-    };
+    let actor = ident(&names[schema.index_of(&options.actor)?]);
     ctx.sql(&format!(
-        "SELECT {} FROM ({sql}) e{join}",
+        "SELECT {} FROM ({sql}) e LEFT JOIN {OFFSETS} o ON CAST(e.{actor} AS VARCHAR) = o.a",
         columns.join(", ")
     ))
     .await
