@@ -34,6 +34,7 @@ pub fn location(target: &str) -> Option<&str> {
 /// The URL of a Delta table location: a local path (made absolute; its folder is created) or a URL.
 fn table_url(location: &str) -> Result<Url> {
     if location.contains("://") {
+        register_stores();
         return Url::parse(location)
             .or_else(|e| plan_err!("'{location}' is not a valid Delta table URL: {e}"));
     }
@@ -52,6 +53,66 @@ fn table_url(location: &str) -> Result<Url> {
     })?;
     Url::from_directory_path(&absolute)
         .or_else(|_| plan_err!("'{location}' is not a valid Delta table location"))
+}
+
+/// Registers, once, delta-rs's factories for object-store URLs (`s3://`, `gs://`, `az://`, ...):
+/// the same object stores as inputs are read through ([`crate::tables::object_store_for`], from the
+/// standard environment variables), and delta-rs's default log store. A commit is then one object
+/// created only if it does not exist yet: on S3 a conditional write (`If-None-Match`, which
+/// `object_store` uses by default), so that of two runs committing one version, one fails.
+fn register_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for scheme in ["s3", "s3a", "gs", "az", "abfs", "abfss", "azure"] {
+            if let Ok(url) = Url::parse(&format!("{scheme}://")) {
+                deltalake_core::logstore::object_store_factories()
+                    .insert(url.clone(), Arc::new(EnvironmentStores));
+                deltalake_core::logstore::logstore_factories()
+                    .insert(url, Arc::new(DefaultLogStores));
+            }
+        }
+    });
+}
+
+/// Object stores for Delta tables at URLs, configured as inputs' are ([`register_stores`]).
+struct EnvironmentStores;
+
+impl deltalake_core::logstore::ObjectStoreFactory for EnvironmentStores {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        _config: &deltalake_core::logstore::StorageConfig,
+    ) -> deltalake_core::DeltaResult<(
+        deltalake_core::logstore::ObjectStoreRef,
+        object_store::path::Path,
+    )> {
+        let store = crate::tables::object_store_for(url, url.as_str())
+            .map_err(|e| DeltaTableError::Generic(e.to_string()))?
+            .ok_or_else(|| DeltaTableError::InvalidTableLocation(url.to_string()))?;
+        let path = object_store::path::Path::from_url_path(url.path())
+            .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        Ok((store, path))
+    }
+}
+
+/// delta-rs's default log store, for the schemes of [`EnvironmentStores`].
+struct DefaultLogStores;
+
+impl deltalake_core::logstore::LogStoreFactory for DefaultLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake_core::logstore::ObjectStoreRef,
+        root_store: deltalake_core::logstore::ObjectStoreRef,
+        location: &Url,
+        options: &deltalake_core::logstore::StorageConfig,
+    ) -> deltalake_core::DeltaResult<Arc<dyn deltalake_core::logstore::LogStore>> {
+        Ok(deltalake_core::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
 }
 
 /// The user's sentence for an error of delta-rs at `location`.

@@ -83,6 +83,19 @@ pub fn register_object_store(ctx: &SessionContext, location: &str) -> Result<()>
     let Ok(url) = Url::parse(location) else {
         return Ok(());
     };
+    let Some(store) = object_store_for(&url, location)? else {
+        return Ok(());
+    };
+    let base = Url::parse(&format!("{}://{}", url.scheme(), url.authority()))
+        .map_err(|e| DataFusionError::Plan(format!("'{location}' is not a valid URL: {e}")))?;
+    ctx.register_object_store(&base, store);
+    Ok(())
+}
+
+/// The object store of `url`'s scheme and bucket (S3, GCS, Azure, HTTP), configured from the
+/// standard environment variables; `None` for other schemes (local paths). `location` names the
+/// input in errors. Also what Delta tables at such URLs are written through ([`crate::delta`]).
+pub(crate) fn object_store_for(url: &Url, location: &str) -> Result<Option<Arc<dyn ObjectStore>>> {
     let bucket = url.host_str().unwrap_or_default();
     let error = |e: object_store::Error| {
         DataFusionError::Plan(format!("cannot set up access to '{location}': {e}"))
@@ -122,12 +135,9 @@ pub fn register_object_store(ctx: &SessionContext, location: &str) -> Result<()>
                 .build()
                 .map_err(error)?,
         ),
-        _ => return Ok(()),
+        _ => return Ok(None),
     };
-    let base = Url::parse(&format!("{}://{}", url.scheme(), url.authority()))
-        .map_err(|e| DataFusionError::Plan(format!("'{location}' is not a valid URL: {e}")))?;
-    ctx.register_object_store(&base, store);
-    Ok(())
+    Ok(Some(store))
 }
 
 /// A path, folder, glob or URL as a listing location. DataFusion expands globs in local paths only;
