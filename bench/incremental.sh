@@ -6,7 +6,7 @@
 # the incremental table equals the rebuild. Never part of `cargo test`.
 # The same for `annotate --into` (every event with its session, against `annotate --output delta:`)
 # follows.
-#   bench/incremental.sh [EVENTS] [USERS]     (default 10000000 50000)
+#   bench/incremental.sh [EVENTS] [USERS] [sessions|annotate|both]     (default 10000000 50000 both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sessionize/target}"
@@ -14,6 +14,7 @@ cargo build --release --bin sessionize
 bin="$CARGO_TARGET_DIR/release/sessionize"
 events="${1:-10000000}"
 users="${2:-50000}"
+paths="${3:-both}"
 history="$HOME/.cache/sessionize/bench/events-$events-$users-30-42-unsorted.parquet"
 if [ ! -f "$history" ]; then
   echo "no $history: run bench/run.sh --events $events --users $users --paths sessions first" >&2
@@ -31,6 +32,7 @@ timed() { # label, command...
 span="(SELECT min(arrow_cast(event_time, 'Int64')) AS s, max(arrow_cast(event_time, 'Int64')) AS m FROM events)"
 "$bin" query "$history" "SELECT e.* EXCEPT (event_time), arrow_cast(CASE WHEN random() < 0.9 THEN r.m + (arrow_cast(e.event_time, 'Int64') - r.s) / 30 ELSE r.m - 259200000000 + (arrow_cast(e.event_time, 'Int64') - r.s) / 10 END, 'Timestamp(Microsecond, Some(\"UTC\"))') AS event_time FROM events e CROSS JOIN $span r WHERE random() < 0.01" --output "$work/delivery.parquet"
 echo "delivery: $("$bin" query "$work/delivery.parquet" "SELECT count(*) FROM events" --format csv | tail -1) events"
+if [ "$paths" != annotate ]; then
 timed "first --into (the history)" "$bin" sessions "$history" --into "delta:$work/table" --partition-by-day
 before=$(find "$work/table" -name '*.parquet' | wc -l)
 bytes_before=$(du -sb "$work/table" | cut -f1)
@@ -42,6 +44,8 @@ timed "full rebuild (sessions --output delta:)" "$bin" sessions "$history" "$wor
 same=$("$bin" query --table "t=delta:$work/table" --table "f=delta:$work/full" --format csv \
   "SELECT (SELECT count(*) FROM (SELECT * FROM t EXCEPT SELECT * FROM f)) + (SELECT count(*) FROM (SELECT * FROM f EXCEPT SELECT * FROM t)) AS differing" | tail -1)
 echo "rows differing between the incremental table and the rebuild: $same"
+fi
+[ "$paths" = sessions ] && exit 0
 echo
 echo "annotate --into (every event with its session):"
 timed "first annotate --into (the history)" "$bin" annotate "$history" --into "delta:$work/events"
