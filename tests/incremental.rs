@@ -975,6 +975,15 @@ fn deliveries_of_other_columns_and_formats() {
         first_row(&sessions, "SELECT count(*), sum(events_per_session) FROM t"),
         "3,5"
     );
+    // A first delivery whose Parquet columns are required (the sample's are), then one that lacks
+    // most of them: the table's columns are nullable, so the second is applied.
+    let from_required = format!("delta:{}", at("required"));
+    ok(&["annotate", "data/events.parquet", "--into", &from_required]);
+    ok(&["annotate", &at("d1.csv"), "--into", &from_required]);
+    assert_eq!(
+        first_row(&from_required, "SELECT count(*), count(device_id) FROM t"),
+        "6414,6412"
+    );
     // Another actor than the table's is refused, naming the option; so is a sessions table.
     let message = fails(
         &[
@@ -991,8 +1000,33 @@ fn deliveries_of_other_columns_and_formats() {
         message.contains("--actor default there, event_type here"),
         "{message}"
     );
+    let message = fails(
+        &[
+            "annotate",
+            &at("d1.csv"),
+            "--into",
+            &into,
+            "--restart-event",
+            "x",
+            "--max-length",
+            "1h",
+        ],
+        "was built with other options",
+    );
+    assert!(
+        message.contains("--max-length none there, 1h here, --restart-event none there, x here"),
+        "{message}"
+    );
     fails(
         &["annotate", &at("d1.csv"), "--into", &sessions],
         "is a sessions table (sessions --into)",
+    );
+    fails(
+        &["sessions", &at("d1.csv"), "--into", &into],
+        "is a table of annotated events (annotate --into)",
+    );
+    fails(
+        &["sessions", &at("d1.csv"), "--output", "delta:s3:/bucket/x"],
+        "looks like a URL with one slash",
     );
 }

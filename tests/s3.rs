@@ -268,4 +268,37 @@ fn delta_tables_on_s3_kept_up_to_date() {
         let out = server.ok(&["query", &full, "--table", &read, "--format", "csv", sql]);
         assert_eq!(out.lines().nth(1), Some("0"), "{sql}: {out}");
     }
+    // A missing bucket, and a server that is not there: one sentence each (after the note on the
+    // events left out, which comes first).
+    let error_line = |out: Output| {
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let errors: Vec<&str> = err.lines().filter(|l| !l.starts_with("note: ")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        errors[0].to_string()
+    };
+    let missing = error_line(server.sessionize(&[
+        "sessions",
+        "tests/golden/events.csv",
+        "--output",
+        "delta:s3://nobucket/x",
+    ]));
+    assert!(
+        missing.contains("NoSuchBucket") && missing.contains("bucket 'nobucket'"),
+        "{missing}"
+    );
+    assert!(!missing.contains("RequestId"), "{missing}");
+    let gone = error_line(server.sessionize_at(
+        "http://127.0.0.1:9",
+        &[
+            "sessions",
+            "tests/golden/events.csv",
+            "--output",
+            "delta:s3://events/y",
+        ],
+    ));
+    assert!(
+        gone.starts_with("error: cannot reach the object store at http://127.0.0.1:9"),
+        "{gone}"
+    );
 }

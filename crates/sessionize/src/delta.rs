@@ -41,6 +41,19 @@ fn table_url(location: &str) -> Result<Url> {
     if location.is_empty() {
         return plan_err!("delta: needs a folder, for example delta:out/sessions");
     }
+    // `s3:/bucket/table` (one slash) would be a local folder named `s3:`.
+    if let Some((scheme, _)) = location.split_once(":/")
+        && !scheme.is_empty()
+        && scheme.len() > 1
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    {
+        return plan_err!(
+            "'{location}' looks like a URL with one slash after '{scheme}:': write \
+             {scheme}://BUCKET/PATH, or give a folder"
+        );
+    }
     std::fs::create_dir_all(location).map_err(|e| {
         DataFusionError::Plan(format!(
             "cannot create the Delta table folder '{location}': {e}"
@@ -139,8 +152,33 @@ fn delta_error(location: &str, e: DeltaTableError) -> DataFusionError {
         DeltaTableError::NotATable(_) => DataFusionError::Plan(format!(
             "'{location}' is not a Delta table (it has no _delta_log folder)"
         )),
-        other => DataFusionError::External(Box::new(other)),
+        other => {
+            let text = other.to_string();
+            if let Some(at) = text.find("rows failed validation check") {
+                // delta-rs follows this with a table of the rows, internal columns included.
+                let count = text[..at]
+                    .rsplit(|c: char| !c.is_ascii_digit())
+                    .find(|w| !w.is_empty())
+                    .unwrap_or("some");
+                return DataFusionError::Plan(format!(
+                    "{count} row(s) have nulls in columns that the Delta table '{location}' \
+                     declares NOT NULL: nothing was written"
+                ));
+            }
+            if text.contains("Cannot infer storage location") {
+                return DataFusionError::Plan(format!(
+                    "'{location}' is not a location a Delta table can be kept at: give a folder, \
+                     or an s3://, gs:// or az:// URL"
+                ));
+            }
+            DataFusionError::External(Box::new(other))
+        }
     }
+}
+
+/// Whether `e` says that another run committed to the table first ([`delta_error`]).
+pub fn is_conflict(e: &DataFusionError) -> bool {
+    e.to_string().contains("changed under this run")
 }
 
 /// How [`commit`] changes a table.

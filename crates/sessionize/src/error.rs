@@ -20,8 +20,60 @@ pub fn user_message(e: &DataFusionError) -> String {
     if message.trim_end().ends_with('^') {
         message
     } else {
-        message.split_whitespace().collect::<Vec<_>>().join(" ")
+        object_store_sentence(&message)
+            .unwrap_or_else(|| message.split_whitespace().collect::<Vec<_>>().join(" "))
     }
+}
+
+/// An object store's failure in one sentence: the service's own error code and message (S3's
+/// XML body otherwise runs to several lines of request ids), or the address that could not be
+/// reached.
+fn object_store_sentence(message: &str) -> Option<String> {
+    // What the project said before the store's own error ("cannot list 'URL'"), without
+    // delta-rs's wrappers.
+    let cut = message.find("Generic ").unwrap_or(0);
+    let before = message[..cut].trim_end_matches([' ', ':']);
+    let before = before
+        .trim_start_matches("Kernel error: ")
+        .trim_start_matches("Error interacting with object store")
+        .trim_start_matches([' ', ':']);
+    let with_context = |sentence: String| {
+        if before.is_empty() {
+            sentence
+        } else {
+            format!("{before}: {sentence}")
+        }
+    };
+    let between = |from: &str, to: &str| -> Option<String> {
+        let start = message.find(from)? + from.len();
+        let end = start + message[start..].find(to)?;
+        Some(message[start..end].trim().to_string())
+    };
+    let url = message
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"));
+    if let (Some(code), Some(text)) = (
+        between("<Code>", "</Code>"),
+        between("<Message>", "</Message>"),
+    ) {
+        let bucket = between("<BucketName>", "</BucketName>")
+            .map(|b| format!(" (bucket '{b}')"))
+            .unwrap_or_default();
+        return Some(with_context(format!(
+            "the object store refused the request: {code}: {text}{bucket}"
+        )));
+    }
+    if message.contains("error sending request") {
+        let host = url
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| format!("{}://{}", u.scheme(), u.authority()))
+            .unwrap_or_else(|| "its address".to_string());
+        return Some(with_context(format!(
+            "cannot reach the object store at {host} (error sending request): check \
+             AWS_ENDPOINT_URL (or the store's own variables) and the network"
+        )));
+    }
+    None
 }
 
 /// An input that is not there: a path that does not exist, or a glob that matches nothing. The
@@ -89,5 +141,42 @@ mod tests {
         let e = input_not_found("no files match 'x*'".into());
         assert!(is_not_found(&e));
         assert_eq!(user_message(&e), "no files match 'x*'");
+    }
+}
+
+#[cfg(test)]
+mod object_store_tests {
+    #[test]
+    fn object_store_errors_become_one_sentence() {
+        let s3 = "Generic S3 error: Error performing list request: Error performing GET \
+                  http://127.0.0.1:5056/nobucket?list-type=2 in 3ms - 404 Not Found: <?xml \
+                  version=\"1.0\"?> <Error><Code>NoSuchBucket</Code><Message>The specified \
+                  bucket does not exist</Message><BucketName>nobucket</BucketName><RequestId>x\
+                  </RequestId></Error>";
+        assert_eq!(
+            super::object_store_sentence(s3).unwrap(),
+            "the object store refused the request: NoSuchBucket: The specified bucket does not \
+             exist (bucket 'nobucket')"
+        );
+        let down = "Generic S3 error: Error performing GET http://127.0.0.1:5999/bkt/y in 4ms, \
+                    after 3 retries - HTTP error: error sending request";
+        assert!(
+            super::object_store_sentence(down)
+                .unwrap()
+                .starts_with("cannot reach the object store at http://127.0.0.1:5999 ")
+        );
+        assert_eq!(super::object_store_sentence("no column 'x'"), None);
+        let listed = format!("cannot list 's3://nobucket/e.csv': {s3}");
+        assert!(
+            super::object_store_sentence(&listed)
+                .unwrap()
+                .starts_with("cannot list 's3://nobucket/e.csv': the object store refused")
+        );
+        let wrapped = format!("Kernel error: Error interacting with object store: {s3}");
+        assert!(
+            super::object_store_sentence(&wrapped)
+                .unwrap()
+                .starts_with("the object store refused")
+        );
     }
 }

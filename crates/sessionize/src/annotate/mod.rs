@@ -155,7 +155,8 @@ pub async fn annotate(
 /// [`annotate`]'s events as a DataFrame that can be read once, for writers that take a plan (a
 /// Delta commit): every event with its session without the SQL form's sort of every column
 /// (10M wide events: about 2 s where the SQL form takes 10 s). Reading it a second time is an
-/// error.
+/// error. Every column is nullable (a Delta table made from it then takes later deliveries
+/// that lack a column, as nulls; a Parquet input's required columns would refuse them).
 ///
 /// Errors: as [`annotate`].
 pub async fn annotate_frame(
@@ -165,7 +166,24 @@ pub async fn annotate_frame(
     concluded: bool,
 ) -> Result<datafusion::dataframe::DataFrame> {
     let stream = annotate(ctx, table, options, concluded).await?;
-    let schema = stream.schema();
+    let schema: SchemaRef = Arc::new(Schema::new(
+        stream
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let stream: SendableRecordBatchStream = {
+        let nullable = Arc::clone(&schema);
+        let batches = stream.map(move |batch| {
+            Ok(RecordBatch::try_new(
+                Arc::clone(&nullable),
+                batch?.columns().to_vec(),
+            )?)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), batches))
+    };
     let once = Arc::new(ReadOnce {
         schema: Arc::clone(&schema),
         stream: std::sync::Mutex::new(Some(stream)),

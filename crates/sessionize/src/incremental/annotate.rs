@@ -65,7 +65,7 @@ const HELD_ROW: &str = "__sessionize_held";
 /// The touched actors' events annotated again.
 const ANNOTATED_AGAIN: &str = "__sessionize_annotated_again";
 /// How the options an annotated events table records begin (a sessions table's do not).
-const FINGERPRINT_PREFIX: &str = "annotate: ";
+pub(super) const FINGERPRINT_PREFIX: &str = "annotate: ";
 /// The unit of the table's times and of the cuts.
 const MICROS: TimeUnit = TimeUnit::Microsecond;
 

@@ -84,23 +84,72 @@ const MICROS: datafusion::arrow::datatypes::TimeUnit =
 fn options_fingerprint(job: &SessionsJob) -> Result<String> {
     let o = job.options()?;
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "default".to_string());
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(",")
+        }
+    };
     let pairs: Vec<(&str, String)> = vec![
         ("--source", text(&job.source)),
         ("--actor", text(&job.actor)),
         ("--stitch", text(&job.stitch)),
         ("--time", o.time.clone()),
-        ("--time-unit", format!("{:?}", job.time_unit)),
+        (
+            "--time-unit",
+            match job.time_unit {
+                crate::scalar::EpochUnit::Auto => "auto",
+                crate::scalar::EpochUnit::Seconds => "s",
+                crate::scalar::EpochUnit::Milliseconds => "ms",
+                crate::scalar::EpochUnit::Microseconds => "us",
+                crate::scalar::EpochUnit::Nanoseconds => "ns",
+            }
+            .to_string(),
+        ),
         ("--event", o.event.clone()),
-        ("--session-source", format!("{:?}", o.source)),
+        (
+            "--session-source",
+            match o.source {
+                crate::sessions::SessionSource::Derived => "derived",
+                crate::sessions::SessionSource::Sdk => "sdk",
+                crate::sessions::SessionSource::DbtCompat => "dbt (--compat dbt)",
+            }
+            .to_string(),
+        ),
         ("--session-id-col", o.session_id_col.clone()),
         ("--insert-id-col", text(&o.insert_id_col)),
         ("--event-id-col", text(&o.event_id_col)),
-        ("--timeout", format!("{:?}", o.timeout)),
-        ("--max-length", format!("{:?}", o.max_length)),
-        ("--restart-event", format!("{:?}", o.restart_events)),
-        ("--exclude-event", format!("{:?}", o.exclude_events)),
-        ("--timeout-by", format!("{:?}", o.timeout_by)),
-        ("--dedup", o.dedup_insert_id.to_string()),
+        ("--timeout", duration_text(o.timeout)),
+        (
+            "--max-length",
+            o.max_length.map_or("none".to_string(), duration_text),
+        ),
+        ("--restart-event", list(&o.restart_events)),
+        ("--exclude-event", list(&o.exclude_events)),
+        (
+            "--timeout-by",
+            match &o.timeout_by {
+                None => "none".to_string(),
+                Some((column, platforms)) => format!(
+                    "{column} {}",
+                    platforms
+                        .iter()
+                        .map(|(p, d)| format!("{p}={}", duration_text(*d)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            },
+        ),
+        (
+            "--dedup",
+            if o.dedup_insert_id {
+                "insert_id"
+            } else {
+                "none"
+            }
+            .to_string(),
+        ),
         ("--time-zone", o.time_zone.clone()),
         ("--source-relation", o.source_relation.clone()),
         ("--date-from", text(&o.date_from)),
@@ -110,6 +159,22 @@ fn options_fingerprint(job: &SessionsJob) -> Result<String> {
         .map(|(flag, value)| format!("{flag}: {value}"))
         .collect::<Vec<_>>()
         .join("; "))
+}
+
+/// A duration as the flags take it: `30m`, `1h`, `90s`, `3d`.
+fn duration_text(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 {
+        format!("{}ms", d.as_millis())
+    } else if s > 0 && s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s > 0 && s.is_multiple_of(3_600) {
+        format!("{}h", s / 3_600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// The refusal of a run whose options (`now`) differ from those the table at `location` was built
@@ -145,6 +210,17 @@ fn other_options(location: &str, built: &str, now: &str) -> datafusion::error::D
 /// did not build (it would be replaced), or a folder holding other files.
 async fn refuse_foreign(location: &str) -> Result<()> {
     if delta::exists(location).await? {
+        if delta::last_commit_info(location)
+            .await?
+            .get(OPTIONS)
+            .and_then(|v| v.as_str())
+            .is_some_and(|o| o.starts_with(annotate::FINGERPRINT_PREFIX))
+        {
+            return plan_err!(
+                "'{location}' is a table of annotated events (annotate --into): sessions --into \
+                 keeps a sessions table; give another folder"
+            );
+        }
         return plan_err!(
             "'{location}' is a Delta table that --into did not build (it has no {EVENTS_FOLDER}): \
              --into would replace its rows; build the table with --into from all its inputs, in a \
@@ -482,7 +558,11 @@ pub async fn sessions_into(
             metadata,
             ..Commit::default()
         };
-        report.version = Some(delta::commit(ctx, df, location, &how).await?);
+        report.version = Some(
+            delta::commit(ctx, df, location, &how)
+                .await
+                .map_err(|e| recorded_events(location, e))?,
+        );
         return Ok(report);
     }
     report.actors = new_actors.len() as u64;
@@ -632,7 +712,11 @@ pub async fn sessions_into(
         metadata,
         ..Commit::default()
     };
-    report.version = Some(delta::commit(ctx, rows(added)?, location, &how).await?);
+    report.version = Some(
+        delta::commit(ctx, rows(added)?, location, &how)
+            .await
+            .map_err(|e| recorded_events(location, e))?,
+    );
     Ok(report)
 }
 
@@ -681,6 +765,23 @@ async fn read_new(
         });
     }
     Ok(combined)
+}
+
+/// The sentence for a sessions commit that another run beat: this run's events are already in the
+/// events table (its first commit), so "nothing was written" would not be true.
+fn recorded_events(
+    location: &str,
+    e: datafusion::error::DataFusionError,
+) -> datafusion::error::DataFusionError {
+    if delta::is_conflict(&e) {
+        datafusion::error::DataFusionError::Plan(format!(
+            "the sessions table '{location}' changed under this run (another run committed \
+             first): this run's events were recorded in its events table, and the next run \
+             brings the sessions table up to date; run again"
+        ))
+    } else {
+        e
+    }
 }
 
 /// Where each touched actor's sessions are computed again, from the sessions table.
