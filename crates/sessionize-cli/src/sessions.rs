@@ -411,35 +411,39 @@ impl AnnotateCommand {
 }
 
 /// `sessions --into delta:FOLDER`: one incremental run.
-async fn run_into(args: &SessionsCommand, into: &str) -> Result<(), CliError> {
+/// What both `--into` commands share: the table's location, a context, how inputs are loaded,
+/// the progress bar and the notes; `apply` is the library's incremental run.
+async fn into_table<F, Fut>(
+    session: &SessionArgs,
+    into: &str,
+    progress: &'static str,
+    apply: F,
+) -> Result<(), CliError>
+where
+    F: FnOnce(SessionContext, LoadOptions, String) -> Fut,
+    Fut: std::future::Future<
+            Output = datafusion::common::Result<sessionize::incremental::IntoReport>,
+        >,
+{
     let Some(location) = sessionize::delta::location(into) else {
         return Err(CliError(format!(
             "--into takes a Delta table, delta:FOLDER, but got '{into}'"
         )));
     };
-    let options = args.session.options()?;
+    let options = session.options()?;
     let ctx = crate::context(
-        args.session.cluster.cluster.as_deref(),
+        session.cluster.cluster.as_deref(),
         datafusion::prelude::SessionConfig::new(),
     )
     .await?;
     let load = LoadOptions {
         time_column: Some(options.time.clone()),
-        time_unit: args.session.time_unit,
-        for_cluster: args.session.cluster.cluster.is_some(),
+        time_unit: session.time_unit,
+        for_cluster: session.cluster.cluster.is_some(),
         sorted_by: crate::sorted_by(),
     };
-    let bar = progress_bar("sessions");
-    let report = sessionize::incremental::sessions_into(
-        &ctx,
-        &args.session.job(),
-        &args.session.inputs,
-        &load,
-        location,
-        args.late_limit,
-        args.partition_by_day.then_some("session_started_at_day"),
-    )
-    .await;
+    let bar = progress_bar(progress);
+    let report = apply(ctx, load, location.to_string()).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -447,6 +451,29 @@ async fn run_into(args: &SessionsCommand, into: &str) -> Result<(), CliError> {
         eprintln!("note: {note}");
     }
     Ok(())
+}
+
+/// `sessions --into`: the incremental run (see [`sessionize::incremental::sessions_into`]).
+async fn run_into(args: &SessionsCommand, into: &str) -> Result<(), CliError> {
+    let job = args.session.job();
+    into_table(
+        &args.session,
+        into,
+        "sessions",
+        |ctx, load, location| async move {
+            sessionize::incremental::sessions_into(
+                &ctx,
+                &job,
+                &args.session.inputs,
+                &load,
+                &location,
+                args.late_limit,
+                args.partition_by_day.then_some("session_started_at_day"),
+            )
+            .await
+        },
+    )
+    .await
 }
 
 pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
@@ -523,40 +550,24 @@ pub struct AnnotateCommand {
 
 /// `annotate --into`: the incremental run (see [`sessionize::incremental::annotate_into`]).
 async fn annotate_into(args: &AnnotateCommand, into: &str) -> Result<(), CliError> {
-    let Some(location) = sessionize::delta::location(into) else {
-        return Err(CliError(format!(
-            "--into takes a Delta table, delta:FOLDER, but got '{into}'"
-        )));
-    };
-    let options = args.session.options()?;
-    let ctx = crate::context(
-        args.session.cluster.cluster.as_deref(),
-        datafusion::prelude::SessionConfig::new(),
+    let job = args.session.job();
+    into_table(
+        &args.session,
+        into,
+        "events",
+        |ctx, load, location| async move {
+            sessionize::incremental::annotate_into(
+                &ctx,
+                &job,
+                &args.session.inputs,
+                &load,
+                &location,
+                args.late_limit,
+            )
+            .await
+        },
     )
-    .await?;
-    let load = LoadOptions {
-        time_column: Some(options.time.clone()),
-        time_unit: args.session.time_unit,
-        for_cluster: args.session.cluster.cluster.is_some(),
-        sorted_by: crate::sorted_by(),
-    };
-    let bar = progress_bar("events");
-    let report = sessionize::incremental::annotate_into(
-        &ctx,
-        &args.session.job(),
-        &args.session.inputs,
-        &load,
-        location,
-        args.late_limit,
-    )
-    .await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    for note in report?.notes() {
-        eprintln!("note: {note}");
-    }
-    Ok(())
+    .await
 }
 
 pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {

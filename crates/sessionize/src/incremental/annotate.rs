@@ -158,17 +158,11 @@ pub async fn annotate_into(
         .fields()
         .iter()
         .map(|f| {
-            let name = ident(f.name());
-            if name == time {
-                format!("{utc} AS {time}")
-            } else if f.name() == FILE_COLUMN {
-                format!("CAST({name} AS VARCHAR) AS {name}")
-            } else if f.data_type() == &DataType::Null {
-                // A CSV column without a value in this delivery is read as nulls of no type;
-                // beside other deliveries, where it holds text, it is text.
-                format!("CAST({name} AS VARCHAR) AS {name}")
+            if f.name() == FILE_COLUMN {
+                // The stamp as text: the table's column, beside the held events' stamps.
+                format!("CAST({0} AS VARCHAR) AS {0}", ident(FILE_COLUMN))
             } else {
-                name
+                super::stored_column(f, &time, &utc)
             }
         })
         .collect();
@@ -180,20 +174,10 @@ pub async fn annotate_into(
             .unwrap_or_else(|_| name.to_string())
     };
     let (held_actor, held_time) = (out(&options.actor), out(&options.time));
-    let mut filter = "true".to_string();
-    if let (Some(limit), true) = (late_limit, exists) {
-        let bound = format!(
-            "(SELECT max({}) FROM {HELD}) - INTERVAL '{} milliseconds'",
-            ident(&held_time),
-            limit.as_millis()
-        );
-        report.late = count(
-            ctx,
-            &format!("SELECT count(*) FROM {RAW} WHERE {utc} < {bound}"),
-        )
-        .await?;
-        filter = format!("{time} IS NULL OR {utc} >= {bound}");
-    }
+    let held_time_sql = ident(&held_time);
+    let held = exists.then_some((HELD, held_time_sql.as_str()));
+    let (filter, late) = super::late_filter(ctx, late_limit, held, RAW, &time, &utc).await?;
+    report.late = late;
     let new_events = ctx
         .sql(&format!(
             "SELECT {} FROM {RAW} WHERE {filter}",

@@ -409,37 +409,17 @@ pub async fn sessions_into(
             .fields()
             .iter()
             .filter(|f| sql.contains(&ident(f.name())))
-            .map(|f| {
-                let name = ident(f.name());
-                if name == time {
-                    format!("{utc} AS {time}")
-                } else if f.data_type() == &DataType::Null {
-                    // A CSV column without a value in this delivery is read as nulls of no type;
-                    // beside other deliveries, where it holds text, it is text.
-                    format!("CAST({name} AS VARCHAR) AS {name}")
-                } else {
-                    name
-                }
-            })
+            .map(|f| stored_column(f, &time, &utc))
             .collect();
         kept.push(ident(FILE_COLUMN));
         // Partitioned by day, so that a run reads only the days it recomputes.
         kept.push(format!("utc_day({utc}) AS {}", ident(DAY_COLUMN)));
         // Every event is kept, as the full rebuild reads every event (each mode leaves out what
         // it leaves out: events without a time, or without an actor outside `--compat dbt`).
-        let mut filter = "true".to_string();
-        if let (Some(limit), true) = (late_limit, has_events) {
-            let bound = format!(
-                "(SELECT max({time}) FROM __sessionize_applied) - INTERVAL '{} milliseconds'",
-                limit.as_millis()
-            );
-            report.late = count(
-                ctx,
-                &format!("SELECT count(*) FROM __sessionize_new_raw WHERE {utc} < {bound}"),
-            )
-            .await?;
-            filter = format!("{time} IS NULL OR {utc} >= {bound}");
-        }
+        let held = has_events.then_some(("__sessionize_applied", time.as_str()));
+        let (filter, late) =
+            late_filter(ctx, late_limit, held, "__sessionize_new_raw", &time, &utc).await?;
+        report.late = late;
         // The new events, narrow, in memory: they are read three times below.
         let new_events = ctx
             .sql(&format!(
@@ -448,15 +428,7 @@ pub async fn sessions_into(
             ))
             .await?;
         // Every column nullable, for the rows that only record a file (below).
-        let schema = Arc::new(Schema::new(
-            new_events
-                .schema()
-                .as_arrow()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = nullable(new_events.schema().as_arrow());
         let mut batches = vec![];
         for batch in new_events.collect().await? {
             batches.push(RecordBatch::try_new(
@@ -1024,15 +996,7 @@ fn sessions_metadata(events_version: i64, fingerprint: &str) -> Vec<(String, ser
 /// the version committed.
 async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> Result<i64> {
     let table = ctx.table("__sessionize_applied").await?;
-    let schema = Arc::new(Schema::new(
-        table
-            .schema()
-            .as_arrow()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ));
+    let schema = nullable(table.schema().as_arrow());
     let batch = file_rows(&schema, stamps)?;
     let df = ctx.read_batch(batch)?;
     let append = Commit {
@@ -1042,6 +1006,60 @@ async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> 
         ..Commit::default()
     };
     delta::commit(ctx, df, location, &append).await
+}
+
+/// How a delivery's column is stored (SQL over the delivery): its time as `utc` (microseconds in
+/// UTC, one type whatever each delivery's unit), a column of nulls of no type as text, others as
+/// they are.
+fn stored_column(field: &datafusion::arrow::datatypes::Field, time: &str, utc: &str) -> String {
+    let name = ident(field.name());
+    if name == time {
+        format!("{utc} AS {time}")
+    } else if field.data_type() == &DataType::Null {
+        // A CSV column without a value in this delivery is read as nulls of no type; beside
+        // other deliveries, where it holds text, it is text.
+        format!("CAST({name} AS VARCHAR) AS {name}")
+    } else {
+        name
+    }
+}
+
+/// `schema` with every field nullable.
+fn nullable(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The condition that keeps the events of `raw` a late limit allows, and how many it leaves out:
+/// with `limit` and a table `held` = (name, time column) of the events already applied, events
+/// whose UTC time (`utc`, SQL over `raw`) is older than the held events' newest minus `limit`
+/// are left out (events without a time are kept: each mode leaves them out as a rebuild does).
+async fn late_filter(
+    ctx: &SessionContext,
+    limit: Option<Duration>,
+    held: Option<(&str, &str)>,
+    raw: &str,
+    time: &str,
+    utc: &str,
+) -> Result<(String, u64)> {
+    let (Some(limit), Some((table, held_time))) = (limit, held) else {
+        return Ok(("true".to_string(), 0));
+    };
+    let bound = format!(
+        "(SELECT max({held_time}) FROM {table}) - INTERVAL '{} milliseconds'",
+        limit.as_millis()
+    );
+    let late = count(
+        ctx,
+        &format!("SELECT count(*) FROM {raw} WHERE {utc} < {bound}"),
+    )
+    .await?;
+    Ok((format!("{time} IS NULL OR {utc} >= {bound}"), late))
 }
 
 /// Registers the Delta table at `location` as `name`, at its latest version (replacing an earlier
