@@ -279,7 +279,13 @@ impl SessionsJob {
         let actors: Vec<String> = match (&stitch, source) {
             (Some(_), _) if !actor_given => vec![],
             // A source's own actor: the user id, else the device or anonymous id.
-            (None, Some(source)) if !actor_given => source.actors(),
+            (None, Some(source)) if !actor_given => {
+                if options.source == SessionSource::Sdk {
+                    source.sdk_session_actors()
+                } else {
+                    source.actors()
+                }
+            }
             _ => self.actors(),
         };
         options.actor = crate::identity::apply(
@@ -330,8 +336,13 @@ pub async fn prepare_chart(
         );
     }
     if !names_actor {
+        let actors = if spec.session.source == "sdk" {
+            source.sdk_session_actors()
+        } else {
+            source.actors()
+        };
         spec.session.actor =
-            crate::identity::apply(ctx, table, &source.actors(), None, &spec.session.time).await?;
+            crate::identity::apply(ctx, table, &actors, None, &spec.session.time).await?;
     }
     Ok(notes)
 }

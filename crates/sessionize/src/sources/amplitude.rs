@@ -22,6 +22,7 @@ pub const AMPLITUDE: Source = Source {
     ],
     session_key: Some("session_id (-1 out of session)"),
     default_actors: &[],
+    sdk_actors: &[],
     mapping: None,
 };
 
@@ -32,5 +33,6 @@ pub const AMPLITUDE_FIVETRAN: Source = Source {
     signature: &[&["id"], &["_insert_id"], &["event_time"], &["event_type"]],
     session_key: Some("session_id (-1 out of session)"),
     default_actors: &[],
+    sdk_actors: &[],
     mapping: None,
 };

@@ -19,6 +19,7 @@ pub const GA4: Source = Source {
     signature: &[&["event_timestamp"], &["event_name"], &["user_pseudo_id"]],
     session_key: Some("the ga_session_id parameter"),
     default_actors: &["user_id", "device_id"],
+    sdk_actors: &["device_id"],
     mapping: Some(mapping),
 };
 

@@ -15,6 +15,7 @@ pub const MIXPANEL: Source = Source {
     signature: &[&["event"], &["properties"]],
     session_key: None,
     default_actors: &[],
+    sdk_actors: &[],
     mapping: Some(mapping),
 };
 

@@ -41,6 +41,11 @@ pub struct Source {
     /// The actor when none is asked for: the first non-null of these mapped columns (the user
     /// id, else the device or anonymous id), see [`crate::identity`].
     pub default_actors: &'static [&'static str],
+    /// The actor of SDK sessions when none is asked for, where the SDK's session key belongs to
+    /// the device rather than the person (GA4's `ga_session_id` pairs with `user_pseudo_id`,
+    /// Snowplow's `domain_sessionid` with `domain_userid`): the user id, else the device, would
+    /// split a session in which the user logs in. Empty: [`Self::default_actors`].
+    pub sdk_actors: &'static [&'static str],
     /// The mapping: SQL for each canonical column over the raw columns. `None` for Amplitude's
     /// own shapes, read as they are.
     mapping: Option<fn(&Raw) -> Mapping>,
@@ -120,6 +125,15 @@ impl Source {
             vec!["user_id".to_string()]
         } else {
             self.default_actors.iter().map(|a| a.to_string()).collect()
+        }
+    }
+
+    /// The actor columns of SDK sessions: [`Self::sdk_actors`], else [`Self::actors`].
+    pub fn sdk_session_actors(&self) -> Vec<String> {
+        if self.sdk_actors.is_empty() {
+            self.actors()
+        } else {
+            self.sdk_actors.iter().map(|a| a.to_string()).collect()
         }
     }
 

@@ -15,6 +15,7 @@ pub const POSTHOG: Source = Source {
     signature: &[&["uuid"], &["distinct_id"], &["event"], &["timestamp"]],
     session_key: Some("$session_id in properties"),
     default_actors: &[],
+    sdk_actors: &[],
     mapping: Some(mapping),
 };
 

@@ -23,6 +23,7 @@ pub const SEGMENT: Source = Source {
     ],
     session_key: None,
     default_actors: &["user_id", "device_id"],
+    sdk_actors: &[],
     mapping: Some(mapping),
 };
 

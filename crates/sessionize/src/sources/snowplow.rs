@@ -21,6 +21,7 @@ pub const SNOWPLOW: Source = Source {
     ],
     session_key: Some("domain_sessionid"),
     default_actors: &["user_id", "device_id"],
+    sdk_actors: &["device_id"],
     mapping: Some(mapping),
 };
 
