@@ -228,6 +228,29 @@ fn sample_slices(dir: &Path, slices: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// `events` written as `deliveries` CSV files in `dir`: event `i` goes to delivery
+/// `parts[i] % deliveries`, so later deliveries can hold earlier events. Returns the paths.
+fn split_into_deliveries(
+    dir: &Path,
+    events: &[Event],
+    parts: &[usize],
+    deliveries: usize,
+) -> Vec<String> {
+    (0..deliveries)
+        .map(|d| {
+            let mine: Vec<Event> = events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| parts[*i] % deliveries == d)
+                .map(|(_, e)| e.clone())
+                .collect();
+            let path = dir.join(format!("delivery-{d}.csv"));
+            write_delivery(&path, &mine);
+            path.to_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -244,18 +267,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("sessions").to_str().unwrap().to_string();
         let job = job(mode);
-        let mut files = vec![];
-        for d in 0..deliveries {
-            let mine: Vec<Event> = events
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| parts[*i] % deliveries == d)
-                .map(|(_, e)| e.clone())
-                .collect();
-            let path = dir.path().join(format!("delivery-{d}.csv"));
-            write_delivery(&path, &mine);
-            files.push(path.to_str().unwrap().to_string());
-        }
+        let files = split_into_deliveries(dir.path(), &events, &parts, deliveries);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             for d in 0..deliveries {
@@ -709,18 +721,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("events").to_str().unwrap().to_string();
         let job = job(mode);
-        let mut files = vec![];
-        for d in 0..deliveries {
-            let mine: Vec<Event> = events
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| parts[*i] % deliveries == d)
-                .map(|(_, e)| e.clone())
-                .collect();
-            let path = dir.path().join(format!("delivery-{d}.csv"));
-            write_delivery(&path, &mine);
-            files.push(path.to_str().unwrap().to_string());
-        }
+        let files = split_into_deliveries(dir.path(), &events, &parts, deliveries);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             for d in 0..deliveries {
