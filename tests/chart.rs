@@ -840,3 +840,43 @@ fn group_by_values_of_tied_first_and_last_events() {
         );
     }
 }
+
+/// Properties stored as a Parquet struct (an export that kept them as objects) rather than JSON
+/// text: `event.NAME` reads the field (found by an audit of the export formats issue: the chart
+/// failed with "json_get_str ... got Struct"); a field the struct lacks is named with those it has.
+#[test]
+fn struct_properties_are_read_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("struct.parquet");
+    let path = path.to_str().unwrap();
+    ok(&[
+        "query",
+        "SELECT * FROM (VALUES \
+         ('u1', TIMESTAMP '2026-01-05 10:00:00', 'page', named_struct('page', '/home', 'n', 1)), \
+         ('u1', TIMESTAMP '2026-01-05 10:05:00', 'page', named_struct('page', '/a', 'n', 2)), \
+         ('u2', TIMESTAMP '2026-01-05 11:00:00', 'page', named_struct('page', '/b', 'n', 3))) \
+         AS t(user_id, event_time, event_type, event_properties)",
+        "--output",
+        path,
+    ]);
+    let pages = |group: &str| {
+        let out = ok(&["chart", path, "--group-by", group, "--format", "csv"]);
+        let mut pages: Vec<String> = out
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                format!("{}={}", cells[2], cells[3])
+            })
+            .collect();
+        pages.sort();
+        pages
+    };
+    assert_eq!(pages("event.page"), ["/b=1", "/home=1"]);
+    assert_eq!(pages("last:event.page"), ["/a=1", "/b=1"]);
+    let message = fails(
+        &["chart", path, "--group-by", "event.nope", "--format", "csv"],
+        "the struct column 'event_properties' has the fields page, n",
+    );
+    assert!(message.contains("event.nope"), "{message}");
+}

@@ -310,10 +310,30 @@ impl Props<'_> {
             (["user.", "user_properties."], "user_properties"),
         ] {
             if let Some(key) = prefixes.iter().find_map(|p| property.strip_prefix(p)) {
-                if self.schema.field_with_name(column).is_err() {
+                let Ok(field) = self.schema.field_with_name(column) else {
                     return plan_err!(
                         "unknown property '{property}': the events have no column '{column}'"
                     );
+                };
+                if let DataType::Struct(fields) = field.data_type() {
+                    // Properties stored as a Parquet struct (an export that kept them as objects)
+                    // rather than as JSON text: the field, as text.
+                    if fields.find(key).is_none() {
+                        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+                        return plan_err!(
+                            "unknown property '{property}': the struct column '{column}' has the \
+                             fields {}",
+                            names.join(", ")
+                        );
+                    }
+                    return Ok((
+                        format!(
+                            "CAST(get_field({}, {}) AS VARCHAR)",
+                            ident(column),
+                            literal(key)
+                        ),
+                        None,
+                    ));
                 }
                 return Ok((ident(column), Some(literal(key))));
             }
