@@ -132,30 +132,29 @@ impl deltalake_core::logstore::LogStoreFactory for DefaultLogStores {
 fn delta_error(location: &str, e: DeltaTableError) -> DataFusionError {
     match e {
         DeltaTableError::Transaction {
-            source: TransactionError::VersionAlreadyExists(version),
-        } => DataFusionError::Plan(format!(
-            "the Delta table '{location}' changed under this run (another run committed version \
-             {version} first): nothing was written; run again"
-        )),
-        DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(_),
-        } => DataFusionError::Plan(format!(
-            "the Delta table '{location}' changed under this run (another run committed first): \
-             nothing was written; run again"
-        )),
-        DeltaTableError::Transaction {
-            source: TransactionError::MaxCommitAttempts(_),
-        } => DataFusionError::Plan(format!(
-            "the Delta table '{location}' changed under this run (another run committed first): \
-             nothing was written; run again"
-        )),
+            source:
+                TransactionError::VersionAlreadyExists(_)
+                | TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_),
+        } => crate::error::user_error(
+            crate::error::Kind::TableChanged,
+            format!(
+                "the Delta table '{location}' changed under this run (another run committed \
+                 first): nothing was written; run again"
+            ),
+        ),
         DeltaTableError::NotATable(_) => DataFusionError::Plan(format!(
             "'{location}' is not a Delta table (it has no _delta_log folder)"
         )),
+        DeltaTableError::InvalidTableLocation(_) => DataFusionError::Plan(format!(
+            "'{location}' is not a location a Delta table can be kept at: give a folder, or an \
+             s3://, gs:// or az:// URL"
+        )),
         other => {
+            // Rows against a NOT NULL column come back as text wrapped in other errors, followed
+            // by a table of the rows (delta-rs's internal columns included).
             let text = other.to_string();
             if let Some(at) = text.find("rows failed validation check") {
-                // delta-rs follows this with a table of the rows, internal columns included.
                 let count = text[..at]
                     .rsplit(|c: char| !c.is_ascii_digit())
                     .find(|w| !w.is_empty())
@@ -165,20 +164,28 @@ fn delta_error(location: &str, e: DeltaTableError) -> DataFusionError {
                      declares NOT NULL: nothing was written"
                 ));
             }
-            if text.contains("Cannot infer storage location") {
-                return DataFusionError::Plan(format!(
-                    "'{location}' is not a location a Delta table can be kept at: give a folder, \
-                     or an s3://, gs:// or az:// URL"
-                ));
-            }
             DataFusionError::External(Box::new(other))
         }
     }
 }
 
+/// `schema` with every field nullable: for tables that later rows may hold nulls in (a Delta
+/// table created from a Parquet input's required columns would refuse a delivery without them).
+pub fn nullable(
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> datafusion::arrow::datatypes::SchemaRef {
+    Arc::new(datafusion::arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 /// Whether `e` says that another run committed to the table first ([`delta_error`]).
 pub fn is_conflict(e: &DataFusionError) -> bool {
-    e.to_string().contains("changed under this run")
+    crate::error::is_kind(e, crate::error::Kind::TableChanged)
 }
 
 /// How [`commit`] changes a table.

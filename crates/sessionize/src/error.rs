@@ -76,55 +76,64 @@ fn object_store_sentence(message: &str) -> Option<String> {
     None
 }
 
-/// An input that is not there: a path that does not exist, or a glob that matches nothing. The
-/// message is the user's sentence.
-#[derive(Debug)]
-pub struct InputNotFound(pub String);
+/// What a [`UserError`] is about, for the callers that act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An input that is not there: a path that does not exist, or a glob that matches nothing.
+    InputNotFound,
+    /// An input without events: files that are empty, CSV with a header and no rows, JSON
+    /// without objects.
+    NoEvents,
+    /// A Delta table that another run committed to first ([`crate::delta`]).
+    TableChanged,
+}
 
-impl std::fmt::Display for InputNotFound {
+/// An error whose message is the user's sentence, with what it is about.
+#[derive(Debug)]
+pub struct UserError {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl std::fmt::Display for UserError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for InputNotFound {}
+impl std::error::Error for UserError {}
 
-/// An [`InputNotFound`] error with `message`.
+/// A [`UserError`] of `kind` saying `message`.
+pub fn user_error(kind: Kind, message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(UserError { kind, message }))
+}
+
+/// Whether `e` (or the error it wraps) is a [`UserError`] of `kind`.
+pub fn is_kind(e: &DataFusionError, kind: Kind) -> bool {
+    matches!(e.find_root(), DataFusionError::External(inner)
+        if inner.downcast_ref::<UserError>().is_some_and(|u| u.kind == kind))
+}
+
+/// An [`Kind::InputNotFound`] error with `message`.
 pub fn input_not_found(message: String) -> DataFusionError {
-    DataFusionError::External(Box::new(InputNotFound(message)))
+    user_error(Kind::InputNotFound, message)
 }
 
 /// Whether `e` comes from input that is not there (a path that does not exist, a glob that
 /// matches nothing).
 pub fn is_not_found(e: &DataFusionError) -> bool {
-    match e.find_root() {
-        DataFusionError::External(inner) => inner.downcast_ref::<InputNotFound>().is_some(),
-        DataFusionError::IoError(io) => io.kind() == std::io::ErrorKind::NotFound,
-        _ => false,
-    }
+    is_kind(e, Kind::InputNotFound)
+        || matches!(e.find_root(), DataFusionError::IoError(io) if io.kind() == std::io::ErrorKind::NotFound)
 }
 
-/// An input without events: files that are empty, CSV with a header and no rows, JSON without
-/// objects. The message is the user's sentence.
-#[derive(Debug)]
-pub struct NoEvents(pub String);
-
-impl std::fmt::Display for NoEvents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NoEvents {}
-
-/// A [`NoEvents`] error with `message`.
+/// A [`Kind::NoEvents`] error with `message`.
 pub fn no_events(message: String) -> DataFusionError {
-    DataFusionError::External(Box::new(NoEvents(message)))
+    user_error(Kind::NoEvents, message)
 }
 
 /// Whether `e` says the input holds no events.
 pub fn is_no_events(e: &DataFusionError) -> bool {
-    matches!(e.find_root(), DataFusionError::External(inner) if inner.downcast_ref::<NoEvents>().is_some())
+    is_kind(e, Kind::NoEvents)
 }
 
 #[cfg(test)]

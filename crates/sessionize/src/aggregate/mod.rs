@@ -406,7 +406,20 @@ impl Gathered {
     /// slice by slice, the appended pairs one by one.
     fn of(timestamps: &Timestamps, n: usize) -> Self {
         let (pairs, runs) = (&timestamps.pairs, &timestamps.runs);
-        let offsets = Self::offsets(timestamps, n);
+        let mut offsets = vec![0usize; n + 1];
+        for (group, _) in pairs.iter() {
+            if group < n {
+                offsets[group + 1] += 1;
+            }
+        }
+        for slice in &runs.slices {
+            if (slice.group as usize) < n {
+                offsets[slice.group as usize + 1] += slice.len as usize;
+            }
+        }
+        for g in 0..n {
+            offsets[g + 1] += offsets[g];
+        }
         let mut cursor = offsets[..n].to_vec();
         let mut values = vec![0i64; offsets[n]];
         for slice in &runs.slices {
@@ -425,63 +438,6 @@ impl Gathered {
             }
         }
         Self { offsets, values }
-    }
-
-    /// All of `timestamps` (groups `0..n`), as [`Gathered::of`], releasing each pair block and
-    /// merged buffer as soon as it is copied: the peak is the gathered values plus one block,
-    /// not twice every timestamp. (The order within a group does not matter: groups are sorted
-    /// before use.)
-    fn all(timestamps: Timestamps, n: usize) -> Self {
-        let offsets = Self::offsets(&timestamps, n);
-        let mut cursor = offsets[..n].to_vec();
-        let mut values = vec![0i64; offsets[n]];
-        let Timestamps { pairs, runs } = timestamps;
-        let Runs { sources, slices } = runs;
-        let mut sources: Vec<Option<ScalarBuffer<i64>>> = sources.into_iter().map(Some).collect();
-        for (i, slice) in slices.iter().enumerate() {
-            let group = slice.group as usize;
-            let (start, len) = (slice.start as usize, slice.len as usize);
-            if let Some(source) = &sources[slice.source as usize] {
-                values[cursor[group]..cursor[group] + len]
-                    .copy_from_slice(&source[start..start + len]);
-                cursor[group] += len;
-            }
-            // A merged state's slices are consecutive: its buffer is done after its last one.
-            if slices
-                .get(i + 1)
-                .is_none_or(|next| next.source != slice.source)
-            {
-                sources[slice.source as usize] = None;
-            }
-        }
-        drop(slices);
-        for (groups, block) in pairs.blocks {
-            for (&group, &ts) in groups.iter().zip(&block) {
-                values[cursor[group as usize]] = ts;
-                cursor[group as usize] += 1;
-            }
-        }
-        Self { offsets, values }
-    }
-
-    /// Where each group `0..n` starts in the gathered values (and the end, at `n`).
-    fn offsets(timestamps: &Timestamps, n: usize) -> Vec<usize> {
-        let (pairs, runs) = (&timestamps.pairs, &timestamps.runs);
-        let mut offsets = vec![0usize; n + 1];
-        for (group, _) in pairs.iter() {
-            if group < n {
-                offsets[group + 1] += 1;
-            }
-        }
-        for slice in &runs.slices {
-            if (slice.group as usize) < n {
-                offsets[slice.group as usize + 1] += slice.len as usize;
-            }
-        }
-        for g in 0..n {
-            offsets[g + 1] += offsets[g];
-        }
-        offsets
     }
 
     fn group(&self, g: usize) -> &[i64] {
@@ -530,20 +486,17 @@ impl GroupTimes {
             EmitTo::All => self.groups,
             EmitTo::First(n) => n.min(self.groups),
         };
-        let gathered = if n == self.groups {
-            (
-                Gathered::all(std::mem::take(&mut self.times), n),
-                Gathered::all(std::mem::take(&mut self.restarts), n),
-            )
+        let gathered = (
+            Gathered::of(&self.times, n),
+            Gathered::of(&self.restarts, n),
+        );
+        if n == self.groups {
+            self.times = Timestamps::default();
+            self.restarts = Timestamps::default();
         } else {
-            let gathered = (
-                Gathered::of(&self.times, n),
-                Gathered::of(&self.restarts, n),
-            );
             self.times.drop_first(n);
             self.restarts.drop_first(n);
-            gathered
-        };
+        }
         self.groups -= n;
         gathered
     }

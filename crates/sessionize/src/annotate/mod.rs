@@ -166,14 +166,7 @@ pub async fn annotate_frame(
     concluded: bool,
 ) -> Result<datafusion::dataframe::DataFrame> {
     let stream = annotate(ctx, table, options, concluded).await?;
-    let schema: SchemaRef = Arc::new(Schema::new(
-        stream
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ));
+    let schema = crate::delta::nullable(&stream.schema());
     let stream: SendableRecordBatchStream = {
         let nullable = Arc::clone(&schema);
         let batches = stream.map(move |batch| {

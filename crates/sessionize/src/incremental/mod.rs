@@ -96,17 +96,7 @@ fn options_fingerprint(job: &SessionsJob) -> Result<String> {
         ("--actor", text(&job.actor)),
         ("--stitch", text(&job.stitch)),
         ("--time", o.time.clone()),
-        (
-            "--time-unit",
-            match job.time_unit {
-                crate::scalar::EpochUnit::Auto => "auto",
-                crate::scalar::EpochUnit::Seconds => "s",
-                crate::scalar::EpochUnit::Milliseconds => "ms",
-                crate::scalar::EpochUnit::Microseconds => "us",
-                crate::scalar::EpochUnit::Nanoseconds => "ns",
-            }
-            .to_string(),
-        ),
+        ("--time-unit", job.time_unit.as_str().to_string()),
         ("--event", o.event.clone()),
         (
             "--session-source",
@@ -120,10 +110,15 @@ fn options_fingerprint(job: &SessionsJob) -> Result<String> {
         ("--session-id-col", o.session_id_col.clone()),
         ("--insert-id-col", text(&o.insert_id_col)),
         ("--event-id-col", text(&o.event_id_col)),
-        ("--timeout", duration_text(o.timeout)),
+        (
+            "--timeout",
+            humantime::format_duration(o.timeout).to_string(),
+        ),
         (
             "--max-length",
-            o.max_length.map_or("none".to_string(), duration_text),
+            o.max_length.map_or("none".to_string(), |d| {
+                humantime::format_duration(d).to_string()
+            }),
         ),
         ("--restart-event", list(&o.restart_events)),
         ("--exclude-event", list(&o.exclude_events)),
@@ -135,7 +130,7 @@ fn options_fingerprint(job: &SessionsJob) -> Result<String> {
                     "{column} {}",
                     platforms
                         .iter()
-                        .map(|(p, d)| format!("{p}={}", duration_text(*d)))
+                        .map(|(p, d)| format!("{p}={}", humantime::format_duration(*d)))
                         .collect::<Vec<_>>()
                         .join(",")
                 ),
@@ -159,22 +154,6 @@ fn options_fingerprint(job: &SessionsJob) -> Result<String> {
         .map(|(flag, value)| format!("{flag}: {value}"))
         .collect::<Vec<_>>()
         .join("; "))
-}
-
-/// A duration as the flags take it: `30m`, `1h`, `90s`, `3d`.
-fn duration_text(d: Duration) -> String {
-    let s = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        format!("{}ms", d.as_millis())
-    } else if s > 0 && s.is_multiple_of(86_400) {
-        format!("{}d", s / 86_400)
-    } else if s > 0 && s.is_multiple_of(3_600) {
-        format!("{}h", s / 3_600)
-    } else if s > 0 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
 }
 
 /// The refusal of a run whose options (`now`) differ from those the table at `location` was built
@@ -428,7 +407,7 @@ pub async fn sessions_into(
             ))
             .await?;
         // Every column nullable, for the rows that only record a file (below).
-        let schema = nullable(new_events.schema().as_arrow());
+        let schema = delta::nullable(new_events.schema().as_arrow());
         let mut batches = vec![];
         for batch in new_events.collect().await? {
             batches.push(RecordBatch::try_new(
@@ -701,14 +680,15 @@ async fn read_new(
     load: &LoadOptions,
 ) -> Result<Option<datafusion::dataframe::DataFrame>> {
     let mut combined: Option<datafusion::dataframe::DataFrame> = None;
+    let several = new.len() > 1;
     for file in new {
         let frame = match tables::read_inputs(ctx, std::slice::from_ref(&file.path), load).await {
             Ok(frame) => frame,
             Err(e) if crate::error::is_no_events(&e) => continue,
             Err(e) => return Err(e),
         };
-        // Text as one type, so that files read as `Utf8View` (Parquet) and as `Utf8` (CSV)
-        // combine (columns the run does not read are not cast).
+        // Text as one type where several files combine, so that files read as `Utf8View`
+        // (Parquet) and as `Utf8` (CSV) can (columns the run does not read are not cast).
         let mut columns: Vec<Expr> = frame
             .schema()
             .fields()
@@ -716,7 +696,7 @@ async fn read_new(
             .map(|f| {
                 let column = datafusion::prelude::col(ident(f.name()));
                 match f.data_type() {
-                    DataType::Utf8View | DataType::LargeUtf8 => {
+                    DataType::Utf8View | DataType::LargeUtf8 if several => {
                         cast(column, DataType::Utf8).alias(f.name())
                     }
                     _ => column,
@@ -996,7 +976,7 @@ fn sessions_metadata(events_version: i64, fingerprint: &str) -> Vec<(String, ser
 /// the version committed.
 async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> Result<i64> {
     let table = ctx.table("__sessionize_applied").await?;
-    let schema = nullable(table.schema().as_arrow());
+    let schema = delta::nullable(table.schema().as_arrow());
     let batch = file_rows(&schema, stamps)?;
     let df = ctx.read_batch(batch)?;
     let append = Commit {
@@ -1022,17 +1002,6 @@ fn stored_column(field: &datafusion::arrow::datatypes::Field, time: &str, utc: &
     } else {
         name
     }
-}
-
-/// `schema` with every field nullable.
-fn nullable(schema: &Schema) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ))
 }
 
 /// The condition that keeps the events of `raw` a late limit allows, and how many it leaves out:
