@@ -880,3 +880,73 @@ fn struct_properties_are_read_by_name() {
     );
     assert!(message.contains("event.nope"), "{message}");
 }
+
+/// Every interval for every series, in one-row and multi-row charts with group-by: a series
+/// (here the page `/long`) whose only session is over the 24-hour cap keeps its rows at 0
+/// sessions, days without sessions and the days `--from` / `--to` add are there for every
+/// series, and a second row does not change which rows there are (found by an audit of the
+/// export formats issue: the series disappeared, and a two-row chart skipped empty days).
+#[test]
+fn series_keep_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("user_id,event_time,event_type,event_properties\n");
+    let page = |p: &str| format!("\"{{\"\"page\"\":\"\"{p}\"\"}}\"");
+    text.push_str(&format!("u1,2026-01-01 10:00:00,view,{}\n", page("/a")));
+    text.push_str(&format!("u1,2026-01-03 10:00:00,view,{}\n", page("/a")));
+    // u2: one session of 25 hours on /long (an event every 20 minutes), over the cap.
+    for k in 0..=75 {
+        let minutes = 20 * k;
+        text.push_str(&format!(
+            "u2,2026-01-0{} {:02}:{:02}:00,view,{}\n",
+            1 + minutes / (24 * 60),
+            minutes % (24 * 60) / 60,
+            minutes % 60,
+            page("/long")
+        ));
+    }
+    let events = file(dir.path(), "series.csv", &text);
+    let one_row = "group_by = [\"event.page\"]\n[[rows]]\nkind = \"sessions\"\n";
+    let two_rows = format!("{one_row}[[rows]]\nkind = \"events\"\n");
+    for (name, spec_text) in [("one", one_row.to_string()), ("two", two_rows)] {
+        let spec = file(dir.path(), &format!("{name}.toml"), &spec_text);
+        let run = |extra: &[&str]| -> Vec<String> {
+            let mut args = vec!["chart", &events, "--spec", &spec, "--format", "csv"];
+            args.extend_from_slice(extra);
+            let mut found: Vec<String> = csv_table(&ok(&args))
+                .into_iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        r["interval_start"], r["event.page"], r["A_total_sessions"]
+                    )
+                })
+                .collect();
+            found.sort();
+            found
+        };
+        assert_eq!(
+            run(&[]),
+            [
+                "2026-01-01 /a 1",
+                "2026-01-01 /long 0",
+                "2026-01-02 /a 0",
+                "2026-01-02 /long 0",
+                "2026-01-03 /a 1",
+                "2026-01-03 /long 0",
+            ],
+            "{name} row(s)"
+        );
+        assert_eq!(
+            run(&["--from", "2025-12-31", "--to", "2026-01-02"]),
+            [
+                "2025-12-31 /a 0",
+                "2025-12-31 /long 0",
+                "2026-01-01 /a 1",
+                "2026-01-01 /long 0",
+                "2026-01-02 /a 0",
+                "2026-01-02 /long 0",
+            ],
+            "{name} row(s), with a range"
+        );
+    }
+}

@@ -902,13 +902,14 @@ impl<'a> Compiler<'a> {
             self.window_sessions(x, row, is_events, &filters, ctes)?;
         }
 
-        // Sessions that pass the row's filters and the length limit.
+        // The row's sessions in the chart's range, each flagged `__kept` when it passes the
+        // row's filters and the length limit. Sessions left out stay (flagged) so that a series
+        // whose every session is left out still has its rows, at 0 (the metrics count kept ones).
         let length = format!(
             "CAST(arrow_cast(__end - __start, 'Int64') AS DOUBLE) / {}",
             self.per_second
         );
         let mut session_filters = vec![format!("{length} <= {}", self.max_length)];
-        session_filters.extend(self.in_range("__start"));
         if let Some(min) = &row.min_duration {
             session_filters.push(format!(
                 "{length} >= {}",
@@ -929,10 +930,17 @@ impl<'a> Compiler<'a> {
         if let Some(c) = &row.last_event {
             session_filters.push(self.props.condition(c, Some("__last"))?);
         }
+        let in_range = self.in_range("__start");
         ctes.push(format!(
-            "{x}_ok AS (SELECT *, {length} AS __len, {iv} AS __iv FROM {x}_ses WHERE {})",
-            session_filters.join(" AND "),
+            "{x}_ok AS (SELECT *, {length} AS __len, {iv} AS __iv, \
+             COALESCE({kept}, false) AS __kept FROM {x}_ses{where_})",
+            kept = session_filters.join(" AND "),
             iv = self.interval_start("__start"),
+            where_ = if in_range.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", in_range.join(" AND "))
+            },
         ));
         Ok(self.row_metrics(r, is_events))
     }
@@ -1136,14 +1144,17 @@ impl<'a> Compiler<'a> {
         }
         let mut metrics = vec![];
         for (sql, name) in [
-            ("count(*)", "total_sessions"),
-            ("count(DISTINCT o.user_id)", "uniques"),
-            ("sum(o.__len)", "time_spent"),
-            ("avg(o.__len)", "avg_length"),
-            ("median(o.__len)", "median_length"),
+            ("count(*) FILTER (WHERE o.__kept)", "total_sessions"),
+            ("count(DISTINCT o.user_id) FILTER (WHERE o.__kept)", "uniques"),
+            ("sum(o.__len) FILTER (WHERE o.__kept)", "time_spent"),
+            ("avg(o.__len) FILTER (WHERE o.__kept)", "avg_length"),
+            ("median(o.__len) FILTER (WHERE o.__kept)", "median_length"),
             // The sorted lengths, for an exact 95th percentile in the output.
-            ("array_sort(array_agg(o.__len))", "lengths"),
-            ("sum(o.__chosen)", "total_events"),
+            (
+                "array_sort(array_agg(o.__len) FILTER (WHERE o.__kept))",
+                "lengths",
+            ),
+            ("sum(o.__chosen) FILTER (WHERE o.__kept)", "total_events"),
         ] {
             let name = format!("{upper}_{name}");
             write!(select, ", {sql} AS {}", ident(&name)).ok();
@@ -1169,7 +1180,7 @@ impl<'a> Compiler<'a> {
             let name = bucket_label(&prefix, w[0], w[1], seconds);
             write!(
                 select,
-                ", sum(CASE WHEN {value} >= {} AND {value} < {} THEN 1 ELSE 0 END) AS {}",
+                ", sum(CASE WHEN o.__kept AND {value} >= {} AND {value} < {} THEN 1 ELSE 0 END) AS {}",
                 w[0],
                 w[1],
                 ident(&name)
@@ -1212,14 +1223,16 @@ impl<'a> Compiler<'a> {
             (Some(from), Some(unit)) => {
                 format!("CAST(date_trunc('{unit}', DATE {}) AS DATE)", literal(from))
             }
-            (None, _) => "(SELECT min(__iv) FROM ev)".to_string(),
+            (None, _) => "__lo".to_string(),
         };
         let hi = match &self.spec.to {
             Some(to) => format!("DATE {}", literal(to)),
-            None => "(SELECT max(__iv) FROM ev)".to_string(),
+            None => "__hi".to_string(),
         };
+        // The first and last events' intervals in one scan of the events.
         format!(
-            "intervals AS (SELECT CAST(unnest(generate_series({lo}, {hi}, INTERVAL '{step}')) AS DATE) AS __iv)"
+            "intervals AS (SELECT CAST(unnest(generate_series({lo}, {hi}, INTERVAL '{step}')) AS DATE) AS __iv \
+             FROM (SELECT min(__iv) AS __lo, max(__iv) AS __hi FROM ev))"
         )
     }
 
@@ -1231,7 +1244,7 @@ impl<'a> Compiler<'a> {
             .map(|rc| {
                 format!(
                     "SELECT {} FROM {}_m",
-                    keys_cols.join(", "),
+                    keys_cols[1..].join(", "),
                     rc.letter.to_ascii_lowercase()
                 )
             })
@@ -1280,6 +1293,8 @@ impl<'a> Compiler<'a> {
                 .collect();
             write!(wide, " LEFT JOIN {m}_m {x} ON {}", on.join(" AND ")).ok();
         }
+        // Every interval of the chart for every segment (without group-by) or every series
+        // (segment and group values) any row found.
         let keys = if every_interval {
             format!(
                 "keys AS (SELECT i.__iv, s.__seg FROM intervals i CROSS JOIN \
@@ -1287,15 +1302,17 @@ impl<'a> Compiler<'a> {
                 segments + 1
             )
         } else {
-            format!("keys AS ({})", key_union.join(" UNION "))
+            let series: Vec<&String> = keys_cols.iter().skip(1).collect();
+            let columns = series.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>();
+            format!(
+                "keys AS (SELECT i.__iv, {} FROM intervals i CROSS JOIN \
+                 (SELECT DISTINCT {} FROM ({}) u) s)",
+                columns.join(", "),
+                series.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                key_union.join(" UNION ALL ")
+            )
         };
-        let mut ctes = vec![];
-        if every_interval {
-            ctes.push(self.intervals_cte());
-        }
-        ctes.push(keys);
-        ctes.push(format!("wide AS ({wide})"));
-        ctes
+        vec![self.intervals_cte(), keys, format!("wide AS ({wide})")]
     }
 
     /// `wide` of a one-row chart with group-by: every interval of every series (segment and
