@@ -344,6 +344,107 @@ fn every_source_gives_the_golden_sessions() {
     );
 }
 
+/// Segment, Mixpanel and PostHog exports written to Parquet with their `properties` as a struct
+/// (as Spark, pandas, Polars and PyArrow write JSON objects), rather than JSON text: the same
+/// sessions, annotated events, charts (a property read by `event.NAME`), SDK sessions and
+/// `event_properties` JSON text as the NDJSON fixtures (found by an audit of the export formats
+/// issue: the mappings failed with "json_get_str ... got Struct").
+#[test]
+fn properties_stored_as_a_struct_read_as_properties_stored_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let get = |key: &str| format!("'{key}', json_get_str(properties, '{key}')");
+    for (file, columns, keys) in [
+        (
+            "segment.ndjson",
+            "type, event, \"userId\", \"anonymousId\", timestamp, \"messageId\"",
+            vec![get("page")],
+        ),
+        (
+            "mixpanel.ndjson",
+            "event",
+            vec![
+                "'time', json_get_int(properties, 'time')".to_string(),
+                get("distinct_id"),
+                get("$insert_id"),
+                get("$device_id"),
+                get("page"),
+            ],
+        ),
+        (
+            "posthog.ndjson",
+            "uuid, event, distinct_id, timestamp",
+            vec![get("$device_id"), get("$current_url"), get("$session_id")],
+        ),
+    ] {
+        let text = format!("tests/fixtures/sources/{file}");
+        let structs = dir.path().join(file.replace(".ndjson", ".parquet"));
+        let structs_path = structs.to_str().unwrap();
+        ok(&[
+            "query",
+            "--table",
+            &format!("raw={text}"),
+            &format!(
+                "SELECT {columns}, named_struct({}) AS properties FROM raw",
+                keys.join(", ")
+            ),
+            "--output",
+            structs_path,
+        ]);
+        let kind = ok(&[
+            "query",
+            "--table",
+            &format!("t={structs_path}"),
+            "SELECT arrow_typeof(properties) AS t FROM t LIMIT 1",
+            "--format",
+            "csv",
+        ]);
+        assert!(kind.contains("Struct"), "{file}: {kind}");
+        // Sessions, annotate's session numbers (its other columns are the inputs'), the chart.
+        let (got, expected) = (outputs(structs_path, &[]), outputs(&text, &[]));
+        assert_eq!(got[0], expected[0], "{file} sessions");
+        let numbers = |rows: &[String]| rows.iter().map(|r| last_column(r)).collect::<Vec<_>>();
+        assert_eq!(numbers(&got[1]), numbers(&expected[1]), "{file} annotate");
+        assert_eq!(got[2], expected[2], "{file} chart");
+        let group = if file.starts_with("posthog") {
+            "event.$current_url"
+        } else {
+            "event.page"
+        };
+        let chart = |input: &str| {
+            normalized(&ok(&[
+                "chart", input, "--group-by", group, "--format", "csv",
+            ]))
+        };
+        let by_page = chart(&text);
+        assert!(by_page.iter().any(|l| l.contains("/home")), "{by_page:?}");
+        assert_eq!(chart(structs_path), by_page, "{file} by {group}");
+        let props = |input: &str| {
+            normalized(&ok(&[
+                "query",
+                input,
+                "SELECT json_get_str(event_properties, 'page') AS p, \
+                 json_get_str(event_properties, '$current_url') AS u FROM events",
+                "--format",
+                "csv",
+            ]))
+        };
+        assert_eq!(props(structs_path), props(&text), "{file} event_properties");
+        if file.starts_with("posthog") {
+            let sdk = |input: &str| {
+                normalized(&ok(&[
+                    "sessions",
+                    input,
+                    "--session-source",
+                    "sdk",
+                    "--format",
+                    "csv",
+                ]))
+            };
+            assert_eq!(sdk(structs_path), sdk(&text), "{file} SDK sessions");
+        }
+    }
+}
+
 /// `--actor user_id,device_id`: anonymous events on two devices that share one SDK session id are
 /// two sessions (one per device), not one session of a null user.
 #[test]

@@ -13,7 +13,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
 use datafusion::common::{DataFusionError, Result, plan_err};
@@ -777,30 +777,9 @@ fn is_kept_time_type(data_type: &DataType) -> bool {
     }
 }
 
-/// The rows of a struct column as JSON text (null where the struct is null), as the JSON reader
-/// turns an export's objects into text: in-memory exports (pandas, Polars and PyArrow read
-/// properties as structs) then meet the same mappings and JSON functions as files do.
-fn struct_as_json(array: &datafusion::arrow::array::StructArray) -> Result<ArrayRef> {
-    use datafusion::arrow::array::{Array, RecordBatchOptions, StringArray};
-    let rows = RecordBatch::try_new_with_options(
-        Arc::new(Schema::new(array.fields().clone())),
-        array.columns().to_vec(),
-        &RecordBatchOptions::new().with_row_count(Some(array.len())),
-    )?;
-    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
-    writer.write(&rows)?;
-    writer.finish()?;
-    let text = String::from_utf8(writer.into_inner())
-        .map_err(|e| DataFusionError::Execution(format!("JSON text of a struct column: {e}")))?;
-    let lines: Vec<Option<&str>> = text
-        .lines()
-        .enumerate()
-        .map(|(i, line)| array.is_valid(i).then_some(line))
-        .collect();
-    Ok(Arc::new(StringArray::from(lines)))
-}
-
-/// `batch` with its struct columns as JSON text (see [`struct_as_json`]).
+/// `batch` with its struct columns as JSON text (JSON objects, as the JSON reader turns an
+/// export's objects into text: in-memory exports then meet the same mappings and JSON functions as
+/// files do; see [`crate::scalar::struct_as_json`]).
 fn structs_as_json(batch: RecordBatch) -> Result<RecordBatch> {
     use datafusion::arrow::array::AsArray;
     if !batch
@@ -816,7 +795,7 @@ fn structs_as_json(batch: RecordBatch) -> Result<RecordBatch> {
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
         if let DataType::Struct(_) = field.data_type() {
             fields.push(Field::new(field.name(), DataType::Utf8, true));
-            columns.push(struct_as_json(column.as_struct())?);
+            columns.push(crate::scalar::struct_as_json(column.as_struct())?);
         } else {
             fields.push(field.as_ref().clone());
             columns.push(column.clone());

@@ -1,7 +1,7 @@
 //! Scalar functions (UDF) for the columns of the sessions table: `session_key`, `utc_day`,
 //! `epoch_seconds`; `event_time`, which reads the time of an event in any encoding exports use; and
-//! for the export sources, `ga4_param` / `ga4_params` (GA4's event parameters) and `session_key_id`
-//! (text session keys as SDK session ids).
+//! for the export sources, `ga4_param` / `ga4_params` (GA4's event parameters), `session_key_id`
+//! (text session keys as SDK session ids) and `to_json` (properties stored as a struct).
 //!
 //! Each does in one pass over its input what the equivalent SQL does in several: `user_id || '-' ||
 //! CAST(session_id AS VARCHAR)` builds two intermediate string columns, and the floor division
@@ -14,6 +14,7 @@ mod ga4_param;
 mod ga4_params;
 mod session_key;
 mod session_key_id;
+mod to_json;
 mod utc_day;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use ga4_param::ga4_param_udf;
 pub use ga4_params::ga4_params_udf;
 pub use session_key::session_key_udf;
 pub use session_key_id::{session_key_id, session_key_id_udf};
+pub use to_json::{struct_as_json, to_json_udf};
 pub use utc_day::utc_day_udf;
 
 /// All scalar functions of the project.
@@ -48,6 +50,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         ga4_param_udf(),
         ga4_params_udf(),
         session_key_id_udf(),
+        to_json_udf(),
     ]
 }
 

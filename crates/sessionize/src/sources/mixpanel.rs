@@ -20,22 +20,22 @@ pub const MIXPANEL: Source = Source {
 };
 
 fn mapping(raw: &Raw) -> Mapping {
-    let properties = raw.first(&["properties"]).unwrap_or_default();
-    let get = |key: &str| format!("json_get_str({properties}, '{key}')");
+    let properties = raw.properties(&["properties"]);
+    let read = |f: &dyn Fn(&super::Properties) -> String, null: &str| {
+        properties.as_ref().map_or_else(|| null.to_string(), f)
+    };
+    let text = "CAST(NULL AS VARCHAR)";
     Mapping {
-        user_id: format!(
-            "COALESCE({}, CAST(json_get_int({properties}, 'distinct_id') AS VARCHAR))",
-            get("distinct_id")
-        ),
-        device_id: Some(get("$device_id")),
+        user_id: read(&|p| p.id("distinct_id"), text),
+        device_id: Some(read(&|p| p.text("$device_id"), text)),
         event_time: raw.time(
-            &format!("json_get_float({properties}, 'time')"),
+            &read(&|p| p.number("time"), "CAST(NULL AS DOUBLE)"),
             EpochUnit::Auto,
         ),
         event_type: raw.coalesce_text(&["event"]),
         session_id: None,
-        insert_id: Some(get("$insert_id")),
-        event_properties: Some(format!("CAST({properties} AS VARCHAR)")),
+        insert_id: Some(read(&|p| p.text("$insert_id"), text)),
+        event_properties: properties.as_ref().map(|p| p.json()),
         platform: None,
     }
 }

@@ -18,11 +18,11 @@ mod snowplow;
 
 use std::fmt::Write as _;
 
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{DataType, Fields, Schema};
 use datafusion::common::{Result, plan_err};
 use datafusion::prelude::SessionContext;
 
-use crate::sessions::ident;
+use crate::sessions::{ident, literal};
 
 /// An export format.
 #[derive(Debug)]
@@ -91,6 +91,21 @@ impl Raw<'_> {
         names.iter().find(|n| self.has(n)).map(|n| ident(n))
     }
 
+    /// The first of `names` the export has, as a properties object.
+    fn properties(&self, names: &[&str]) -> Option<Properties<'_>> {
+        let field = names
+            .iter()
+            .find_map(|n| self.schema.field_with_name(n).ok())?;
+        let fields = match field.data_type() {
+            DataType::Struct(fields) => Some(fields),
+            _ => None,
+        };
+        Some(Properties {
+            sql: ident(field.name()),
+            fields,
+        })
+    }
+
     /// `COALESCE` of those of `names` the export has (text), or NULL.
     fn coalesce_text(&self, names: &[&str]) -> String {
         let present: Vec<String> = names
@@ -102,6 +117,63 @@ impl Raw<'_> {
             0 => "CAST(NULL AS VARCHAR)".to_string(),
             1 => present[0].clone(),
             _ => format!("COALESCE({})", present.join(", ")),
+        }
+    }
+}
+
+/// An export's properties object: JSON text, or a struct (Parquet written from JSON objects by
+/// Spark, pandas, Polars or PyArrow). Each read gives `event_properties` and the mapped columns the
+/// same values in both forms.
+struct Properties<'a> {
+    sql: String,
+    /// The struct's fields; `None` for text.
+    fields: Option<&'a Fields>,
+}
+
+impl Properties<'_> {
+    fn has(&self, key: &str) -> bool {
+        self.fields
+            .is_some_and(|fields| fields.iter().any(|f| f.name() == key))
+    }
+
+    /// The value at `key` as text (null where the object has no such key).
+    fn text(&self, key: &str) -> String {
+        match self.fields {
+            None => format!("json_get_str({}, {})", self.sql, literal(key)),
+            Some(_) if self.has(key) => {
+                format!("CAST(get_field({}, {}) AS VARCHAR)", self.sql, literal(key))
+            }
+            Some(_) => "CAST(NULL AS VARCHAR)".to_string(),
+        }
+    }
+
+    /// The value at `key` as text, a JSON number included (Mixpanel's numeric `distinct_id`).
+    fn id(&self, key: &str) -> String {
+        match self.fields {
+            None => format!(
+                "COALESCE({}, CAST(json_get_int({}, {}) AS VARCHAR))",
+                self.text(key),
+                self.sql,
+                literal(key)
+            ),
+            Some(_) => self.text(key),
+        }
+    }
+
+    /// The value at `key` as a number (JSON) or as stored (struct), for `event_time`.
+    fn number(&self, key: &str) -> String {
+        match self.fields {
+            None => format!("json_get_float({}, {})", self.sql, literal(key)),
+            Some(_) if self.has(key) => format!("get_field({}, {})", self.sql, literal(key)),
+            Some(_) => "CAST(NULL AS DOUBLE)".to_string(),
+        }
+    }
+
+    /// The whole object as JSON text.
+    fn json(&self) -> String {
+        match self.fields {
+            None => format!("CAST({} AS VARCHAR)", self.sql),
+            Some(_) => format!("to_json({})", self.sql),
         }
     }
 }

@@ -20,12 +20,8 @@ pub const POSTHOG: Source = Source {
 };
 
 fn mapping(raw: &Raw) -> Mapping {
-    let properties = raw.first(&["properties"]);
-    let get = |key: &str| {
-        properties
-            .as_ref()
-            .map(|p| format!("json_get_str({p}, '{key}')"))
-    };
+    let properties = raw.properties(&["properties"]);
+    let get = |key: &str| properties.as_ref().map(|p| p.text(key));
     Mapping {
         user_id: raw.coalesce_text(&["distinct_id"]),
         device_id: get("$device_id"),
@@ -33,7 +29,7 @@ fn mapping(raw: &Raw) -> Mapping {
         event_type: raw.coalesce_text(&["event"]),
         session_id: get("$session_id").map(|s| format!("session_key_id({s})")),
         insert_id: Some(raw.coalesce_text(&["uuid"])),
-        event_properties: properties.map(|p| format!("CAST({p} AS VARCHAR)")),
+        event_properties: properties.as_ref().map(|p| p.json()),
         platform: None,
     }
 }

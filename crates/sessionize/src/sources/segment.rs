@@ -38,9 +38,7 @@ fn mapping(raw: &Raw) -> Mapping {
         event_type: raw.coalesce_text(&["event", "name", "type"]),
         session_id: None,
         insert_id: Some(raw.coalesce_text(&["message_id", "messageId", "id"])),
-        event_properties: raw
-            .first(&["properties"])
-            .map(|p| format!("CAST({p} AS VARCHAR)")),
+        event_properties: raw.properties(&["properties"]).map(|p| p.json()),
         platform: None,
     }
 }
