@@ -41,6 +41,24 @@ pub struct ChartCommand {
     /// The unit of epoch-number times: s, ms, us, ns, or auto (as for `sessions`).
     #[arg(long, default_value = "auto", value_name = "UNIT")]
     time_unit: EpochUnit,
+    /// The actor column, or several separated by commas whose first non-null is the actor (as
+    /// for `sessions`; the spec's `[session] actor`).
+    /// [default: user_id; with an export source, the user id, else the device or anonymous id]
+    #[arg(long, value_name = "COLUMN[,COLUMN...]")]
+    actor: Option<String>,
+    /// Stitch identities: ANONYMOUS=USER, as for `sessions` (the spec's `[session] stitch`).
+    #[arg(long, value_name = "ANONYMOUS=USER")]
+    stitch: Option<String>,
+    /// The event time column (the spec's `[session] time`) [default: event_time].
+    #[arg(long, value_name = "COLUMN")]
+    time: Option<String>,
+    /// The event type column (the spec's `[session] event`) [default: event_type].
+    #[arg(long, value_name = "COLUMN")]
+    event: Option<String>,
+    /// The SDK's session id column (the spec's `[session] session_id_col`)
+    /// [default: session_id].
+    #[arg(long, value_name = "COLUMN")]
+    session_id_col: Option<String>,
     /// derived or sdk.
     #[arg(long, value_name = "SOURCE")]
     session_source: Option<String>,
@@ -176,6 +194,19 @@ impl ChartCommand {
         if let Some(timeout) = &self.timeout {
             spec.session.timeout = timeout.clone();
         }
+        for (flag, field) in [
+            (&self.actor, &mut spec.session.actor),
+            (&self.time, &mut spec.session.time),
+            (&self.event, &mut spec.session.event),
+            (&self.session_id_col, &mut spec.session.session_id_col),
+        ] {
+            if let Some(value) = flag {
+                *field = value.clone();
+            }
+        }
+        if self.stitch.is_some() {
+            spec.session.stitch = self.stitch.clone();
+        }
         spec.session
             .restart_events
             .extend(self.event_rules.restart_events.iter().cloned());
@@ -240,7 +271,7 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
         &mut spec,
         args.source.as_deref(),
         args.time_unit,
-        args.spec_names_actor(),
+        args.actor.is_some() || args.spec_names_actor(),
     )
     .await?;
     for note in notes {

@@ -43,7 +43,10 @@ pub struct SessionDefinition {
     pub restart_events: Vec<String>,
     /// Inactive event types: never part of a session, not activity.
     pub exclude_events: Vec<String>,
+    /// The actor column, or several separated by commas (the first non-null of them).
     pub actor: String,
+    /// `ANONYMOUS=USER`: stitched identities, as `sessions --stitch`.
+    pub stitch: Option<String>,
     pub time: String,
     pub event: String,
     pub session_id_col: String,
@@ -59,6 +62,7 @@ impl Default for SessionDefinition {
             restart_events: vec![],
             exclude_events: vec![],
             actor: "user_id".into(),
+            stitch: None,
             time: "event_time".into(),
             event: "event_type".into(),
             session_id_col: "session_id".into(),

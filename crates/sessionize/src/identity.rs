@@ -31,6 +31,48 @@ use datafusion::prelude::SessionContext;
 
 use crate::sessions::{ident, require_column, require_mapped_column};
 
+/// The columns of an `--actor` list (`user_id,device_id`): comma-separated, trimmed, empty names
+/// dropped.
+pub fn parse_actors(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// The (anonymous id, user id) columns of a `--stitch ANONYMOUS=USER` text.
+///
+/// Errors: text that is not `ANONYMOUS=USER`.
+pub fn parse_stitch(text: &str) -> Result<(String, String)> {
+    match text.split_once('=') {
+        Some((a, u)) if !a.trim().is_empty() && !u.trim().is_empty() => {
+            Ok((a.trim().to_string(), u.trim().to_string()))
+        }
+        _ => plan_err!(
+            "--stitch expects ANONYMOUS=USER, for example anonymous_id=user_id, but got '{text}'"
+        ),
+    }
+}
+
+/// The actor columns of a run: those asked for (`given`, an `--actor` list), else none when
+/// stitching (the stitched user id is the actor), else the export source's own (the user id, else
+/// the device or anonymous id; of SDK sessions, the device where the SDK's session key is the
+/// device's), else `user_id`.
+pub fn actors_of(
+    given: Option<&str>,
+    stitching: bool,
+    source: Option<&crate::sources::Source>,
+    sdk: bool,
+) -> Vec<String> {
+    match (given, source) {
+        (Some(given), _) => parse_actors(given),
+        (None, _) if stitching => vec![],
+        (None, Some(source)) if sdk => source.sdk_session_actors(),
+        (None, Some(source)) => source.actors(),
+        (None, None) => vec!["user_id".to_string()],
+    }
+}
+
 /// Replaces `table` by a view with a column [`ACTOR`]: the first non-null of `actors` (all cast
 /// to text), or, with `stitch` = (anonymous id, user id), the user id, else the user id the
 /// anonymous id was last seen with (by `time`), else the anonymous id. The raw table becomes

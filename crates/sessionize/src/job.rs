@@ -110,30 +110,17 @@ pub fn events(n: i64) -> String {
 impl SessionsJob {
     /// The columns `actor` lists (default `user_id`).
     pub fn actors(&self) -> Vec<String> {
-        self.actor
-            .as_deref()
-            .unwrap_or("user_id")
-            .split(',')
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .collect()
+        crate::identity::parse_actors(self.actor.as_deref().unwrap_or("user_id"))
     }
 
     /// `stitch`'s (anonymous id, user id) columns.
     ///
     /// Errors: text that is not `ANONYMOUS=USER`.
     pub fn stitch_columns(&self) -> Result<Option<(String, String)>> {
-        let Some(text) = &self.stitch else {
-            return Ok(None);
-        };
-        match text.split_once('=') {
-            Some((a, u)) if !a.trim().is_empty() && !u.trim().is_empty() => {
-                Ok(Some((a.trim().to_string(), u.trim().to_string())))
-            }
-            _ => plan_err!(
-                "--stitch expects ANONYMOUS=USER, for example anonymous_id=user_id, but got '{text}'"
-            ),
-        }
+        self.stitch
+            .as_deref()
+            .map(crate::identity::parse_stitch)
+            .transpose()
     }
 
     /// The column that holds the actor once identities are applied: the first of `actor`, or
@@ -275,19 +262,12 @@ impl SessionsJob {
         )
         .await?;
         let stitch = self.stitch_columns()?;
-        let actor_given = self.actor.is_some();
-        let actors: Vec<String> = match (&stitch, source) {
-            (Some(_), _) if !actor_given => vec![],
-            // A source's own actor: the user id, else the device or anonymous id.
-            (None, Some(source)) if !actor_given => {
-                if options.source == SessionSource::Sdk {
-                    source.sdk_session_actors()
-                } else {
-                    source.actors()
-                }
-            }
-            _ => self.actors(),
-        };
+        let actors = crate::identity::actors_of(
+            self.actor.as_deref(),
+            stitch.is_some(),
+            source,
+            options.source == SessionSource::Sdk,
+        );
         options.actor = crate::identity::apply(
             ctx,
             table,
@@ -311,11 +291,14 @@ impl SessionsJob {
 }
 
 /// Prepares the events registered as `table` for a chart: maps the export source (named, or
-/// recognised) and, unless the spec names the session's actor (`names_actor`), takes the source's
-/// own actor (the user id, else the device or anonymous id). Returns the notes to show the user.
+/// recognised) and applies the identities of the spec's session: its `actor` (one column, or
+/// several whose first non-null is the actor) and `stitch` (`ANONYMOUS=USER`), or, where the spec
+/// does not name the actor (`names_actor` false), the source's own actor (the user id, else the
+/// device or anonymous id). Sets the spec's actor to the column that holds it. Returns the notes
+/// to show the user.
 ///
-/// Errors: an unknown source or one whose columns are missing; SDK sessions from a source without
-/// session ids.
+/// Errors: an unknown source or one whose columns are missing; missing actor columns; SDK
+/// sessions from a source without session ids.
 pub async fn prepare_chart(
     ctx: &SessionContext,
     table: &str,
@@ -325,25 +308,34 @@ pub async fn prepare_chart(
     names_actor: bool,
 ) -> Result<Vec<String>> {
     let mut notes = vec![];
-    let Some(source) = map_source(ctx, table, source, unit, &mut notes).await? else {
-        return Ok(notes);
-    };
-    if spec.session.source == "sdk" && source.session_key.is_none() {
+    let source = map_source(ctx, table, source, unit, &mut notes).await?;
+    let sdk = spec.session.source == "sdk";
+    if sdk
+        && let Some(source) = source
+        && source.session_key.is_none()
+    {
         return plan_err!(
             "{} carries no session id, so --session-source sdk has nothing to read: use derived \
              sessions (the default)",
             source.title
         );
     }
-    if !names_actor {
-        let actors = if spec.session.source == "sdk" {
-            source.sdk_session_actors()
-        } else {
-            source.actors()
-        };
-        spec.session.actor =
-            crate::identity::apply(ctx, table, &actors, None, &spec.session.time).await?;
-    }
+    let stitch = spec
+        .session
+        .stitch
+        .as_deref()
+        .map(crate::identity::parse_stitch)
+        .transpose()?;
+    let named = names_actor.then_some(spec.session.actor.as_str());
+    let actors = crate::identity::actors_of(named, stitch.is_some(), source, sdk);
+    spec.session.actor = crate::identity::apply(
+        ctx,
+        table,
+        &actors,
+        stitch.as_ref().map(|(a, u)| (a.as_str(), u.as_str())),
+        &spec.session.time,
+    )
+    .await?;
     Ok(notes)
 }
 
