@@ -588,8 +588,10 @@ fn clock(secs: i64) -> String {
 }
 
 /// The sessions (user, start, end, events) of the inputs at `path`, read as the commands read
-/// them: loaded, and mapped by the source they are recognised as (`expected`).
-async fn sessions_of(path: &std::path::Path, expected: Option<&str>) -> Vec<String> {
+/// them: loaded, mapped by the source they are recognised as (`expected`), with the source's own
+/// actor (the user id, else the device or anonymous id; for Amplitude's shapes, whose default
+/// actor is the user id, `--actor user_id,device_id`).
+async fn sessions_of(path: &std::path::Path, expected: &str) -> Vec<String> {
     let ctx = sessionize::context().expect("context");
     let load = sessionize::tables::LoadOptions {
         time_column: Some("event_time".into()),
@@ -600,8 +602,9 @@ async fn sessions_of(path: &std::path::Path, expected: Option<&str>) -> Vec<Stri
         .expect("load");
     let source = sessionize::sources::apply(&ctx, "events", None, Default::default())
         .await
-        .expect("source");
-    assert_eq!(source.map(|(s, _)| s.name), expected, "{}", path.display());
+        .expect("source")
+        .map(|(s, _)| s);
+    assert_eq!(source.map(|s| s.name), Some(expected), "{}", path.display());
     let schema = ctx
         .table("events")
         .await
@@ -609,7 +612,20 @@ async fn sessions_of(path: &std::path::Path, expected: Option<&str>) -> Vec<Stri
         .schema()
         .as_arrow()
         .clone();
-    let options = sessionize::sessions::SessionsOptions::default();
+    let given = (expected == "amplitude" && schema.field_with_name("device_id").is_ok())
+        .then_some("user_id,device_id");
+    let actors = sessionize::identity::actors_of(given, false, source, false);
+    let mut options = sessionize::sessions::SessionsOptions::default();
+    options.actor = sessionize::identity::apply(&ctx, "events", &actors, None, "event_time")
+        .await
+        .expect("actor");
+    let schema = ctx
+        .table("events")
+        .await
+        .expect("table")
+        .schema()
+        .as_arrow()
+        .clone();
     let sql = sessionize::sessions::sessions_sql("events", &schema, &options).expect("sql");
     let sql = format!(
         "SELECT user_id, session_started_at, session_ended_at, events_per_session FROM ({sql}) ORDER BY 1, 2"
@@ -629,19 +645,56 @@ async fn sessions_of(path: &std::path::Path, expected: Option<&str>) -> Vec<Stri
         .collect()
 }
 
-/// Random events written in each source's shape (Segment's messages, Mixpanel's raw export,
-/// PostHog's events with offsets, Snowplow's atomic events as CSV) give the sessions of the same
-/// events in Amplitude's shape.
+/// Writes GA4's BigQuery export as Parquet at `path` from the canonical CSV `user_id` (empty for
+/// anonymous events), `device_id`, `event_time`, `event_type`: `event_timestamp` in µs,
+/// `event_params` with `page_location`, `user_pseudo_id` the device.
+async fn write_ga4(csv: &std::path::Path, path: &std::path::Path) {
+    let ctx = sessionize::context().expect("context");
+    let load = sessionize::tables::LoadOptions {
+        time_column: Some("event_time".into()),
+        ..Default::default()
+    };
+    sessionize::tables::register_inputs(&ctx, "raw", &[csv.display().to_string()], &load)
+        .await
+        .expect("load");
+    let sql = format!(
+        "COPY (SELECT CAST(event_time AS BIGINT) AS event_timestamp, event_type AS event_name, \
+           make_array(named_struct('key', 'page_location', 'value', named_struct('string_value', \
+             'https://example.com/', 'int_value', CAST(NULL AS BIGINT), 'float_value', \
+             CAST(NULL AS DOUBLE), 'double_value', CAST(NULL AS DOUBLE)))) AS event_params, \
+           user_id, device_id AS user_pseudo_id, 'web' AS platform FROM raw) TO '{}' \
+         STORED AS PARQUET",
+        path.display()
+    );
+    ctx.sql(&sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("write");
+}
+
+/// Random events written in each source's shape (Amplitude's Export API and Fivetran's event
+/// table, Segment's messages, Mixpanel's raw export, PostHog's events with offsets, Snowplow's
+/// atomic events as CSV, GA4's BigQuery export as Parquet) give the sessions of the same events
+/// in the canonical shape. Events without a user are anonymous events of one of two devices:
+/// each shape carries them its own way (a null user id beside the device or anonymous id, or the
+/// device id as Mixpanel's and PostHog's `distinct_id`), and the canonical actor is the device.
 async fn check_sources(events: &[Event]) -> Result<(), TestCaseError> {
-    let events: Vec<(&str, i64, &str)> = events
+    let events: Vec<(Option<&str>, String, i64, &str)> = events
         .iter()
-        .filter_map(|e| {
+        .enumerate()
+        .filter_map(|(i, e)| {
             let kind = if e.restart == Some(true) {
                 "open"
             } else {
                 "view"
             };
-            Some((e.actor?, e.secs?, kind))
+            let device = match e.actor {
+                Some(actor) => format!("d-{actor}"),
+                None => format!("anon{}", i % 2),
+            };
+            Some((e.actor, device, e.secs?, kind))
         })
         .collect();
     prop_assume!(!events.is_empty());
@@ -652,18 +705,36 @@ async fn check_sources(events: &[Event]) -> Result<(), TestCaseError> {
         path
     };
     let mut canonical = String::from("user_id,event_time,event_type\n");
-    let (mut segment, mut mixpanel, mut posthog) = (String::new(), String::new(), String::new());
+    let mut devices = String::from("user_id,device_id,event_time,event_type\n");
+    let (mut amplitude, mut segment, mut mixpanel, mut posthog) =
+        (String::new(), String::new(), String::new(), String::new());
+    let mut fivetran = String::from(
+        "id,_insert_id,_fivetran_synced,event_time,event_type,user_id,device_id,session_id\n",
+    );
     let mut snowplow = String::from(
         "event_id,derived_tstamp,collector_tstamp,event_name,user_id,domain_userid,domain_sessionid\n",
     );
-    for (i, (actor, secs, kind)) in events.iter().enumerate() {
+    let json = |v: Option<&str>| v.map_or("null".to_string(), |v| format!("\"{v}\""));
+    for (i, (user, device, secs, kind)) in events.iter().enumerate() {
         let t = clock(*secs);
+        let user_text = user.unwrap_or_default();
+        let actor = user.unwrap_or(device);
         canonical.push_str(&format!("{actor},2026-01-01 {t},{kind}\n"));
-        segment.push_str(&format!(
-            "{{\"type\":\"track\",\"event\":\"{kind}\",\"userId\":\"{actor}\",\"anonymousId\":\"anon-{actor}\",\"timestamp\":\"2026-01-01T{t}.000Z\",\"messageId\":\"m{i}\",\"properties\":{{}}}}\n"
+        devices.push_str(&format!("{user_text},{device},2026-01-01 {t},{kind}\n"));
+        amplitude.push_str(&format!(
+            "{{\"user_id\":{},\"device_id\":\"{device}\",\"event_time\":\"2026-01-01 {t}.000000\",\"event_type\":\"{kind}\",\"session_id\":-1,\"$insert_id\":\"m{i}\",\"event_properties\":{{}}}}\n",
+            json(*user)
         ));
+        fivetran.push_str(&format!(
+            "{i},m{i},2026-01-02 00:00:00,2026-01-01 {t}.000,{kind},{user_text},{device},-1\n"
+        ));
+        segment.push_str(&format!(
+            "{{\"type\":\"track\",\"event\":\"{kind}\",\"userId\":{},\"anonymousId\":\"{device}\",\"timestamp\":\"2026-01-01T{t}.000Z\",\"messageId\":\"m{i}\",\"properties\":{{}}}}\n",
+            json(*user)
+        ));
+        // Mixpanel's distinct_id is the device's until the user is identified.
         mixpanel.push_str(&format!(
-            "{{\"event\":\"{kind}\",\"properties\":{{\"time\":{},\"distinct_id\":\"{actor}\",\"$insert_id\":\"m{i}\"}}}}\n",
+            "{{\"event\":\"{kind}\",\"properties\":{{\"time\":{},\"distinct_id\":\"{actor}\",\"$device_id\":\"{device}\",\"$insert_id\":\"m{i}\"}}}}\n",
             1_767_225_600 + secs
         ));
         // Every other event with a +05:30 offset.
@@ -673,21 +744,26 @@ async fn check_sources(events: &[Event]) -> Result<(), TestCaseError> {
             format!("2026-01-01T{t}Z")
         };
         posthog.push_str(&format!(
-            "{{\"uuid\":\"u{i}\",\"event\":\"{kind}\",\"distinct_id\":\"{actor}\",\"timestamp\":\"{stamp}\",\"properties\":{{}}}}\n"
+            "{{\"uuid\":\"u{i}\",\"event\":\"{kind}\",\"distinct_id\":\"{actor}\",\"timestamp\":\"{stamp}\",\"properties\":{{\"$device_id\":\"{device}\"}}}}\n"
         ));
         snowplow.push_str(&format!(
-            "e{i},2026-01-01 {t},2026-01-01 {t},{kind},{actor},d-{actor},\n"
+            "e{i},2026-01-01 {t},2026-01-01 {t},{kind},{user_text},{device},\n"
         ));
     }
-    let expected = sessions_of(&write("amplitude.csv", canonical), Some("amplitude")).await;
-    for (name, text, source) in [
-        ("segment.ndjson", segment, "segment"),
-        ("mixpanel.ndjson", mixpanel, "mixpanel"),
-        ("posthog.ndjson", posthog, "posthog"),
-        ("snowplow.csv", snowplow, "snowplow"),
+    let expected = sessions_of(&write("canonical.csv", canonical), "amplitude").await;
+    let ga4 = dir.path().join("ga4.parquet");
+    write_ga4(&write("devices.csv", devices), &ga4).await;
+    for (path, source) in [
+        (write("amplitude.json", amplitude), "amplitude"),
+        (write("fivetran.csv", fivetran), "amplitude"),
+        (write("segment.ndjson", segment), "segment"),
+        (write("mixpanel.ndjson", mixpanel), "mixpanel"),
+        (write("posthog.ndjson", posthog), "posthog"),
+        (write("snowplow.csv", snowplow), "snowplow"),
+        (ga4, "ga4"),
     ] {
-        let got = sessions_of(&write(name, text), Some(source)).await;
-        prop_assert_eq!(&got, &expected, "{}", source);
+        let got = sessions_of(&path, source).await;
+        prop_assert_eq!(&got, &expected, "{}", path.display());
     }
     Ok(())
 }

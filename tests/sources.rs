@@ -266,6 +266,17 @@ fn every_source_gives_the_golden_sessions() {
         );
         let got = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(normalized(&got), normalized(&sessions), "{file}");
+        // Stitching the device to the user id gives the same sessions: every device that is
+        // ever seen with a user id (d1, d2) is always seen with it; d3 never is.
+        let stitched = ok(&[
+            "sessions",
+            &path,
+            "--stitch",
+            "device_id=user_id",
+            "--format",
+            "csv",
+        ]);
+        assert_eq!(normalized(&stitched), normalized(&sessions), "{file} stitched");
         let named = ok(&["sessions", &path, "--source", name, "--format", "csv"]);
         assert_eq!(
             normalized(&named),
@@ -342,6 +353,58 @@ fn every_source_gives_the_golden_sessions() {
         &["sessions", SAMPLE, "--source", "heap"],
         "unknown source 'heap': expected one of ga4, snowplow",
     );
+}
+
+/// Amplitude's own shapes as fixtures: the Export API's zip of gzipped JSON lines
+/// (`$insert_id`, text times with microseconds, properties as objects) and Fivetran's `event`
+/// table (`id`, `_insert_id`, `_fivetran_synced`) give the golden tables in every mode: derived
+/// sessions (with `--actor user_id,device_id`, as the other sources' own actor), SDK sessions,
+/// `--compat dbt` (the table dbt_amplitude builds), and the same annotate, chart and query.
+#[test]
+fn amplitude_fixtures_give_the_golden_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference(dir.path());
+    let actor = ["--actor", "user_id,device_id"];
+    let with = |command: &str, input: &str, extra: &[&str]| {
+        let mut args = vec![command, input, "--format", "csv"];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let sessions = with("sessions", &reference, &[]);
+    let annotated = with("annotate", &reference, &[]);
+    let chart = outputs(&reference, &[]).pop().unwrap();
+    for file in ["amplitude.zip", "amplitude_fivetran.csv"] {
+        let path = format!("tests/fixtures/sources/{file}");
+        assert_eq!(
+            normalized(&with("sessions", &path, &actor)),
+            normalized(&sessions),
+            "{file}"
+        );
+        assert_eq!(
+            last_column(&with("annotate", &path, &actor)),
+            last_column(&annotated),
+            "annotate {file}"
+        );
+        assert_eq!(outputs(&path, &actor).pop().unwrap(), chart, "chart {file}");
+        assert_eq!(
+            normalized(&with("sessions", &path, &["--session-source", "sdk"])),
+            common::golden("sdk.csv"),
+            "sdk {file}"
+        );
+        assert_eq!(
+            normalized(&with("sessions", &path, &["--compat", "dbt"])),
+            common::golden("dbt.csv"),
+            "dbt {file}"
+        );
+        let count = ok(&[
+            "query",
+            &path,
+            "SELECT count(*) AS n, count(DISTINCT COALESCE(user_id, device_id)) AS u FROM events",
+            "--format",
+            "csv",
+        ]);
+        assert_eq!(count.lines().nth(1), Some("15,3"), "query {file}");
+    }
 }
 
 /// Segment, Mixpanel and PostHog exports written to Parquet with their `properties` as a struct
