@@ -236,8 +236,9 @@ fn every_source_gives_the_golden_sessions() {
         "--format",
         "csv",
     ]);
-    // GA4's and Snowplow's session keys belong to the device (`user_pseudo_id`,
-    // `domain_userid`): their SDK sessions are the device's, so a login midway splits none.
+    // GA4's, Snowplow's and PostHog's session keys belong to the device (`user_pseudo_id`,
+    // `domain_userid`, `$device_id`): their SDK sessions are the device's, so a login midway
+    // splits none.
     let sdk_by_device = ok(&[
         "sessions",
         "tests/golden/events.csv",
@@ -309,7 +310,7 @@ fn every_source_gives_the_golden_sessions() {
             ]);
             // The session ids are the source's own (hashed text keys, GA4's seconds).
             let ids = ["unique_session_id", "session_id"];
-            let expected = if matches!(name, "ga4" | "snowplow") {
+            let expected = if matches!(name, "ga4" | "snowplow" | "posthog") {
                 &sdk_by_device
             } else {
                 &sdk
@@ -1016,6 +1017,150 @@ fn a_missing_actor_in_query_and_a_source_that_fits_another_export() {
         ),
         "{said}"
     );
+}
+
+/// One visit that logs in midway, in each of the seven shapes, worked out by hand. Device `dv`
+/// browses anonymously at 10:00 and 10:05, logs in as `uv` at 10:10 and browses at 10:20, all in
+/// one SDK session where the shape has one. With the user id, else the device, as the actor: two
+/// sessions, dv 10:00-10:05 and uv 10:10-10:20 (Amplitude's shapes with `--actor
+/// user_id,device_id`; their default actor, the user id, leaves the anonymous events out).
+/// Stitched (`--stitch device_id=user_id`): one session of uv, 10:00-10:20, 4 events, in every
+/// shape. SDK sessions: one of 4 events where the key is the device's (GA4, Snowplow, PostHog),
+/// and Amplitude's once stitched.
+#[test]
+fn a_visit_that_logs_in_midway_in_every_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    // (time, identified)
+    let visit = [("10:00", false), ("10:05", false), ("10:10", true), ("10:20", true)];
+    let mut shapes: Vec<(&str, String, &[&str])> = vec![];
+    let lines = |f: &dyn Fn(usize, &str, bool) -> String| {
+        visit
+            .iter()
+            .enumerate()
+            .map(|(i, (t, known))| f(i, t, *known))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    };
+    let json_user = |known: bool| if known { "\"uv\"" } else { "null" };
+    shapes.push((
+        "amplitude.json",
+        lines(&|i, t, known| {
+            format!(
+                "{{\"user_id\":{},\"device_id\":\"dv\",\"event_time\":\"2026-01-05 {t}:00.000000\",\"event_type\":\"view\",\"session_id\":1767607200000,\"$insert_id\":\"i{i}\",\"event_properties\":{{}}}}",
+                json_user(known)
+            )
+        }),
+        &["--actor", "user_id,device_id"],
+    ));
+    shapes.push((
+        "fivetran.csv",
+        "id,_insert_id,_fivetran_synced,event_time,event_type,user_id,device_id,session_id\n"
+            .to_string()
+            + &lines(&|i, t, known| {
+                format!(
+                    "e{i},i{i},2026-01-06 00:00:00,2026-01-05 {t}:00.000,view,{},dv,1767607200000",
+                    if known { "uv" } else { "" }
+                )
+            }),
+        &["--actor", "user_id,device_id"],
+    ));
+    shapes.push((
+        "segment.ndjson",
+        lines(&|i, t, known| {
+            format!(
+                "{{\"type\":\"track\",\"event\":\"view\",\"userId\":{},\"anonymousId\":\"dv\",\"timestamp\":\"2026-01-05T{t}:00.000Z\",\"messageId\":\"m{i}\",\"properties\":{{}}}}",
+                json_user(known)
+            )
+        }),
+        &[],
+    ));
+    shapes.push((
+        "mixpanel.ndjson",
+        lines(&|i, t, known| {
+            let secs = 1_767_607_200 + 60 * t[3..].parse::<i64>().unwrap();
+            let who = if known {
+                "\"distinct_id\":\"uv\",\"$user_id\":\"uv\""
+            } else {
+                "\"distinct_id\":\"$device:dv\""
+            };
+            format!(
+                "{{\"event\":\"view\",\"properties\":{{\"time\":{secs},{who},\"$device_id\":\"dv\",\"$insert_id\":\"m{i}\"}}}}"
+            )
+        }),
+        &[],
+    ));
+    shapes.push((
+        "posthog.ndjson",
+        lines(&|i, t, known| {
+            format!(
+                "{{\"uuid\":\"p{i}\",\"event\":\"view\",\"distinct_id\":\"{}\",\"timestamp\":\"2026-01-05T{t}:00+00:00\",\"properties\":{{\"$device_id\":\"dv\",\"$session_id\":\"019b8d99-6900-7000-8000-019b8d996900\"}}}}",
+                if known { "uv" } else { "dv" }
+            )
+        }),
+        &[],
+    ));
+    shapes.push((
+        "snowplow.csv",
+        "event_id,derived_tstamp,collector_tstamp,event_name,user_id,domain_userid,domain_sessionid,domain_sessionidx\n"
+            .to_string()
+            + &lines(&|i, t, known| {
+                format!(
+                    "e{i},2026-01-05 {t}:00,2026-01-05 {t}:01,view,{},dv,s1,1",
+                    if known { "uv" } else { "" }
+                )
+            }),
+        &[],
+    ));
+    let mut paths: Vec<(String, &[&str], bool)> = shapes
+        .into_iter()
+        .map(|(name, text, extra)| {
+            let sdk = !matches!(name, "segment.ndjson" | "mixpanel.ndjson");
+            (file(dir.path(), name, &text), extra, sdk)
+        })
+        .collect();
+    // GA4 as Parquet, from the Segment shape's events.
+    let ga4 = dir.path().join("ga4.parquet");
+    ok(&[
+        "query",
+        &paths[2].0,
+        "SELECT CAST(event_time AS BIGINT) AS event_timestamp, event_type AS event_name, \
+         make_array(named_struct('key', 'ga_session_id', 'value', named_struct('string_value', \
+         CAST(NULL AS VARCHAR), 'int_value', 1767607200))) AS event_params, user_id, \
+         device_id AS user_pseudo_id FROM events",
+        "--output",
+        ga4.to_str().unwrap(),
+    ]);
+    paths.push((ga4.to_str().unwrap().to_string(), &[], true));
+    let two = [
+        "dv,2,2026-01-05T10:00:00Z,2026-01-05T10:05:00Z",
+        "uv,2,2026-01-05T10:10:00Z,2026-01-05T10:20:00Z",
+    ];
+    let one = ["uv,4,2026-01-05T10:00:00Z,2026-01-05T10:20:00Z"];
+    for (path, extra, sdk) in &paths {
+        let run = |more: &[&str]| {
+            let mut args = vec!["sessions", path.as_str(), "--format", "csv"];
+            args.extend_from_slice(more);
+            session_rows(&args, 4)
+        };
+        assert_eq!(run(extra), two, "{path}");
+        assert_eq!(run(&["--stitch", "device_id=user_id"]), one, "{path} stitched");
+        if *sdk {
+            let by_device = ["dv,4,2026-01-05T10:00:00Z,2026-01-05T10:20:00Z"];
+            let got = run(&["--session-source", "sdk"]);
+            if path.contains("amplitude") || path.contains("fivetran") {
+                let stitched = run(&[
+                    "--session-source",
+                    "sdk",
+                    "--stitch",
+                    "device_id=user_id",
+                ]);
+                assert_eq!(stitched, one, "{path} SDK stitched");
+            } else {
+                assert_eq!(got, by_device, "{path} SDK");
+            }
+        }
+    }
 }
 
 /// A visit that logs in midway is one SDK session in GA4 and Snowplow, whose session keys belong to

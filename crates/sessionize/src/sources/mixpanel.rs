@@ -3,7 +3,13 @@
 //! apart by magnitude), `distinct_id`, `$insert_id`, `$device_id` and `$user_id`
 //! (<https://developer.mixpanel.com/reference/raw-event-export>).
 //!
-//! The actor is `distinct_id` (Mixpanel's identity). Mixpanel has no session id.
+//! The raw export keeps each event's `distinct_id` as it was sent: the device's (`$device_id`, or
+//! `$device:ID` under Simplified ID Merge) until the user is identified, the user's after
+//! (<https://docs.mixpanel.com/docs/tracking-methods/id-management/identifying-users-simplified>).
+//! So `user_id` is `$user_id`, else a `distinct_id` that is not the device's, and `device_id` is
+//! `$device_id` (else the ID of a `$device:` distinct id); the actor is the user id, else the
+//! device, and `--stitch device_id=user_id` joins a device's anonymous events to the user it
+//! identifies as. Mixpanel has no session id.
 
 use super::{Mapping, Raw, Source};
 use crate::scalar::EpochUnit;
@@ -14,7 +20,7 @@ pub const MIXPANEL: Source = Source {
     documented_at: "https://developer.mixpanel.com/reference/raw-event-export",
     signature: &[&["event"], &["properties"]],
     session_key: None,
-    default_actors: &[],
+    default_actors: &["user_id", "device_id"],
     sdk_actors: &[],
     mapping: Some(mapping),
 };
@@ -25,9 +31,18 @@ fn mapping(raw: &Raw) -> Mapping {
         properties.as_ref().map_or_else(|| null.to_string(), f)
     };
     let text = "CAST(NULL AS VARCHAR)";
+    let distinct = read(&|p| p.id("distinct_id"), text);
+    let device = read(&|p| p.text("$device_id"), text);
     Mapping {
-        user_id: read(&|p| p.id("distinct_id"), text),
-        device_id: Some(read(&|p| p.text("$device_id"), text)),
+        user_id: format!(
+            "COALESCE({}, CASE WHEN ({distinct} IS NOT DISTINCT FROM {device}) \
+             OR starts_with({distinct}, '$device:') THEN NULL ELSE {distinct} END)",
+            read(&|p| p.text("$user_id"), text)
+        ),
+        device_id: Some(format!(
+            "COALESCE({device}, CASE WHEN starts_with({distinct}, '$device:') \
+             THEN substr({distinct}, 9) END)"
+        )),
         event_time: raw.time(
             &read(&|p| p.number("time"), "CAST(NULL AS DOUBLE)"),
             EpochUnit::Auto,
