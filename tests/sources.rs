@@ -340,6 +340,22 @@ fn every_source_gives_the_golden_sessions() {
         "csv",
     ]);
     assert!(pages.contains("https://example.com/cart"), "{pages}");
+    // Snowplow keeps an event's fields as columns: event.page_url is the column.
+    let pages = ok(&[
+        "chart",
+        "tests/fixtures/sources/snowplow.csv",
+        "--group-by",
+        "event.page_url",
+        "--interval",
+        "total",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        pages.contains("https://example.com/home,3,")
+            && pages.contains("https://example.com/cart,1,"),
+        "u1's first, u2's and d3's sessions start on /home, u1's second on /cart: {pages}"
+    );
     // A source named for an export of another shape names what is missing.
     fails(
         &[

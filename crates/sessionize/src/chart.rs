@@ -315,8 +315,19 @@ impl Props<'_> {
         ] {
             if let Some(key) = prefixes.iter().find_map(|p| property.strip_prefix(p)) {
                 let Ok(field) = self.schema.field_with_name(column) else {
+                    // Exports that keep an event's fields as columns (Snowplow's atomic events:
+                    // `page_url`, `page_title`, ...) have no properties column: `event.NAME` is
+                    // then the column NAME.
+                    if column == "event_properties" && self.schema.field_with_name(key).is_ok() {
+                        return Ok((format!("CAST({} AS VARCHAR)", ident(key)), None));
+                    }
                     return plan_err!(
-                        "unknown property '{property}': the events have no column '{column}'"
+                        "unknown property '{property}': the events have no column '{column}'{}",
+                        if column == "event_properties" {
+                            format!(" and no column '{key}'")
+                        } else {
+                            String::new()
+                        }
                     );
                 };
                 if let DataType::Struct(fields) = field.data_type() {
