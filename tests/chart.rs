@@ -950,3 +950,72 @@ fn series_keep_every_interval() {
         );
     }
 }
+
+/// `event.NAME` and `user.NAME` read any JSON value as text: numbers and booleans as written,
+/// objects and lists as JSON, in JSON text as in a Parquet struct (found by a newcomer's audit of
+/// the export formats issue: numbers and booleans were empty, a struct's nested field failed with
+/// "Unsupported CAST"); a segment on a numeric user property matches.
+#[test]
+fn properties_of_every_json_type_read_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = file(
+        dir.path(),
+        "types.csv",
+        "user_id,event_time,event_type,event_properties,user_properties\n\
+         u1,2026-01-05 10:00:00,a,\"{\"\"n\"\":1.5,\"\"q\"\":3,\"\"ok\"\":true,\"\"o\"\":{\"\"id\"\":\"\"p1\"\"},\"\"l\"\":[\"\"x\"\",\"\"y\"\"]}\",\"{\"\"tier\"\":3}\"\n\
+         u2,2026-01-05 11:00:00,a,\"{\"\"n\"\":2,\"\"q\"\":null,\"\"ok\"\":false}\",\"{\"\"tier\"\":1}\"\n",
+    );
+    let parquet = dir.path().join("types.parquet");
+    ok(&[
+        "query",
+        "--table",
+        &format!("raw={csv}"),
+        "SELECT user_id, event_time, event_type, named_struct('n', json_get_float(event_properties, 'n'), \
+         'q', json_get_int(event_properties, 'q'), 'ok', json_get_bool(event_properties, 'ok'), \
+         'o', CASE WHEN user_id = 'u1' THEN named_struct('id', 'p1') END, \
+         'l', CASE WHEN user_id = 'u1' THEN make_array('x', 'y') END) AS event_properties, \
+         user_properties FROM raw",
+        "--output",
+        parquet.to_str().unwrap(),
+    ]);
+    let groups = ["event.n", "event.q", "event.ok", "event.o", "event.l"];
+    for input in [csv.as_str(), parquet.to_str().unwrap()] {
+        let mut args = vec!["chart", input, "--interval", "total", "--format", "csv"];
+        for g in &groups {
+            args.extend(["--group-by", g]);
+        }
+        let mut found: Vec<String> = csv_table(&ok(&args))
+            .iter()
+            .map(|r| {
+                groups
+                    .iter()
+                    .map(|g| r[*g].clone())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            ["1.5|3|true|{\"id\":\"p1\"}|[\"x\",\"y\"]", "2.0||false||"].map(|expected| {
+                if input.ends_with(".csv") {
+                    expected.replace("2.0|", "2|")
+                } else {
+                    expected.to_string()
+                }
+            }),
+            "{input}"
+        );
+        let tier = csv_table(&ok(&[
+            "chart",
+            input,
+            "--interval",
+            "total",
+            "--segment",
+            "t3:user.tier=3",
+            "--format",
+            "csv",
+        ]));
+        assert_eq!(tier[0]["A_total_sessions"], "1", "{input}: {tier:?}");
+    }
+}

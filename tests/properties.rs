@@ -612,13 +612,15 @@ async fn sessions_of(path: &std::path::Path, expected: &str) -> Vec<String> {
         .schema()
         .as_arrow()
         .clone();
-    let given = (expected == "amplitude" && schema.field_with_name("device_id").is_ok())
+    let given = (expected.starts_with("amplitude") && schema.field_with_name("device_id").is_ok())
         .then_some("user_id,device_id");
     let actors = sessionize::identity::actors_of(given, false, source, false);
-    let mut options = sessionize::sessions::SessionsOptions::default();
-    options.actor = sessionize::identity::apply(&ctx, "events", &actors, None, "event_time")
-        .await
-        .expect("actor");
+    let options = sessionize::sessions::SessionsOptions {
+        actor: sessionize::identity::apply(&ctx, "events", &actors, None, "event_time")
+            .await
+            .expect("actor"),
+        ..Default::default()
+    };
     let schema = ctx
         .table("events")
         .await
@@ -755,7 +757,7 @@ async fn check_sources(events: &[Event]) -> Result<(), TestCaseError> {
     write_ga4(&write("devices.csv", devices), &ga4).await;
     for (path, source) in [
         (write("amplitude.json", amplitude), "amplitude"),
-        (write("fivetran.csv", fivetran), "amplitude"),
+        (write("fivetran.csv", fivetran), "amplitude-fivetran"),
         (write("segment.ndjson", segment), "segment"),
         (write("mixpanel.ndjson", mixpanel), "mixpanel"),
         (write("posthog.ndjson", posthog), "posthog"),

@@ -277,7 +277,11 @@ fn every_source_gives_the_golden_sessions() {
             "--format",
             "csv",
         ]);
-        assert_eq!(normalized(&stitched), normalized(&sessions), "{file} stitched");
+        assert_eq!(
+            normalized(&stitched),
+            normalized(&sessions),
+            "{file} stitched"
+        );
         let named = ok(&["sessions", &path, "--source", name, "--format", "csv"]);
         assert_eq!(
             normalized(&named),
@@ -492,7 +496,12 @@ fn properties_stored_as_a_struct_read_as_properties_stored_as_text() {
         };
         let chart = |input: &str| {
             normalized(&ok(&[
-                "chart", input, "--group-by", group, "--format", "csv",
+                "chart",
+                input,
+                "--group-by",
+                group,
+                "--format",
+                "csv",
             ]))
         };
         let by_page = chart(&text);
@@ -597,7 +606,15 @@ fn chart_identities_and_columns() {
     // (sessions, time spent, uniques) of the total.
     let total = |extra: &[&str]| {
         let mut args = vec![
-            "chart", path, "--time", "ts", "--event", "kind", "--interval", "total", "--format",
+            "chart",
+            path,
+            "--time",
+            "ts",
+            "--event",
+            "kind",
+            "--interval",
+            "total",
+            "--format",
             "csv",
         ];
         args.extend_from_slice(extra);
@@ -1047,7 +1064,12 @@ fn a_missing_actor_in_query_and_a_source_that_fits_another_export() {
 fn a_visit_that_logs_in_midway_in_every_shape() {
     let dir = tempfile::tempdir().unwrap();
     // (time, identified)
-    let visit = [("10:00", false), ("10:05", false), ("10:10", true), ("10:20", true)];
+    let visit = [
+        ("10:00", false),
+        ("10:05", false),
+        ("10:10", true),
+        ("10:20", true),
+    ];
     let mut shapes: Vec<(&str, String, &[&str])> = vec![];
     let lines = |f: &dyn Fn(usize, &str, bool) -> String| {
         visit
@@ -1160,17 +1182,16 @@ fn a_visit_that_logs_in_midway_in_every_shape() {
             session_rows(&args, 4)
         };
         assert_eq!(run(extra), two, "{path}");
-        assert_eq!(run(&["--stitch", "device_id=user_id"]), one, "{path} stitched");
+        assert_eq!(
+            run(&["--stitch", "device_id=user_id"]),
+            one,
+            "{path} stitched"
+        );
         if *sdk {
             let by_device = ["dv,4,2026-01-05T10:00:00Z,2026-01-05T10:20:00Z"];
             let got = run(&["--session-source", "sdk"]);
             if path.contains("amplitude") || path.contains("fivetran") {
-                let stitched = run(&[
-                    "--session-source",
-                    "sdk",
-                    "--stitch",
-                    "device_id=user_id",
-                ]);
+                let stitched = run(&["--session-source", "sdk", "--stitch", "device_id=user_id"]);
                 assert_eq!(stitched, one, "{path} SDK stitched");
             } else {
                 assert_eq!(got, by_device, "{path} SDK");
@@ -1210,4 +1231,211 @@ fn an_sdk_session_with_a_login_midway_is_one_session() {
         .position(|h| h == "events_per_session")
         .unwrap();
     assert_eq!(rows[0].split(',').nth(events), Some("3"), "{table}");
+}
+
+/// The files of one export whose source time column differs in type are read together, as the
+/// commands' own `event_time` is (found by a newcomer's audit of issue 16: "conflicting column
+/// types"): Segment's `timestamp` in ns with a zone in one Parquet file and in ms without one in
+/// the other (and `received_at` likewise), PostHog's `timestamp` as text in one and a timestamp in
+/// the other, Segment CSVs with ISO text in one and epoch milliseconds in the other. An
+/// unparsable value names the file, the line and the export's column.
+#[test]
+fn a_source_time_column_that_differs_between_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, sql: &str| {
+        let path = dir.path().join(name);
+        ok(&["query", sql, "--output", path.to_str().unwrap()]);
+        path.to_str().unwrap().to_string()
+    };
+    let segment = |t: &str, unit: &str| {
+        format!(
+            "SELECT 'm' || e AS message_id, 'a1' AS anonymous_id, 'u1' AS user_id, 'view' AS event, \
+             arrow_cast(to_timestamp(1767607200 + 300 * e), '{t}') AS timestamp, \
+             arrow_cast(to_timestamp(1767607201 + 300 * e), '{unit}') AS received_at \
+             FROM (VALUES (0), (1)) AS v(e)"
+        )
+    };
+    let a = write(
+        "a.parquet",
+        &segment(
+            "Timestamp(Nanosecond, Some(\"UTC\"))",
+            "Timestamp(Nanosecond, None)",
+        ),
+    );
+    let b = write(
+        "b.parquet",
+        &segment(
+            "Timestamp(Millisecond, None)",
+            "Timestamp(Millisecond, None)",
+        )
+        .replace("(0), (1)", "(2), (3)"),
+    );
+    let one = ["u1,4,2026-01-05T10:00:00Z,2026-01-05T10:15:00Z"];
+    assert_eq!(
+        session_rows(&["sessions", &a, &b, "--format", "csv"], 4),
+        one
+    );
+    let posthog = |name: &str, time: &str, uuid: &str| {
+        write(
+            name,
+            &format!(
+                "SELECT '{uuid}' AS uuid, 'view' AS event, 'u1' AS distinct_id, {time} AS timestamp, \
+                 '{{}}' AS properties"
+            ),
+        )
+    };
+    let c = posthog("c.parquet", "'2026-01-05T12:00:00+02:00'", "p1");
+    let d = posthog(
+        "d.parquet",
+        "arrow_cast(TIMESTAMP '2026-01-05 10:10:00', 'Timestamp(Microsecond, Some(\"UTC\"))')",
+        "p2",
+    );
+    assert_eq!(
+        session_rows(&["sessions", &c, &d, "--format", "csv"], 4),
+        ["u1,2,2026-01-05T10:00:00Z,2026-01-05T10:10:00Z"]
+    );
+    let header = "type,event,user_id,anonymous_id,timestamp,message_id\n";
+    let e = file(
+        dir.path(),
+        "e.csv",
+        &format!("{header}track,a,u1,d,2026-01-05T10:00:00Z,m1\n"),
+    );
+    let f = file(
+        dir.path(),
+        "f.csv",
+        &format!("{header}track,b,u1,d,1767607800000,m2\n"),
+    );
+    assert_eq!(
+        session_rows(&["sessions", &e, &f, "--format", "csv"], 4),
+        ["u1,2,2026-01-05T10:00:00Z,2026-01-05T10:10:00Z"]
+    );
+    let bad = file(
+        dir.path(),
+        "bad.ndjson",
+        "{\"type\":\"track\",\"event\":\"a\",\"userId\":\"u1\",\"anonymousId\":\"d\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"messageId\":\"m1\"}\n\
+         {\"type\":\"track\",\"event\":\"b\",\"userId\":\"u1\",\"anonymousId\":\"d\",\"timestamp\":\"garbage\",\"messageId\":\"m2\"}\n",
+    );
+    fails(
+        &["sessions", &bad],
+        "bad.ndjson' line 2: cannot parse the time 'garbage' in column 'timestamp'",
+    );
+}
+
+/// Mixpanel's `properties.time` as ISO-8601 text, epoch seconds with a fraction or epoch
+/// milliseconds all read (audit: text times were null and the events silently left out); an
+/// unparsable one names the column. A field that is text in some lines and a number in others
+/// (a user id sent as "42" and 42) is read as text (audit: Arrow's reader refused the file).
+#[test]
+fn mixpanel_times_of_every_kind_and_fields_of_two_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let times = file(
+        dir.path(),
+        "times.ndjson",
+        "{\"event\":\"a\",\"properties\":{\"time\":\"2026-01-05T10:00:00Z\",\"distinct_id\":\"u1\"}}\n\
+         {\"event\":\"b\",\"properties\":{\"time\":1767607800.5,\"distinct_id\":\"u1\"}}\n\
+         {\"event\":\"c\",\"properties\":{\"time\":1767607900000,\"distinct_id\":\"u1\"}}\n",
+    );
+    assert_eq!(
+        session_rows(&["sessions", &times, "--format", "csv"], 4),
+        ["u1,3,2026-01-05T10:00:00Z,2026-01-05T10:11:40Z"]
+    );
+    let bad = file(
+        dir.path(),
+        "bad.ndjson",
+        "{\"event\":\"b\",\"properties\":{\"time\":\"nope\",\"distinct_id\":\"u1\"}}\n",
+    );
+    fails(
+        &["sessions", &bad, "--source", "mixpanel"],
+        "'column properties.time': cannot parse the time 'nope'",
+    );
+    let mixed = file(
+        dir.path(),
+        "mixed.ndjson",
+        "{\"type\":\"track\",\"event\":\"a\",\"userId\":\"42\",\"anonymousId\":\"d\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"messageId\":\"m1\"}\n\
+         {\"type\":\"track\",\"event\":\"b\",\"userId\":42,\"anonymousId\":\"d\",\"timestamp\":\"2026-01-05T10:10:00Z\",\"messageId\":\"m2\"}\n",
+    );
+    assert_eq!(
+        session_rows(&["sessions", &mixed, "--format", "csv"], 4),
+        ["42,2,2026-01-05T10:00:00Z,2026-01-05T10:10:00Z"]
+    );
+}
+
+/// The audit's smaller findings: `--session-id-col` names the session id of a source without one
+/// of its own (Segment's `context_session_id`); `--compat dbt` refuses `--session-source` (it
+/// takes the SDK's sessions) and names the events it leaves out for a null time; Fivetran's table
+/// is named on stderr when recognised; `--row events:` without a name is refused.
+#[test]
+fn session_id_columns_compat_notes_and_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("segment.parquet");
+    ok(&[
+        "query",
+        "SELECT 'm' || e AS message_id, 'a1' AS anonymous_id, 'u1' AS user_id, 'view' AS event, \
+         arrow_cast(to_timestamp(1767607200 + 3000 * e), 'Timestamp(Microsecond, Some(\"UTC\"))') AS timestamp, \
+         7 AS context_session_id FROM (VALUES (0), (1)) AS v(e)",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    let path = path.to_str().unwrap();
+    // One SDK session of two events 50 minutes apart (derived sessions would be two).
+    assert_eq!(
+        session_rows(
+            &[
+                "sessions",
+                path,
+                "--session-source",
+                "sdk",
+                "--session-id-col",
+                "context_session_id",
+                "--format",
+                "csv"
+            ],
+            4
+        ),
+        ["u1,2,2026-01-05T10:00:00Z,2026-01-05T10:50:00Z"]
+    );
+    fails(
+        &["sessions", path, "--session-source", "sdk"],
+        "or name a column of the export that holds one with --session-id-col",
+    );
+    let both = common::sessionize(&[
+        "sessions",
+        "tests/golden/events.csv",
+        "--compat",
+        "dbt",
+        "--session-source",
+        "derived",
+    ]);
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains(
+            "'--compat <COMPAT>' cannot be used with '--session-source <SESSION_SOURCE>'"
+        )
+    );
+    let untimed = file(
+        dir.path(),
+        "untimed.csv",
+        "user_id,event_id,event_type,event_time,session_id,insert_id,client_upload_time\n\
+         u1,1,a,2026-01-05 10:00:00,5,i1,2026-01-05 10:00:01\n\
+         u1,2,b,,5,i2,2026-01-05 10:00:01\n",
+    );
+    let out = common::sessionize(&["sessions", &untimed, "--compat", "dbt"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--compat dbt left out 1 event whose event_time is null"),
+        "{said}"
+    );
+    let out = common::sessionize(&["sessions", "tests/fixtures/sources/amplitude_fivetran.csv"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("(--source amplitude-fivetran;"), "{said}");
+    // Amplitude's export is the commands' own shape: read without a note.
+    let out = common::sessionize(&["sessions", "tests/fixtures/sources/amplitude.zip"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("reading"),
+        "the commands' own shape is read without a note"
+    );
+    fails(
+        &["chart", "tests/golden/events.csv", "--row", "events:"],
+        "with an event name after the colon",
+    );
 }

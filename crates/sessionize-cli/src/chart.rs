@@ -109,7 +109,13 @@ pub struct ChartCommand {
 
 fn row_from_flag(flag: &str) -> Result<RowSpec, CliError> {
     let (kind, event) = match flag.split_once(':') {
-        Some((kind, event)) => (kind, Some(event.to_string())),
+        Some((_, event)) if event.trim().is_empty() => {
+            return Err(CliError(format!(
+                "--row expects sessions, events or events:NAME with an event name after the \
+                 colon, but got '{flag}'"
+            )));
+        }
+        Some((kind, event)) => (kind, Some(event.trim().to_string())),
         None => (flag, None),
     };
     match kind {

@@ -75,11 +75,11 @@ pub struct SessionArgs {
     /// event_type, session_id, insert_id and event_properties.
     #[arg(long, value_name = "NAME")]
     source: Option<String>,
-    /// Where sessions come from.
-    #[arg(long, value_enum, default_value = "derived")]
-    session_source: SourceArg,
-    /// Reproduce another tool's output exactly (implies SDK session ids).
+    /// Where sessions come from [default: derived].
     #[arg(long, value_enum)]
+    session_source: Option<SourceArg>,
+    /// Reproduce another tool's output exactly (implies SDK session ids).
+    #[arg(long, value_enum, conflicts_with = "session_source")]
     compat: Option<CompatArg>,
     /// Inactivity timeout: a gap strictly longer starts a new session (20m, 1h30m, 90s)
     /// [default: 30m].
@@ -191,7 +191,7 @@ impl SessionArgs {
     fn job(&self) -> SessionsJob {
         SessionsJob {
             source: self.source.clone(),
-            sdk_sessions: self.session_source == SourceArg::Sdk,
+            sdk_sessions: self.session_source == Some(SourceArg::Sdk),
             compat_dbt: self.compat == Some(CompatArg::Dbt),
             timeout: self.timeout,
             max_length: self.max_length,

@@ -78,8 +78,14 @@ fn choice(
 /// case).
 fn job(options: &Bound<'_, PyDict>) -> PyResult<SessionsJob> {
     let defaults = SessionsJob::default();
-    let sdk_sessions = choice(options, "session_source", &["derived", "sdk"])? == Some("sdk");
+    let session_source = choice(options, "session_source", &["derived", "sdk"])?;
     let compat_dbt = choice(options, "compat", &["dbt"])?.is_some();
+    if compat_dbt && session_source.is_some() {
+        return Err(PyValueError::new_err(
+            "compat='dbt' takes the SDK's sessions as dbt_amplitude does: leave session_source out",
+        ));
+    }
+    let sdk_sessions = session_source == Some("sdk");
     let dedup_insert_id = choice(options, "dedup", &["insert_id"])?.is_some();
     Ok(SessionsJob {
         source: get(options, "source")?,

@@ -276,13 +276,17 @@ impl SessionsJob {
             &options.time,
         )
         .await?;
+        // A source without a session key of its own, unless a column of the export is named as
+        // the session id (`--session-id-col`).
         if options.source == SessionSource::Sdk
             && let Some(source) = source
             && source.session_key.is_none()
+            && !has_column(ctx, table, &options.session_id_col).await?
         {
             return plan_err!(
                 "{} carries no session id, so --session-source sdk has nothing to read: use \
-                 derived sessions (the default)",
+                 derived sessions (the default), or name a column of the export that holds one \
+                 with --session-id-col",
                 source.title
             );
         }
@@ -313,10 +317,12 @@ pub async fn prepare_chart(
     if sdk
         && let Some(source) = source
         && source.session_key.is_none()
+        && !has_column(ctx, table, &spec.session.session_id_col).await?
     {
         return plan_err!(
             "{} carries no session id, so --session-source sdk has nothing to read: use derived \
-             sessions (the default)",
+             sessions (the default), or name a column of the export that holds one with \
+             --session-id-col",
             source.title
         );
     }
@@ -337,6 +343,17 @@ pub async fn prepare_chart(
     )
     .await?;
     Ok(notes)
+}
+
+/// Whether the table `table` of `ctx` has a column `column`.
+async fn has_column(ctx: &SessionContext, table: &str, column: &str) -> Result<bool> {
+    Ok(ctx
+        .table(table)
+        .await?
+        .schema()
+        .as_arrow()
+        .field_with_name(column)
+        .is_ok())
 }
 
 fn plan_error(message: String) -> datafusion::error::DataFusionError {
@@ -373,7 +390,7 @@ pub async fn map_source(
         ));
     }
     if let Some((source, true)) = mapped
-        && !source.name.starts_with("amplitude")
+        && crate::sources::worth_naming(source)
     {
         notes.push(format!(
             "reading {} (--source {}; columns as documented at {})",
@@ -401,21 +418,32 @@ pub async fn left_out_notes(
             return Ok(vec![]);
         };
         require_column(&schema, &options.time, "--time")?;
-        let day = format!("utc_day({})", ident(&options.time));
+        let time = ident(&options.time);
+        let day = format!("utc_day({time})");
         let sql = format!(
             "SELECT count(*) FILTER (WHERE {day} < DATE '{from}'), \
-             count(*) FILTER (WHERE {day} > DATE '{to}') FROM {table_ident}"
+             count(*) FILTER (WHERE {day} > DATE '{to}'), count(*) - count({time}) \
+             FROM {table_ident}"
         );
-        if let [before, after] = counts(ctx, &sql).await?[..]
-            && before + after > 0
-        {
-            return Ok(vec![format!(
-                "--compat dbt left out {} dated before {from} and {after} dated after {to}, as \
-                 dbt_amplitude's date window does (change it with --date-from / --date-to)",
-                events(before)
-            )]);
+        let mut notes = vec![];
+        if let [before, after, untimed] = counts(ctx, &sql).await?[..] {
+            if before + after > 0 {
+                notes.push(format!(
+                    "--compat dbt left out {} dated before {from} and {after} dated after {to}, \
+                     as dbt_amplitude's date window does (change it with --date-from / --date-to)",
+                    events(before)
+                ));
+            }
+            if untimed > 0 {
+                notes.push(format!(
+                    "--compat dbt left out {} whose {} is null, as dbt_amplitude's date window \
+                     does",
+                    events(untimed),
+                    options.time
+                ));
+            }
         }
-        return Ok(vec![]);
+        return Ok(notes);
     }
     if options.source != SessionSource::Derived {
         return Ok(vec![]);

@@ -10,6 +10,7 @@
 //!
 //! Errors name the path and say what was wrong with it, since they are shown to users as they are.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -294,38 +295,84 @@ async fn parquet_frame(
         })?;
         schemas.push(schema.as_ref().clone());
     }
-    if let Some(column) = &options.time_column {
-        let types: Vec<&DataType> = schemas
+    // Time columns to convert: those whose files do not all share one timestamp type in UTC (or
+    // without a zone). Other timestamp columns whose types differ between files (Segment's
+    // `received_at` in ms in one, ns with a zone in another) are cast to µs in UTC.
+    let mut convert: Vec<String> = vec![];
+    for schema in &schemas {
+        for column in time_columns(schema, options) {
+            if !convert.contains(&column) {
+                convert.push(column);
+            }
+        }
+    }
+    let types_of = |column: &str| -> Vec<&DataType> {
+        schemas
             .iter()
             .filter_map(|s| s.field_with_name(column).ok().map(|f| f.data_type()))
-            .collect();
-        let kept = types
-            .first()
-            .is_none_or(|t| is_kept_time_type(t) && types.iter().all(|u| u == t));
-        if !kept {
-            let mut combined: Option<DataFrame> = None;
-            for (file, schema) in files.iter().zip(schemas.iter().cloned()) {
-                let has_time = schema.field_with_name(column).is_ok();
-                let frame = listing_frame(
-                    ctx,
-                    listing.clone(),
-                    vec![file.url.clone()],
-                    schema,
-                    &options.sorted_by,
+            .collect()
+    };
+    // The commands' time column is converted unless every file has it as one timestamp type in
+    // UTC; a source's raw time column (GA4's INT64 `event_timestamp`, PostHog's text `timestamp`)
+    // only where its type differs between files, so that a table of one shape keeps its types.
+    convert.retain(|column| {
+        let types = types_of(column);
+        let same = types.iter().all(|u| *u == types[0]);
+        if options.time_column.as_deref() == Some(column.as_str()) {
+            !types.first().is_none_or(|t| is_kept_time_type(t) && same)
+        } else {
+            !same
+        }
+    });
+    let mut recast: Vec<String> = vec![];
+    for schema in &schemas {
+        for field in schema.fields() {
+            let name = field.name();
+            if convert.contains(name) || recast.contains(name) {
+                continue;
+            }
+            let types = types_of(name);
+            if types.iter().all(|t| matches!(t, DataType::Timestamp(_, _)))
+                && types.iter().any(|t| *t != types[0])
+            {
+                recast.push(name.clone());
+            }
+        }
+    }
+    if !convert.is_empty() || !recast.is_empty() {
+        let mut combined: Option<DataFrame> = None;
+        for (file, schema) in files.iter().zip(schemas.iter().cloned()) {
+            let present = |c: &String| schema.field_with_name(c).is_ok();
+            let (converted, cast): (Vec<String>, Vec<String>) = (
+                convert.iter().filter(|c| present(c)).cloned().collect(),
+                recast.iter().filter(|c| present(c)).cloned().collect(),
+            );
+            let mut frame = listing_frame(
+                ctx,
+                listing.clone(),
+                vec![file.url.clone()],
+                schema,
+                &options.sorted_by,
+            )?;
+            for column in &converted {
+                frame = with_event_time(frame, column, options, &file.display)?;
+            }
+            for column in &cast {
+                frame = frame.with_column(
+                    column,
+                    datafusion::prelude::cast(
+                        datafusion::prelude::col(ident(column)),
+                        crate::scalar::event_time_type(),
+                    ),
                 )?;
-                let frame = if has_time {
-                    with_event_time(frame, column, options, &file.display)?
-                } else {
-                    frame
-                };
-                combined = Some(match combined {
-                    None => frame,
-                    Some(before) => before.union_by_name(frame)?,
-                });
             }
-            if let Some(combined) = combined {
-                return Ok(combined);
-            }
+            combined = Some(match combined {
+                None => frame,
+                Some(before) => before.union_by_name(frame)?,
+            });
+        }
+        if let Some(combined) = combined {
+            return Ok(combined);
         }
     }
     let merged = Schema::try_merge(schemas.clone()).map_err(|e| {
@@ -345,6 +392,26 @@ async fn parquet_frame(
     let schema = Schema::new_with_metadata(fields, merged.metadata().clone());
     let urls = files.iter().map(|f| f.url.clone()).collect();
     listing_frame(ctx, listing, urls, schema, &options.sorted_by)
+}
+
+/// The time columns the loader converts in a file of schema `schema`: the time column of `options`
+/// where the file has it, else the export sources' raw time columns it has
+/// ([`crate::sources::RAW_TIME_COLUMNS`]: Segment's and PostHog's `timestamp`, Snowplow's
+/// `derived_tstamp` and `collector_tstamp`, GA4's `event_timestamp`), which their mappings read
+/// as the time. Each becomes `Timestamp(µs, "UTC")`, so that the files of one export whose time
+/// columns differ in unit or encoding are read together, and an unparsable value names its file.
+fn time_columns(schema: &Schema, options: &LoadOptions) -> Vec<String> {
+    let Some(column) = &options.time_column else {
+        return vec![];
+    };
+    if schema.field_with_name(column).is_ok() {
+        return vec![column.clone()];
+    }
+    crate::sources::RAW_TIME_COLUMNS
+        .iter()
+        .filter(|c| schema.field_with_name(c).is_ok())
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// `frame` with its time column `column` converted by `event_time` (lazily, at execution), in the
@@ -449,7 +516,9 @@ fn json_batches(
         for (key, field) in object.iter_mut() {
             // Objects and arrays as JSON text; a time given as a number in some lines and as
             // text in others as text throughout (`event_time` reads both).
-            let number_time = field.is_number() && Some(key.as_str()) == time_column;
+            let number_time = field.is_number()
+                && (Some(key.as_str()) == time_column
+                    || crate::sources::RAW_TIME_COLUMNS.contains(&key.as_str()));
             if field.is_object() || field.is_array() || number_time {
                 *field = serde_json::Value::String(field.to_string());
             }
@@ -460,6 +529,7 @@ fn json_batches(
     if values.is_empty() {
         return Ok((Arc::new(Schema::empty()), vec![], vec![]));
     }
+    text_where_mixed(&mut values);
     let schema = infer_json_schema_from_iterator(values.iter().map(Ok))
         .map_err(|e| DataFusionError::Plan(format!("cannot read '{name}' as JSON: {e}")))?;
     let schema = Arc::new(schema);
@@ -479,6 +549,36 @@ fn json_batches(
         }
     }
     Ok((schema, batches, lines))
+}
+
+/// A field that holds text in some objects and numbers or booleans in others (a user id sent as
+/// `"42"` by one SDK and `42` by another) becomes text in all of them, as written: Arrow's JSON
+/// reader would refuse the file.
+fn text_where_mixed(values: &mut [serde_json::Value]) {
+    let mut text = HashSet::new();
+    let mut other = HashSet::new();
+    for value in values.iter() {
+        for (key, field) in value.as_object().into_iter().flatten() {
+            match field {
+                serde_json::Value::String(_) => text.insert(key.clone()),
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                    other.insert(key.clone())
+                }
+                _ => false,
+            };
+        }
+    }
+    let mixed: HashSet<&String> = text.intersection(&other).collect();
+    if mixed.is_empty() {
+        return;
+    }
+    for value in values.iter_mut() {
+        for (key, field) in value.as_object_mut().into_iter().flatten() {
+            if mixed.contains(key) && (field.is_number() || field.is_boolean()) {
+                *field = serde_json::Value::String(field.to_string());
+            }
+        }
+    }
 }
 
 fn excerpt(text: &str) -> String {
@@ -538,21 +638,21 @@ fn normalize_times(
     options: &LoadOptions,
     row_names: &dyn Fn(usize) -> String,
 ) -> Result<Vec<RecordBatch>> {
-    let Some(column) = &options.time_column else {
-        return Ok(batches);
-    };
     let mut first_row = 0;
     let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
+    for mut batch in batches {
         let rows = batch.num_rows();
-        out.push(normalize_time(
-            name,
-            batch,
-            column,
-            options.time_unit,
-            first_row,
-            row_names,
-        )?);
+        for column in time_columns(&batch.schema(), options) {
+            batch = normalize_time(
+                name,
+                batch,
+                &column,
+                options.time_unit,
+                first_row,
+                row_names,
+            )?;
+        }
+        out.push(batch);
         first_row += rows;
     }
     Ok(out)
@@ -850,7 +950,9 @@ pub fn register_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, AsArray, Int64Array, StringArray, StructArray};
+    use datafusion::arrow::array::{
+        Array, ArrayRef, AsArray, Int64Array, StringArray, StructArray,
+    };
     use datafusion::arrow::buffer::NullBuffer;
     use datafusion::arrow::datatypes::{TimeUnit, TimestampMicrosecondType};
 

@@ -288,7 +288,7 @@ def _answer(answer: tuple[Any, list[str]]) -> pa.Table:
 def _session_options(
     *,
     source: str | None,
-    session_source: str,
+    session_source: str | None,
     compat: str | None,
     timeout: Duration | None,
     max_length: Duration | None,
@@ -363,7 +363,7 @@ def sessions(
     exclude_presets: str | Iterable[str] | None = None,
     timeout_by: tuple[str, Mapping[str, Duration]] | None = None,
     source: str | None = None,
-    session_source: str = "derived",
+    session_source: str | None = None,
     compat: str | None = None,
     actor: str | Sequence[str] | None = None,
     stitch: str | None = None,
@@ -390,8 +390,9 @@ def sessions(
     ``exclude_presets`` (``"clevertap"``), ``timeout_by=("platform", {"web": "30m", "ios":
     "5m"})``, ``source`` (``"amplitude"``, ``"amplitude-fivetran"``, ``"segment"``,
     ``"mixpanel"``, ``"posthog"``, ``"ga4"``, ``"snowplow"``; default: recognised from the
-    columns), ``session_source`` (``"derived"`` or ``"sdk"``), ``compat="dbt"``, ``actor`` (a
-    column, or several: the first non-null), ``stitch="anonymous_id=user_id"``, ``time``,
+    columns), ``session_source`` (``"derived"``, the default, or ``"sdk"``), ``compat="dbt"``
+    (which takes the SDK's sessions: not with ``session_source``), ``actor`` (a column, or
+    several: the first non-null), ``stitch="anonymous_id=user_id"``, ``time``,
     ``time_unit`` (of epoch numbers: ``"auto"``, ``"s"``, ``"ms"``, ``"us"``, ``"ns"``),
     ``event``, ``session_id_col``, ``insert_id_col``, ``event_id_col``, ``dedup="insert_id"``,
     ``time_zone`` (of the ``*_day`` columns), ``source_relation``, ``date_from`` / ``date_to``
@@ -421,7 +422,7 @@ def annotate(
     exclude_presets: str | Iterable[str] | None = None,
     timeout_by: tuple[str, Mapping[str, Duration]] | None = None,
     source: str | None = None,
-    session_source: str = "derived",
+    session_source: str | None = None,
     compat: str | None = None,
     actor: str | Sequence[str] | None = None,
     stitch: str | None = None,

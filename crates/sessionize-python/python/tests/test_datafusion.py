@@ -154,7 +154,7 @@ def test_every_function_is_offered():
         "json_get_str",
     ]:
         assert name in names
-    assert len(names) == 14 + 13
+    assert len(names) == 15 + 13
 
 
 def test_ga4_and_text_key_functions_equal_the_command_line(tmp_path):

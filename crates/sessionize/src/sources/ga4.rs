@@ -28,7 +28,11 @@ fn mapping(raw: &Raw) -> Mapping {
     Mapping {
         user_id: raw.coalesce_text(&["user_id"]),
         device_id: Some(raw.coalesce_text(&["user_pseudo_id"])),
-        event_time: raw.time("\"event_timestamp\"", EpochUnit::Microseconds),
+        event_time: raw.time(
+            "\"event_timestamp\"",
+            EpochUnit::Microseconds,
+            "event_timestamp",
+        ),
         event_type: raw.coalesce_text(&["event_name"]),
         session_id: params
             .as_ref()

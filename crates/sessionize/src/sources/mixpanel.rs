@@ -44,8 +44,9 @@ fn mapping(raw: &Raw) -> Mapping {
              THEN substr({distinct}, 9) END)"
         )),
         event_time: raw.time(
-            &read(&|p| p.number("time"), "CAST(NULL AS DOUBLE)"),
+            &read(&|p| p.time("time"), "CAST(NULL AS DOUBLE)"),
             EpochUnit::Auto,
+            "properties.time",
         ),
         event_type: raw.coalesce_text(&["event"]),
         session_id: None,

@@ -73,13 +73,18 @@ struct Raw<'a> {
 }
 
 impl Raw<'_> {
-    /// `event_time(expr, unit)`, with `default` as the unit where none was asked for.
-    fn time(&self, expr: &str, default: EpochUnit) -> String {
+    /// `event_time(expr, unit, name)`, with `default` as the unit where none was asked for;
+    /// `name` is the export's column, named in the error on an unparsable value.
+    fn time(&self, expr: &str, default: EpochUnit, name: &str) -> String {
         let unit = match self.unit {
             EpochUnit::Auto => default,
             unit => unit,
         };
-        format!("event_time({expr}, '{}')", unit.as_str())
+        format!(
+            "event_time({expr}, '{}', {})",
+            unit.as_str(),
+            literal(&format!("column {name}"))
+        )
     }
 
     fn has(&self, name: &str) -> bool {
@@ -160,10 +165,12 @@ impl Properties<'_> {
         }
     }
 
-    /// The value at `key` as a number (JSON) or as stored (struct), for `event_time`.
-    fn number(&self, key: &str) -> String {
+    /// The value at `key` for `event_time`: as text where the properties are JSON (a number as
+    /// written, so that epoch seconds, milliseconds and ISO-8601 text all read), as stored in a
+    /// struct.
+    fn time(&self, key: &str) -> String {
         match self.fields {
-            None => format!("json_get_float({}, {})", self.sql, literal(key)),
+            None => format!("json_as_text({}, {})", self.sql, literal(key)),
             Some(_) if self.has(key) => format!("get_field({}, {})", self.sql, literal(key)),
             Some(_) => "CAST(NULL AS DOUBLE)".to_string(),
         }
@@ -177,6 +184,17 @@ impl Properties<'_> {
         }
     }
 }
+
+/// The raw time columns of the sources' exports (Segment's and PostHog's `timestamp`, Snowplow's
+/// `derived_tstamp` and `collector_tstamp`, GA4's `event_timestamp`): the loader reads them as
+/// times where an input has no column of the commands' own time name, so that the files of one
+/// export whose time columns differ in type are read together.
+pub const RAW_TIME_COLUMNS: &[&str] = &[
+    "timestamp",
+    "derived_tstamp",
+    "collector_tstamp",
+    "event_timestamp",
+];
 
 /// Every source, in the order they are tried when recognising an export.
 pub const SOURCES: &[&Source] = &[
@@ -297,9 +315,19 @@ pub fn recognise(schema: &Schema) -> Option<&'static Source> {
     // An export that already has the commands' own time and event columns is read as it is.
     if schema.field_with_name("event_time").is_ok() && schema.field_with_name("event_type").is_ok()
     {
+        if amplitude::AMPLITUDE_FIVETRAN.fits(schema) {
+            return Some(&amplitude::AMPLITUDE_FIVETRAN);
+        }
         return Some(&amplitude::AMPLITUDE);
     }
     SOURCES.iter().copied().find(|s| s.fits(schema))
+}
+
+/// Whether a recognised source is named on stderr: every source but Amplitude's export, whose
+/// shape is the commands' own (naming it would add a note to every run on such events; Fivetran's
+/// table, read the same way, is named).
+pub fn worth_naming(source: &Source) -> bool {
+    source.name != amplitude::AMPLITUDE.name
 }
 
 /// The mapped source `schema` looks most like, though it lacks some of its signature: the one

@@ -37,7 +37,7 @@ fn mapping(raw: &Raw) -> Mapping {
             None => distinct.clone(),
         },
         device_id: device,
-        event_time: raw.time("\"timestamp\"", EpochUnit::Auto),
+        event_time: raw.time("\"timestamp\"", EpochUnit::Auto, "timestamp"),
         event_type: raw.coalesce_text(&["event"]),
         session_id: get("$session_id").map(|s| format!("session_key_id({s})")),
         insert_id: Some(raw.coalesce_text(&["uuid"])),

@@ -34,6 +34,7 @@ fn mapping(raw: &Raw) -> Mapping {
         event_time: raw.time(
             &raw.first(&["timestamp"]).unwrap_or_default(),
             EpochUnit::Auto,
+            "timestamp",
         ),
         event_type: raw.coalesce_text(&["event", "name", "type"]),
         session_id: None,

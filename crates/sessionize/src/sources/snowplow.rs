@@ -29,7 +29,7 @@ fn mapping(raw: &Raw) -> Mapping {
     let times: Vec<String> = ["derived_tstamp", "collector_tstamp"]
         .iter()
         .filter(|c| raw.has(c))
-        .map(|c| raw.time(&format!("\"{c}\""), EpochUnit::Auto))
+        .map(|c| raw.time(&format!("\"{c}\""), EpochUnit::Auto, c))
         .collect();
     Mapping {
         user_id: raw.coalesce_text(&["user_id"]),
