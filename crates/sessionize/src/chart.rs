@@ -271,6 +271,31 @@ impl ChartSpec {
     }
 }
 
+/// The field `key` of the struct column `column` as text, for the property `property`: a nested
+/// field (an object or a list) as JSON text, as a JSON property gives it; others cast to text.
+///
+/// Errors: a field the struct lacks, naming those it has.
+fn struct_field_text(
+    property: &str,
+    column: &str,
+    fields: &datafusion::arrow::datatypes::Fields,
+    key: &str,
+) -> Result<String> {
+    let Some((_, field)) = fields.find(key) else {
+        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+        return plan_err!(
+            "unknown property '{property}': the struct column '{column}' has the fields {}",
+            names.join(", ")
+        );
+    };
+    let value = format!("get_field({}, {})", ident(column), literal(key));
+    Ok(if field.data_type().is_nested() {
+        format!("json_as_text(to_json(named_struct('v', {value})), 'v')")
+    } else {
+        format!("CAST({value} AS VARCHAR)")
+    })
+}
+
 /// A group-by entry: the property, and whether the session takes its last event's value
 /// (`last:event.page`, for exit pages) rather than its first's.
 fn group_property(group: &str) -> (&str, bool) {
@@ -333,34 +358,20 @@ impl Props<'_> {
                 if let DataType::Struct(fields) = field.data_type() {
                     // Properties stored as a Parquet struct (an export that kept them as objects)
                     // rather than as JSON text: the field, as text.
-                    if fields.find(key).is_none() {
-                        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-                        return plan_err!(
-                            "unknown property '{property}': the struct column '{column}' has the \
-                             fields {}",
-                            names.join(", ")
-                        );
-                    }
-                    let value = format!("get_field({}, {})", ident(column), literal(key));
-                    let nested = fields
-                        .find(key)
-                        .is_some_and(|(_, f)| f.data_type().is_nested());
-                    // A nested field (an object or a list) as JSON text, as the JSON path gives
-                    // it; others cast to text.
-                    return Ok((
-                        if nested {
-                            format!("json_as_text(to_json(named_struct('v', {value})), 'v')")
-                        } else {
-                            format!("CAST({value} AS VARCHAR)")
-                        },
-                        None,
-                    ));
+                    return Ok((struct_field_text(property, column, fields, key)?, None));
                 }
                 return Ok((ident(column), Some(literal(key))));
             }
         }
         if self.schema.field_with_name(property).is_ok() {
             return Ok((format!("CAST({} AS VARCHAR)", ident(property)), None));
+        }
+        // `COLUMN.FIELD` of a struct column (GA4's `geo.city`, `device.category`).
+        if let Some((column, key)) = property.split_once('.')
+            && let Ok(field) = self.schema.field_with_name(column)
+            && let DataType::Struct(fields) = field.data_type()
+        {
+            return Ok((struct_field_text(property, column, fields, key)?, None));
         }
         let found: Vec<&str> = self
             .schema
