@@ -1439,3 +1439,119 @@ fn session_id_columns_compat_notes_and_rows() {
         "with an event name after the colon",
     );
 }
+
+/// A second newcomer audit of issue 16, each case red before its fix: a Parquet file keeping its
+/// times in milliseconds beside a CSV file (converted to µs) gave sessions 1,000 times too long and
+/// a chart without them; `annotate` wrote a folder's Parquet rows before its CSV and JSON rows;
+/// GA4's BigQuery JSON export (`event_params` as a JSON list, INT64 as text) failed in `ga4_param`
+/// and `geo.city`; a gzipped CSV was read as plain text; an empty user id was a user.
+#[test]
+fn mixed_formats_gzipped_csv_ga4_json_and_empty_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    ok(&[
+        "query",
+        "SELECT 'u1' AS user_id, arrow_cast(to_timestamp(t), 'Timestamp(Millisecond, None)') AS event_time, e AS event_type \
+         FROM (VALUES (1767607200, 'b'), (1767608400, 'c')) AS v(t, e)",
+        "--output",
+        mixed.join("b.parquet").to_str().unwrap(),
+    ]);
+    file(
+        &mixed,
+        "a.csv",
+        "user_id,event_time,event_type\nu1,2026-01-05 10:30:00,a\n",
+    );
+    file(
+        &mixed,
+        "c.ndjson",
+        "{\"user_id\":\"u1\",\"event_time\":\"2026-01-05 10:40:00\",\"event_type\":\"d\"}\n",
+    );
+    let mixed = mixed.to_str().unwrap();
+    let table = common::csv_table(&ok(&["sessions", mixed, "--format", "csv"]));
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert_eq!(table[0]["session_length_seconds"], "2400.0");
+    assert_eq!(table[0]["session_id"], "1767607200000");
+    let chart = common::csv_table(&ok(&[
+        "chart",
+        mixed,
+        "--interval",
+        "total",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(chart[0]["A_total_sessions"], "1");
+    // By path: a.csv, b.parquet (two rows), c.ndjson.
+    let order: Vec<String> = common::csv_table(&ok(&["annotate", mixed, "--format", "csv"]))
+        .iter()
+        .map(|r| r["event_type"].clone())
+        .collect();
+    assert_eq!(order, ["a", "b", "c", "d"]);
+
+    let ga4 = file(
+        dir.path(),
+        "ga4.ndjson",
+        "{\"event_timestamp\":\"1767607200000000\",\"event_name\":\"page_view\",\"event_params\":[{\"key\":\"page_location\",\"value\":{\"string_value\":\"https://x/a\"}},{\"key\":\"ga_session_id\",\"value\":{\"int_value\":\"1767607200\"}}],\"user_id\":null,\"user_pseudo_id\":\"123.456\",\"geo\":{\"city\":\"Tokyo\"}}\n",
+    );
+    assert_eq!(
+        session_rows(
+            &[
+                "sessions",
+                &ga4,
+                "--session-source",
+                "sdk",
+                "--format",
+                "csv"
+            ],
+            4
+        ),
+        ["123.456,1,2026-01-05T10:00:00Z,2026-01-05T10:00:00Z"]
+    );
+    let by = common::csv_table(&ok(&[
+        "chart",
+        &ga4,
+        "--group-by",
+        "event.page_location",
+        "--group-by",
+        "geo.city",
+        "--interval",
+        "total",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(
+        (
+            by[0]["event.page_location"].as_str(),
+            by[0]["geo.city"].as_str()
+        ),
+        ("https://x/a", "Tokyo")
+    );
+
+    let gz = dir.path().join("events.csv.gz");
+    {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::default(),
+        );
+        encoder
+            .write_all(b"user_id,event_time,event_type\nu1,2026-01-05 10:00:00,a\nu1,2026-01-05 10:10:00,b\n")
+            .unwrap();
+        encoder.finish().unwrap();
+    }
+    assert_eq!(
+        session_rows(&["sessions", gz.to_str().unwrap(), "--format", "csv"], 4),
+        ["u1,2,2026-01-05T10:00:00Z,2026-01-05T10:10:00Z"]
+    );
+
+    let empty = file(
+        dir.path(),
+        "empty.ndjson",
+        "{\"type\":\"track\",\"event\":\"a\",\"userId\":\"\",\"anonymousId\":\"anon1\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"messageId\":\"1\"}\n\
+         {\"type\":\"track\",\"event\":\"a\",\"userId\":\"\",\"anonymousId\":\"anon2\",\"timestamp\":\"2026-01-05T10:05:00Z\",\"messageId\":\"2\"}\n",
+    );
+    assert_eq!(
+        session_rows(&["sessions", &empty, "--format", "csv"], 2),
+        ["anon1,1", "anon2,1"]
+    );
+}

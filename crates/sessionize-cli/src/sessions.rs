@@ -66,8 +66,8 @@ impl EventRules {
 /// How sessions are formed: shared by `sessions` and `annotate`.
 #[derive(Debug, Args)]
 pub struct SessionArgs {
-    /// Event exports: Parquet, CSV or newline-delimited JSON (.json, .json.gz, or the Export API's
-    /// .zip) files, folders or globs, local or s3:// gs:// az:// http(s):// URLs.
+    /// Event exports: Parquet, CSV (.csv, .csv.gz) or newline-delimited JSON (.json, .json.gz, or
+    /// the Export API's .zip) files, folders or globs, local or s3:// gs:// az:// http(s):// URLs.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<String>,
     /// The export's shape: amplitude, amplitude-fivetran, segment, mixpanel, posthog, ga4 or

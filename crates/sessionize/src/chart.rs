@@ -366,12 +366,22 @@ impl Props<'_> {
         if self.schema.field_with_name(property).is_ok() {
             return Ok((format!("CAST({} AS VARCHAR)", ident(property)), None));
         }
-        // `COLUMN.FIELD` of a struct column (GA4's `geo.city`, `device.category`).
+        // `COLUMN.FIELD`: a field of a struct column (GA4's `geo.city`, `device.category`) ...
         if let Some((column, key)) = property.split_once('.')
             && let Ok(field) = self.schema.field_with_name(column)
             && let DataType::Struct(fields) = field.data_type()
         {
             return Ok((struct_field_text(property, column, fields, key)?, None));
+        }
+        // ... or of a column of JSON object text (the same export written as JSON).
+        if let Some((column, key)) = property.split_once('.')
+            && let Ok(field) = self.schema.field_with_name(column)
+            && matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            )
+        {
+            return Ok((ident(column), Some(literal(key))));
         }
         let found: Vec<&str> = self
             .schema

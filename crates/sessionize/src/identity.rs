@@ -1,9 +1,9 @@
 //! Who an event belongs to, when an export carries more than one identity: the user id, and a
 //! device or anonymous id for events before the user identifies.
 //!
-//! - **First non-null** (`--actor user_id,device_id`): Amplitude's sessions of users not yet
-//!   identified are per device; Segment's and PostHog's events carry an anonymous id beside the
-//!   user id.
+//! - **First non-null** (`--actor user_id,device_id`; an empty text counts as null): Amplitude's
+//!   sessions of users not yet identified are per device; Segment's and PostHog's events carry an
+//!   anonymous id beside the user id.
 //! - **Stitched** (`--stitch anonymous_id=user_id`): an event without a user id takes the user id
 //!   its anonymous id was most recently seen with (by event time, over the whole input), so a visit
 //!   that logs in midway is one session of one user. This is dbt's Segment package rule for its
@@ -100,7 +100,8 @@ pub async fn apply(
         require_column(&schema, actor, "--actor")?;
     }
     let raw = format!("__identity_{table}");
-    let text = |c: &str| format!("CAST({} AS VARCHAR)", ident(c));
+    // An empty identity is no identity (a `userId` of "" sent before login).
+    let text = |c: &str| format!("NULLIF(CAST({} AS VARCHAR), '')", ident(c));
     let actor = match stitch {
         None => {
             let coalesced: Vec<String> = actors.iter().map(|a| text(a)).collect();
@@ -123,7 +124,8 @@ pub async fn apply(
             let latest = format!(
                 "SELECT CAST({a} AS VARCHAR) AS anonymous, \
                  last_value(CAST({u} AS VARCHAR) ORDER BY {t} ASC NULLS FIRST, CAST({u} AS VARCHAR) ASC) AS user \
-                 FROM {} WHERE {u} IS NOT NULL AND {a} IS NOT NULL GROUP BY CAST({a} AS VARCHAR)",
+                 FROM {} WHERE {u} IS NOT NULL AND {a} IS NOT NULL AND CAST({u} AS VARCHAR) <> '' \
+                 AND CAST({a} AS VARCHAR) <> '' GROUP BY CAST({a} AS VARCHAR)",
                 ident(table)
             );
             let mut users = HashMap::new();
@@ -147,7 +149,10 @@ pub async fn apply(
                 signature: Signature::any(1, Volatility::Immutable),
             }));
             format!(
-                "COALESCE(CAST({u} AS VARCHAR), {name}(CAST({a} AS VARCHAR)), CAST({a} AS VARCHAR))"
+                "COALESCE({}, {name}({}), {})",
+                text(user),
+                text(anonymous),
+                text(anonymous)
             )
         }
     };

@@ -676,8 +676,13 @@ async fn csv_frame(
     options: &LoadOptions,
 ) -> Result<Option<DataFrame>> {
     let state = ctx.state();
-    let listing = ListingOptions::new(Arc::new(CsvFormat::default().with_has_header(true)))
-        .with_file_extension("");
+    let mut format = CsvFormat::default().with_has_header(true);
+    if file.display.to_ascii_lowercase().ends_with(".gz") {
+        format = format.with_file_compression_type(
+            datafusion::datasource::file_format::file_compression_type::FileCompressionType::GZIP,
+        );
+    }
+    let listing = ListingOptions::new(Arc::new(format)).with_file_extension("");
     let schema = listing.infer_schema(&state, &file.url).await.map_err(|e| {
         DataFusionError::Plan(format!(
             "cannot read '{}' as CSV: {}",
@@ -793,18 +798,21 @@ pub async fn read_inputs(
             other.display
         );
     }
+    // The files in their order (arguments in turn, each folder or glob by path), so that
+    // `annotate` writes the rows in the input's order; each run of consecutive Parquet files is
+    // one table. CSV and JSON files without rows: their columns have no types to read, so they
+    // are left out (a Parquet file without rows has types, and stays).
     let mut frames = vec![];
-    let parquet: Vec<&Found> = found
-        .iter()
-        .filter(|f| f.format == FileFormat::Parquet)
-        .collect();
-    if !parquet.is_empty() {
-        frames.push(parquet_frame(ctx, parquet, options).await?);
-    }
-    // CSV and JSON files without rows: their columns have no types to read, so they are left
-    // out (a Parquet file without rows has types, and stays).
     let mut empty = vec![];
-    for file in found.iter().filter(|f| f.format != FileFormat::Parquet) {
+    let mut parquet: Vec<&Found> = vec![];
+    for file in &found {
+        if file.format == FileFormat::Parquet {
+            parquet.push(file);
+            continue;
+        }
+        if !parquet.is_empty() {
+            frames.push(parquet_frame(ctx, std::mem::take(&mut parquet), options).await?);
+        }
         match file.format {
             FileFormat::Csv => match csv_frame(ctx, file, options).await? {
                 Some(frame) => frames.push(frame),
@@ -824,6 +832,10 @@ pub async fn read_inputs(
             FileFormat::Parquet => {}
         }
     }
+    if !parquet.is_empty() {
+        frames.push(parquet_frame(ctx, parquet, options).await?);
+    }
+    let frames = one_timestamp_type(frames)?;
     let mut frames = frames.into_iter();
     let Some(mut combined) = frames.next() else {
         if let Some(first) = empty.first() {
@@ -837,6 +849,57 @@ pub async fn read_inputs(
         combined = combined.union_by_name(frame)?;
     }
     Ok(combined)
+}
+
+/// `frames` (of files of several formats, or runs of Parquet files) with every timestamp column
+/// whose type differs between them as `Timestamp(µs, "UTC")` (zone-less as UTC): a Parquet file's
+/// time kept in milliseconds beside a CSV file's converted to µs would otherwise be combined as
+/// one of the two types, and read in the other's unit.
+fn one_timestamp_type(frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
+    if frames.len() < 2 {
+        return Ok(frames);
+    }
+    let mut types: std::collections::HashMap<String, Vec<DataType>> = Default::default();
+    for frame in &frames {
+        for field in frame.schema().fields() {
+            types
+                .entry(field.name().clone())
+                .or_default()
+                .push(field.data_type().clone());
+        }
+    }
+    let recast: Vec<&String> = types
+        .iter()
+        .filter(|(_, t)| {
+            t.iter().all(|t| matches!(t, DataType::Timestamp(_, _))) && t.iter().any(|u| *u != t[0])
+        })
+        .map(|(name, _)| name)
+        .collect();
+    if recast.is_empty() {
+        return Ok(frames);
+    }
+    frames
+        .into_iter()
+        .map(|mut frame| {
+            for column in &recast {
+                let differs = frame
+                    .schema()
+                    .as_arrow()
+                    .field_with_name(column)
+                    .is_ok_and(|f| *f.data_type() != crate::scalar::event_time_type());
+                if differs {
+                    frame = frame.with_column(
+                        column,
+                        datafusion::prelude::cast(
+                            datafusion::prelude::col(ident(column)),
+                            crate::scalar::event_time_type(),
+                        ),
+                    )?;
+                }
+            }
+            Ok(frame)
+        })
+        .collect()
 }
 
 /// Registers the inputs (files, folders, globs or URLs of any supported format) as table `name`.

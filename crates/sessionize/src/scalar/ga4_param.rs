@@ -52,6 +52,9 @@ impl Params {
         match array.data_type() {
             DataType::List(_) => Self::of_list(function, array.as_list::<i32>()),
             DataType::LargeList(_) => Self::of_list(function, array.as_list::<i64>()),
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+                Self::of_json(function, &cast(array, &DataType::Utf8)?)
+            }
             other => plan_err!(
                 "{function}: event_params must be GA4's list of {{key, value}} structs, but found {other}"
             ),
@@ -90,6 +93,55 @@ impl Params {
             text,
             integers,
             floats,
+        })
+    }
+
+    /// The parameters as JSON text, as BigQuery's JSON export writes them (a list of `{"key",
+    /// "value": {"string_value" | "int_value" | "float_value" | "double_value"}}`, INT64 values as
+    /// text): the same pairs as the list of structs.
+    fn of_json(function: &str, text: &ArrayRef) -> Result<Self> {
+        use datafusion::arrow::array::{Float64Builder, Int64Builder};
+        let text = text.as_string::<i32>();
+        let (mut keys, mut strings) = (StringBuilder::new(), StringBuilder::new());
+        let (mut integers, mut floats) = (Int64Builder::new(), Float64Builder::new());
+        let mut offsets = vec![0];
+        for row in 0..text.len() {
+            let items: Vec<serde_json::Value> = if text.is_valid(row) {
+                serde_json::from_str(text.value(row)).map_err(|_| {
+                    datafusion::error::DataFusionError::Execution(format!(
+                        "{function}: event_params must be GA4's list of {{key, value}}, but found \
+                         the text {:?}",
+                        text.value(row).chars().take(60).collect::<String>()
+                    ))
+                })?
+            } else {
+                vec![]
+            };
+            for item in &items {
+                keys.append_option(item.get("key").and_then(|k| k.as_str()));
+                let value = item.get("value");
+                let field = |name: &str| value.and_then(|v| v.get(name)).filter(|v| !v.is_null());
+                strings.append_option(field("string_value").and_then(|v| v.as_str()));
+                // INT64 as a number, or as text (BigQuery writes it so in JSON).
+                integers.append_option(field("int_value").and_then(|v| {
+                    v.as_i64()
+                        .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+                }));
+                floats.append_option(
+                    field("double_value")
+                        .or_else(|| field("float_value"))
+                        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok())),
+                );
+            }
+            offsets.push(offsets[row] + items.len());
+        }
+        Ok(Self {
+            offsets,
+            nulls: text.nulls().cloned(),
+            keys: keys.finish(),
+            text: Some(strings.finish()),
+            integers: Some(std::sync::Arc::new(integers.finish())),
+            floats: vec![std::sync::Arc::new(floats.finish())],
         })
     }
 
