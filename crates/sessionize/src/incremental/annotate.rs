@@ -246,7 +246,7 @@ pub async fn annotate_into(
     let mut offsets: Vec<(String, i64)> = vec![];
     if continued {
         let actors = ScalarUDF::new_from_impl(Touched {
-            from: Arc::new(from.clone()),
+            from: Arc::new(from.clone().into_iter().collect()),
             unit: MICROS,
             signature: Signature::variadic_any(Volatility::Immutable),
         });
@@ -288,7 +288,7 @@ pub async fn annotate_into(
         }
     }
     let touched = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(from),
+        from: Arc::new(from.into_iter().collect()),
         unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });
@@ -364,7 +364,7 @@ pub async fn annotate_into(
     }
     report.changed = Some(changed.len() as u64);
     let changed = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(changed),
+        from: Arc::new(changed.into_iter().collect()),
         unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });

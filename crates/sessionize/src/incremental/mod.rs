@@ -536,7 +536,7 @@ pub async fn sessions_into(
     // list into a chain of `OR`s as deep as the list, which overflowed the stack at 48,000
     // actors (its pruning then leaves the function out; the rows are still checked exactly).
     let touched = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(from),
+        from: Arc::new(from.into_iter().collect()),
         unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });
@@ -828,7 +828,7 @@ fn lit_date(days: i32) -> Expr {
 /// time) it is at or after that key's cut (false for a null key).
 #[derive(Debug)]
 struct Touched {
-    from: Arc<HashMap<String, Option<i64>>>,
+    from: Arc<hashbrown::HashMap<String, Option<i64>>>,
     /// The unit of the cuts (and of the times compared with them).
     unit: datafusion::arrow::datatypes::TimeUnit,
     signature: Signature,
@@ -845,6 +845,28 @@ impl Eq for Touched {}
 impl std::hash::Hash for Touched {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         Arc::as_ptr(&self.from).hash(state);
+    }
+}
+
+impl Touched {
+    /// Whether each of `len` rows is touched: its key (`text`) is in the set and, given `start`,
+    /// its time is at or after the key's cut.
+    fn mask<'a>(
+        &self,
+        len: usize,
+        text: impl Fn(usize) -> Option<&'a str>,
+        start: Option<&datafusion::arrow::array::Int64Array>,
+    ) -> BooleanArray {
+        (0..len)
+            .map(|i| {
+                let cut = text(i).and_then(|t| self.from.get(t));
+                Some(match (cut, start) {
+                    (None, _) => false,
+                    (Some(None), _) | (Some(Some(_)), None) => true,
+                    (Some(Some(cut)), Some(start)) => start.is_valid(i) && start.value(i) >= *cut,
+                })
+            })
+            .collect()
     }
 }
 
@@ -867,8 +889,7 @@ impl ScalarUDFImpl for Touched {
             [actor, start] => (actor, Some(start)),
             _ => return plan_err!("sessionize_touched takes an actor and a time"),
         };
-        let text = cast_array(&actor.to_array(args.number_rows)?, &DataType::Utf8)?;
-        let text = text.as_string::<i32>();
+        let actor = actor.to_array(args.number_rows)?;
         let start = match start {
             Some(start) => {
                 let micros = cast_array(
@@ -882,20 +903,27 @@ impl ScalarUDFImpl for Touched {
         let start = start
             .as_ref()
             .map(|s| s.as_primitive::<datafusion::arrow::datatypes::Int64Type>());
-        let touched: BooleanArray = (0..text.len())
-            .map(|i| {
-                let cut = if text.is_valid(i) {
-                    self.from.get(text.value(i))
-                } else {
-                    None
-                };
-                Some(match (cut, start) {
-                    (None, _) => false,
-                    (Some(None), _) | (Some(Some(_)), None) => true,
-                    (Some(Some(cut)), Some(start)) => start.is_valid(i) && start.value(i) >= *cut,
-                })
-            })
-            .collect();
+        // The actors as they come (text of any layout): this runs on every event of the days a
+        // run reads.
+        let touched = match actor.data_type() {
+            DataType::Utf8View => {
+                let a = actor.as_string_view();
+                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
+            }
+            DataType::Utf8 => {
+                let a = actor.as_string::<i32>();
+                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
+            }
+            DataType::LargeUtf8 => {
+                let a = actor.as_string::<i64>();
+                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
+            }
+            _ => {
+                let text = cast_array(&actor, &DataType::Utf8)?;
+                let a = text.as_string::<i32>();
+                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
+            }
+        };
         Ok(ColumnarValue::Array(Arc::new(touched)))
     }
 }
