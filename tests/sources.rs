@@ -1555,3 +1555,21 @@ fn mixed_formats_gzipped_csv_ga4_json_and_empty_ids() {
         ["anon1,1", "anon2,1"]
     );
 }
+
+/// Text times past 2262-04-11 (where i64 nanoseconds end; `9999-12-31` is a common far-future
+/// sentinel) read as any other (audit: JSON said "cannot parse the time").
+#[test]
+fn text_times_past_2262_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = file(
+        dir.path(),
+        "far.ndjson",
+        "{\"user_id\":\"u1\",\"event_time\":\"9999-12-31T23:59:59Z\",\"event_type\":\"a\"}\n\
+         {\"user_id\":\"u1\",\"event_time\":\"2262-04-12 00:00:00\",\"event_type\":\"a\"}\n",
+    );
+    assert_eq!(
+        session_rows(&["sessions", &json, "--format", "csv"], 3),
+        // Sorted as text, by the session id first: "u1-253..." before "u1-9...".
+        ["u1,1,9999-12-31T23:59:59Z", "u1,1,2262-04-12T00:00:00Z"]
+    );
+}

@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, TimestampMicrosecondArray, new_null_array,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
+use datafusion::arrow::compute::kernels::cast_utils::string_to_datetime;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -233,17 +233,27 @@ fn parse_text(raw: &str, unit: EpochUnit) -> Option<i64> {
     {
         return unit.micros_of_integer(value);
     }
-    if let Ok(nanos) = string_to_timestamp_nanos(raw) {
-        return Some(nanos.div_euclid(1_000));
+    if let Some(micros) = iso_micros(raw) {
+        return Some(micros);
     }
     // ISO-8601 allows a time without seconds (`2026-01-01T10:00Z`, `2026-01-01 10:00`).
     if let Some(with_seconds) = add_seconds(raw)
-        && let Ok(nanos) = string_to_timestamp_nanos(&with_seconds)
+        && let Some(micros) = iso_micros(&with_seconds)
     {
-        return Some(nanos.div_euclid(1_000));
+        return Some(micros);
     }
     let value: f64 = raw.parse().ok()?;
     unit.micros_of_float(value)
+}
+
+/// Epoch microseconds of ISO-8601 / RFC 3339 text (UTC without an offset), by Arrow's parser into
+/// a date and time rather than into nanoseconds, so that times past 2262-04-11 (the end of i64
+/// nanoseconds; `9999-12-31` is a common far-future sentinel) read too.
+fn iso_micros(raw: &str) -> Option<i64> {
+    let utc: datafusion::arrow::array::timezone::Tz = "+00:00".parse().ok()?;
+    string_to_datetime(&utc, raw)
+        .ok()
+        .map(|t| t.timestamp_micros())
 }
 
 /// `raw` with `:00` seconds after its `HH:MM`, when it is a day and a time without seconds.

@@ -31,7 +31,11 @@ impl Value {
         match self {
             Value::Text(t) => t.clone(),
             Value::Integer(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
+            // As JSON writes it (`0.0`, `1e20`), so that `ga4_param` and the `ga4_params` object
+            // read through the JSON functions give one text per value.
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or_else(|| f.to_string(), |n| n.to_string())
+            }
         }
     }
 }
