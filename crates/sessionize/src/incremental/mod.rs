@@ -520,7 +520,7 @@ pub async fn sessions_into(
     let continued =
         options.source == crate::sessions::SessionSource::Derived && options.timeout_by.is_none();
     let cuts = if continued {
-        continuation(ctx, location, &actor, &time).await?
+        continuation(ctx, location, &actor, &time, options.timeout).await?
     } else {
         Cuts::default()
     };
@@ -742,47 +742,76 @@ struct Cuts {
     /// Per actor with a session at or before its earliest new event: the start of the last such
     /// session, in microseconds since the epoch.
     starts: HashMap<String, i64>,
-    /// When every touched actor has a cut: the earliest cut's day, in the sessions table's
-    /// `session_started_at_day` and in UTC (days since the epoch).
+    /// The earliest cut's day, in the sessions table's `session_started_at_day` (a day early where
+    /// the cut is an event's time, whose day in the table's time zone may be the UTC day before)
+    /// and in UTC (days since the epoch); `None` when no actor has one.
     first_day: Option<(i32, i32)>,
 }
 
 /// Registers `__sessionize_continuation` (`user_id`, `number_offset`, `previous_ended_at`) and
-/// returns the cuts: for each actor with new events, the last session of the sessions table at
-/// `location` that starts at or before the actor's earliest new event. Sessions before it cannot
-/// change: a session starts at an actor's first event, after a gap over the timeout, at a restart
-/// or at a maximum length reached from the previous start, and none of these depends on later
-/// events. From it on, the sessions are computed again, numbered after it and with its previous
-/// end (`sessions_sql_continued`).
+/// returns the cuts: for each actor with new events, where its sessions are computed again. Let
+/// `S` be the last session of the sessions table at `location` that starts at or before the
+/// actor's earliest new event `t`. Sessions before `S` cannot change: a session starts at an
+/// actor's first event, after a gap over the timeout, at a restart or at a maximum length reached
+/// from the previous start, and none of these depends on later events. So the cut is:
+/// - `S`'s start, numbered after the sessions before it and with its previous end, where `t` is at
+///   most the timeout after `S`'s end (the new event may join or split `S`);
+/// - `t` itself, numbered after `S` and with `S`'s end as previous end, where `t` is more than the
+///   timeout after `S`'s end: `t` starts a session whatever else happens, and no event lies between
+///   `S`'s end and `t` (it would be in a later session starting at or before `t`);
+/// - `t`, numbered from 1, for an actor without such `S` (a new actor, or an event before all of
+///   an actor's sessions): `t` is then the actor's first event.
+///
+/// The last two cases read no event before `t`, so a delivery of events after each actor's last
+/// session (most of a daily delivery) reads only recent days of the events and sessions tables.
+/// From the cut on, the sessions are computed again (`sessions_sql_continued`).
 async fn continuation(
     ctx: &SessionContext,
     location: &str,
     actor: &str,
     time: &str,
+    timeout: Duration,
 ) -> Result<Cuts> {
     register_latest(ctx, "__sessionize_sessions", location).await?;
     ctx.register_table(
         "__sessionize_tmin",
         ctx.sql(&format!(
-            "SELECT CAST({actor} AS VARCHAR) AS user_id, min({time}) AS t_min FROM __sessionize_new \
+            "SELECT CAST({actor} AS VARCHAR) AS user_id, \
+             arrow_cast(arrow_cast(min({time}), 'Timestamp(Microsecond, Some(\"UTC\"))'), 'Int64') AS t_min \
+             FROM __sessionize_new \
              WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY CAST({actor} AS VARCHAR)"
         ))
         .await?
         .into_view(),
     )?;
+    let micros =
+        |c: &str| format!("arrow_cast(arrow_cast({c}, 'Timestamp(Microsecond, None)'), 'Int64')");
+    let timeout = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
+    // `jump`: the earliest new event is more than the timeout after S's end.
+    let jump = format!("(t.t_min - {} > {timeout})", micros("s.session_ended_at"));
     let found = ctx
-        .sql(
-            "SELECT s.user_id, s.user_session_number - 1 AS number_offset, \
-             s.last_session_ended_at AS previous_ended_at, \
-             arrow_cast(s.session_started_at, 'Int64') AS cut, \
-             arrow_cast(s.session_started_at_day, 'Int32') AS cut_day, \
-             arrow_cast(utc_day(s.session_started_at), 'Int32') AS cut_utc_day \
-             FROM (SELECT t.user_id, max(s.session_started_at) AS cut \
+        .sql(&format!(
+            "SELECT t.user_id, \
+             CASE WHEN s.user_id IS NULL THEN 0 WHEN {jump} THEN s.user_session_number \
+               ELSE s.user_session_number - 1 END AS number_offset, \
+             CASE WHEN s.user_id IS NULL THEN NULL WHEN {jump} THEN s.session_ended_at \
+               ELSE s.last_session_ended_at END AS previous_ended_at, \
+             CASE WHEN s.user_id IS NULL OR {jump} THEN t.t_min \
+               ELSE {start} END AS cut, \
+             CASE WHEN s.user_id IS NULL OR {jump} \
+               THEN arrow_cast(utc_day(arrow_cast(t.t_min, 'Timestamp(Microsecond, None)')), 'Int32') - 1 \
+               ELSE arrow_cast(s.session_started_at_day, 'Int32') END AS cut_day, \
+             CASE WHEN s.user_id IS NULL OR {jump} \
+               THEN arrow_cast(utc_day(arrow_cast(t.t_min, 'Timestamp(Microsecond, None)')), 'Int32') \
+               ELSE arrow_cast(utc_day(s.session_started_at), 'Int32') END AS cut_utc_day \
+             FROM __sessionize_tmin t \
+             LEFT JOIN (SELECT t.user_id, max(s.session_started_at) AS cut \
                    FROM __sessionize_tmin t JOIN __sessionize_sessions s \
-                   ON s.user_id = t.user_id AND s.session_started_at <= t.t_min \
-                   GROUP BY t.user_id) m \
-             JOIN __sessionize_sessions s ON s.user_id = m.user_id AND s.session_started_at = m.cut",
-        )
+                   ON s.user_id = t.user_id AND {start} <= t.t_min \
+                   GROUP BY t.user_id) m ON m.user_id = t.user_id \
+             LEFT JOIN __sessionize_sessions s ON s.user_id = m.user_id AND s.session_started_at = m.cut",
+            start = micros("s.session_started_at"),
+        ))
         .await?;
     let schema = Arc::new(found.schema().as_arrow().clone());
     let batches = found.collect().await?;
@@ -791,15 +820,12 @@ async fn continuation(
     for batch in &batches {
         let users = cast_array(batch.column(0), &DataType::Utf8)?;
         let users = users.as_string::<i32>();
-        let starts = batch
-            .column(3)
-            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-        let days = batch
-            .column(4)
-            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
-        let utc_days = batch
-            .column(5)
-            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let starts = cast_array(batch.column(3), &DataType::Int64)?;
+        let starts = starts.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let days = cast_array(batch.column(4), &DataType::Int32)?;
+        let days = days.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let utc_days = cast_array(batch.column(5), &DataType::Int32)?;
+        let utc_days = utc_days.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         for i in 0..batch.num_rows() {
             cuts.starts
                 .insert(users.value(i).to_string(), starts.value(i));
@@ -807,8 +833,7 @@ async fn continuation(
             utc_day = utc_day.min(utc_days.value(i));
         }
     }
-    let touched = count(ctx, "SELECT count(*) FROM __sessionize_tmin").await?;
-    if !cuts.starts.is_empty() && touched == cuts.starts.len() as u64 {
+    if !cuts.starts.is_empty() {
         cuts.first_day = Some((day, utc_day));
     }
     ctx.register_table(
