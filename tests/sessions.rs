@@ -888,3 +888,32 @@ fn a_duplicate_under_two_actors_keeps_the_same_copy_in_any_row_order() {
         assert_eq!(numbered, ["u1"], "{name} annotate: {annotated}");
     }
 }
+
+/// `--compat dbt` de-duplicates as dbt_amplitude's `event_data` CTE (found by an audit against
+/// the package's SQL): an event without an insert id is ranked among every event of its event id,
+/// device id, client event time and `amplitude_user_id` (the user id, else `amplitude_id`), those
+/// with an insert id included, and two user-less events with different `amplitude_id`s are not
+/// duplicates. By hand: u1's copy without an insert id (uploaded 10:00:05) ranks second to the
+/// copy with one (10:00:09) and goes: 1 event; the two user-less events of amplitude ids 5002 and
+/// 5003 both stay: 2 events.
+#[test]
+fn dbt_dedup_ranks_as_the_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::file(
+        dir.path(),
+        "event.csv",
+        "id,_insert_id,_fivetran_synced,amplitude_id,event_time,event_type,user_id,device_id,session_id,client_event_time,client_upload_time\n\
+         e1,i1,2026-01-06 00:00:00,5001,2026-01-05 10:00:00,page_view,u1,d1,100,2026-01-05 10:00:00,2026-01-05 10:00:09\n\
+         e1,,2026-01-06 00:00:00,5001,2026-01-05 10:00:00,page_view,u1,d1,100,2026-01-05 10:00:00,2026-01-05 10:00:05\n\
+         e2,,2026-01-06 00:00:00,5002,2026-01-05 11:00:00,page_view,,d2,200,2026-01-05 11:00:00,2026-01-05 11:00:05\n\
+         e2,,2026-01-06 00:00:00,5003,2026-01-05 11:00:00,page_view,,d2,200,2026-01-05 11:00:00,2026-01-05 11:00:06\n",
+    );
+    let mut counts: Vec<String> = common::csv_table(&ok(&[
+        "sessions", &path, "--compat", "dbt", "--format", "csv",
+    ]))
+    .iter()
+    .map(|r| format!("{}:{}", r["user_id"], r["events_per_session"]))
+    .collect();
+    counts.sort();
+    assert_eq!(counts, [":2", "u1:1"]);
+}

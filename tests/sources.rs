@@ -1573,3 +1573,35 @@ fn text_times_past_2262_read() {
         ["u1,1,9999-12-31T23:59:59Z", "u1,1,2262-04-12T00:00:00Z"]
     );
 }
+
+/// GA4's `ga_session_id` stored as a double (or as text) is read as the integer it holds, and
+/// text that is no number is out of session, rather than stopping every command with a cast error
+/// (audit of issue 16: "Cannot cast string '1767603600.0' to value of Int64 type").
+#[test]
+fn ga4_session_ids_of_other_value_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ga4.parquet");
+    ok(&[
+        "query",
+        "SELECT 1767603600000000 + 60000000 * e AS event_timestamp, 'page_view' AS event_name, \
+         CAST(NULL AS VARCHAR) AS user_id, 'p1' AS user_pseudo_id, \
+         make_array(named_struct('key', 'ga_session_id', 'value', named_struct('string_value', \
+           CASE WHEN e = 2 THEN 'abc' END, 'double_value', CASE WHEN e < 2 THEN 1767603600.0 END))) AS event_params \
+         FROM (VALUES (0), (1), (2)) AS v(e)",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    let path = path.to_str().unwrap();
+    let sdk = common::csv_table(&ok(&[
+        "sessions",
+        path,
+        "--session-source",
+        "sdk",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(sdk.len(), 1, "{sdk:?}");
+    assert_eq!(sdk[0]["session_id"], "1767603600");
+    assert_eq!(sdk[0]["events_per_session"], "2");
+    ok(&["annotate", path, "--format", "csv"]);
+}

@@ -524,11 +524,15 @@ fn event_id_column(schema: &Schema, options: &SessionsOptions) -> Result<String>
     require_column(schema, "event_id", "--event-id-col").map(|_| "event_id".to_string())
 }
 
-/// dbt's de-duplication: per insert id (`_insert_id`, `$insert_id` or `insert_id`), or, where it is
-/// null, per event id, device id, client event time and user (those of them the export has), the
-/// event with the latest `client_upload_time`. Ties, and exports without `client_upload_time`, keep
-/// the earliest event time, then the first actor, event type and SDK session id, so the sessions never
-/// depend on the order of the rows.
+/// dbt's de-duplication, as dbt_amplitude's `event_data` CTE: an event with an insert id
+/// (`_insert_id`, `$insert_id` or `insert_id`) is ranked among the events with that insert id;
+/// one without, among every event (with or without an insert id) of the same event id, device id,
+/// client event time and `amplitude_user_id` (the user id, else `amplitude_id`; those of these
+/// columns the export has); the first by latest `client_upload_time` is kept. Ties, and exports
+/// without `client_upload_time`, keep the earliest event time, then the first actor, event type
+/// and SDK session id, so the sessions never depend on the order of the rows. (dbt orders by
+/// `client_upload_time desc`, whose nulls come last on BigQuery and Databricks, first on
+/// Snowflake, Redshift and Postgres: here they come last.)
 fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
     let insert_id = ident(&insert_id_column(schema, options)?);
     let mut key = vec![format!(
@@ -540,7 +544,12 @@ fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
             key.push(format!("CAST({} AS VARCHAR)", ident(column)));
         }
     }
-    key.push(format!("CAST({} AS VARCHAR)", ident(&options.actor)));
+    let user = format!("CAST({} AS VARCHAR)", ident(&options.actor));
+    key.push(if schema.field_with_name("amplitude_id").is_ok() {
+        format!("COALESCE({user}, CAST(\"amplitude_id\" AS VARCHAR))")
+    } else {
+        user
+    });
     let mut order = vec![];
     if schema.field_with_name("client_upload_time").is_ok() {
         order.push("\"client_upload_time\" DESC NULLS LAST".to_string());
@@ -556,11 +565,12 @@ fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
     if schema.field_with_name(&options.session_id_col).is_ok() {
         order.push(format!("{} ASC NULLS LAST", ident(&options.session_id_col)));
     }
+    let order = order.join(", ");
     Ok(format!(
-        "row_number() OVER (PARTITION BY CASE WHEN {insert_id} IS NOT NULL THEN CAST({insert_id} AS VARCHAR) \
-         ELSE concat_ws('|', {}) END ORDER BY {}) = 1",
+        "CASE WHEN {insert_id} IS NOT NULL \
+         THEN row_number() OVER (PARTITION BY CAST({insert_id} AS VARCHAR) ORDER BY {order}) \
+         ELSE row_number() OVER (PARTITION BY {} ORDER BY {order}) END = 1",
         key.join(", "),
-        order.join(", ")
     ))
 }
 

@@ -34,9 +34,9 @@ fn mapping(raw: &Raw) -> Mapping {
             "event_timestamp",
         ),
         event_type: raw.coalesce_text(&["event_name"]),
-        session_id: params
-            .as_ref()
-            .map(|p| format!("CAST(ga4_param({p}, 'ga_session_id') AS BIGINT)")),
+        session_id: params.as_ref().map(|p| {
+            format!("CAST(TRY_CAST(ga4_param({p}, 'ga_session_id') AS DOUBLE) AS BIGINT)")
+        }),
         insert_id: None,
         event_properties: params.map(|p| format!("ga4_params({p})")),
         platform: raw
