@@ -587,19 +587,25 @@ fn clock(secs: i64) -> String {
     )
 }
 
-/// The sessions (user, start, end, events) of the inputs at `path`, read as the commands read
-/// them: loaded, mapped by the source they are recognised as (`expected`), with the source's own
-/// actor (the user id, else the device or anonymous id; for Amplitude's shapes, whose default
-/// actor is the user id, `--actor user_id,device_id`).
-async fn sessions_of(path: &std::path::Path, expected: &str) -> Vec<String> {
+/// A context with the inputs at `path` registered as `name`, loaded as the commands load them.
+async fn loaded(path: &std::path::Path, name: &str) -> datafusion::prelude::SessionContext {
     let ctx = sessionize::context().expect("context");
     let load = sessionize::tables::LoadOptions {
         time_column: Some("event_time".into()),
         ..Default::default()
     };
-    sessionize::tables::register_inputs(&ctx, "events", &[path.display().to_string()], &load)
+    sessionize::tables::register_inputs(&ctx, name, &[path.display().to_string()], &load)
         .await
         .expect("load");
+    ctx
+}
+
+/// The sessions (user, start, end, events) of the inputs at `path`, read as the commands read
+/// them: loaded, mapped by the source they are recognised as (`expected`), with the source's own
+/// actor (the user id, else the device or anonymous id; for Amplitude's shapes, whose default
+/// actor is the user id, `--actor user_id,device_id`).
+async fn sessions_of(path: &std::path::Path, expected: &str) -> Vec<String> {
+    let ctx = loaded(path, "events").await;
     let source = sessionize::sources::apply(&ctx, "events", None, Default::default())
         .await
         .expect("source")
@@ -651,14 +657,7 @@ async fn sessions_of(path: &std::path::Path, expected: &str) -> Vec<String> {
 /// anonymous events), `device_id`, `event_time`, `event_type`: `event_timestamp` in µs,
 /// `event_params` with `page_location`, `user_pseudo_id` the device.
 async fn write_ga4(csv: &std::path::Path, path: &std::path::Path) {
-    let ctx = sessionize::context().expect("context");
-    let load = sessionize::tables::LoadOptions {
-        time_column: Some("event_time".into()),
-        ..Default::default()
-    };
-    sessionize::tables::register_inputs(&ctx, "raw", &[csv.display().to_string()], &load)
-        .await
-        .expect("load");
+    let ctx = loaded(csv, "raw").await;
     let sql = format!(
         "COPY (SELECT CAST(event_time AS BIGINT) AS event_timestamp, event_type AS event_name, \
            make_array(named_struct('key', 'page_location', 'value', named_struct('string_value', \
