@@ -7,7 +7,9 @@
 //! - `TABLE/_sessionize_events` is a Delta table of every applied event, with only the columns the
 //!   sessions table is computed from (actor, time, event type and whatever the mode reads: session
 //!   id, event id, upload time, platform), plus `_sessionize_file`, the stamp of the file the event
-//!   came from (`PATH|SIZE|MODIFIED`). Delta's `VACUUM` leaves folders starting with `_` alone.
+//!   came from (`PATH|SIZE|MODIFIED`), and a row per applied file, nulls but its stamp, in the
+//!   null-day partition (see `FILE_ROWS`). Delta's `VACUUM` leaves folders starting with `_`
+//!   alone.
 //!
 //! # A run
 //! 1. The input files whose stamps the events table already holds are skipped: running the same
@@ -74,6 +76,10 @@ const EVENTS_VERSION: &str = "sessionizeEventsVersion";
 const ACTOR: &str = "sessionizeActor";
 /// The `commitInfo` field of a sessions commit: the options the sessions were computed with.
 const OPTIONS: &str = "sessionizeOptions";
+/// The `commitInfo` field of an events commit: every applied file has a row of its own (nulls but
+/// its stamp, in the null-day partition), so the stamps are read from that partition alone rather
+/// than from every event. Tables built before it get their rows at their next run.
+const FILE_ROWS: &str = "sessionizeFileRows";
 
 /// The unit of the sessions table's cuts: its events table keeps times in microseconds.
 const MICROS: datafusion::arrow::datatypes::TimeUnit =
@@ -318,12 +324,25 @@ pub async fn sessions_into(
     let mut seen = HashSet::new();
     let mut rebuild = true;
     let mut recorded = None;
+    // Whether the applied files lack rows of their own (a table built before them), so that
+    // their stamps come from every event, and this run adds the rows.
+    let mut unrecorded = false;
     if has_events {
         delta::register(ctx, "__sessionize_applied", &events_location).await?;
+        unrecorded = delta::last_commit_info(&events_location)
+            .await?
+            .get(FILE_ROWS)
+            .and_then(|v| v.as_bool())
+            != Some(true);
+        let only_file_rows = if unrecorded {
+            String::new()
+        } else {
+            format!(" WHERE {} IS NULL", ident(DAY_COLUMN))
+        };
         let stamps = texts(
             ctx,
             &format!(
-                "SELECT DISTINCT {} FROM __sessionize_applied",
+                "SELECT DISTINCT {} FROM __sessionize_applied{only_file_rows}",
                 ident(FILE_COLUMN)
             ),
         )
@@ -362,7 +381,10 @@ pub async fn sessions_into(
         let Some(combined) = read_new(ctx, &new, load).await? else {
             if has_events {
                 // Only files without events: recorded, so that the next run skips them too.
-                let empty: Vec<&str> = new.iter().map(|f| f.stamp.as_str()).collect();
+                let mut empty: Vec<&str> = new.iter().map(|f| f.stamp.as_str()).collect();
+                if unrecorded {
+                    empty.extend(seen.iter().map(String::as_str));
+                }
                 let version = record_files(ctx, &events_location, &empty).await?;
                 if !rebuild {
                     mark_up_to_date(ctx, location, version, &fingerprint).await?;
@@ -416,22 +438,14 @@ pub async fn sessions_into(
             )?);
         }
         report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
-        // A file none of whose events is kept (all late, or without an actor, or no events at
-        // all) gets one row of nulls with its stamp, so that the next run skips it too.
-        let mut kept_files = HashSet::new();
-        for batch in &batches {
-            if let Some(column) = batch.column_by_name(FILE_COLUMN) {
-                kept_files.extend(stamps_of(column)?);
-            }
+        // Every new file (and, for a table built before such rows, every applied one) gets a
+        // row of nulls with its stamp, so that the next run finds it in the null-day partition,
+        // whether or not any of its events is kept (all late, without an actor, or none).
+        let mut recorded_files: Vec<&str> = new.iter().map(|f| f.stamp.as_str()).collect();
+        if unrecorded {
+            recorded_files.extend(seen.iter().map(String::as_str));
         }
-        let unkept: Vec<&str> = new
-            .iter()
-            .map(|f| f.stamp.as_str())
-            .filter(|s| !kept_files.contains(*s))
-            .collect();
-        if !unkept.is_empty() {
-            batches.push(file_rows(&schema, &unkept)?);
-        }
+        batches.push(file_rows(&schema, &recorded_files)?);
         let any = !batches.is_empty();
         ctx.register_table(
             "__sessionize_new",
@@ -449,7 +463,10 @@ pub async fn sessions_into(
                 append: true,
                 retry: true,
                 partition_by: Some(DAY_COLUMN),
-                metadata: vec![(ACTOR.to_string(), serde_json::json!(options.actor))],
+                metadata: vec![
+                    (ACTOR.to_string(), serde_json::json!(options.actor)),
+                    (FILE_ROWS.to_string(), serde_json::json!(true)),
+                ],
                 ..Commit::default()
             };
             let df = ctx.table("__sessionize_new").await?;
@@ -953,27 +970,6 @@ impl ScalarUDFImpl for Touched {
     }
 }
 
-/// The distinct stamps of a file-stamp column: one per dictionary value used (the column is a
-/// dictionary, one value per file), not one string per event.
-fn stamps_of(column: &ArrayRef) -> Result<HashSet<String>> {
-    let (values, used): (ArrayRef, Vec<usize>) = match column.as_any_dictionary_opt() {
-        Some(dictionary) => {
-            let mut used: Vec<usize> = dictionary.normalized_keys();
-            used.sort_unstable();
-            used.dedup();
-            (Arc::clone(dictionary.values()), used)
-        }
-        None => (Arc::clone(column), (0..column.len()).collect()),
-    };
-    let values = cast_array(&values, &DataType::Utf8)?;
-    let values = values.as_string::<i32>();
-    Ok(used
-        .into_iter()
-        .filter(|&i| values.is_valid(i))
-        .map(|i| values.value(i).to_string())
-        .collect())
-}
-
 /// Rows of nulls in `schema` that only record the files `stamps`.
 fn file_rows(schema: &SchemaRef, stamps: &[&str]) -> Result<RecordBatch> {
     let columns = schema
@@ -1036,6 +1032,7 @@ async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> 
         append: true,
         retry: true,
         partition_by: Some(DAY_COLUMN),
+        metadata: vec![(FILE_ROWS.to_string(), serde_json::json!(true))],
         ..Commit::default()
     };
     delta::commit(ctx, df, location, &append).await
