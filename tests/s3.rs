@@ -221,16 +221,19 @@ fn delta_tables_on_s3_kept_up_to_date() {
     let out = server.sessionize(&["sessions", "tests/golden/events.csv", "--output", table]);
     let said = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(said.contains("committed version 1"), "{said}");
-    let read = format!("t={table}");
-    let rows = server.ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
-        "SELECT * FROM t",
-    ]);
-    assert_eq!(normalized(&rows), golden("derived.csv"));
+    // A Delta table on the store, read back as sorted CSV rows.
+    let read_back = |table: &str| {
+        let read = format!("t={table}");
+        normalized(&server.ok(&[
+            "query",
+            "--table",
+            &read,
+            "--format",
+            "csv",
+            "SELECT * FROM t",
+        ]))
+    };
+    assert_eq!(read_back(table), golden("derived.csv"));
 
     let sessions = "delta:s3://events/tables/incremental";
     let events = "delta:s3://events/tables/annotated";
@@ -240,16 +243,7 @@ fn delta_tables_on_s3_kept_up_to_date() {
     }
     let again = server.sessionize(&["annotate", &first, "--into", events]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing new"));
-    let read = format!("t={sessions}");
-    let rows = server.ok(&[
-        "query",
-        "--table",
-        &read,
-        "--format",
-        "csv",
-        "SELECT * FROM t",
-    ]);
-    assert_eq!(normalized(&rows), golden("derived.csv"));
+    assert_eq!(read_back(sessions), golden("derived.csv"));
     let full = dir
         .path()
         .join("full.parquet")

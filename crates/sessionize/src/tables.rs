@@ -295,9 +295,13 @@ async fn parquet_frame(
         })?;
         schemas.push(schema.as_ref().clone());
     }
-    // Time columns to convert: those whose files do not all share one timestamp type in UTC (or
-    // without a zone). Other timestamp columns whose types differ between files (Segment's
-    // `received_at` in ms in one, ns with a zone in another) are cast to µs in UTC.
+    // Time columns to convert: the commands' time column unless every file has it as one
+    // timestamp type in UTC (or without a zone); a source's raw time column (GA4's INT64
+    // `event_timestamp`, PostHog's text `timestamp`) only where its type differs between files,
+    // so that a table of one shape keeps its types. Other timestamp columns whose types differ
+    // (Segment's `received_at` in ms in one file, ns with a zone in another) are unified by
+    // [`one_timestamp_type`] over the files read one by one.
+    let types = column_types(&schemas);
     let mut convert: Vec<String> = vec![];
     for schema in &schemas {
         for column in time_columns(schema, options) {
@@ -306,47 +310,22 @@ async fn parquet_frame(
             }
         }
     }
-    let types_of = |column: &str| -> Vec<&DataType> {
-        schemas
-            .iter()
-            .filter_map(|s| s.field_with_name(column).ok().map(|f| f.data_type()))
-            .collect()
-    };
-    // The commands' time column is converted unless every file has it as one timestamp type in
-    // UTC; a source's raw time column (GA4's INT64 `event_timestamp`, PostHog's text `timestamp`)
-    // only where its type differs between files, so that a table of one shape keeps its types.
     convert.retain(|column| {
-        let types = types_of(column);
+        let types = &types[column.as_str()];
         let same = types.iter().all(|u| *u == types[0]);
         if options.time_column.as_deref() == Some(column.as_str()) {
-            !types.first().is_none_or(|t| is_kept_time_type(t) && same)
+            !(is_kept_time_type(types[0]) && same)
         } else {
             !same
         }
     });
-    let mut recast: Vec<String> = vec![];
-    for schema in &schemas {
-        for field in schema.fields() {
-            let name = field.name();
-            if convert.contains(name) || recast.contains(name) {
-                continue;
-            }
-            let types = types_of(name);
-            if types.iter().all(|t| matches!(t, DataType::Timestamp(_, _)))
-                && types.iter().any(|t| *t != types[0])
-            {
-                recast.push(name.clone());
-            }
-        }
-    }
-    if !convert.is_empty() || !recast.is_empty() {
-        let mut combined: Option<DataFrame> = None;
+    if !convert.is_empty() || !differing_timestamps(&types).is_empty() {
+        let mut frames = vec![];
         for (file, schema) in files.iter().zip(schemas.iter().cloned()) {
-            let present = |c: &String| schema.field_with_name(c).is_ok();
-            let (converted, cast): (Vec<String>, Vec<String>) = (
-                convert.iter().filter(|c| present(c)).cloned().collect(),
-                recast.iter().filter(|c| present(c)).cloned().collect(),
-            );
+            let present: Vec<&String> = convert
+                .iter()
+                .filter(|c| schema.field_with_name(c).is_ok())
+                .collect();
             let mut frame = listing_frame(
                 ctx,
                 listing.clone(),
@@ -354,26 +333,12 @@ async fn parquet_frame(
                 schema,
                 &options.sorted_by,
             )?;
-            for column in &converted {
+            for column in present {
                 frame = with_event_time(frame, column, options, &file.display)?;
             }
-            for column in &cast {
-                frame = frame.with_column(
-                    column,
-                    datafusion::prelude::cast(
-                        datafusion::prelude::col(ident(column)),
-                        crate::scalar::event_time_type(),
-                    ),
-                )?;
-            }
-            combined = Some(match combined {
-                None => frame,
-                Some(before) => before.union_by_name(frame)?,
-            });
+            frames.push(frame);
         }
-        if let Some(combined) = combined {
-            return Ok(combined);
-        }
+        return union_by_name(one_timestamp_type(frames)?);
     }
     let merged = Schema::try_merge(schemas.clone()).map_err(|e| {
         DataFusionError::Plan(format!(
@@ -385,7 +350,7 @@ async fn parquet_frame(
         .fields()
         .iter()
         .map(|f| {
-            let in_all = schemas.iter().all(|s| s.field_with_name(f.name()).is_ok());
+            let in_all = types.get(f.name().as_str()).map_or(0, Vec::len) == schemas.len();
             f.as_ref().clone().with_nullable(f.is_nullable() || !in_all)
         })
         .collect();
@@ -559,13 +524,15 @@ fn text_where_mixed(values: &mut [serde_json::Value]) {
     let mut other = HashSet::new();
     for value in values.iter() {
         for (key, field) in value.as_object().into_iter().flatten() {
-            match field {
-                serde_json::Value::String(_) => text.insert(key.clone()),
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
-                    other.insert(key.clone())
-                }
-                _ => false,
+            // A key is copied once per kind, not once per object.
+            let kind = match field {
+                serde_json::Value::String(_) => &mut text,
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => &mut other,
+                _ => continue,
             };
+            if !kind.contains(key) {
+                kind.insert(key.clone());
+            }
         }
     }
     let mixed: HashSet<&String> = text.intersection(&other).collect();
@@ -836,45 +803,54 @@ pub async fn read_inputs(
         frames.push(parquet_frame(ctx, parquet, options).await?);
     }
     let frames = one_timestamp_type(frames)?;
-    let mut frames = frames.into_iter();
-    let Some(mut combined) = frames.next() else {
-        if let Some(first) = empty.first() {
-            return Err(crate::error::no_events(format!(
-                "the input holds no events: {first}"
-            )));
-        }
-        return plan_err!("no input given");
-    };
-    for frame in frames {
-        combined = combined.union_by_name(frame)?;
+    if frames.is_empty()
+        && let Some(first) = empty.first()
+    {
+        return Err(crate::error::no_events(format!(
+            "the input holds no events: {first}"
+        )));
     }
-    Ok(combined)
+    union_by_name(frames)
 }
 
-/// `frames` (of files of several formats, or runs of Parquet files) with every timestamp column
-/// whose type differs between them as `Timestamp(µs, "UTC")` (zone-less as UTC): a Parquet file's
-/// time kept in milliseconds beside a CSV file's converted to µs would otherwise be combined as
-/// one of the two types, and read in the other's unit.
-fn one_timestamp_type(frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
-    if frames.len() < 2 {
-        return Ok(frames);
-    }
-    let mut types: std::collections::HashMap<String, Vec<DataType>> = Default::default();
-    for frame in &frames {
-        for field in frame.schema().fields() {
+/// Each column's types in `schemas`, in the files' order (a column some lack has fewer).
+fn column_types(schemas: &[Schema]) -> std::collections::HashMap<&str, Vec<&DataType>> {
+    let mut types: std::collections::HashMap<&str, Vec<&DataType>> = Default::default();
+    for schema in schemas {
+        for field in schema.fields() {
             types
-                .entry(field.name().clone())
+                .entry(field.name().as_str())
                 .or_default()
-                .push(field.data_type().clone());
+                .push(field.data_type());
         }
     }
-    let recast: Vec<&String> = types
+    types
+}
+
+/// The timestamp columns whose types differ between the files of `types` ([`column_types`]).
+fn differing_timestamps(types: &std::collections::HashMap<&str, Vec<&DataType>>) -> Vec<String> {
+    types
         .iter()
         .filter(|(_, t)| {
             t.iter().all(|t| matches!(t, DataType::Timestamp(_, _))) && t.iter().any(|u| *u != t[0])
         })
-        .map(|(name, _)| name)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// `frames` (files of several formats, or Parquet files read one by one) with every timestamp
+/// column whose type differs between them as `Timestamp(µs, "UTC")` (zone-less as UTC): a
+/// Parquet file's time kept in milliseconds beside a CSV file's converted to µs would otherwise be
+/// combined as one of the two types, and read in the other's unit.
+fn one_timestamp_type(frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
+    if frames.len() < 2 {
+        return Ok(frames);
+    }
+    let schemas: Vec<Schema> = frames
+        .iter()
+        .map(|f| f.schema().as_arrow().clone())
         .collect();
+    let recast = differing_timestamps(&column_types(&schemas));
     if recast.is_empty() {
         return Ok(frames);
     }
@@ -900,6 +876,18 @@ fn one_timestamp_type(frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
             Ok(frame)
         })
         .collect()
+}
+
+/// `frames` combined by column name, in order.
+fn union_by_name(frames: Vec<DataFrame>) -> Result<DataFrame> {
+    let mut frames = frames.into_iter();
+    let Some(mut combined) = frames.next() else {
+        return plan_err!("no input given");
+    };
+    for frame in frames {
+        combined = combined.union_by_name(frame)?;
+    }
+    Ok(combined)
 }
 
 /// Registers the inputs (files, folders, globs or URLs of any supported format) as table `name`.

@@ -250,8 +250,10 @@ fn parse_text(raw: &str, unit: EpochUnit) -> Option<i64> {
 /// a date and time rather than into nanoseconds, so that times past 2262-04-11 (the end of i64
 /// nanoseconds; `9999-12-31` is a common far-future sentinel) read too.
 fn iso_micros(raw: &str) -> Option<i64> {
-    let utc: datafusion::arrow::array::timezone::Tz = "+00:00".parse().ok()?;
-    string_to_datetime(&utc, raw)
+    // Parsed once: this runs on every text time of an input.
+    static UTC: std::sync::LazyLock<Option<datafusion::arrow::array::timezone::Tz>> =
+        std::sync::LazyLock::new(|| "+00:00".parse().ok());
+    string_to_datetime(UTC.as_ref()?, raw)
         .ok()
         .map(|t| t.timestamp_micros())
 }
