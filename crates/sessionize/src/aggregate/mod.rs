@@ -208,10 +208,12 @@ impl AggregateUDFImpl for SessionAggregate {
 ///
 /// Rows are appended as (group, timestamp) pairs in arrival order, in two parallel vectors (4 + 8
 /// bytes a row): one sequential write per row, with no per-group vector to grow. Merged partial
-/// states are not copied: their lists stay in the arrays they arrived in, and only (group, list)
-/// references are kept. When groups are emitted (as state or as results), one counting sort by
-/// group lays their timestamps out contiguously, then each group's slice is sorted (a
-/// pattern-defeating quicksort, linear on runs that are already sorted).
+/// states are not copied again: their lists stay in the arrays they arrived in (or in a copy of
+/// the part used, when that array is far larger), and only (group, list) references are kept.
+/// When groups are emitted, one counting sort by group lays the appended timestamps out
+/// contiguously; a result then sorts each group's timestamps (a pattern-defeating quicksort,
+/// linear on runs that are already sorted) in place, or gathered with its merged lists into one
+/// scratch vector, and a state copies each group's into one list array.
 struct GroupTimes {
     name: &'static str,
     output: AggOutput,
@@ -369,16 +371,36 @@ impl Timestamps {
     /// Adds the lists of a partial state: row `i` of `lists` belongs to `group_indices[i]`.
     fn merge(&mut self, name: &str, lists: &ArrayRef, group_indices: &[usize]) -> Result<()> {
         let Some(lists) = lists.as_list_opt::<i32>() else {
-            return internal_err!("{name}: state must be a list");
+            return internal_err!("{name}: state must be a list, got {}", lists.data_type());
         };
         let (values, _) = args::timestamp_values(name, lists.values())?;
         let Ok(source) = u32::try_from(self.runs.sources.len()) else {
             return internal_err!("{name}: too many merged states");
         };
         let offsets = lists.value_offsets();
+        let (lo, hi) = (offsets[0] as usize, offsets[group_indices.len()] as usize);
+        if lists.null_count() == 0
+            && hi - lo == group_indices.len()
+            && offsets.windows(2).all(|w| w[1] - w[0] == 1)
+        {
+            // One timestamp per row (a partial aggregation that passed its rows through as state,
+            // `convert_to_state`): kept as pairs, 12 bytes a row, not as a slice each.
+            self.pairs
+                .extend(&values[lo..hi], |i| group_indices[i] as u32);
+            return Ok(());
+        }
+        // A state sliced out of a larger one and taken apart by a repartition sits in a buffer
+        // several times larger than its lists (arrow's `take` of a list reserves room for the
+        // whole child array the list was sliced from): the part used is copied, so that the large
+        // buffer goes with the batch instead of staying until the groups are emitted.
+        let (values, base) = if values.inner().capacity() > 2 * (hi - lo) * size_of::<i64>() {
+            (ScalarBuffer::from(values[lo..hi].to_vec()), lo as u32)
+        } else {
+            (values, 0)
+        };
         let before = self.runs.slices.len();
         for (row, &group) in group_indices.iter().enumerate() {
-            let (start, end) = (offsets[row] as u32, offsets[row + 1] as u32);
+            let (start, end) = (offsets[row] as u32 - base, offsets[row + 1] as u32 - base);
             if lists.is_valid(row) && end > start {
                 self.runs.slices.push(Slice {
                     group: group as u32,
@@ -402,19 +424,12 @@ struct Gathered {
 }
 
 impl Gathered {
-    /// Counting sort of the timestamps whose group is below `n`: the merged lists are copied
-    /// slice by slice, the appended pairs one by one.
-    fn of(timestamps: &Timestamps, n: usize) -> Self {
-        let (pairs, runs) = (&timestamps.pairs, &timestamps.runs);
+    /// Counting sort of the appended pairs whose group is below `n`.
+    fn of(pairs: &Pairs, n: usize) -> Self {
         let mut offsets = vec![0usize; n + 1];
         for (group, _) in pairs.iter() {
             if group < n {
                 offsets[group + 1] += 1;
-            }
-        }
-        for slice in &runs.slices {
-            if (slice.group as usize) < n {
-                offsets[slice.group as usize + 1] += slice.len as usize;
             }
         }
         for g in 0..n {
@@ -422,15 +437,6 @@ impl Gathered {
         }
         let mut cursor = offsets[..n].to_vec();
         let mut values = vec![0i64; offsets[n]];
-        for slice in &runs.slices {
-            let group = slice.group as usize;
-            if group < n {
-                let (start, len) = (slice.start as usize, slice.len as usize);
-                let source = &runs.sources[slice.source as usize][start..start + len];
-                values[cursor[group]..cursor[group] + len].copy_from_slice(source);
-                cursor[group] += len;
-            }
-        }
         for (group, ts) in pairs.iter() {
             if group < n {
                 values[cursor[group]] = ts;
@@ -447,9 +453,105 @@ impl Gathered {
     fn group_mut(&mut self, g: usize) -> &mut [i64] {
         &mut self.values[self.offsets[g]..self.offsets[g + 1]]
     }
+}
+
+/// The timestamps of groups `0..n`, taken out of a state: the appended pairs laid out by group
+/// (one counting sort), and the merged lists left in the buffers they arrived in, indexed by
+/// group. A final aggregation never copies its merged lists into one more array of every
+/// timestamp: each group's are gathered into a scratch vector when that group is finished.
+struct Taken {
+    pairs: Gathered,
+    /// The merged lists of group `g`: `runs[run_offsets[g]..run_offsets[g + 1]]`.
+    run_offsets: Vec<usize>,
+    runs: Vec<Slice>,
+    sources: Vec<ScalarBuffer<i64>>,
+}
+
+impl Taken {
+    fn of(timestamps: &Timestamps, n: usize) -> Self {
+        let slices = &timestamps.runs.slices;
+        let mut run_offsets = vec![0usize; n + 1];
+        for slice in slices {
+            if (slice.group as usize) < n {
+                run_offsets[slice.group as usize + 1] += 1;
+            }
+        }
+        for g in 0..n {
+            run_offsets[g + 1] += run_offsets[g];
+        }
+        let mut cursor = run_offsets[..n].to_vec();
+        let mut runs = vec![
+            Slice {
+                group: 0,
+                source: 0,
+                start: 0,
+                len: 0
+            };
+            run_offsets[n]
+        ];
+        for slice in slices {
+            let group = slice.group as usize;
+            if group < n {
+                runs[cursor[group]] = *slice;
+                cursor[group] += 1;
+            }
+        }
+        Self {
+            pairs: Gathered::of(&timestamps.pairs, n),
+            run_offsets,
+            runs,
+            sources: timestamps.runs.sources.clone(),
+        }
+    }
 
     fn len(&self) -> usize {
-        self.offsets.len() - 1
+        self.run_offsets.len() - 1
+    }
+
+    /// The merged lists of group `g`.
+    fn lists(&self, g: usize) -> impl Iterator<Item = &[i64]> {
+        self.runs[self.run_offsets[g]..self.run_offsets[g + 1]]
+            .iter()
+            .map(|s| &self.sources[s.source as usize][s.start as usize..(s.start + s.len) as usize])
+    }
+
+    /// Group `g`'s timestamps, sorted: in place when it has no merged lists, else gathered into
+    /// `scratch`.
+    fn sorted<'a>(&'a mut self, g: usize, scratch: &'a mut Vec<i64>) -> &'a [i64] {
+        if self.run_offsets[g] == self.run_offsets[g + 1] {
+            let group = self.pairs.group_mut(g);
+            group.sort_unstable();
+            return group;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(self.pairs.group(g));
+        for list in self.lists(g) {
+            scratch.extend_from_slice(list);
+        }
+        scratch.sort_unstable();
+        scratch
+    }
+
+    /// Every group's timestamps in one contiguous array (a state's list values): the laid-out
+    /// pairs themselves when nothing was merged.
+    fn into_gathered(self) -> Gathered {
+        if self.runs.is_empty() {
+            return self.pairs;
+        }
+        let n = self.len();
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        let total =
+            self.pairs.values.len() + self.runs.iter().map(|s| s.len as usize).sum::<usize>();
+        let mut values = Vec::with_capacity(total);
+        for g in 0..n {
+            values.extend_from_slice(self.pairs.group(g));
+            for list in self.lists(g) {
+                values.extend_from_slice(list);
+            }
+            offsets.push(values.len());
+        }
+        Gathered { offsets, values }
     }
 }
 
@@ -481,15 +583,12 @@ impl GroupTimes {
     }
 
     /// The groups `emit_to` names, removed from the state (later groups are renumbered from 0).
-    fn take(&mut self, emit_to: EmitTo) -> (Gathered, Gathered) {
+    fn take(&mut self, emit_to: EmitTo) -> (Taken, Taken) {
         let n = match emit_to {
             EmitTo::All => self.groups,
             EmitTo::First(n) => n.min(self.groups),
         };
-        let gathered = (
-            Gathered::of(&self.times, n),
-            Gathered::of(&self.restarts, n),
-        );
+        let gathered = (Taken::of(&self.times, n), Taken::of(&self.restarts, n));
         if n == self.groups {
             self.times = Timestamps::default();
             self.restarts = Timestamps::default();
@@ -502,17 +601,18 @@ impl GroupTimes {
     }
 
     /// All groups, leaving the state as it is.
-    fn peek(&self) -> (Gathered, Gathered) {
+    fn peek(&self) -> (Taken, Taken) {
         (
-            Gathered::of(&self.times, self.groups),
-            Gathered::of(&self.restarts, self.groups),
+            Taken::of(&self.times, self.groups),
+            Taken::of(&self.restarts, self.groups),
         )
     }
 
     /// The state of gathered groups: two lists of timestamps per group.
-    fn state_arrays(&self, times: Gathered, restarts: Gathered) -> Result<Vec<ArrayRef>> {
+    fn state_arrays(&self, times: Taken, restarts: Taken) -> Result<Vec<ArrayRef>> {
         let item = Arc::new(Field::new_list_field(self.ts_type.clone(), false));
-        let list = |groups: Gathered| -> Result<ArrayRef> {
+        let list = |groups: Taken| -> Result<ArrayRef> {
+            let groups = groups.into_gathered();
             let lengths = groups.offsets.windows(2).map(|w| w[1] - w[0]);
             let offsets = OffsetBuffer::from_lengths(lengths);
             let values = timestamp_array(groups.values, &self.ts_type)?;
@@ -527,14 +627,13 @@ impl GroupTimes {
     }
 
     /// The final value of each gathered group.
-    fn finish(&self, mut times: Gathered, mut restarts: Gathered) -> Result<ArrayRef> {
+    fn finish(&self, mut times: Taken, mut restarts: Taken) -> Result<ArrayRef> {
         let mut out = OutputBuilder::new(self.output, self.unit);
+        let (mut time_scratch, mut restart_scratch) = (vec![], vec![]);
         for g in 0..times.len() {
-            times.group_mut(g).sort_unstable();
-            restarts.group_mut(g).sort_unstable();
-            for_each_session(&self.rule, times.group(g), restarts.group(g), |s| {
-                out.push(s)
-            });
+            let group_times = times.sorted(g, &mut time_scratch);
+            let group_restarts = restarts.sorted(g, &mut restart_scratch);
+            for_each_session(&self.rule, group_times, group_restarts, |s| out.push(s));
             out.end_group();
         }
         out.finish(&self.ts_type)
@@ -799,6 +898,7 @@ impl OutputBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::UInt32Array;
 
     fn counter(output: AggOutput) -> GroupTimes {
         GroupTimes {
@@ -923,6 +1023,70 @@ mod tests {
         assert_eq!(found.as_list::<i32>().value_length(2), 0);
         assert!(found.as_list::<i32>().value_length(0) > 1);
         assert_eq!(&found, &expected);
+    }
+
+    /// States as a partial aggregation that skips grouping sends them (`convert_to_state`: one
+    /// timestamp per row), and as a repartition sends a grouped one (a slice of the emitted state,
+    /// taken apart by `take`, in a buffer reserved for the whole state): both merge to what the
+    /// rows appended directly give, the first as 12-byte pairs, the second without keeping the
+    /// oversized buffer.
+    #[test]
+    fn passed_through_and_taken_states_merge() {
+        use datafusion::arrow::compute::take;
+        let batch = |ts: &[i64]| -> Vec<ArrayRef> {
+            vec![Arc::new(TimestampSecondArray::from(ts.to_vec()))]
+        };
+        let (groups, ts): (Vec<usize>, Vec<i64>) = (0..40_000i64)
+            .map(|i| ((i % 400) as usize, (i * 7919) % 100_000))
+            .unzip();
+        let mut direct = counter(AggOutput::Table);
+        direct
+            .update_batch(&batch(&ts), &groups, None, 400)
+            .unwrap();
+        let expected = direct.evaluate(EmitTo::All).unwrap();
+
+        let mut passed = counter(AggOutput::Table);
+        let state = passed.convert_to_state(&batch(&ts), None).unwrap();
+        passed.merge_batch(&state, &groups, 400).unwrap();
+        assert!(passed.times.runs.slices.is_empty());
+        assert_eq!(passed.times.pairs.iter().count(), ts.len());
+        assert_eq!(&passed.evaluate(EmitTo::All).unwrap(), &expected);
+
+        let mut partial = counter(AggOutput::Table);
+        partial
+            .update_batch(&batch(&ts), &groups, None, 400)
+            .unwrap();
+        let state = partial.state(EmitTo::All).unwrap();
+        let mut merged = counter(AggOutput::Table);
+        // Groups 100..150 of the state, every other one: what one output partition of a
+        // repartition gets from one batch.
+        let rows = UInt32Array::from((0..50).map(|i| i * 2).collect::<Vec<u32>>());
+        let sliced: Vec<ArrayRef> = state.iter().map(|a| a.slice(100, 100)).collect();
+        let taken: Vec<ArrayRef> = sliced
+            .iter()
+            .map(|a| take(a, &rows, None).unwrap())
+            .collect();
+        let taken_capacity = taken[0].as_list::<i32>().values().to_data().buffers()[0].capacity();
+        let group_ids: Vec<usize> = (0..50).map(|i| 100 + i * 2).collect();
+        merged.merge_batch(&taken, &group_ids, 400).unwrap();
+        // 50 groups of 100 timestamps, kept in 40,000 bytes, not in the buffer `take` reserved.
+        assert!(
+            taken_capacity >= 3 * 5_000 * 8,
+            "take reserved {taken_capacity} bytes"
+        );
+        assert!(
+            merged.times.bytes() < 2 * 5_000 * 8,
+            "{}",
+            merged.times.bytes()
+        );
+        let found = merged.evaluate(EmitTo::All).unwrap();
+        for (i, &g) in group_ids.iter().enumerate() {
+            assert_eq!(
+                &found.as_list::<i32>().value(g),
+                &expected.as_list::<i32>().value(g),
+                "group {i}"
+            );
+        }
     }
 
     /// A partial state merged into a state that also holds appended rows: both kinds count.
