@@ -374,6 +374,82 @@ async fn check_aggregates(case: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `session_first_value` / `session_last_value`: the reference's sessions, each with the value of
+/// its first (last) event, ties at that time ordered by event type then value, nulls last (the
+/// reference: every event at the session's start or end time, sorted that way).
+async fn check_values(case: &Case) -> Result<(), TestCaseError> {
+    let ctx = context(case);
+    // A value with ties and nulls: the row number mod 3, null for every fourth row.
+    let value = "CASE WHEN row_id % 4 = 0 THEN NULL ELSE CAST(row_id % 3 AS VARCHAR) END";
+    let restart = if case.with_restart {
+        "restart"
+    } else {
+        "false"
+    };
+    let sql = format!(
+        "SELECT actor, session_first_value(ts, INTERVAL '30 minutes', {restart}, event, {value}), \
+                session_last_value(ts, INTERVAL '30 minutes', {restart}, event, {value}) \
+         FROM ev GROUP BY actor"
+    );
+    let batches = collect(&ctx, &sql).await;
+    let mut plain = case.clone();
+    plain.with_max_length = false;
+    let expected = expected(&plain);
+    let scale = per_second(case.unit);
+    let value_of = |row: usize| (!row.is_multiple_of(4)).then(|| (row % 3).to_string());
+    let event_of = |e: &Event| {
+        e.restart
+            .map(|r| if r { "open" } else { "view" }.to_string())
+    };
+    // Text order with nulls last.
+    let key = |e: &Option<String>| (e.is_none(), e.clone());
+    let mut seen = 0;
+    for batch in batches {
+        let actors = batch.column(0).as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            seen += 1;
+            let actor = (!actors.is_null(i)).then(|| actors.value(i));
+            let sessions = &expected[&actor].1;
+            for (column, last) in [(1, false), (2, true)] {
+                let list = batch.column(column).as_list::<i32>().value(i);
+                let fields = list.as_struct();
+                prop_assert_eq!(list.len(), sessions.len());
+                for (k, session) in sessions.iter().enumerate() {
+                    let got = (
+                        fields.column(0).as_primitive::<Int64Type>().value(k),
+                        fields.column(1).as_primitive::<Int64Type>().value(k),
+                        timestamp_value(fields.column(2), k).expect("start"),
+                        timestamp_value(fields.column(3), k).expect("end"),
+                        fields.column(4).as_primitive::<Int64Type>().value(k),
+                    );
+                    prop_assert_eq!(&got, session);
+                    let at = if last { session.3 } else { session.2 };
+                    let mut tied: Vec<(Option<String>, Option<String>)> = case
+                        .events
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| e.actor == actor && e.secs.map(|s| s * scale) == Some(at))
+                        .map(|(row, e)| (event_of(e), value_of(row)))
+                        .collect();
+                    tied.sort_by_key(|(t, v)| (key(t), key(v)));
+                    let want = if last { tied.last() } else { tied.first() };
+                    let values = fields.column(5).as_string::<i32>();
+                    let got = (!values.is_null(k)).then(|| values.value(k).to_string());
+                    prop_assert_eq!(
+                        got,
+                        want.and_then(|w| w.1.clone()),
+                        "{} of {:?}",
+                        column,
+                        actor
+                    );
+                }
+            }
+        }
+    }
+    prop_assert_eq!(seen, expected.len());
+    Ok(())
+}
+
 /// `annotate` (two passes, no sort) gives every event the reference's session, in the input's
 /// order, however the input is split into partitions and batches.
 async fn check_annotate(case: &Case) -> Result<(), TestCaseError> {
@@ -522,6 +598,11 @@ proptest! {
     #[test]
     fn aggregate_functions_match_the_reference(case in case_strategy()) {
         runtime().block_on(check_aggregates(&case))?;
+    }
+
+    #[test]
+    fn session_values_match_the_reference(case in case_strategy()) {
+        runtime().block_on(check_values(&case))?;
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl WindowFunction {
 }
 
 /// An aggregate function of sessionize (`session_count`, `session_seconds`, `session_list`,
-/// `session_table`).
+/// `session_table`, `session_first_value`, `session_last_value`).
 #[pyclass(frozen, module = "sessionize._sessionize")]
 pub struct AggregateFunction {
     udf: Arc<AggregateUDF>,

@@ -330,9 +330,8 @@ impl Props<'_> {
     }
 
     /// A property in two parts, what to read from the events and the key to finish it with:
-    /// `(JSON column, Some(key))` for a JSON property, whose `json_as_text` can then run on fewer
-    /// rows (after a join), or `(SQL of the value, None)` for a column. [`Props::finish`] joins
-    /// the parts.
+    /// `(JSON column, Some(key))` for a JSON property, or `(SQL of the value, None)` for a column.
+    /// [`Props::finish`] joins the parts.
     fn deferred(&self, property: &str) -> Result<(String, Option<String>)> {
         for (prefixes, column) in [
             (["event.", "event_properties."], "event_properties"),
@@ -990,8 +989,9 @@ impl<'a> Compiler<'a> {
     }
 
     /// Row `x`'s `x_ses` from `session_list` (see [`Self::row_ctes`]): per session its bounds, its
-    /// number of events and the group-by, first-event and last-event values, each taken in the
-    /// order of the window form (time, event type, the value itself).
+    /// number of events and the group-by, first-event and last-event values, from
+    /// `session_first_value` / `session_last_value` in the same pass (ties taken in the order of
+    /// the window form: time, event type, the value itself).
     fn list_sessions(
         &self,
         x: char,
@@ -1000,14 +1000,7 @@ impl<'a> Compiler<'a> {
         ctes: &mut Vec<String>,
     ) -> Result<()> {
         let filters = filters.join(" AND ");
-        let bounds = format!(
-            "SELECT user_id, s['session_number'] AS __sn, s['started_at'] AS __start, \
-             s['ended_at'] AS __end, s['event_count'] AS __events, s['event_count'] AS __chosen \
-             FROM (SELECT user_id, unnest(session_list(event_time, {}, {})) AS s FROM ev WHERE {filters} \
-             GROUP BY user_id)",
-            interval(self.timeout),
-            self.restart,
-        );
+        let (timeout, restart) = (interval(self.timeout), &self.restart);
         // (output column, property, of the last event rather than the first)
         let mut values: Vec<(String, &str, bool)> = vec![];
         for (g, group) in self.spec.group_by.iter().enumerate() {
@@ -1020,81 +1013,46 @@ impl<'a> Compiler<'a> {
         if let Some(c) = &row.last_event {
             values.push(("__last".into(), &c.property, true));
         }
-        if values.is_empty() {
-            ctes.push(format!("{x}_ses AS ({bounds})"));
-            return Ok(());
-        }
-        ctes.push(format!("{x}_b AS ({bounds})"));
-        // The joined events: `ev` with its properties when the row filters events by them;
-        // otherwise `{x}_j`, which reads the JSON columns as they are, so that `json_as_text`
-        // runs on the joined events only (about one per session) instead of on every event.
-        let (joined, reads) = if row.event_filters.is_empty() {
-            let mut reads = vec![];
-            let mut select = self.base_select();
-            for (i, (_, property, _)) in values.iter().enumerate() {
-                let (read, key) = self.props.deferred(property)?;
-                write!(select, ", {read} AS __r{i}").ok();
-                reads.push((format!("__r{i}"), key));
-            }
-            ctes.push(format!(
-                "{x}_j AS ({select} FROM {} WHERE {} IS NOT NULL AND {} IS NOT NULL)",
-                self.table,
-                ident(&self.spec.session.actor),
-                ident(&self.spec.session.time)
+        // Without values, `session_list`; with them, `session_first_value` (`session_last_value`)
+        // gives the same sessions with a value each: the first one's sessions are the row's, the
+        // others' lists are aligned with them (unnest in one SELECT zips them).
+        let mut lists = vec![];
+        for (name, property, last) in &values {
+            let pick = if *last {
+                "session_last_value"
+            } else {
+                "session_first_value"
+            };
+            lists.push((
+                format!(
+                    "{pick}(event_time, {timeout}, {restart}, event_type, {})",
+                    self.prop_col(property)
+                ),
+                format!(", __v{}['value'] AS {name}", lists.len()),
             ));
-            (format!("{x}_j"), reads)
+        }
+        let (sessions, unnested, columns) = if lists.is_empty() {
+            (
+                format!("session_list(event_time, {timeout}, {restart})"),
+                String::new(),
+                String::new(),
+            )
         } else {
-            let reads = values
-                .iter()
-                .map(|(_, property, _)| (self.prop_col(property), None))
-                .collect();
-            ("ev".to_string(), reads)
-        };
-        // The value of the event first (last) in (event type, value) order, nulls last: the
-        // minimum (maximum) of one text key per event, which DataFusion aggregates per group
-        // without a per-group accumulator (its ordered `first_value` has none for text, and took
-        // most of a group-by chart's time). The key is the event type, NUL, the value, each behind
-        // a byte that puts nulls last (2) after values (1); the event type loses any NUL of its
-        // own, so the first NUL of the key is its separator.
-        let mut select =
-            "SELECT b.user_id, b.__start, max(b.__sn) AS __sn, max(b.__end) AS __end, \
-             max(b.__events) AS __events, max(b.__chosen) AS __chosen"
-                .to_string();
-        for ((name, _, last), (read, key)) in values.iter().zip(&reads) {
-            let (pick, side) = if *last { ("max", "l") } else { ("min", "f") };
-            let value = Props::finish(&format!("{side}.{read}"), key);
-            write!(
-                select,
-                ", {pick}(CASE WHEN {side}.event_type IS NULL THEN chr(2) \
-                 ELSE chr(1) || replace({side}.event_type, chr(0), '') END || chr(0) || \
-                 CASE WHEN {value} IS NULL THEN chr(2) ELSE chr(1) || {value} END) AS {name}"
-            )
-            .ok();
-        }
-        write!(select, " FROM {x}_b b").ok();
-        for (side, bound) in [("f", "__start"), ("l", "__end")] {
-            if values.iter().any(|(_, _, last)| *last == (side == "l")) {
-                write!(
-                    select,
-                    " JOIN (SELECT * FROM {joined} WHERE {filters}) {side} \
-                     ON {side}.user_id = b.user_id AND {side}.event_time = b.{bound}"
-                )
-                .ok();
+            let mut unnested = String::new();
+            let mut columns = String::new();
+            for (i, (list, column)) in lists.iter().enumerate().skip(1) {
+                write!(unnested, ", unnest({list}) AS __v{i}").ok();
+                columns.push_str(column);
             }
-        }
-        write!(select, " GROUP BY b.user_id, b.__start").ok();
-        ctes.push(format!("{x}_k AS ({select})"));
-        // Each key back to its value: the text after the separator and the null byte.
-        let mut unkeyed = "SELECT user_id, __sn, __start, __end, __events, __chosen".to_string();
-        for (name, _, _) in &values {
-            write!(
-                unkeyed,
-                ", CASE WHEN substr({name}, strpos({name}, chr(0)) + 1, 1) = chr(1) \
-                 THEN substr({name}, strpos({name}, chr(0)) + 2) END AS {name}"
-            )
-            .ok();
-        }
-        ctes.push(format!("{x}_ses AS ({unkeyed} FROM {x}_k)"));
+            columns.insert_str(0, &lists[0].1.replace("__v0", "s"));
+            (lists[0].0.clone(), unnested, columns)
+        };
+        ctes.push(format!(
+            "{x}_ses AS (SELECT user_id, s['session_number'] AS __sn, s['started_at'] AS __start, \
+             s['ended_at'] AS __end, s['event_count'] AS __events, s['event_count'] AS __chosen{columns} \
+             FROM (SELECT user_id, unnest({sessions}) AS s{unnested} \
+             FROM ev WHERE {filters} GROUP BY user_id))"
+        ));
         Ok(())
     }
 
@@ -1637,10 +1595,8 @@ pub async fn chart_of(ctx: &SessionContext, table: &str, spec: &ChartSpec) -> Re
 ///
 /// The plan is made in a copy of `ctx`'s state with the project's settings
 /// ([`crate::session_config`]; `ctx` itself is not changed), so that a context made elsewhere (a
-/// library user's) plans the chart as the project's contexts do. Among them, leaf-expression
-/// pushdown is off: it would move `json_as_text` below the join of each session's first event and
-/// parse every event's properties instead of about one event's per session (measured on the wide
-/// 10M export: the group-by chart 1.83 to 1.91 s with the rule off, 2.00 to 2.16 s with it on).
+/// library user's) plans the chart as the project's contexts do (among them, leaf-expression
+/// pushdown off: see [`crate::session_config`]).
 pub async fn frame(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
     let mut state = ctx.state();
     *state.config_mut() = crate::session_config(state.config().clone());

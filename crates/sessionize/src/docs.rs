@@ -43,6 +43,32 @@ pub fn session_function(description: &str, syntax: &str) -> DocumentationBuilder
         )
 }
 
+/// A builder with the arguments of `session_first_value` and `session_last_value`.
+pub fn session_value_function(description: &str, syntax: &str) -> DocumentationBuilder {
+    Documentation::builder(DOC_SECTION_SESSIONS, description, syntax)
+        .with_argument(
+            "ts",
+            "The event time: a timestamp of any unit, with or without a time zone.",
+        )
+        .with_argument(
+            "timeout",
+            "A constant, positive INTERVAL without months, as for `session_list`.",
+        )
+        .with_argument(
+            "restart",
+            "A boolean expression (`false` for none): a new session starts at every timestamp \
+             where it is true. Null counts as false.",
+        )
+        .with_argument(
+            "event_type",
+            "The event's type (text; other types are cast): the first tie-breaker.",
+        )
+        .with_argument(
+            "value",
+            "The value returned (text; other types are cast): the second tie-breaker.",
+        )
+}
+
 /// A function's documentation, held by its implementation struct. Two functions are told apart by
 /// their names, never by their documentation, so comparing and hashing ignore it.
 #[derive(Debug, Clone, Copy)]

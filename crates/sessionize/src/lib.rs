@@ -145,7 +145,7 @@ mod tests {
             assert!(doc.sql_example.is_some(), "{} has an example", udf.name());
             names.push(udf.name().to_string());
         }
-        assert_eq!(names.len(), 15);
+        assert_eq!(names.len(), 17);
         assert!(state.scalar_functions().contains_key("json_get_str"));
         for name in names {
             assert!(readme.contains(&format!("`{name}(")), "README lists {name}");

@@ -140,7 +140,8 @@ def udwf(name: str) -> Any:
 
 def udaf(name: str) -> Any:
     """The aggregate function ``name`` (``session_count``, ``session_seconds``,
-    ``session_list``, ``session_table``) as a ``datafusion.AggregateUDF``, for
+    ``session_list``, ``session_table``, ``session_first_value``,
+    ``session_last_value``) as a ``datafusion.AggregateUDF``, for
     ``ctx.register_udaf``."""
     return _function(name, AggregateFunction)
 

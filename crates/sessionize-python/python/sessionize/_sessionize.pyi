@@ -21,7 +21,8 @@ class WindowFunction:
         when the datafusion package imported is not 55.x."""
 
 class AggregateFunction:
-    """An aggregate function (session_count, session_seconds, session_list, session_table)."""
+    """An aggregate function (session_count, session_seconds, session_list, session_table,
+    session_first_value, session_last_value)."""
 
     @property
     def name(self) -> str: ...

@@ -146,6 +146,8 @@ def test_every_function_is_offered():
         "session_count",
         "session_seconds",
         "session_list",
+        "session_first_value",
+        "session_last_value",
         "session_key",
         "utc_day",
         "epoch_seconds",
@@ -154,7 +156,7 @@ def test_every_function_is_offered():
         "json_get_str",
     ]:
         assert name in names
-    assert len(names) == 15 + 13
+    assert len(names) == 17 + 13
 
 
 def test_ga4_and_text_key_functions_equal_the_command_line(tmp_path):

@@ -1,4 +1,5 @@
-//! Aggregate functions (UDAF): `session_count`, `session_seconds`, `session_list`, `session_table`.
+//! Aggregate functions (UDAF): `session_count`, `session_seconds`, `session_list`, `session_table`,
+//! and `session_first_value` / `session_last_value` (their shared kernel in `session_value`).
 //!
 //! Used with `GROUP BY actor`. A [`GroupsAccumulator`] keeps each group's timestamps (and the
 //! timestamps where a restart happened) and, when the group is emitted, sorts only those and runs
@@ -6,9 +7,12 @@
 //! (lists of timestamps) merge across partitions and nodes without changing the result.
 
 mod session_count;
+mod session_first_value;
+mod session_last_value;
 mod session_list;
 mod session_seconds;
 mod session_table;
+mod session_value;
 
 use std::mem::size_of;
 use std::sync::Arc;
@@ -30,6 +34,8 @@ use datafusion::logical_expr::{
 };
 
 pub use session_count::session_count_udaf;
+pub use session_first_value::session_first_value_udaf;
+pub use session_last_value::session_last_value_udaf;
 pub use session_list::session_list_udaf;
 pub use session_seconds::session_seconds_udaf;
 pub use session_table::session_table_udaf;
@@ -45,6 +51,8 @@ pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
         session_seconds_udaf(),
         session_list_udaf(),
         session_table_udaf(),
+        session_first_value_udaf(),
+        session_last_value_udaf(),
     ]
 }
 

@@ -1,0 +1,45 @@
+//! `session_last_value(ts, timeout, restart, event_type, value)`: per session, the value of
+//! its last event.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::logical_expr::{AggregateUDF, Documentation};
+
+use super::session_value::SessionValue;
+use crate::docs;
+
+/// The `session_last_value` aggregate function.
+pub fn session_last_value_udaf() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(SessionValue::new(
+        "session_last_value",
+        true,
+        documentation,
+    )))
+}
+
+fn documentation() -> &'static Documentation {
+    static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+        docs::session_value_function(
+            "Returns, per session of the group (List of Utf8, in time order, aligned with \
+             `session_list`), the value of the session's last event. Events at the same last time \
+             are ordered by event type, then by value, each with nulls last, and the last of them \
+             is taken (so a null event type or value comes last): what \
+             `last_value(value ORDER BY event_time, event_type, value)` gives over each session's \
+             events. Rows with a null ts are ignored.",
+            "session_last_value(ts, timeout, restart, event_type, value)",
+        )
+        .with_sql_example(
+            r#"```sql
+> SELECT user_id,
+         unnest(session_list(event_time, INTERVAL '30 minutes', false)) AS s,
+         unnest(session_last_value(event_time, INTERVAL '30 minutes', false, event_type,
+                                   json_as_text(event_properties, 'page'))) AS exit_page
+  FROM events GROUP BY user_id;
+```"#,
+        )
+        .with_related_udf("session_first_value")
+        .with_related_udf("session_list")
+        .build()
+    });
+    &DOC
+}
