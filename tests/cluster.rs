@@ -259,6 +259,45 @@ async fn standalone_sessions_table_equals_local() {
     }
 }
 
+/// `session_first_value` / `session_last_value` (the group-by chart's sessions): their partial
+/// states (lists of dictionary-encoded texts) cross a standalone Ballista's stages and give what a
+/// local context gives.
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_session_values_equal_local() {
+    let export = multi_file_export();
+    let input = export.path().to_string_lossy().into_owned();
+    let load = sessionize::tables::LoadOptions {
+        time_column: Some("event_time".into()),
+        for_cluster: true,
+        ..Default::default()
+    };
+    let sql = "SELECT user_id, f['session_number'], f['event_count'], f['value'], l['value'] FROM \
+               (SELECT user_id, \
+                  unnest(session_first_value(event_time, INTERVAL '30 minutes', event_type = 'app_open', event_type, event_type)) AS f, \
+                  unnest(session_last_value(event_time, INTERVAL '30 minutes', event_type = 'app_open', event_type, event_type)) AS l \
+                FROM events WHERE user_id IS NOT NULL GROUP BY user_id)";
+    let mut tables = vec![];
+    for ctx in [
+        sessionize::context().unwrap(),
+        sessionize::cluster::standalone_context(datafusion::prelude::SessionConfig::new())
+            .await
+            .unwrap(),
+    ] {
+        sessionize::tables::register_inputs(&ctx, "events", std::slice::from_ref(&input), &load)
+            .await
+            .unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
+        rows.sort();
+        tables.push(rows);
+    }
+    assert!(tables[0].len() > 1000);
+    assert_eq!(tables[0], tables[1], "standalone Ballista differs");
+}
+
 #[test]
 fn a_local_path_missing_on_the_executors_is_named() {
     // The executor runs in its own mount namespace, where an empty tmpfs hides the client's folder:
