@@ -245,6 +245,69 @@ fn group_by_first_and_last_event_and_user_property() {
     );
 }
 
+/// Several values of a session come from one event: two events tie at the session's start (and
+/// end); the first in (event type, page, ref) order is (/a, z), the last (/b, y), for derived
+/// sessions and for SDK sessions (the window form), never a page of one and a ref of the other.
+#[test]
+fn several_values_come_from_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tied.csv");
+    std::fs::write(
+        &path,
+        "user_id,event_time,event_type,session_id,event_properties\n\
+         u1,2026-01-05 10:00:00,view,7,\"{\"\"page\"\":\"\"/a\"\",\"\"ref\"\":\"\"z\"\"}\"\n\
+         u1,2026-01-05 10:00:00,view,7,\"{\"\"page\"\":\"\"/b\"\",\"\"ref\"\":\"\"y\"\"}\"\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    for sdk in [false, true] {
+        for (args, page, referrer) in [
+            (["event.page", "event.ref"], "/a", "z"),
+            (["last:event.page", "last:event.ref"], "/b", "y"),
+        ] {
+            let mut all = vec![
+                "chart",
+                path,
+                "--interval",
+                "total",
+                "--format",
+                "csv",
+                "--group-by",
+                args[0],
+                "--group-by",
+                args[1],
+            ];
+            if sdk {
+                all.extend(["--session-id-col", "session_id"]);
+            }
+            let rows = csv_table(&ok(&all));
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(rows[0][args[0]], page, "sdk {sdk}: {rows:?}");
+            assert_eq!(rows[0][args[1]], referrer, "sdk {sdk}: {rows:?}");
+        }
+    }
+}
+
+/// A group-by that names no property, or one given twice, is one sentence.
+#[test]
+fn group_by_without_a_property_or_twice() {
+    for (group, again, expected) in [
+        ("event.", None, "--group-by 'event.' names no property"),
+        ("last:", None, "--group-by 'last:' names no property"),
+        (
+            "event.page",
+            Some("event.page"),
+            "--group-by lists 'event.page' twice",
+        ),
+    ] {
+        let mut args = vec!["chart", EVENTS, "--group-by", group];
+        if let Some(again) = again {
+            args.extend(["--group-by", again]);
+        }
+        fails(&args, expected);
+    }
+}
+
 #[test]
 fn segments_and_formulas() {
     // pro: alice and carol; free: bob.

@@ -160,7 +160,8 @@ fn constant_nanos(
             if v.months != 0 {
                 return plan_err!(
                     "{function}: argument {position} ({name}) must not use months (their length \
-                     varies), but found {value}; use days or hours instead"
+                     varies), but found {}; use days or hours instead",
+                    interval_text(&value)
                 );
             }
             Some(i128::from(v.days) * 86_400_000_000_000 + i128::from(v.nanoseconds))
@@ -183,12 +184,44 @@ fn constant_nanos(
     match nanos {
         Some(n) if n > 0 => Ok(n),
         Some(_) => plan_err!(
-            "{function}: argument {position} ({name}) must be positive, but found {value}"
+            "{function}: argument {position} ({name}) must be positive, but found {}",
+            interval_text(&value)
         ),
         None => plan_err!(
             "{function}: argument {position} ({name}) must be a constant, non-null INTERVAL such as \
-             INTERVAL '30 minutes', but found {value}"
+             INTERVAL '30 minutes', but found {}",
+            interval_text(&value)
         ),
+    }
+}
+
+/// An interval as SQL writes it (`INTERVAL '-1 hours'`), for messages; other values as they print.
+fn interval_text(value: &ScalarValue) -> String {
+    let parts = |months: i64, days: i64, nanos: i128| {
+        let mut parts = vec![];
+        if months != 0 {
+            parts.push(format!("{months} months"));
+        }
+        if days != 0 {
+            parts.push(format!("{days} days"));
+        }
+        if nanos != 0 || parts.is_empty() {
+            let seconds = nanos as f64 / 1e9;
+            parts.push(format!("{seconds} seconds"));
+        }
+        format!("INTERVAL '{}'", parts.join(" "))
+    };
+    match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) => parts(
+            i64::from(v.months),
+            i64::from(v.days),
+            i128::from(v.nanoseconds),
+        ),
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            parts(0, i64::from(v.days), i128::from(v.milliseconds) * 1_000_000)
+        }
+        ScalarValue::IntervalYearMonth(Some(months)) => parts(i64::from(*months), 0, 0),
+        other => other.to_string(),
     }
 }
 

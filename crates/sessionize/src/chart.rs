@@ -503,6 +503,17 @@ pub struct CompiledChart {
 /// `x_m` (metrics per interval, segment and group), then `keys` and `wide` (the rows side by side)
 /// and the output columns with the formulas.
 pub fn compile(table: &str, schema: &Schema, spec: &ChartSpec) -> Result<CompiledChart> {
+    for (g, group) in spec.group_by.iter().enumerate() {
+        let (property, _) = group_property(group);
+        if property.is_empty() || property.ends_with('.') {
+            return plan_err!(
+                "--group-by '{group}' names no property: give a column or event.NAME / user.NAME"
+            );
+        }
+        if spec.group_by[..g].contains(group) {
+            return plan_err!("--group-by lists '{group}' twice");
+        }
+    }
     let compiler = Compiler::new(table, schema, spec)?;
     let mut ctes = vec![compiler.events_cte()?];
     let segment_names = compiler.segment_ctes(&mut ctes)?;
@@ -1013,6 +1024,23 @@ impl<'a> Compiler<'a> {
         if let Some(c) = &row.last_event {
             values.push(("__last".into(), &c.property, true));
         }
+        // With several values, one event per session for all of them: every call breaks ties by
+        // the same key, the event type and then every value in order (each text with nulls last,
+        // as the window form's ORDER BY event_time, event_type, value, ... does).
+        let tie_break = if values.len() > 1 {
+            let part = |sql: &str| {
+                format!(
+                    "CASE WHEN {sql} IS NULL THEN chr(2) ELSE chr(1) || replace({sql}, chr(0), '') END"
+                )
+            };
+            let mut parts = vec![part("event_type")];
+            for (_, property, _) in &values {
+                parts.push(part(&self.prop_col(property)));
+            }
+            parts.join(" || chr(0) || ")
+        } else {
+            "event_type".to_string()
+        };
         // Without values, `session_list`; with them, `session_first_value` (`session_last_value`)
         // gives the same sessions with a value each: the first one's sessions are the row's, the
         // others' lists are aligned with them (unnest in one SELECT zips them).
@@ -1025,7 +1053,7 @@ impl<'a> Compiler<'a> {
             };
             lists.push((
                 format!(
-                    "{pick}(event_time, {timeout}, {restart}, event_type, {})",
+                    "{pick}(event_time, {timeout}, {restart}, {tie_break}, {})",
                     self.prop_col(property)
                 ),
                 format!(", __v{}['value'] AS {name}", lists.len()),
@@ -1083,31 +1111,35 @@ impl<'a> Compiler<'a> {
         // Per session: bounds, first- and last-event values, counts.
         // A session's first (last) event value is taken in time order, ties broken by event type,
         // then by the value itself, so that no tie is left to row order.
-        let order = |value: &str| format!("ORDER BY event_time, event_type, {value}");
+        // One event per session for every value: the order breaks ties by the event type, then by
+        // every value the row takes, in the same order for each.
+        let mut properties: Vec<&str> = self
+            .spec
+            .group_by
+            .iter()
+            .map(|g| group_property(g).0)
+            .collect();
+        properties.extend(row.first_event.iter().map(|c| c.property.as_str()));
+        properties.extend(row.last_event.iter().map(|c| c.property.as_str()));
+        let mut tie_break = "event_type".to_string();
+        for property in properties {
+            write!(tie_break, ", {}", self.prop_col(property)).ok();
+        }
+        let order = format!("ORDER BY event_time, {tie_break}");
         let mut per_session = "SELECT user_id, __sn, min(event_time) AS __start, max(event_time) AS __end, count(*) AS __events".to_string();
         for (g, group) in self.spec.group_by.iter().enumerate() {
             let (property, last) = group_property(group);
             let pick = if last { "last_value" } else { "first_value" };
             let value = self.prop_col(property);
-            write!(per_session, ", {pick}({value} {}) AS __g{g}", order(&value)).ok();
+            write!(per_session, ", {pick}({value} {order}) AS __g{g}").ok();
         }
         if let Some(c) = &row.first_event {
             let value = self.prop_col(&c.property);
-            write!(
-                per_session,
-                ", first_value({value} {}) AS __first",
-                order(&value)
-            )
-            .ok();
+            write!(per_session, ", first_value({value} {order}) AS __first").ok();
         }
         if let Some(c) = &row.last_event {
             let value = self.prop_col(&c.property);
-            write!(
-                per_session,
-                ", last_value({value} {}) AS __last",
-                order(&value)
-            )
-            .ok();
+            write!(per_session, ", last_value({value} {order}) AS __last").ok();
         }
         for (k, contains) in row.contains.iter().enumerate() {
             let mut when = format!("event_type = {}", literal(&contains.event));

@@ -20,21 +20,21 @@ pub fn session_last_value_udaf() -> Arc<AggregateUDF> {
 fn documentation() -> &'static Documentation {
     static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         docs::session_value_function(
-            "Returns, per session of the group (List of Utf8, in time order, aligned with \
-             `session_list`), the value of the session's last event. Events at the same last time \
-             are ordered by event type, then by value, each with nulls last, and the last of them \
-             is taken (so a null event type or value comes last): what \
-             `last_value(value ORDER BY event_time, event_type, value)` gives over each session's \
-             events. Rows with a null ts are ignored.",
+            "Returns the group's sessions as `session_list(ts, timeout, restart)` does, each with a \
+             sixth field, `value` (Utf8View): the value of the session's last event. Events at the \
+             same last time are ordered by event type, then by value, each compared as text with \
+             nulls last, and the last of them is taken (so a null event type or value comes last; \
+             for text arguments, what `last_value(value ORDER BY ts, event_type, value)` gives). \
+             Rows with a null ts are ignored.",
             "session_last_value(ts, timeout, restart, event_type, value)",
         )
         .with_sql_example(
             r#"```sql
-> SELECT user_id,
-         unnest(session_list(event_time, INTERVAL '30 minutes', false)) AS s,
-         unnest(session_last_value(event_time, INTERVAL '30 minutes', false, event_type,
-                                   json_as_text(event_properties, 'page'))) AS exit_page
-  FROM events GROUP BY user_id;
+> SELECT user_id, s['started_at'], s['value'] AS exit_page
+  FROM (SELECT user_id,
+               unnest(session_last_value(event_time, INTERVAL '30 minutes', false, event_type,
+                                          json_as_text(event_properties, 'page'))) AS s
+        FROM events GROUP BY user_id);
 ```"#,
         )
         .with_related_udf("session_first_value")

@@ -16,10 +16,11 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Int64Array, ListArray, StringArray,
-    StringBuilder, StringViewArray, StructArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Int64Array, LargeStringArray,
+    ListArray, StringViewArray, StringViewBuilder, StructArray, UInt32Array,
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit, UInt32Type};
 use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -65,15 +66,33 @@ impl SessionValue {
     }
 
     fn check(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if arg_types.len() != 5 {
+        let given = arg_types.len();
+        if given != 5 {
             return datafusion::common::plan_err!(
-                "{} takes 5 arguments (ts, timeout, restart, event_type, value), but {} were given",
+                "{} takes 5 arguments (ts, timeout, restart, event_type, value), but {given} {} given",
                 self.name,
-                arg_types.len()
+                if given == 1 { "was" } else { "were" }
             );
         }
         let mut coerced = args::check_session_args(self.name, &arg_types[..3])?;
-        coerced.extend([DataType::Utf8View, DataType::Utf8View]);
+        for (position, name) in [(4, "event_type"), (5, "value")] {
+            let found = &arg_types[position - 1];
+            let binary = matches!(
+                found,
+                DataType::Binary
+                    | DataType::LargeBinary
+                    | DataType::BinaryView
+                    | DataType::FixedSizeBinary(_)
+            );
+            if binary || !can_cast_types(found, &DataType::Utf8View) {
+                return datafusion::common::plan_err!(
+                    "{}: argument {position} ({name}) must be text or a value that casts to text \
+                     (a number, boolean, date or time), but found {found}",
+                    self.name
+                );
+            }
+            coerced.push(DataType::Utf8View);
+        }
         Ok(coerced)
     }
 
@@ -116,7 +135,7 @@ impl AggregateUDFImpl for SessionValue {
             let nullable = item_nullable(&item);
             DataType::List(Arc::new(Field::new_list_field(item, nullable)))
         };
-        let text = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
+        let text = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::LargeUtf8));
         let ts = ts_field.data_type().clone();
         Ok(vec![
             Arc::new(Field::new(
@@ -167,7 +186,7 @@ impl AggregateUDFImpl for SessionValue {
 /// One session: `session_list`'s fields and the value of its first (last) event.
 fn session_fields(ts_type: &DataType) -> Fields {
     let mut fields: Vec<FieldRef> = session_struct_fields(ts_type).iter().cloned().collect();
-    fields.push(Arc::new(Field::new("value", DataType::Utf8, true)));
+    fields.push(Arc::new(Field::new("value", DataType::Utf8View, true)));
     Fields::from(fields)
 }
 
@@ -261,8 +280,8 @@ impl Texts {
     }
 
     /// Every text, as the values of a dictionary.
-    fn array(&self) -> StringArray {
-        StringArray::from_iter_values(self.texts.iter().map(|t| &**t))
+    fn array(&self) -> LargeStringArray {
+        LargeStringArray::from_iter_values(self.texts.iter().map(|t| &**t))
     }
 }
 
@@ -558,7 +577,9 @@ impl Values {
         let n = taken.len();
         let (mut numbers, mut ids, mut starts, mut ends, mut counts) =
             (vec![], vec![], vec![], vec![], vec![]);
-        let mut out = StringBuilder::new();
+        // Views: a batch of sessions may hold more than 2 GiB of values (long values, many
+        // sessions), past what 32-bit offsets address.
+        let mut out = StringViewBuilder::new();
         let mut lengths = Vec::with_capacity(n);
         let (mut keys, mut times, mut restart_times) = (vec![], vec![], vec![]);
         for g in 0..n {
@@ -712,7 +733,7 @@ impl Values {
             let Some(dict) = list.values().as_dictionary_opt::<UInt32Type>() else {
                 return internal_err!("{name}: state texts must be a dictionary");
             };
-            let Some(texts) = dict.values().as_string_opt::<i32>() else {
+            let Some(texts) = dict.values().as_string_opt::<i64>() else {
                 return internal_err!("{name}: state dictionary must be text");
             };
             let keys = dict.keys();
