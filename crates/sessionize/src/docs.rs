@@ -19,8 +19,8 @@ pub const DOC_SECTION_COLUMNS: DocSection = DocSection {
     ),
 };
 
-/// A builder with the arguments every session function shares.
-pub fn session_function(description: &str, syntax: &str) -> DocumentationBuilder {
+/// A builder with `ts`, `timeout` and `restart`, the arguments of the session rule.
+fn rule_arguments(description: &str, syntax: &str) -> DocumentationBuilder {
     Documentation::builder(DOC_SECTION_SESSIONS, description, syntax)
         .with_argument(
             "ts",
@@ -33,39 +33,31 @@ pub fn session_function(description: &str, syntax: &str) -> DocumentationBuilder
         )
         .with_argument(
             "restart",
-            "Optional boolean expression, e.g. event_type = 'app_open': a new session starts at \
-             every timestamp where it is true. Null counts as false.",
+            "A boolean expression, e.g. event_type = 'app_open' (optional where the syntax shows \
+             it in brackets; `false` for none): a new session starts at every timestamp where it \
+             is true. Null counts as false.",
         )
-        .with_argument(
-            "max_length",
-            "Optional constant INTERVAL: a new session also starts at an event more than this \
-             after its session's first event.",
-        )
+}
+
+/// A builder with the arguments every session function shares.
+pub fn session_function(description: &str, syntax: &str) -> DocumentationBuilder {
+    rule_arguments(description, syntax).with_argument(
+        "max_length",
+        "Optional constant INTERVAL: a new session also starts at an event more than this \
+         after its session's first event.",
+    )
 }
 
 /// A builder with the arguments of `session_first_value` and `session_last_value`.
 pub fn session_value_function(description: &str, syntax: &str) -> DocumentationBuilder {
-    Documentation::builder(DOC_SECTION_SESSIONS, description, syntax)
-        .with_argument(
-            "ts",
-            "The event time: a timestamp of any unit, with or without a time zone.",
-        )
-        .with_argument(
-            "timeout",
-            "A constant, positive INTERVAL without months, as for `session_list`.",
-        )
-        .with_argument(
-            "restart",
-            "A boolean expression (`false` for none): a new session starts at every timestamp \
-             where it is true. Null counts as false.",
-        )
+    rule_arguments(description, syntax)
         .with_argument(
             "event_type",
-            "The event's type (text; other types are cast): the first tie-breaker.",
+            "The event's type (text, or cast to text): the first tie-breaker.",
         )
         .with_argument(
             "value",
-            "The value returned (text; other types are cast): the second tie-breaker.",
+            "The value returned (text, or cast to text): the second tie-breaker.",
         )
 }
 

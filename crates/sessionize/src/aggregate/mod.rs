@@ -317,13 +317,56 @@ struct Runs {
     slices: Vec<Slice>,
 }
 
-/// Group `group`'s timestamps `sources[source][start..start + len]`.
-#[derive(Clone, Copy)]
-struct Slice {
-    group: u32,
-    source: u32,
-    start: u32,
-    len: u32,
+/// Group `group`'s items `sources[source][start..start + len]`: a list of a merged partial state,
+/// left where it is.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Slice {
+    pub(super) group: u32,
+    pub(super) source: u32,
+    pub(super) start: u32,
+    pub(super) len: u32,
+}
+
+impl Slice {
+    /// The slices of groups `0..n` laid out by group (a counting sort): group `g`'s are
+    /// `slices[offsets[g]..offsets[g + 1]]`, returned as `(offsets, slices)`.
+    pub(super) fn by_group(slices: &[Slice], n: usize) -> (Vec<usize>, Vec<Slice>) {
+        let mut offsets = vec![0usize; n + 1];
+        for slice in slices {
+            if (slice.group as usize) < n {
+                offsets[slice.group as usize + 1] += 1;
+            }
+        }
+        for g in 0..n {
+            offsets[g + 1] += offsets[g];
+        }
+        let mut cursor = offsets[..n].to_vec();
+        let mut laid_out = vec![Slice::default(); offsets[n]];
+        for slice in slices {
+            let group = slice.group as usize;
+            if group < n {
+                laid_out[cursor[group]] = *slice;
+                cursor[group] += 1;
+            }
+        }
+        (offsets, laid_out)
+    }
+}
+
+/// The new number of groups of an accumulator that numbers them in `u32`, or an error naming
+/// `function` past that.
+pub(super) fn checked_groups(
+    function: &str,
+    current: usize,
+    total_num_groups: usize,
+) -> Result<usize> {
+    if total_num_groups > u32::MAX as usize {
+        return exec_err!(
+            "{function}: more than {} groups in one partition; raise datafusion.execution.target_partitions",
+            u32::MAX
+        );
+    }
+    Ok(current.max(total_num_groups))
 }
 
 impl Runs {
@@ -477,33 +520,7 @@ struct Taken {
 
 impl Taken {
     fn of(timestamps: &Timestamps, n: usize) -> Self {
-        let slices = &timestamps.runs.slices;
-        let mut run_offsets = vec![0usize; n + 1];
-        for slice in slices {
-            if (slice.group as usize) < n {
-                run_offsets[slice.group as usize + 1] += 1;
-            }
-        }
-        for g in 0..n {
-            run_offsets[g + 1] += run_offsets[g];
-        }
-        let mut cursor = run_offsets[..n].to_vec();
-        let mut runs = vec![
-            Slice {
-                group: 0,
-                source: 0,
-                start: 0,
-                len: 0
-            };
-            run_offsets[n]
-        ];
-        for slice in slices {
-            let group = slice.group as usize;
-            if group < n {
-                runs[cursor[group]] = *slice;
-                cursor[group] += 1;
-            }
-        }
+        let (run_offsets, runs) = Slice::by_group(&timestamps.runs.slices, n);
         Self {
             pairs: Gathered::of(&timestamps.pairs, n),
             run_offsets,
@@ -579,14 +596,7 @@ impl GroupTimes {
     }
 
     fn resize(&mut self, total_num_groups: usize) -> Result<()> {
-        if total_num_groups > u32::MAX as usize {
-            return exec_err!(
-                "{}: more than {} groups in one partition; raise datafusion.execution.target_partitions",
-                self.name,
-                u32::MAX
-            );
-        }
-        self.groups = self.groups.max(total_num_groups);
+        self.groups = checked_groups(self.name, self.groups, total_num_groups)?;
         Ok(())
     }
 

@@ -30,7 +30,7 @@ use datafusion::logical_expr::{
 };
 use hashbrown::HashMap;
 
-use super::{session_struct_fields, timestamp_array};
+use super::{Slice, checked_groups, session_struct_fields, timestamp_array};
 use crate::args::{self, TS};
 use crate::docs::DocFn;
 use crate::rules::{SessionRule, for_each_session, to_epoch_millis};
@@ -396,14 +396,6 @@ struct Source {
     values: Vec<u32>,
 }
 
-#[derive(Clone, Copy)]
-struct Slice {
-    group: u32,
-    source: u32,
-    start: u32,
-    len: u32,
-}
-
 impl Merged {
     fn bytes(&self) -> usize {
         self.sources
@@ -484,45 +476,13 @@ impl Values {
     }
 
     fn resize(&mut self, total_num_groups: usize) -> Result<()> {
-        if total_num_groups > u32::MAX as usize {
-            return exec_err!(
-                "{}: more than {} groups in one partition; raise datafusion.execution.target_partitions",
-                self.name,
-                u32::MAX
-            );
-        }
-        self.groups = self.groups.max(total_num_groups);
+        self.groups = checked_groups(self.name, self.groups, total_num_groups)?;
         Ok(())
     }
 
     /// Groups `0..n`, laid out by group (the state is left as it is).
     fn gather(&self, n: usize) -> Taken {
-        let mut slice_offsets = vec![0usize; n + 1];
-        for slice in &self.merged.slices {
-            if (slice.group as usize) < n {
-                slice_offsets[slice.group as usize + 1] += 1;
-            }
-        }
-        for g in 0..n {
-            slice_offsets[g + 1] += slice_offsets[g];
-        }
-        let mut cursor = slice_offsets[..n].to_vec();
-        let mut slices = vec![
-            Slice {
-                group: 0,
-                source: 0,
-                start: 0,
-                len: 0
-            };
-            slice_offsets[n]
-        ];
-        for slice in &self.merged.slices {
-            let g = slice.group as usize;
-            if g < n {
-                slices[cursor[g]] = *slice;
-                cursor[g] += 1;
-            }
-        }
+        let (slice_offsets, slices) = Slice::by_group(&self.merged.slices, n);
         Taken {
             events: ByGroup::of(&self.events, n, |e| e.group as usize),
             slice_offsets,
