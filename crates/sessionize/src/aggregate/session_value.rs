@@ -3,13 +3,14 @@
 //! (last) event.
 //!
 //! Several events can share a session's first (last) time: they are ordered by event type, then by
-//! the value itself, each with nulls last, so that the choice never depends on row order (what
-//! `first_value(value ORDER BY event_time, event_type, value)` over a session's events gives).
+//! the value itself, each as text with nulls last, so that the choice never depends on row order
+//! (for text, what `first_value(value ORDER BY event_time, event_type, value)` over a session's
+//! events gives).
 //!
 //! A chart split by a property of each session's first event used to get it by joining every
 //! session back to the events at its start time, reading every event's properties a second time;
 //! this takes it in the pass that finds the sessions. Each event keeps its time and two numbers
-//! (its event type and value, numbered per distinct text), 24 bytes; partial states carry the
+//! (its event type and value, numbered per distinct text), 20 bytes; partial states carry the
 //! texts as dictionaries, so a repartition moves numbers, not text.
 
 use std::mem::size_of;
@@ -238,18 +239,17 @@ impl Texts {
         if let Some(&id) = self.ids.get(text) {
             return Ok(id);
         }
-        let Ok(id) = u32::try_from(self.texts.len()) else {
+        // `NULL` (u32::MAX) is not a text's number.
+        let Some(id) = u32::try_from(self.texts.len())
+            .ok()
+            .filter(|&id| id != NULL)
+        else {
             return exec_err!(
-                "{name}: more than {} distinct texts in one partition",
+                "{name}: more than {} distinct texts in one partition; raise \
+                 datafusion.execution.target_partitions",
                 u32::MAX - 1
             );
         };
-        if id == NULL {
-            return exec_err!(
-                "{name}: more than {} distinct texts in one partition",
-                u32::MAX - 1
-            );
-        }
         self.ids.insert(text.into(), id);
         self.texts.push(text.into());
         self.bytes += 2 * text.len() + 64;
