@@ -1118,4 +1118,9 @@ fn fields_of_struct_columns_group_by_name() {
         &["chart", path, "--group-by", "geo.town"],
         "unknown property 'geo.town': the struct column 'geo' has the fields city, country",
     );
+    // The whole struct names none of them: one sentence listing them (it was arrow's cast error).
+    fails(
+        &["chart", path, "--group-by", "geo"],
+        "property 'geo' is a struct column: name one of its fields, geo.city, geo.country",
+    );
 }

@@ -362,7 +362,17 @@ impl Props<'_> {
                 return Ok((ident(column), Some(literal(key))));
             }
         }
-        if self.schema.field_with_name(property).is_ok() {
+        if let Ok(field) = self.schema.field_with_name(property) {
+            if let DataType::Struct(fields) = field.data_type() {
+                let names: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("{property}.{}", f.name()))
+                    .collect();
+                return plan_err!(
+                    "property '{property}' is a struct column: name one of its fields, {}",
+                    names.join(", ")
+                );
+            }
             return Ok((format!("CAST({} AS VARCHAR)", ident(property)), None));
         }
         // `COLUMN.FIELD`: a field of a struct column (GA4's `geo.city`, `device.category`) ...
