@@ -206,6 +206,16 @@ fn an_executor_without_its_scheduler_stops_with_one_sentence() {
     );
 }
 
+/// The lines of `batches` as a table, sorted: equal for the same rows in any order.
+fn sorted_lines(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string();
+    let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn standalone_sessions_table_equals_local() {
     let export = multi_file_export();
@@ -243,13 +253,7 @@ async fn standalone_sessions_table_equals_local() {
             let df = sessionize::sessions::sessions(&ctx, "events", &options)
                 .await
                 .unwrap();
-            let batches = df.collect().await.unwrap();
-            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-                .unwrap()
-                .to_string();
-            let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
-            rows.sort();
-            tables.push(rows);
+            tables.push(sorted_lines(&df.collect().await.unwrap()));
         }
         assert!(tables[0].len() > 1000);
         assert_eq!(
@@ -286,13 +290,9 @@ async fn standalone_session_values_equal_local() {
         sessionize::tables::register_inputs(&ctx, "events", std::slice::from_ref(&input), &load)
             .await
             .unwrap();
-        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
-        let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
-        rows.sort();
-        tables.push(rows);
+        tables.push(sorted_lines(
+            &ctx.sql(sql).await.unwrap().collect().await.unwrap(),
+        ));
     }
     assert!(tables[0].len() > 1000);
     assert_eq!(tables[0], tables[1], "standalone Ballista differs");

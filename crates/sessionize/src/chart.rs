@@ -317,22 +317,21 @@ fn parse_duration_secs(what: &str, text: &str) -> Result<f64> {
 }
 
 /// Compiles properties to SQL against the events' schema.
+/// Any JSON value of `key` in the JSON text column `column`, as text: strings as they are,
+/// numbers and booleans as written, objects and arrays as JSON (`json_get_str` is null for all but
+/// strings).
+fn json_text(column: &str, key: &str) -> String {
+    format!("json_as_text({}, {})", ident(column), literal(key))
+}
+
 struct Props<'a> {
     schema: &'a Schema,
 }
 
 impl Props<'_> {
-    /// The SQL (text) of a property: `event.X` / `user.X` read JSON properties; anything else is a
-    /// column.
+    /// The SQL (text) of a property: `event.X` / `user.X` read JSON properties (or a field of
+    /// properties stored as a struct); anything else is a column, or a field of a struct column.
     fn sql(&self, property: &str) -> Result<String> {
-        let (read, key) = self.deferred(property)?;
-        Ok(Self::finish(&read, &key))
-    }
-
-    /// A property in two parts, what to read from the events and the key to finish it with:
-    /// `(JSON column, Some(key))` for a JSON property, or `(SQL of the value, None)` for a column.
-    /// [`Props::finish`] joins the parts.
-    fn deferred(&self, property: &str) -> Result<(String, Option<String>)> {
         for (prefixes, column) in [
             (["event.", "event_properties."], "event_properties"),
             (["user.", "user_properties."], "user_properties"),
@@ -343,7 +342,7 @@ impl Props<'_> {
                     // `page_url`, `page_title`, ...) have no properties column: `event.NAME` is
                     // then the column NAME.
                     if column == "event_properties" && self.schema.field_with_name(key).is_ok() {
-                        return Ok((format!("CAST({} AS VARCHAR)", ident(key)), None));
+                        return Ok(format!("CAST({} AS VARCHAR)", ident(key)));
                     }
                     return plan_err!(
                         "unknown property '{property}': the events have no column '{column}'{}",
@@ -357,9 +356,9 @@ impl Props<'_> {
                 if let DataType::Struct(fields) = field.data_type() {
                     // Properties stored as a Parquet struct (an export that kept them as objects)
                     // rather than as JSON text: the field, as text.
-                    return Ok((struct_field_text(property, column, fields, key)?, None));
+                    return struct_field_text(property, column, fields, key);
                 }
-                return Ok((ident(column), Some(literal(key))));
+                return Ok(json_text(column, key));
             }
         }
         if let Ok(field) = self.schema.field_with_name(property) {
@@ -373,14 +372,14 @@ impl Props<'_> {
                     names.join(", ")
                 );
             }
-            return Ok((format!("CAST({} AS VARCHAR)", ident(property)), None));
+            return Ok(format!("CAST({} AS VARCHAR)", ident(property)));
         }
         // `COLUMN.FIELD`: a field of a struct column (GA4's `geo.city`, `device.category`) ...
         if let Some((column, key)) = property.split_once('.')
             && let Ok(field) = self.schema.field_with_name(column)
             && let DataType::Struct(fields) = field.data_type()
         {
-            return Ok((struct_field_text(property, column, fields, key)?, None));
+            return struct_field_text(property, column, fields, key);
         }
         // ... or of a column of JSON object text (the same export written as JSON).
         if let Some((column, key)) = property.split_once('.')
@@ -390,7 +389,7 @@ impl Props<'_> {
                 DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
             )
         {
-            return Ok((ident(column), Some(literal(key))));
+            return Ok(json_text(column, key));
         }
         let found: Vec<&str> = self
             .schema
@@ -402,16 +401,6 @@ impl Props<'_> {
             "unknown property '{property}': use event.NAME or user.NAME for JSON properties, or one of the columns {}",
             found.join(", ")
         )
-    }
-
-    /// The value of a [`Props::deferred`] property from its read part `read`.
-    fn finish(read: &str, key: &Option<String>) -> String {
-        match key {
-            // Any JSON value as text: strings as they are, numbers and booleans as written,
-            // objects and arrays as JSON (`json_get_str` is null for all but strings).
-            Some(key) => format!("json_as_text({read}, {key})"),
-            None => read.to_string(),
-        }
     }
 
     fn condition(&self, condition: &Condition, value_sql: Option<&str>) -> Result<String> {
@@ -1009,6 +998,24 @@ impl<'a> Compiler<'a> {
         Ok(self.row_metrics(r, is_events))
     }
 
+    /// The values a row takes of each session, in a fixed order: (output column, property, of the
+    /// last event rather than the first) for every group-by, then the first-event and the
+    /// last-event condition's property.
+    fn session_values<'r>(&'r self, row: &'r RowSpec) -> Vec<(String, &'r str, bool)> {
+        let mut values = vec![];
+        for (g, group) in self.spec.group_by.iter().enumerate() {
+            let (property, last) = group_property(group);
+            values.push((format!("__g{g}"), property, last));
+        }
+        if let Some(c) = &row.first_event {
+            values.push(("__first".into(), c.property.as_str(), false));
+        }
+        if let Some(c) = &row.last_event {
+            values.push(("__last".into(), c.property.as_str(), true));
+        }
+        values
+    }
+
     /// Row `x`'s `x_ses` from `session_list` (see [`Self::row_ctes`]): per session its bounds, its
     /// number of events and the group-by, first-event and last-event values, from
     /// `session_first_value` / `session_last_value` in the same pass (ties taken in the order of
@@ -1022,18 +1029,7 @@ impl<'a> Compiler<'a> {
     ) -> Result<()> {
         let filters = filters.join(" AND ");
         let (timeout, restart) = (interval(self.timeout), &self.restart);
-        // (output column, property, of the last event rather than the first)
-        let mut values: Vec<(String, &str, bool)> = vec![];
-        for (g, group) in self.spec.group_by.iter().enumerate() {
-            let (property, last) = group_property(group);
-            values.push((format!("__g{g}"), property, last));
-        }
-        if let Some(c) = &row.first_event {
-            values.push(("__first".into(), &c.property, false));
-        }
-        if let Some(c) = &row.last_event {
-            values.push(("__last".into(), &c.property, true));
-        }
+        let values = self.session_values(row);
         // With several values, one event per session for all of them: every call breaks ties by
         // the same key, the event type and then every value in order (each text with nulls last,
         // as the window form's ORDER BY event_time, event_type, value, ... does).
@@ -1123,16 +1119,8 @@ impl<'a> Compiler<'a> {
         // then by the value itself, so that no tie is left to row order.
         // One event per session for every value: the order breaks ties by the event type, then by
         // every value the row takes, in the same order for each.
-        let mut properties: Vec<&str> = self
-            .spec
-            .group_by
-            .iter()
-            .map(|g| group_property(g).0)
-            .collect();
-        properties.extend(row.first_event.iter().map(|c| c.property.as_str()));
-        properties.extend(row.last_event.iter().map(|c| c.property.as_str()));
         let mut tie_break = "event_type".to_string();
-        for property in properties {
+        for (_, property, _) in self.session_values(row) {
             write!(tie_break, ", {}", self.prop_col(property)).ok();
         }
         let order = format!("ORDER BY event_time, {tie_break}");

@@ -331,15 +331,7 @@ impl Slice {
     /// The slices of groups `0..n` laid out by group (a counting sort): group `g`'s are
     /// `slices[offsets[g]..offsets[g + 1]]`, returned as `(offsets, slices)`.
     pub(super) fn by_group(slices: &[Slice], n: usize) -> (Vec<usize>, Vec<Slice>) {
-        let mut offsets = vec![0usize; n + 1];
-        for slice in slices {
-            if (slice.group as usize) < n {
-                offsets[slice.group as usize + 1] += 1;
-            }
-        }
-        for g in 0..n {
-            offsets[g + 1] += offsets[g];
-        }
+        let offsets = group_offsets(slices.iter().map(|s| s.group as usize), n);
         let mut cursor = offsets[..n].to_vec();
         let mut laid_out = vec![Slice::default(); offsets[n]];
         for slice in slices {
@@ -351,6 +343,22 @@ impl Slice {
         }
         (offsets, laid_out)
     }
+}
+
+/// Where each of groups `0..n` starts in a layout by group of items whose groups are `groups`
+/// (items of groups `n..` left out): `offsets[g]..offsets[g + 1]` is group `g`'s range. The first
+/// step of every counting sort by group here.
+pub(super) fn group_offsets(groups: impl Iterator<Item = usize>, n: usize) -> Vec<usize> {
+    let mut offsets = vec![0usize; n + 1];
+    for g in groups {
+        if g < n {
+            offsets[g + 1] += 1;
+        }
+    }
+    for g in 0..n {
+        offsets[g + 1] += offsets[g];
+    }
+    offsets
 }
 
 /// The new number of groups of an accumulator that numbers them in `u32`, or an error naming
@@ -477,15 +485,7 @@ struct Gathered {
 impl Gathered {
     /// Counting sort of the appended pairs whose group is below `n`.
     fn of(pairs: &Pairs, n: usize) -> Self {
-        let mut offsets = vec![0usize; n + 1];
-        for (group, _) in pairs.iter() {
-            if group < n {
-                offsets[group + 1] += 1;
-            }
-        }
-        for g in 0..n {
-            offsets[g + 1] += offsets[g];
-        }
+        let offsets = group_offsets(pairs.iter().map(|(group, _)| group), n);
         let mut cursor = offsets[..n].to_vec();
         let mut values = vec![0i64; offsets[n]];
         for (group, ts) in pairs.iter() {

@@ -31,7 +31,7 @@ use datafusion::logical_expr::{
 };
 use hashbrown::HashMap;
 
-use super::{Slice, checked_groups, session_struct_fields, timestamp_array};
+use super::{Slice, checked_groups, group_offsets, session_struct_fields, timestamp_array};
 use crate::args::{self, TS};
 use crate::docs::DocFn;
 use crate::rules::{SessionRule, for_each_session, to_epoch_millis};
@@ -344,16 +344,7 @@ struct ByGroup<T> {
 impl<T: Copy> ByGroup<T> {
     /// Counting sort of the items whose group (by `group_of`) is below `n`.
     fn of(blocks: &Blocks<T>, n: usize, group_of: impl Fn(&T) -> usize) -> Self {
-        let mut offsets = vec![0usize; n + 1];
-        for item in blocks.iter() {
-            let g = group_of(item);
-            if g < n {
-                offsets[g + 1] += 1;
-            }
-        }
-        for g in 0..n {
-            offsets[g + 1] += offsets[g];
-        }
+        let offsets = group_offsets(blocks.iter().map(&group_of), n);
         let mut cursor = offsets[..n].to_vec();
         // Every slot is written once below, out of order: the vector starts as copies of the
         // first item.
@@ -602,15 +593,7 @@ impl Values {
         if self.merged.slices.is_empty() {
             // A partial aggregation's state: one counting sort of the appended events straight
             // into the three columns.
-            offsets = vec![0usize; n + 1];
-            for e in self.events.iter() {
-                if (e.group as usize) < n {
-                    offsets[e.group as usize + 1] += 1;
-                }
-            }
-            for g in 0..n {
-                offsets[g + 1] += offsets[g];
-            }
+            offsets = group_offsets(self.events.iter().map(|e| e.group as usize), n);
             let mut cursor = offsets[..n].to_vec();
             (ts, types, values) = (
                 vec![0i64; offsets[n]],
