@@ -868,12 +868,22 @@ fn lit_date(days: i32) -> Expr {
 /// `sessionize_touched(key [, start])`: whether the key (an actor, or a session's
 /// `unique_session_id`), as text, is one of a run's set and (given a session start or an event
 /// time) it is at or after that key's cut (false for a null key).
-#[derive(Debug)]
 struct Touched {
     from: Arc<hashbrown::HashMap<String, Option<i64>>>,
     /// The unit of the cuts (and of the times compared with them).
     unit: datafusion::arrow::datatypes::TimeUnit,
     signature: Signature,
+}
+
+/// The set's size, not its keys: a commit formats its plan with `Debug` somewhere inside, and
+/// printing a set of 800,000 session keys took 1.5 s of a 2.2 s commit (perf, 100M events).
+impl std::fmt::Debug for Touched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Touched")
+            .field("keys", &self.from.len())
+            .field("unit", &self.unit)
+            .finish()
+    }
 }
 
 impl PartialEq for Touched {
@@ -1123,4 +1133,24 @@ async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
                 .map(|c| c.value(0))
         })
         .map_or(0, |c| c.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touched_set_prints_its_size_not_its_keys() {
+        let from: hashbrown::HashMap<String, Option<i64>> = (0..10_000)
+            .map(|i| (format!("user-{i}"), Some(i)))
+            .collect();
+        let touched = Touched {
+            from: Arc::new(from),
+            unit: MICROS,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        };
+        let printed = format!("{touched:?}");
+        assert!(printed.contains("10000"), "{printed}");
+        assert!(printed.len() < 100, "{} bytes", printed.len());
+    }
 }
