@@ -11,6 +11,7 @@ use common::{fails, ok};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use proptest::prelude::*;
+use sessionize::incremental::TAILS_FOLDER;
 use sessionize::job::SessionsJob;
 use sessionize::tables::LoadOptions;
 
@@ -30,8 +31,15 @@ struct Event {
 fn event_strategy() -> impl Strategy<Value = Event> {
     (
         prop_oneof![8 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Some), 1 => Just(None)],
-        // 15-minute steps plus 0 or 1 s: ties, gaps of exactly the timeout and one second more.
-        (0i64..24, 0i64..2).prop_map(|(k, j)| k * 900 + j),
+        // 15-minute steps plus 0 or 1 s: ties, gaps of exactly the timeout and one second more;
+        // one event in seven on a later day (up to 9 days on), so that a late event's session can
+        // lie days before an actor's last one.
+        (
+            0i64..24,
+            0i64..2,
+            prop_oneof![6 => Just(0i64), 1 => 1i64..10],
+        )
+            .prop_map(|(k, j, day)| day * 86_400 + k * 900 + j),
         prop::sample::select(vec!["page", "page", "page", "restart", "inactive"]),
         prop::sample::select(vec![1i64, 2, 3, -1]),
         0u8..12,
@@ -166,6 +174,51 @@ async fn table(location: &str) -> Vec<String> {
     )
 }
 
+/// The tails file of the sessions table at `location` for its latest version, if there is one,
+/// and each actor's last session as the table holds it, both as sorted rows (both empty without
+/// such a file).
+async fn tails(location: &str) -> (Vec<String>, Vec<String>) {
+    let version = std::fs::read_dir(Path::new(location).join("_delta_log"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".json")?.parse::<i64>().ok()
+        })
+        .max();
+    let Some(version) = version else {
+        return (vec![], vec![]);
+    };
+    let file = Path::new(location)
+        .join(TAILS_FOLDER)
+        .join(format!("v{version}.parquet"));
+    if !file.is_file() {
+        return (vec![], vec![]);
+    }
+    let ctx = sessionize::context().unwrap();
+    sessionize::delta::register(&ctx, "t", location)
+        .await
+        .unwrap();
+    ctx.register_parquet("l", file.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let columns = "CAST(user_id AS VARCHAR), session_started_at, session_ended_at, \
+                   user_session_number, last_session_ended_at, session_started_at_day";
+    let query = |sql: String| {
+        let ctx = ctx.clone();
+        async move { rows(&ctx.sql(&sql).await.unwrap().collect().await.unwrap()) }
+    };
+    (
+        query(format!("SELECT {columns} FROM l")).await,
+        query(format!(
+            "SELECT {columns} FROM t JOIN (SELECT user_id AS u, max(user_session_number) AS n \
+             FROM t WHERE user_id IS NOT NULL GROUP BY user_id) m \
+             ON user_id = m.u AND user_session_number = m.n"
+        ))
+        .await,
+    )
+}
+
 async fn into(
     job: &SessionsJob,
     file: &str,
@@ -263,6 +316,7 @@ proptest! {
         parts in prop::collection::vec(0usize..6, 50),
         deliveries in 2usize..=6,
         mode in 0usize..5,
+        lose_tails in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("sessions").to_str().unwrap().to_string();
@@ -274,6 +328,12 @@ proptest! {
                 into(&job, &files[d], &location).await;
                 let expected = rebuild(&job, &files[..=d]).await;
                 prop_assert_eq!(table(&location).await, expected, "mode {} after delivery {}", mode, d);
+                let (held, last) = tails(&location).await;
+                prop_assert_eq!(held, last, "tails, mode {} after delivery {}", mode, d);
+                if lose_tails {
+                    // As a table built before tails were kept: the next run computes them.
+                    std::fs::remove_dir_all(Path::new(&location).join(TAILS_FOLDER)).ok();
+                }
             }
             let again = into(&job, &files[deliveries - 1], &location).await;
             prop_assert_eq!(again.version, None);
@@ -283,6 +343,70 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// Late events days before an actor's last session: their session is found in the days just
+/// before them (`b`), or only further back (`a`: its sessions before the late event are 8 days
+/// older), and every later session of theirs is numbered again.
+#[test]
+fn late_events_days_before_an_actors_last_session() {
+    let event = |actor: &'static str, day: i64, hour: i64| Event {
+        actor: Some(actor),
+        secs: day * 86_400 + hour * 3600,
+        kind: "page",
+        session: 1,
+        id: (day * 24 + hour) as u8,
+        platform: "web",
+        upload: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.csv");
+    let late = dir.path().join("late.csv");
+    write_delivery(
+        &first,
+        &[
+            event("a", 0, 1),
+            event("a", 9, 1),
+            event("a", 9, 5),
+            event("b", 6, 1),
+            event("b", 9, 1),
+            event("c", 0, 1),
+        ],
+    );
+    // a: a session of its own between its two; b: joins its day-6 session (within the timeout of
+    // it); c: after its only session.
+    write_delivery(
+        &late,
+        &[
+            event("a", 8, 1),
+            event("b", 6, 1),
+            Event {
+                secs: 6 * 86_400 + 3600 + 600,
+                ..event("b", 6, 1)
+            },
+            event("c", 8, 1),
+        ],
+    );
+    let files = [
+        first.to_str().unwrap().to_string(),
+        late.to_str().unwrap().to_string(),
+    ];
+    let location = dir.path().join("sessions").to_str().unwrap().to_string();
+    let job = job(0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for (d, file) in files.iter().enumerate() {
+            into(&job, file, &location).await;
+            assert_eq!(
+                table(&location).await,
+                rebuild(&job, &files[..=d]).await,
+                "after delivery {d}"
+            );
+            let (held, last) = tails(&location).await;
+            assert!(!held.is_empty());
+            assert_eq!(held, last);
+        }
+    });
 }
 
 /// The command line: the first run builds, a second with the same file changes nothing, a later

@@ -10,6 +10,9 @@
 //!   came from (`PATH|SIZE|MODIFIED`), and a row per applied file, nulls but its stamp, in the
 //!   null-day partition (see `FILE_ROWS`). Delta's `VACUUM` leaves folders starting with `_`
 //!   alone.
+//! - `TABLE/_sessionize_tails/v{VERSION}.parquet`: each actor's last session at the sessions
+//!   table's version `VERSION` ([`tails`]), so that a run finds where each actor's sessions
+//!   continue without reading the whole sessions table.
 //!
 //! # A run
 //! 1. The input files whose stamps the events table already holds are skipped: running the same
@@ -20,12 +23,14 @@
 //!    left out and counted.
 //! 3. The sessions of the actors with new events are computed again by the full rebuild's SQL
 //!    ([`crate::sessions::sessions_sql`]): derived sessions with one timeout from each actor's
-//!    last session that starts at or before its earliest new event ([`continuation`]), other modes
-//!    from all of the actor's events.
+//!    last session that starts at or before its earliest new event ([`continuation`]: the
+//!    actor's tail where that starts at or before it, else a look-up in the sessions table for
+//!    that actor), other modes from all of the actor's events.
 //! 4. The recomputed sessions are compared with those the table holds for the same actors and
 //!    times, and one Delta commit deletes and inserts only the rows that differ (`replaceWhere` on
 //!    `unique_session_id`, with their days for pruning). That commit records the events table's
-//!    version it reflects and the options.
+//!    version it reflects and the options. Then the tails of that version are written (derived
+//!    sessions with one timeout).
 //!
 //! Equality with a full rebuild follows from sessions being per actor: an actor's sessions depend
 //! on that actor's events only, and each touched actor's are computed by the full rebuild's SQL
@@ -57,7 +62,9 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{Expr, SessionContext, cast, lit};
 
 mod annotate;
+mod tails;
 pub use annotate::annotate_into;
+pub use tails::TAILS_FOLDER;
 
 use crate::delta::{self, Commit};
 use crate::job::SessionsJob;
@@ -80,6 +87,13 @@ const OPTIONS: &str = "sessionizeOptions";
 /// its stamp, in the null-day partition), so the stamps are read from that partition alone rather
 /// than from every event. Tables built before it get their rows at their next run.
 const FILE_ROWS: &str = "sessionizeFileRows";
+
+/// The sessions table, registered at its latest version.
+const SESSIONS: &str = "__sessionize_sessions";
+/// The tails of the sessions table (see `tails`).
+const TAILS: &str = "__sessionize_tails";
+/// The recomputed sessions of a run.
+const COMPUTED: &str = "__sessionize_computed";
 
 /// The unit of the sessions table's cuts: its events table keeps times in microseconds.
 const MICROS: datafusion::arrow::datatypes::TimeUnit =
@@ -506,6 +520,10 @@ pub async fn sessions_into(
     let (actor, time) = (ident(&options.actor), ident(&options.time));
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
     let metadata = sessions_metadata(events_version, &fingerprint);
+    // Derived sessions with one timeout continue each actor's sessions from a cut, found with the
+    // tails (see `tails`); other modes compute every session of a touched actor.
+    let continued =
+        options.source == crate::sessions::SessionSource::Derived && options.timeout_by.is_none();
     if rebuild || !delta::exists(location).await? {
         let events = ctx
             .table("__sessionize_events")
@@ -526,18 +544,22 @@ pub async fn sessions_into(
             metadata,
             ..Commit::default()
         };
-        report.version = Some(
-            delta::commit(ctx, df, location, &how)
-                .await
-                .map_err(|e| recorded_events(location, e))?,
-        );
+        let version = delta::commit(ctx, df, location, &how)
+            .await
+            .map_err(|e| recorded_events(location, e))?;
+        if continued {
+            register_latest(ctx, SESSIONS, location).await?;
+            tails::write_all(ctx, location, version, SESSIONS).await?;
+        }
+        report.version = Some(version);
         return Ok(report);
     }
     report.actors = new_actors.len() as u64;
-    let continued =
-        options.source == crate::sessions::SessionSource::Derived && options.timeout_by.is_none();
     let cuts = if continued {
-        continuation(ctx, location, &actor, &time, options.timeout).await?
+        register_latest(ctx, SESSIONS, location).await?;
+        let version = delta::version(location).await?;
+        tails::register(ctx, TAILS, location, SESSIONS, version).await?;
+        continuation(ctx, location, TAILS, &actor, &time, options.timeout).await?
     } else {
         Cuts::default()
     };
@@ -600,9 +622,9 @@ pub async fn sessions_into(
         )?))
     };
     let computed = rows(batches)?;
-    register_latest(ctx, "__sessionize_sessions", location).await?;
+    register_latest(ctx, SESSIONS, location).await?;
     let mut held = ctx
-        .table("__sessionize_sessions")
+        .table(SESSIONS)
         .await?
         .filter(which(column("user_id"), column("session_started_at")))?;
     if let Some((day, _)) = &cuts.first_day {
@@ -648,13 +670,30 @@ pub async fn sessions_into(
             .clone()
             .except(held)?
             .filter(key.clone().is_not_null())?
-            .union(computed.filter(key.is_null())?)?
+            .union(computed.clone().filter(key.is_null())?)?
             .collect()
             .await?;
+        // Their days too: every written row must fall in the predicate's days (an unchanged
+        // session without a key, on a day no changed session has, once failed delta-rs's check).
+        for batch in &added {
+            if let Some(day) = batch.column_by_name("session_started_at_day") {
+                let day = cast_array(day, &DataType::Int32)?;
+                let day = day.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+                days.extend(day.iter().flatten());
+            }
+        }
+    }
+    if continued {
+        ctx.deregister_table(COMPUTED)?;
+        ctx.register_table(COMPUTED, computed.clone().into_view())?;
     }
     if keys.is_empty() {
         // Every recomputed session is as the table has it.
-        report.version = Some(mark_up_to_date(ctx, location, events_version, &fingerprint).await?);
+        let version = mark_up_to_date(ctx, location, events_version, &fingerprint).await?;
+        if continued {
+            tails::write_updated(ctx, location, version, TAILS, COMPUTED).await?;
+        }
+        report.version = Some(version);
         return Ok(report);
     }
     let without_key = keys.remove(&None);
@@ -680,11 +719,13 @@ pub async fn sessions_into(
         metadata,
         ..Commit::default()
     };
-    report.version = Some(
-        delta::commit(ctx, rows(added)?, location, &how)
-            .await
-            .map_err(|e| recorded_events(location, e))?,
-    );
+    let version = delta::commit(ctx, rows(added)?, location, &how)
+        .await
+        .map_err(|e| recorded_events(location, e))?;
+    if continued {
+        tails::write_updated(ctx, location, version, TAILS, COMPUTED).await?;
+    }
+    report.version = Some(version);
     Ok(report)
 }
 
@@ -782,27 +823,129 @@ struct Cuts {
 /// The last two cases read no event before `t`, so a delivery of events after each actor's last
 /// session (most of a daily delivery) reads only recent days of the events and sessions tables.
 /// From the cut on, the sessions are computed again (`sessions_sql_continued`).
+///
+/// `S` comes from `tails` (each actor's last session, registered) where that starts at or before
+/// `t`; only the actors with an event before their last session's start are looked up in the
+/// sessions table: first in the days from two before the earliest such event on, then, for those
+/// without a session there, in every day.
 async fn continuation(
     ctx: &SessionContext,
     location: &str,
+    tails: &str,
     actor: &str,
     time: &str,
     timeout: Duration,
 ) -> Result<Cuts> {
-    register_latest(ctx, "__sessionize_sessions", location).await?;
-    ctx.register_table(
+    register_latest(ctx, SESSIONS, location).await?;
+    let micros =
+        |c: &str| format!("arrow_cast(arrow_cast({c}, 'Timestamp(Microsecond, None)'), 'Int64')");
+    // Each touched actor's earliest new event, in microseconds.
+    collect_table(
+        ctx,
         "__sessionize_tmin",
-        ctx.sql(&format!(
+        &format!(
             "SELECT CAST({actor} AS VARCHAR) AS user_id, \
              arrow_cast(arrow_cast(min({time}), 'Timestamp(Microsecond, Some(\"UTC\"))'), 'Int64') AS t_min \
              FROM __sessionize_new \
              WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY CAST({actor} AS VARCHAR)"
+        ),
+    )
+    .await?;
+    // `S` is the actor's last session (its tail) where that starts at or before `t`: most of a
+    // daily delivery. Otherwise (`late`: an event before the actor's last session) it is looked
+    // up in the sessions table.
+    let tail_start = micros("l.session_started_at");
+    let mut found = ctx
+        .sql(&format!(
+            "SELECT {} FROM __sessionize_tmin t JOIN {tails} l ON l.user_id = t.user_id \
+             WHERE {tail_start} <= t.t_min",
+            tails::columns("l")
         ))
         .await?
-        .into_view(),
+        .collect()
+        .await?;
+    collect_table(
+        ctx,
+        "__sessionize_late",
+        &format!(
+            "SELECT t.user_id, t.t_min FROM __sessionize_tmin t JOIN {tails} l ON l.user_id = t.user_id \
+             WHERE {tail_start} > t.t_min"
+        ),
+    )
+    .await?;
+    // First the days from two before the earliest late event's on: the last session starting
+    // in them at or before `t` is `S` (sessions of earlier days start earlier). The actors with
+    // none there are looked up in every day.
+    let earliest = ctx
+        .sql(
+            "SELECT arrow_cast(utc_day(arrow_cast(min(t_min), 'Timestamp(Microsecond, None)')), 'Int32') - 2 \
+             FROM __sessionize_late",
+        )
+        .await?
+        .collect()
+        .await?;
+    let earliest = earliest
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| cast_array(b.column(0), &DataType::Int32))
+        .transpose()?
+        .and_then(|day| {
+            let day = day.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+            day.is_valid(0).then(|| day.value(0))
+        });
+    if let Some(day) = earliest {
+        let recent = earlier_sessions(ctx, "__sessionize_late", Some(day)).await?;
+        let resolved: HashSet<String> = recent
+            .iter()
+            .map(|b| cast_array(b.column(0), &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()?
+            .iter()
+            .flat_map(|users| {
+                let users = users.as_string::<i32>();
+                (0..users.len())
+                    .filter(|&i| users.is_valid(i))
+                    .map(|i| users.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        found.extend(recent);
+        let unresolved =
+            count(ctx, "SELECT count(*) FROM __sessionize_late").await? > resolved.len() as u64;
+        if unresolved {
+            let rest = ScalarUDF::new_from_impl(Touched {
+                from: Arc::new(resolved.into_iter().map(|a| (a, None)).collect()),
+                unit: MICROS,
+                signature: Signature::variadic_any(Volatility::Immutable),
+            });
+            let late = ctx
+                .table("__sessionize_late")
+                .await?
+                .filter(!rest.call(vec![Expr::Column(Column::new_unqualified("user_id"))]))?;
+            ctx.deregister_table("__sessionize_late")?;
+            let schema = Arc::new(late.schema().as_arrow().clone());
+            let batches = late.collect().await?;
+            ctx.register_table(
+                "__sessionize_late",
+                Arc::new(MemTable::try_new(schema, vec![batches])?),
+            )?;
+            found.extend(earlier_sessions(ctx, "__sessionize_late", None).await?);
+        }
+    }
+    // New actors have no `S`; nor have actors whose every session starts after `t`.
+    ctx.deregister_table("__sessionize_s")?;
+    // One schema for the rows of both sources (they differ only in what is nullable).
+    let schema = match found.first() {
+        Some(batch) => delta::nullable(&batch.schema()),
+        None => delta::nullable(ctx.table(tails).await?.schema().as_arrow()),
+    };
+    let found = found
+        .into_iter()
+        .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    ctx.register_table(
+        "__sessionize_s",
+        Arc::new(MemTable::try_new(schema, vec![found])?),
     )?;
-    let micros =
-        |c: &str| format!("arrow_cast(arrow_cast({c}, 'Timestamp(Microsecond, None)'), 'Int64')");
     let timeout = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
     // `jump`: the earliest new event is more than the timeout after S's end.
     let jump = format!("(t.t_min - {} > {timeout})", micros("s.session_ended_at"));
@@ -821,12 +964,7 @@ async fn continuation(
              CASE WHEN s.user_id IS NULL OR {jump} \
                THEN arrow_cast(utc_day(arrow_cast(t.t_min, 'Timestamp(Microsecond, None)')), 'Int32') \
                ELSE arrow_cast(utc_day(s.session_started_at), 'Int32') END AS cut_utc_day \
-             FROM __sessionize_tmin t \
-             LEFT JOIN (SELECT t.user_id, max(s.session_started_at) AS cut \
-                   FROM __sessionize_tmin t JOIN __sessionize_sessions s \
-                   ON s.user_id = t.user_id AND {start} <= t.t_min \
-                   GROUP BY t.user_id) m ON m.user_id = t.user_id \
-             LEFT JOIN __sessionize_sessions s ON s.user_id = m.user_id AND s.session_started_at = m.cut",
+             FROM __sessionize_tmin t LEFT JOIN __sessionize_s s ON s.user_id = t.user_id",
             start = micros("s.session_started_at"),
         ))
         .await?;
@@ -858,6 +996,43 @@ async fn continuation(
         Arc::new(MemTable::try_new(schema, vec![batches])?),
     )?;
     Ok(cuts)
+}
+
+/// For each actor of `late` (`user_id`, `t_min`), its last session in the sessions table that
+/// starts at or before `t_min`, as the tails' columns (actors without one have no row); only
+/// sessions of the days from `from_day` (days since the epoch) on, given one.
+async fn earlier_sessions(
+    ctx: &SessionContext,
+    late: &str,
+    from_day: Option<i32>,
+) -> Result<Vec<RecordBatch>> {
+    let days = from_day
+        .map(|d| format!(" AND arrow_cast(s.session_started_at_day, 'Int32') >= {d}"))
+        .unwrap_or_default();
+    let start =
+        "arrow_cast(arrow_cast(s.session_started_at, 'Timestamp(Microsecond, None)'), 'Int64')";
+    let sessions =
+        format!("(SELECT s.* FROM __sessionize_sessions s WHERE s.user_id IS NOT NULL{days})");
+    ctx.sql(&format!(
+        "SELECT {} FROM (SELECT t.user_id, max(s.session_started_at) AS cut \
+           FROM {late} t JOIN {sessions} s ON s.user_id = t.user_id AND {start} <= t.t_min \
+           GROUP BY t.user_id) m \
+         JOIN {sessions} s ON s.user_id = m.user_id AND s.session_started_at = m.cut",
+        tails::columns("s")
+    ))
+    .await?
+    .collect()
+    .await
+}
+
+/// Registers what `sql` gives as the in-memory table `name` (replacing one of that name).
+async fn collect_table(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    let df = ctx.sql(sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(())
 }
 
 /// A date literal, `days` since the epoch.
@@ -1008,7 +1183,7 @@ async fn mark_up_to_date(
     events_version: i64,
     fingerprint: &str,
 ) -> Result<i64> {
-    register_latest(ctx, "__sessionize_sessions", location).await?;
+    register_latest(ctx, SESSIONS, location).await?;
     let df = ctx
         .sql("SELECT * FROM __sessionize_sessions LIMIT 0")
         .await?;
