@@ -346,8 +346,9 @@ proptest! {
 }
 
 /// Late events days before an actor's last session: their session is found in the days just
-/// before them (`b`), or only further back (`a`: its sessions before the late event are 8 days
-/// older), and every later session of theirs is numbered again.
+/// before them (`b`, and `d`, whose late event starts a session of its own), or only further back
+/// (`a`: its sessions before the late event are 8 days older), and every later session of theirs
+/// is numbered again.
 #[test]
 fn late_events_days_before_an_actors_last_session() {
     let event = |actor: &'static str, day: i64, hour: i64| Event {
@@ -371,6 +372,8 @@ fn late_events_days_before_an_actors_last_session() {
             event("b", 6, 1),
             event("b", 9, 1),
             event("c", 0, 1),
+            event("d", 5, 1),
+            event("d", 9, 1),
         ],
     );
     // a: a session of its own between its two; b: joins its day-6 session (within the timeout of
@@ -385,6 +388,7 @@ fn late_events_days_before_an_actors_last_session() {
                 ..event("b", 6, 1)
             },
             event("c", 8, 1),
+            event("d", 6, 5),
         ],
     );
     let files = [

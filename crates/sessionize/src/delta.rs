@@ -320,6 +320,33 @@ pub async fn last_commit_info(
     Ok(infos.into_iter().next().map(|i| i.info).unwrap_or_default())
 }
 
+/// Registers version `version` of the Delta table at `location` as table `name` in `ctx`.
+pub async fn register_version(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+    version: i64,
+) -> Result<()> {
+    let url = table_url(location)?;
+    let mut table = deltalake_core::DeltaTableBuilder::from_url(url)
+        .map_err(|e| delta_error(location, e))?
+        .build()
+        .map_err(|e| delta_error(location, e))?;
+    let Ok(version) = u64::try_from(version) else {
+        return plan_err!("'{location}' has no version {version}");
+    };
+    table
+        .load_version(version)
+        .await
+        .map_err(|e| delta_error(location, e))?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| delta_error(location, e))?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, table.table_provider().await?)?;
+    Ok(())
+}
+
 /// Registers the Delta table at `location` (its latest version) as table `name` in `ctx`.
 ///
 /// Errors: a location without a Delta table.

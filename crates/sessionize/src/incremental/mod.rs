@@ -25,10 +25,13 @@
 //!    ([`crate::sessions::sessions_sql`]): derived sessions with one timeout from each actor's
 //!    last session that starts at or before its earliest new event ([`continuation`]: the
 //!    actor's tail where that starts at or before it, else a look-up in the sessions table for
-//!    that actor), other modes from all of the actor's events.
+//!    that actor), other modes from all of the actor's events. The events are the new ones (in
+//!    memory) and the held ones from each cut on (the events table before this run's append);
+//!    a fresh actor (see `Cuts::fresh`: most of a daily delivery) has no held event there.
 //! 4. The recomputed sessions are compared with those the table holds for the same actors and
 //!    times, and one Delta commit deletes and inserts only the rows that differ (`replaceWhere` on
-//!    `unique_session_id`, with their days for pruning). That commit records the events table's
+//!    `unique_session_id`, with their days for pruning); a fresh actor's sessions are all new,
+//!    and are added without a comparison. That commit records the events table's
 //!    version it reflects and the options. Then the tails of that version are written (derived
 //!    sessions with one timeout).
 //!
@@ -555,7 +558,7 @@ pub async fn sessions_into(
         return Ok(report);
     }
     report.actors = new_actors.len() as u64;
-    let cuts = if continued {
+    let mut cuts = if continued {
         register_latest(ctx, SESSIONS, location).await?;
         let version = delta::version(location).await?;
         tails::register(ctx, TAILS, location, SESSIONS, version).await?;
@@ -563,19 +566,28 @@ pub async fn sessions_into(
     } else {
         Cuts::default()
     };
-    // Per touched actor, the start of its first recomputed session (`None`: all of them).
-    let mut from: HashMap<String, Option<i64>> = new_actors
-        .iter()
-        .flatten()
-        .map(|a| (a.clone(), None))
-        .collect();
-    from.extend(cuts.starts.into_iter().map(|(a, c)| (a, Some(c))));
-    let unnamed = new_actors.iter().any(Option::is_none);
+    // Per touched actor whose held events can matter (not fresh), the start of its first
+    // recomputed session (`None`: all of them).
+    // (In derived sessions with one timeout every touched actor has a cut; in other modes none.)
+    let from: hashbrown::HashMap<String, Option<i64>> = if continued {
+        std::mem::take(&mut cuts.reopened)
+    } else {
+        new_actors
+            .iter()
+            .flatten()
+            .map(|a| (a.clone(), None))
+            .collect()
+    };
+    let fresh_actors = std::mem::take(&mut cuts.fresh);
+    // Events without an actor: derived sessions leave them out; `--compat dbt` keeps them as one
+    // actor, whose sessions are all recomputed.
+    let unnamed = !continued && new_actors.iter().any(Option::is_none);
+    let reopened = unnamed || !from.is_empty();
     // The touched actors as a function holding them, not as `IN (...)`: delta-rs turns an `IN`
     // list into a chain of `OR`s as deep as the list, which overflowed the stack at 48,000
     // actors (its pruning then leaves the function out; the rows are still checked exactly).
     let touched = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(from.into_iter().collect()),
+        from: Arc::new(from),
         unit: MICROS,
         signature: Signature::variadic_any(Volatility::Immutable),
     });
@@ -587,13 +599,62 @@ pub async fn sessions_into(
             named
         }
     };
-    let mut events = ctx
+    // What is sessionized again: every new event (each is at or after its actor's cut), and the
+    // held events of the other touched actors from their cuts on, read from the events table as
+    // it was before this run's append (the run's append was the version after the one the
+    // sessions table reflects, or the run would be a rebuild).
+    let stored: Vec<_> = ctx
         .table("__sessionize_events")
         .await?
-        .filter(which(column(&options.actor), column(&options.time)))?;
-    if let Some((_, utc_day)) = &cuts.first_day {
-        // Only the days from the earliest cut on are read.
-        events = events.filter(column(DAY_COLUMN).gt_eq(lit_date(*utc_day)))?;
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != FILE_COLUMN && f.name() != DAY_COLUMN)
+        .cloned()
+        .collect();
+    let new_columns: HashSet<String> = ctx
+        .table("__sessionize_new")
+        .await?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut events = ctx
+        .table("__sessionize_new")
+        .await?
+        .filter(column(&options.time).is_not_null())?
+        .select(
+            stored
+                .iter()
+                .map(|f| {
+                    let value = if new_columns.contains(f.name()) {
+                        column(f.name())
+                    } else {
+                        lit(datafusion::common::ScalarValue::Null)
+                    };
+                    cast(value, f.data_type().clone()).alias(f.name())
+                })
+                .collect::<Vec<_>>(),
+        )?;
+    if reopened {
+        delta::register_version(
+            ctx,
+            "__sessionize_held_events",
+            &events_location,
+            events_version - 1,
+        )
+        .await?;
+        let mut held = ctx
+            .table("__sessionize_held_events")
+            .await?
+            .filter(which(column(&options.actor), column(&options.time)))?;
+        if let Some((_, utc_day)) = &cuts.first_day {
+            // Only the days from the earliest cut on are read.
+            held = held.filter(column(DAY_COLUMN).gt_eq(lit_date(*utc_day)))?;
+        }
+        let held = held.select(stored.iter().map(|f| column(f.name())).collect::<Vec<_>>())?;
+        events = held.union(events)?;
     }
     let schema = register_view(ctx, "__sessionize_touched", events)?;
     let sql = if continued {
@@ -622,11 +683,33 @@ pub async fn sessions_into(
         )?))
     };
     let computed = rows(batches)?;
+    // The fresh actors' sessions are new (see `Cuts::fresh`): added without a comparison, and
+    // kept out of the deleted keys. The predicate matches them by actor and start.
+    let any_fresh = !fresh_actors.is_empty();
+    let fresh = ScalarUDF::new_from_impl(Touched {
+        from: Arc::new(fresh_actors),
+        unit: MICROS,
+        signature: Signature::variadic_any(Volatility::Immutable),
+    });
+    let (fresh_rows, compared) = if !any_fresh {
+        (vec![], computed.clone())
+    } else {
+        let is_fresh = fresh.call(vec![column("user_id")]);
+        (
+            computed.clone().filter(is_fresh.clone())?.collect().await?,
+            rows(computed.clone().filter(!is_fresh)?.collect().await?)?,
+        )
+    };
+    let fresh_count: usize = fresh_rows.iter().map(RecordBatch::num_rows).sum();
     register_latest(ctx, SESSIONS, location).await?;
     let mut held = ctx
         .table(SESSIONS)
         .await?
         .filter(which(column("user_id"), column("session_started_at")))?;
+    if !reopened {
+        // Only fresh actors: none of their held sessions is recomputed.
+        held = held.filter(lit(false))?;
+    }
     if let Some((day, _)) = &cuts.first_day {
         held = held.filter(column("session_started_at_day").gt_eq(lit_date(*day)))?;
     }
@@ -638,10 +721,17 @@ pub async fn sessions_into(
             .collect::<Vec<_>>(),
     )?;
     let held = rows(held.collect().await?)?;
-    let mut added = computed.clone().except(held.clone())?.collect().await?;
-    let removed = held.clone().except(computed.clone())?.collect().await?;
+    let mut added = compared.clone().except(held.clone())?.collect().await?;
+    let removed = held.clone().except(compared.clone())?.collect().await?;
     let mut keys = HashSet::new();
     let mut days = std::collections::BTreeSet::new();
+    for batch in &fresh_rows {
+        if let Some(day) = batch.column_by_name("session_started_at_day") {
+            let day = cast_array(day, &DataType::Int32)?;
+            let day = day.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+            days.extend(day.iter().flatten());
+        }
+    }
     for batch in added.iter().chain(&removed) {
         let (Some(key), Some(day)) = (
             batch.column_by_name("unique_session_id"),
@@ -666,11 +756,11 @@ pub async fn sessions_into(
         // Sessions without a key (SDK sessions without a user) cannot be told apart: every one
         // of them is replaced.
         let key = column("unique_session_id");
-        added = computed
+        added = compared
             .clone()
             .except(held)?
             .filter(key.clone().is_not_null())?
-            .union(computed.clone().filter(key.is_null())?)?
+            .union(compared.clone().filter(key.is_null())?)?
             .collect()
             .await?;
         // Their days too: every written row must fall in the predicate's days (an unchanged
@@ -687,7 +777,7 @@ pub async fn sessions_into(
         ctx.deregister_table(COMPUTED)?;
         ctx.register_table(COMPUTED, computed.clone().into_view())?;
     }
-    if keys.is_empty() {
+    if keys.is_empty() && fresh_count == 0 {
         // Every recomputed session is as the table has it.
         let version = mark_up_to_date(ctx, location, events_version, &fingerprint).await?;
         if continued {
@@ -706,6 +796,10 @@ pub async fn sessions_into(
     let mut replace = changed.call(vec![key.clone()]);
     if without_key {
         replace = replace.or(key.is_null());
+    }
+    if fresh_count > 0 {
+        replace = replace.or(fresh.call(vec![column("user_id"), column("session_started_at")]));
+        added.extend(fresh_rows);
     }
     // A term delta-rs can prune partitions (or files) by: only the days of changed sessions.
     if !days.is_empty() && days.len() <= 64 {
@@ -797,12 +891,21 @@ fn recorded_events(
 /// Where each touched actor's sessions are computed again, from the sessions table.
 #[derive(Debug, Default)]
 struct Cuts {
-    /// Per actor with a session at or before its earliest new event: the start of the last such
-    /// session, in microseconds since the epoch.
-    starts: HashMap<String, i64>,
-    /// The earliest cut's day, in the sessions table's `session_started_at_day` (a day early where
-    /// the cut is an event's time, whose day in the table's time zone may be the UTC day before)
-    /// and in UTC (days since the epoch); `None` when no actor has one.
+    /// Per touched actor that is not fresh (below): its cut, in microseconds since the epoch
+    /// (always given; the option is the shape [`Touched`] takes).
+    reopened: hashbrown::HashMap<String, Option<i64>>,
+    /// The actors whose cut is their earliest new event and who have no session starting at or
+    /// after it (a new actor, or one whose last session ended more than the timeout before it),
+    /// with that cut. Their recomputed sessions are all new: they are added without comparing
+    /// them with the table's, under a predicate of actor and start at or after the cut (right for
+    /// any actor, since its sessions from its cut on are all recomputed; for these it deletes
+    /// nothing). None of their held events is at or after the cut, so only their new events are
+    /// sessionized again.
+    fresh: hashbrown::HashMap<String, Option<i64>>,
+    /// The earliest cut's day of the actors that are not fresh, in the sessions table's
+    /// `session_started_at_day` (a day early where the cut is an event's time, whose day in the
+    /// table's time zone may be the UTC day before) and in UTC (days since the epoch); `None`
+    /// when every actor is fresh.
     first_day: Option<(i32, i32)>,
 }
 
@@ -921,14 +1024,14 @@ async fn continuation(
                 .table("__sessionize_late")
                 .await?
                 .filter(!rest.call(vec![Expr::Column(Column::new_unqualified("user_id"))]))?;
-            ctx.deregister_table("__sessionize_late")?;
+            ctx.deregister_table("__sessionize_unresolved")?;
             let schema = Arc::new(late.schema().as_arrow().clone());
             let batches = late.collect().await?;
             ctx.register_table(
-                "__sessionize_late",
+                "__sessionize_unresolved",
                 Arc::new(MemTable::try_new(schema, vec![batches])?),
             )?;
-            found.extend(earlier_sessions(ctx, "__sessionize_late", None).await?);
+            found.extend(earlier_sessions(ctx, "__sessionize_unresolved", None).await?);
         }
     }
     // New actors have no `S`; nor have actors whose every session starts after `t`.
@@ -963,8 +1066,10 @@ async fn continuation(
                ELSE arrow_cast(s.session_started_at_day, 'Int32') END AS cut_day, \
              CASE WHEN s.user_id IS NULL OR {jump} \
                THEN arrow_cast(utc_day(arrow_cast(t.t_min, 'Timestamp(Microsecond, None)')), 'Int32') \
-               ELSE arrow_cast(utc_day(s.session_started_at), 'Int32') END AS cut_utc_day \
-             FROM __sessionize_tmin t LEFT JOIN __sessionize_s s ON s.user_id = t.user_id",
+               ELSE arrow_cast(utc_day(s.session_started_at), 'Int32') END AS cut_utc_day, \
+             (l.user_id IS NULL AND (s.user_id IS NULL OR {jump})) AS fresh \
+             FROM __sessionize_tmin t LEFT JOIN __sessionize_s s ON s.user_id = t.user_id \
+             LEFT JOIN __sessionize_late l ON l.user_id = t.user_id",
             start = micros("s.session_started_at"),
         ))
         .await?;
@@ -981,14 +1086,19 @@ async fn continuation(
         let days = days.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         let utc_days = cast_array(batch.column(5), &DataType::Int32)?;
         let utc_days = utc_days.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let fresh = batch.column(6).as_boolean();
         for i in 0..batch.num_rows() {
-            cuts.starts
-                .insert(users.value(i).to_string(), starts.value(i));
-            day = day.min(days.value(i));
-            utc_day = utc_day.min(utc_days.value(i));
+            let user = users.value(i).to_string();
+            if fresh.value(i) {
+                cuts.fresh.insert(user, Some(starts.value(i)));
+            } else {
+                cuts.reopened.insert(user, Some(starts.value(i)));
+                day = day.min(days.value(i));
+                utc_day = utc_day.min(utc_days.value(i));
+            }
         }
     }
-    if !cuts.starts.is_empty() {
+    if !cuts.reopened.is_empty() {
         cuts.first_day = Some((day, utc_day));
     }
     ctx.register_table(

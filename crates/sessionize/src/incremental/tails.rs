@@ -89,33 +89,34 @@ pub async fn register(
     let (store, prefix) = store(ctx, location)?;
     let path = prefix.clone().join(file_name(version));
     ctx.deregister_table(name)?;
-    match store.head(&path).await {
+    // Read (or computed) once, into memory: the run joins them twice and writes them at its end.
+    let (df, found) = match store.head(&path).await {
         Ok(_) => {
             let file = format!("{}{}", folder(location), file_name(version));
             let df = ctx
                 .read_parquet(file, ParquetReadOptions::default())
                 .await?;
-            ctx.register_table(name, df.into_view())?;
-            Ok(true)
+            (df, true)
         }
         Err(object_store::Error::NotFound { .. }) => {
-            let df = ctx.sql(&last_sessions_sql(sessions)).await?;
-            // Computed once, read by the run and written at its end.
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            ctx.register_table(
-                name,
-                Arc::new(datafusion::datasource::MemTable::try_new(
-                    schema,
-                    vec![batches],
-                )?),
-            )?;
-            Ok(false)
+            (ctx.sql(&last_sessions_sql(sessions)).await?, false)
         }
-        Err(e) => Err(datafusion::error::DataFusionError::Execution(format!(
-            "cannot read the tails of '{location}': {e}"
-        ))),
-    }
+        Err(e) => {
+            return Err(datafusion::error::DataFusionError::Execution(format!(
+                "cannot read the tails of '{location}': {e}"
+            )));
+        }
+    };
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    ctx.register_table(
+        name,
+        Arc::new(datafusion::datasource::MemTable::try_new(
+            schema,
+            vec![batches],
+        )?),
+    )?;
+    Ok(found)
 }
 
 /// Writes the tails of the sessions table at `location` at its `version`: those of `old` (a
