@@ -24,6 +24,8 @@ work="$(mktemp -d "$HOME/.cache/sessionize/bench/incremental.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 timed() { # label, command...
   local label="$1"; shift
+  # The previous step's written files flushed first, so that no step pays for another's writeback.
+  sync
   /usr/bin/time -f "$label: %e s, %M KB peak" "$@" 2>&1 >/dev/null | grep -v '^note' || true
 }
 # The delivery: 1% of the history's events, copied with new times. Nine in ten fall in the day

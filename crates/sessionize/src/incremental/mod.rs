@@ -389,6 +389,8 @@ pub async fn sessions_into(
 
     let mut options = job.options()?;
     let mut events_version = None;
+    // The cuts, when found during the append (see there).
+    let mut early_cuts = None;
     // The actors with new events (`None`: the events without an actor, which `--compat dbt`
     // keeps as one actor, as the dbt model does).
     let mut new_actors: Vec<Option<String>> = vec![];
@@ -487,7 +489,27 @@ pub async fn sessions_into(
                 ..Commit::default()
             };
             let df = ctx.table("__sessionize_new").await?;
-            let version = delta::commit(ctx, df, &events_location, &append).await?;
+            let append = delta::commit(ctx, df, &events_location, &append);
+            // The cuts need the sessions table and the new events, not the append: they are
+            // found while it is made (its Parquet encoding keeps one core busy). A run that turns
+            // out to be a rebuild drops them.
+            let version = if has_events
+                && !rebuild
+                && continues(&options)
+                && delta::exists(location).await?
+            {
+                let cuts = async {
+                    register_latest(ctx, SESSIONS, location).await?;
+                    let version = delta::version(location).await?;
+                    tails::register(ctx, TAILS, location, SESSIONS, version).await?;
+                    continuation(ctx, location, TAILS, &actor, &time, options.timeout).await
+                };
+                let (version, cuts) = futures::future::join(append, cuts).await;
+                early_cuts = Some(cuts?);
+                version?
+            } else {
+                append.await?
+            };
             // Another run appended since the sessions table was last brought up to date (or
             // one died): its events are not among this run's, so every session is computed again.
             if has_events && recorded.map(|r| r + 1) != Some(version) {
@@ -525,8 +547,7 @@ pub async fn sessions_into(
     let metadata = sessions_metadata(events_version, &fingerprint);
     // Derived sessions with one timeout continue each actor's sessions from a cut, found with the
     // tails (see `tails`); other modes compute every session of a touched actor.
-    let continued =
-        options.source == crate::sessions::SessionSource::Derived && options.timeout_by.is_none();
+    let continued = continues(&options);
     if rebuild || !delta::exists(location).await? {
         let events = ctx
             .table("__sessionize_events")
@@ -558,7 +579,9 @@ pub async fn sessions_into(
         return Ok(report);
     }
     report.actors = new_actors.len() as u64;
-    let mut cuts = if continued {
+    let mut cuts = if let (true, Some(cuts)) = (continued, early_cuts) {
+        cuts
+    } else if continued {
         register_latest(ctx, SESSIONS, location).await?;
         let version = delta::version(location).await?;
         tails::register(ctx, TAILS, location, SESSIONS, version).await?;
@@ -781,7 +804,10 @@ pub async fn sessions_into(
         // Every recomputed session is as the table has it.
         let version = mark_up_to_date(ctx, location, events_version, &fingerprint).await?;
         if continued {
-            tails::write_updated(ctx, location, version, TAILS, COMPUTED).await?;
+            tails::stage_updated(ctx, location, TAILS, COMPUTED)
+                .await?
+                .publish(ctx, location, version)
+                .await?;
         }
         report.version = Some(version);
         return Ok(report);
@@ -813,12 +839,35 @@ pub async fn sessions_into(
         metadata,
         ..Commit::default()
     };
-    let version = delta::commit(ctx, rows(added)?, location, &how)
-        .await
-        .map_err(|e| recorded_events(location, e))?;
-    if continued {
-        tails::write_updated(ctx, location, version, TAILS, COMPUTED).await?;
-    }
+    let commit = delta::commit(ctx, rows(added)?, location, &how);
+    let version = if continued {
+        // The new tails are written while the commit is made (its Parquet encoding keeps one
+        // core busy), and named after its version once it is made.
+        let (committed, staged) =
+            futures::future::join(commit, tails::stage_updated(ctx, location, TAILS, COMPUTED))
+                .await;
+        match (committed, staged) {
+            (Ok(version), Ok(staged)) => {
+                staged.publish(ctx, location, version).await?;
+                version
+            }
+            (Ok(version), Err(e)) => {
+                return plan_err!(
+                    "the sessions table '{location}' is at version {version}, but its tails \
+                     (each actor's last session) could not be written ({e}): the next run \
+                     computes them again from the table"
+                );
+            }
+            (Err(e), staged) => {
+                if let Ok(staged) = staged {
+                    staged.discard(ctx, location).await;
+                }
+                return Err(recorded_events(location, e));
+            }
+        }
+    } else {
+        commit.await.map_err(|e| recorded_events(location, e))?
+    };
     report.version = Some(version);
     Ok(report)
 }
@@ -1143,6 +1192,12 @@ async fn collect_table(ctx: &SessionContext, name: &str, sql: &str) -> Result<()
     ctx.deregister_table(name)?;
     ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
     Ok(())
+}
+
+/// Whether a mode's sessions continue from each actor's cut ([`continuation`]): derived sessions
+/// with one timeout. Other modes compute every session of a touched actor again.
+fn continues(options: &crate::sessions::SessionsOptions) -> bool {
+    options.source == crate::sessions::SessionSource::Derived && options.timeout_by.is_none()
 }
 
 /// A date literal, `days` since the epoch.

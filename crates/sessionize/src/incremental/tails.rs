@@ -119,24 +119,24 @@ pub async fn register(
     Ok(found)
 }
 
-/// Writes the tails of the sessions table at `location` at its `version`: those of `old` (a
+/// Stages the tails of the sessions table at `location` after a run: those of `old` (a
 /// registered tails table) with every actor of `computed` (a registered table of recomputed
 /// sessions, each of its actors' sessions from some cut to its last) given its last computed
-/// session. Then removes the files of other versions.
-pub async fn write_updated(
+/// session. They are written under a pending name while the run's sessions commit is made (the
+/// two run at once), and [`Pending::publish`] names them after the version it made.
+pub async fn stage_updated(
     ctx: &SessionContext,
     location: &str,
-    version: i64,
     old: &str,
     computed: &str,
-) -> Result<()> {
+) -> Result<Pending> {
     let sql = format!(
         "SELECT o.* FROM {old} o LEFT ANTI JOIN (SELECT DISTINCT CAST(user_id AS VARCHAR) AS user_id \
            FROM {computed}) c ON o.user_id = c.user_id \
          UNION ALL {}",
         last_sessions_sql(computed)
     );
-    write(ctx, location, version, &sql).await
+    stage(ctx, location, &sql).await
 }
 
 /// Writes the tails of the sessions table at `location` (registered as `sessions`) at its
@@ -147,14 +147,67 @@ pub async fn write_all(
     version: i64,
     sessions: &str,
 ) -> Result<()> {
-    write(ctx, location, version, &last_sessions_sql(sessions)).await
+    stage(ctx, location, &last_sessions_sql(sessions))
+        .await?
+        .publish(ctx, location, version)
+        .await
 }
 
-/// Writes what `sql` gives as the tails file of `version`, then removes the files of other
-/// versions.
-async fn write(ctx: &SessionContext, location: &str, version: i64, sql: &str) -> Result<()> {
+/// Tails written under a pending name (never read as tails: only `vN.parquet` is), waiting for
+/// the sessions commit whose version they mirror.
+#[derive(Debug)]
+pub struct Pending {
+    name: String,
+}
+
+impl Pending {
+    /// Names the tails after `version`, the sessions commit just made, then removes every other
+    /// file of the folder (older versions, and what runs that died left).
+    pub async fn publish(self, ctx: &SessionContext, location: &str, version: i64) -> Result<()> {
+        let (store, prefix) = store(ctx, location)?;
+        let keep = prefix.clone().join(file_name(version));
+        let error = |what: &str, e: object_store::Error| {
+            datafusion::error::DataFusionError::Execution(format!(
+                "cannot {what} the tails of '{location}': {e}"
+            ))
+        };
+        store
+            .rename(&prefix.clone().join(self.name.as_str()), &keep)
+            .await
+            .map_err(|e| error("name", e))?;
+        let others: Vec<_> = store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_filter(|path| futures::future::ready(*path != keep))
+            .try_collect()
+            .await
+            .map_err(|e| error("list", e))?;
+        for path in others {
+            // A file left behind is never read (its name is not the table's version).
+            store.delete(&path).await.ok();
+        }
+        Ok(())
+    }
+
+    /// Removes the staged tails (the sessions commit failed).
+    pub async fn discard(self, ctx: &SessionContext, location: &str) {
+        if let Ok((store, prefix)) = store(ctx, location) {
+            store.delete(&prefix.join(self.name.as_str())).await.ok();
+        }
+    }
+}
+
+/// Writes what `sql` gives under a pending name in the tails' folder.
+async fn stage(ctx: &SessionContext, location: &str, sql: &str) -> Result<Pending> {
     let stream = ctx.sql(sql).await?.execute_stream().await?;
-    let target = format!("{}{}", folder(location), file_name(version));
+    let name = format!(
+        "pending-{}-{}.parquet",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let target = format!("{}{name}", folder(location));
     if !output::is_remote(&target) {
         let local = folder(location);
         let local = local.strip_prefix("file://").unwrap_or(&local);
@@ -165,22 +218,5 @@ async fn write(ctx: &SessionContext, location: &str, version: i64, sql: &str) ->
         })?;
     }
     output::write_to(ctx, stream, Format::Parquet, &target, None).await?;
-    let (store, prefix) = store(ctx, location)?;
-    let keep = prefix.clone().join(file_name(version));
-    let others: Vec<_> = store
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .try_filter(|path| futures::future::ready(*path != keep))
-        .try_collect()
-        .await
-        .map_err(|e| {
-            datafusion::error::DataFusionError::Execution(format!(
-                "cannot list the tails of '{location}': {e}"
-            ))
-        })?;
-    for path in others {
-        // A file left behind is never read (its name is not the table's version).
-        store.delete(&path).await.ok();
-    }
-    Ok(())
+    Ok(Pending { name })
 }
