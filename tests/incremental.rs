@@ -316,7 +316,7 @@ proptest! {
         parts in prop::collection::vec(0usize..6, 50),
         deliveries in 2usize..=6,
         mode in 0usize..5,
-        lose_tails in any::<bool>(),
+        tails_fate in 0usize..3,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("sessions").to_str().unwrap().to_string();
@@ -330,9 +330,19 @@ proptest! {
                 prop_assert_eq!(table(&location).await, expected, "mode {} after delivery {}", mode, d);
                 let (held, last) = tails(&location).await;
                 prop_assert_eq!(held, last, "tails, mode {} after delivery {}", mode, d);
-                if lose_tails {
+                let folder = Path::new(&location).join(TAILS_FOLDER);
+                match tails_fate {
                     // As a table built before tails were kept: the next run computes them.
-                    std::fs::remove_dir_all(Path::new(&location).join(TAILS_FOLDER)).ok();
+                    1 => {
+                        std::fs::remove_dir_all(&folder).ok();
+                    }
+                    // A damaged file: the next run computes them too.
+                    2 => {
+                        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+                            std::fs::write(entry.path(), b"not parquet").unwrap();
+                        }
+                    }
+                    _ => {}
                 }
             }
             let again = into(&job, &files[deliveries - 1], &location).await;

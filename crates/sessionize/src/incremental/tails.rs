@@ -77,8 +77,8 @@ fn store(
 }
 
 /// Registers `name` as the tails of the sessions table at `location`, registered as `sessions`,
-/// at its `version`: the file of that version when there is one, else computed from `sessions`.
-/// Returns whether the file was there.
+/// at its `version`: the file of that version when there is one that can be read, else computed
+/// from `sessions`. Returns whether the file was read.
 pub async fn register(
     ctx: &SessionContext,
     name: &str,
@@ -93,10 +93,10 @@ pub async fn register(
     let (df, found) = match store.head(&path).await {
         Ok(_) => {
             let file = format!("{}{}", folder(location), file_name(version));
-            let df = ctx
-                .read_parquet(file, ParquetReadOptions::default())
-                .await?;
-            (df, true)
+            match ctx.read_parquet(file, ParquetReadOptions::default()).await {
+                Ok(df) => (df, true),
+                Err(_) => (ctx.sql(&last_sessions_sql(sessions)).await?, false),
+            }
         }
         Err(object_store::Error::NotFound { .. }) => {
             (ctx.sql(&last_sessions_sql(sessions)).await?, false)
@@ -108,7 +108,17 @@ pub async fn register(
         }
     };
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
+    let (schema, batches, found) = match df.collect().await {
+        Ok(batches) => (schema, batches, found),
+        // A file that cannot be read (damaged, or copied in part) is a cache lost: the tails
+        // are computed from the table, as without a file.
+        Err(_) if found => {
+            let df = ctx.sql(&last_sessions_sql(sessions)).await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            (schema, df.collect().await?, false)
+        }
+        Err(e) => return Err(e),
+    };
     ctx.register_table(
         name,
         Arc::new(datafusion::datasource::MemTable::try_new(
