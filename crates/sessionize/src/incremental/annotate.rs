@@ -31,10 +31,9 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast as cast_array;
-use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, Schema};
 use datafusion::common::{Column, Result, plan_err};
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{ScalarUDF, Signature, Volatility};
 use datafusion::prelude::{Expr, SessionContext};
 
 use super::{
@@ -66,8 +65,6 @@ const HELD_ROW: &str = "__sessionize_held";
 const ANNOTATED_AGAIN: &str = "__sessionize_annotated_again";
 /// How the options an annotated events table records begin (a sessions table's do not).
 pub(super) const FINGERPRINT_PREFIX: &str = "annotate: ";
-/// The unit of the table's times and of the cuts.
-const MICROS: TimeUnit = TimeUnit::Microsecond;
 
 /// Adds the events of `inputs` (files, folders, globs or URLs) that the annotated events table at
 /// `location` does not hold yet, each with its session, and gives the touched actors' later events
@@ -245,11 +242,7 @@ pub async fn annotate_into(
         new_actors.iter().map(|a| (a.clone(), None)).collect();
     let mut offsets: Vec<(String, i64)> = vec![];
     if continued {
-        let actors = ScalarUDF::new_from_impl(Touched {
-            from: Arc::new(from.clone().into_iter().collect()),
-            unit: MICROS,
-            signature: Signature::variadic_any(Volatility::Immutable),
-        });
+        let actors = Touched::udf(from.clone().into_iter().collect());
         let held = ctx
             .table(HELD)
             .await?
@@ -287,11 +280,7 @@ pub async fn annotate_into(
             offsets.push((a, number - 1));
         }
     }
-    let touched = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(from.into_iter().collect()),
-        unit: MICROS,
-        signature: Signature::variadic_any(Volatility::Immutable),
-    });
+    let touched = Touched::udf(from.into_iter().collect());
     let which = |actor: Expr, time: Expr| touched.call(vec![actor, time]);
 
     // The touched actors' held events from their cuts on, under their input names: every column
@@ -363,11 +352,7 @@ pub async fn annotate_into(
         }
     }
     report.changed = Some(changed.len() as u64);
-    let changed = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(changed.into_iter().collect()),
-        unit: MICROS,
-        signature: Signature::variadic_any(Volatility::Immutable),
-    });
+    let changed = Touched::udf(changed.into_iter().collect());
     let replaced = |actor: &str, time: &str| changed.call(vec![column(actor), column(time)]);
     // The rows written: the new events, and the held events from each changed actor's first
     // change on.
@@ -402,11 +387,7 @@ pub async fn annotate_into(
         let day = batch.column(0).as_primitive::<Int32Type>();
         days.extend(day.iter().flatten());
     }
-    let stamps = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(applied.into_iter().map(|s| (s, None)).collect()),
-        unit: MICROS,
-        signature: Signature::variadic_any(Volatility::Immutable),
-    });
+    let stamps = Touched::udf(applied.into_iter().map(|s| (s, None)).collect());
     let mut replace = replaced(&held_actor, &held_time).or(stamps.call(vec![column(FILE_COLUMN)]));
     if !days.is_empty() && days.len() <= 64 {
         let day = column(DAY_COLUMN);

@@ -609,11 +609,7 @@ pub async fn sessions_into(
     // The touched actors as a function holding them, not as `IN (...)`: delta-rs turns an `IN`
     // list into a chain of `OR`s as deep as the list, which overflowed the stack at 48,000
     // actors (its pruning then leaves the function out; the rows are still checked exactly).
-    let touched = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(from),
-        unit: MICROS,
-        signature: Signature::variadic_any(Volatility::Immutable),
-    });
+    let touched = Touched::udf(from);
     let which = |actor: Expr, start: Expr| -> Expr {
         let named = touched.call(vec![actor.clone(), start]);
         if unnamed {
@@ -709,11 +705,7 @@ pub async fn sessions_into(
     // The fresh actors' sessions are new (see `Cuts::fresh`): added without a comparison, and
     // kept out of the deleted keys. The predicate matches them by actor and start.
     let any_fresh = !fresh_actors.is_empty();
-    let fresh = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(fresh_actors),
-        unit: MICROS,
-        signature: Signature::variadic_any(Volatility::Immutable),
-    });
+    let fresh = Touched::udf(fresh_actors);
     let (fresh_rows, compared) = if !any_fresh {
         (vec![], computed.clone())
     } else {
@@ -813,11 +805,7 @@ pub async fn sessions_into(
         return Ok(report);
     }
     let without_key = keys.remove(&None);
-    let changed = ScalarUDF::new_from_impl(Touched {
-        from: Arc::new(keys.into_iter().flatten().map(|k| (k, None)).collect()),
-        unit: MICROS,
-        signature: Signature::variadic_any(Volatility::Immutable),
-    });
+    let changed = Touched::udf(keys.into_iter().flatten().map(|k| (k, None)).collect());
     let key = column("unique_session_id");
     let mut replace = changed.call(vec![key.clone()]);
     if without_key {
@@ -1064,11 +1052,7 @@ async fn continuation(
         let unresolved =
             count(ctx, "SELECT count(*) FROM __sessionize_late").await? > resolved.len() as u64;
         if unresolved {
-            let rest = ScalarUDF::new_from_impl(Touched {
-                from: Arc::new(resolved.into_iter().map(|a| (a, None)).collect()),
-                unit: MICROS,
-                signature: Signature::variadic_any(Volatility::Immutable),
-            });
+            let rest = Touched::udf(resolved.into_iter().map(|a| (a, None)).collect());
             let late = ctx
                 .table("__sessionize_late")
                 .await?
@@ -1241,6 +1225,15 @@ impl std::hash::Hash for Touched {
 }
 
 impl Touched {
+    /// The function over the set `from` (keys, each with its cut in microseconds or none).
+    fn udf(from: hashbrown::HashMap<String, Option<i64>>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Touched {
+            from: Arc::new(from),
+            unit: MICROS,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        })
+    }
+
     /// Whether each of `len` rows is touched: its key (`text`) is in the set and, given `start`,
     /// its time is at or after the key's cut.
     fn mask<'a>(
