@@ -32,8 +32,8 @@
 //!    times, and one Delta commit deletes and inserts only the rows that differ (`replaceWhere` on
 //!    `unique_session_id`, with their days for pruning); a fresh actor's sessions are all new,
 //!    and are added without a comparison. That commit records the events table's
-//!    version it reflects and the options. Then the tails of that version are written (derived
-//!    sessions with one timeout).
+//!    version it reflects and the options. In derived sessions with one timeout, the new tails
+//!    are written while that commit is made, and named after its version once it is.
 //!
 //! Equality with a full rebuild follows from sessions being per actor: an actor's sessions depend
 //! on that actor's events only, and each touched actor's are computed by the full rebuild's SQL
@@ -46,7 +46,9 @@
 //! the sessions table's recorded version is not the events table's and computes the whole
 //! sessions table again from the events table; so does a run whose append was not the next version
 //! (another run appended at the same time). A sessions commit never retries over a concurrent one:
-//! it fails saying the table changed, and the next run repairs it the same way.
+//! it fails saying the table changed, and the next run repairs it the same way. A run that dies
+//! after its sessions commit but before naming its tails leaves no tails file of the table's
+//! version: the next run computes them from the sessions table.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

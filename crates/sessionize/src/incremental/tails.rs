@@ -6,15 +6,17 @@
 //! session's `session_started_at`, `session_ended_at`, `user_session_number`,
 //! `last_session_ended_at`, `session_started_at_day`), where `VERSION` is the sessions table's
 //! version the rows mirror. A run uses the file only when its name is the sessions table's latest
-//! version; otherwise (a run that died after its sessions commit, a table built before tails, a
-//! commit that changed nothing) it computes the tails from the sessions table in one pass, as the
-//! file would have held them. The file is written atomically after each sessions commit, and the
-//! files of other versions are then removed. Delta's `VACUUM` leaves folders starting with `_`
-//! alone.
+//! version and can be read; otherwise (a run that died after its sessions commit, a table built
+//! before tails, a damaged file) it computes the tails from the sessions table in one pass, as
+//! the file would have held them. A run writes the new tails under a pending name while its
+//! sessions commit is made (a temporary file renamed, or a completed multipart upload), renames
+//! them after the version that commit made, and then removes every other file of the folder.
+//! Delta's `VACUUM` leaves folders starting with `_` alone.
 //!
 //! # Cost
-//! A file of one row per actor (about 30 bytes an actor compressed), read once and written once
-//! per run; against the sessions table's one row per session, read twice by the join it replaces.
+//! A file of one row per actor (about 40 bytes an actor: 20 MB at 485,000 actors), read once and
+//! written once per run; against the sessions table's one row per session, read twice by the join
+//! it replaces (17M rows at 100M events).
 
 use std::sync::Arc;
 
