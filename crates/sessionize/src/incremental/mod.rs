@@ -264,6 +264,13 @@ pub struct IntoReport {
     pub rebuilt: bool,
     /// The sessions table's new version (none when nothing was new).
     pub version: Option<i64>,
+    /// Whether the cuts came from the tails file of the table's version (rather than from tails
+    /// computed from the table: the first run after a table was built without them, or after
+    /// they were lost).
+    pub tails_read: bool,
+    /// Why the tails of that version could not be kept (the table is right; the next run
+    /// computes them from it).
+    pub tails_lost: Option<String>,
 }
 
 impl IntoReport {
@@ -303,6 +310,12 @@ impl IntoReport {
                     .map(|n| format!(" ({n} with an earlier event's session changed)"))
                     .unwrap_or_default(),
             )),
+        }
+        if let Some(why) = &self.tails_lost {
+            notes.push(format!(
+                "the sessions table is up to date, but each actor's last session could not be \
+                 kept beside it ({why}): the next run computes them from the table"
+            ));
         }
         notes
     }
@@ -408,7 +421,7 @@ pub async fn sessions_into(
                 }
                 let version = record_files(ctx, &events_location, &empty).await?;
                 if !rebuild {
-                    mark_up_to_date(ctx, location, version, &fingerprint).await?;
+                    mark_up_to_date(ctx, location, version, &fingerprint, None).await?;
                 }
             }
             return Ok(report);
@@ -503,11 +516,15 @@ pub async fn sessions_into(
                 let cuts = async {
                     register_latest(ctx, SESSIONS, location).await?;
                     let version = delta::version(location).await?;
-                    tails::register(ctx, TAILS, location, SESSIONS, version).await?;
-                    continuation(ctx, location, TAILS, &actor, &time, options.timeout).await
+                    let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
+                    continuation(ctx, location, TAILS, &actor, &time, options.timeout)
+                        .await
+                        .map(|cuts| (read, cuts))
                 };
                 let (version, cuts) = futures::future::join(append, cuts).await;
-                early_cuts = Some(cuts?);
+                let (read, cuts) = cuts?;
+                report.tails_read = read;
+                early_cuts = Some(cuts);
                 version?
             } else {
                 append.await?
@@ -536,7 +553,7 @@ pub async fn sessions_into(
     }
     if !rebuild && new_actors.is_empty() {
         // Files whose events were all late or without a time: no session changes.
-        mark_up_to_date(ctx, location, events_version, &fingerprint).await?;
+        mark_up_to_date(ctx, location, events_version, &fingerprint, None).await?;
         return Ok(report);
     }
 
@@ -546,10 +563,17 @@ pub async fn sessions_into(
     delta::register(ctx, "__sessionize_events", &events_location).await?;
     let (actor, time) = (ident(&options.actor), ident(&options.time));
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
-    let metadata = sessions_metadata(events_version, &fingerprint);
+    // The token of the tails this run writes (derived sessions with one timeout), recorded by
+    // its sessions commit.
+    let token = tails::token();
+    let continued = continues(&options);
+    let metadata = sessions_metadata(
+        events_version,
+        &fingerprint,
+        continued.then_some(token.as_str()),
+    );
     // Derived sessions with one timeout continue each actor's sessions from a cut, found with the
     // tails (see `tails`); other modes compute every session of a touched actor.
-    let continued = continues(&options);
     if rebuild || !delta::exists(location).await? {
         let events = ctx
             .table("__sessionize_events")
@@ -575,7 +599,7 @@ pub async fn sessions_into(
             .map_err(|e| recorded_events(location, e))?;
         if continued {
             register_latest(ctx, SESSIONS, location).await?;
-            tails::write_all(ctx, location, version, SESSIONS).await?;
+            tails::write_all(ctx, location, version, SESSIONS, &token).await?;
         }
         report.version = Some(version);
         return Ok(report);
@@ -586,7 +610,7 @@ pub async fn sessions_into(
     } else if continued {
         register_latest(ctx, SESSIONS, location).await?;
         let version = delta::version(location).await?;
-        tails::register(ctx, TAILS, location, SESSIONS, version).await?;
+        report.tails_read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
         continuation(ctx, location, TAILS, &actor, &time, options.timeout).await?
     } else {
         Cuts::default()
@@ -796,12 +820,20 @@ pub async fn sessions_into(
     }
     if keys.is_empty() && fresh_count == 0 {
         // Every recomputed session is as the table has it.
-        let version = mark_up_to_date(ctx, location, events_version, &fingerprint).await?;
+        let version = mark_up_to_date(
+            ctx,
+            location,
+            events_version,
+            &fingerprint,
+            continued.then_some(token.as_str()),
+        )
+        .await?;
         if continued {
-            tails::stage_updated(ctx, location, TAILS, COMPUTED)
-                .await?
-                .publish(ctx, location, version)
-                .await?;
+            let kept = match tails::stage_updated(ctx, location, TAILS, COMPUTED, &token).await {
+                Ok(staged) => staged.publish(ctx, location, version).await,
+                Err(e) => Err(e),
+            };
+            report.tails_lost = kept.err().map(|e| e.to_string());
         }
         report.version = Some(version);
         return Ok(report);
@@ -833,20 +865,24 @@ pub async fn sessions_into(
     let version = if continued {
         // The new tails are written while the commit is made (its Parquet encoding keeps one
         // core busy), and named after its version once it is made.
-        let (committed, staged) =
-            futures::future::join(commit, tails::stage_updated(ctx, location, TAILS, COMPUTED))
-                .await;
+        let (committed, staged) = futures::future::join(
+            commit,
+            tails::stage_updated(ctx, location, TAILS, COMPUTED, &token),
+        )
+        .await;
         match (committed, staged) {
             (Ok(version), Ok(staged)) => {
-                staged.publish(ctx, location, version).await?;
+                // The table is right either way: tails not kept are computed by the next run.
+                report.tails_lost = staged
+                    .publish(ctx, location, version)
+                    .await
+                    .err()
+                    .map(|e| e.to_string());
                 version
             }
             (Ok(version), Err(e)) => {
-                return plan_err!(
-                    "the sessions table '{location}' is at version {version}, but its tails \
-                     (each actor's last session) could not be written ({e}): the next run \
-                     computes them again from the table"
-                );
+                report.tails_lost = Some(e.to_string());
+                version
             }
             (Err(e), staged) => {
                 if let Ok(staged) = staged {
@@ -1342,6 +1378,7 @@ async fn mark_up_to_date(
     location: &str,
     events_version: i64,
     fingerprint: &str,
+    tails: Option<&str>,
 ) -> Result<i64> {
     register_latest(ctx, SESSIONS, location).await?;
     let df = ctx
@@ -1349,21 +1386,30 @@ async fn mark_up_to_date(
         .await?;
     let how = Commit {
         append: true,
-        metadata: sessions_metadata(events_version, fingerprint),
+        metadata: sessions_metadata(events_version, fingerprint, tails),
         ..Commit::default()
     };
     delta::commit(ctx, df, location, &how).await
 }
 
 /// What every sessions commit records: the events table's version it reflects and the options.
-fn sessions_metadata(events_version: i64, fingerprint: &str) -> Vec<(String, serde_json::Value)> {
-    vec![
+/// With `tails`, the token of the tails written with the commit.
+fn sessions_metadata(
+    events_version: i64,
+    fingerprint: &str,
+    tails: Option<&str>,
+) -> Vec<(String, serde_json::Value)> {
+    let mut metadata = vec![
         (
             EVENTS_VERSION.to_string(),
             serde_json::json!(events_version),
         ),
         (OPTIONS.to_string(), serde_json::json!(fingerprint)),
-    ]
+    ];
+    if let Some(token) = tails {
+        metadata.push((tails::COMMIT_TOKEN.to_string(), serde_json::json!(token)));
+    }
+    metadata
 }
 
 /// Appends rows that only record the files `stamps` to the events table at `location`; returns

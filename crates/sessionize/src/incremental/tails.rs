@@ -6,9 +6,12 @@
 //! session's `session_started_at`, `session_ended_at`, `user_session_number`,
 //! `last_session_ended_at`, `session_started_at_day`), where `VERSION` is the sessions table's
 //! version the rows mirror. A run uses the file only when its name is the sessions table's latest
-//! version and can be read; otherwise (a run that died after its sessions commit, a table built
-//! before tails, a damaged file) it computes the tails from the sessions table in one pass, as
-//! the file would have held them. A run writes the new tails under a pending name while its
+//! version, it carries the token that version's commit recorded ([`COMMIT_TOKEN`]; in the file's
+//! Parquet metadata), it has the tails' columns and it can be read; otherwise (a run that died
+//! after its sessions commit, a table built before tails, a file copied from another table or
+//! version, a damaged file) it computes the tails from the sessions table in one pass, as the file
+//! would have held them. (A newcomer's audit found that copying another version's file in place
+//! silently gave a wrong table before the token.) A run writes the new tails under a pending name while its
 //! sessions commit is made (a temporary file renamed, or a completed multipart upload), renames
 //! them after the version that commit made, and then removes every other file of the folder.
 //! Delta's `VACUUM` leaves folders starting with `_` alone.
@@ -30,6 +33,54 @@ use crate::output::{self, Format};
 
 /// The tails' folder inside the sessions table's.
 pub const TAILS_FOLDER: &str = "_sessionize_tails";
+/// The `commitInfo` field of a sessions commit: the token of the tails written with it.
+pub const COMMIT_TOKEN: &str = "sessionizeTails";
+/// The Parquet key-value metadata field of a tails file: its token.
+const FILE_TOKEN: &str = "sessionize.tails";
+
+/// A new token for the tails a run writes: the run's sessions commit records it, and the file
+/// carries it, so that a file is used only with the commit it was written with (not a copy from
+/// another table or version).
+pub fn token() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )
+}
+
+/// Whether `schema` is the tails' own, with `token` in its metadata.
+fn is_tails(schema: &datafusion::arrow::datatypes::Schema, token: &str) -> bool {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let same = |found: &DataType, expected: &DataType| match (found, expected) {
+        // A time zone of UTC, however written.
+        (DataType::Timestamp(TimeUnit::Microsecond, Some(_)), DataType::Timestamp(..)) => true,
+        _ => found == expected,
+    };
+    let expected = [
+        ("user_id", None),
+        ("session_started_at", Some(&utc)),
+        ("session_ended_at", Some(&utc)),
+        ("user_session_number", Some(&DataType::Int64)),
+        ("last_session_ended_at", Some(&utc)),
+        ("session_started_at_day", Some(&DataType::Date32)),
+    ];
+    schema.metadata().get(FILE_TOKEN).map(String::as_str) == Some(token)
+        && schema.fields().len() == expected.len()
+        && schema.fields().iter().zip(expected).all(|(f, (name, ty))| {
+            f.name() == name
+                && match ty {
+                    Some(ty) => same(f.data_type(), ty),
+                    None => matches!(
+                        f.data_type(),
+                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                    ),
+                }
+        })
+}
 
 /// The tails' columns, in their stored types, from a relation with the sessions table's columns
 /// (`from`, an SQL name or alias).
@@ -88,38 +139,15 @@ pub async fn register(
     sessions: &str,
     version: i64,
 ) -> Result<bool> {
-    let (store, prefix) = store(ctx, location)?;
-    let path = prefix.clone().join(file_name(version));
     ctx.deregister_table(name)?;
     // Read (or computed) once, into memory: the run joins them twice and writes them at its end.
-    let (df, found) = match store.head(&path).await {
-        Ok(_) => {
-            let file = format!("{}{}", folder(location), file_name(version));
-            match ctx.read_parquet(file, ParquetReadOptions::default()).await {
-                Ok(df) => (df, true),
-                Err(_) => (ctx.sql(&last_sessions_sql(sessions)).await?, false),
-            }
-        }
-        Err(object_store::Error::NotFound { .. }) => {
-            (ctx.sql(&last_sessions_sql(sessions)).await?, false)
-        }
-        Err(e) => {
-            return Err(datafusion::error::DataFusionError::Execution(format!(
-                "cannot read the tails of '{location}': {e}"
-            )));
-        }
-    };
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let (schema, batches, found) = match df.collect().await {
-        Ok(batches) => (schema, batches, found),
-        // A file that cannot be read (damaged, or copied in part) is a cache lost: the tails
-        // are computed from the table, as without a file.
-        Err(_) if found => {
+    let (schema, batches, found) = match read(ctx, location, version).await {
+        Some(read) => read,
+        None => {
             let df = ctx.sql(&last_sessions_sql(sessions)).await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
             (schema, df.collect().await?, false)
         }
-        Err(e) => return Err(e),
     };
     ctx.register_table(
         name,
@@ -129,6 +157,51 @@ pub async fn register(
         )?),
     )?;
     Ok(found)
+}
+
+/// The tails file of `version`, when there is one written with that version's sessions commit,
+/// of the tails' schema, that can be read. Anything else (no file, another table's or version's,
+/// a damaged one, a folder in its place) is a cache lost: `None`, and the tails are computed from
+/// the table.
+async fn read(
+    ctx: &SessionContext,
+    location: &str,
+    version: i64,
+) -> Option<(
+    datafusion::arrow::datatypes::SchemaRef,
+    Vec<datafusion::arrow::array::RecordBatch>,
+    bool,
+)> {
+    let info = crate::delta::last_commit_info(location).await.ok()?;
+    let token = info.get(COMMIT_TOKEN)?.as_str()?.to_string();
+    let (store, prefix) = store(ctx, location).ok()?;
+    store.head(&prefix.join(file_name(version))).await.ok()?;
+    let file = format!("{}{}", folder(location), file_name(version));
+    let df = ctx
+        .read_parquet(file, ParquetReadOptions::default().skip_metadata(false))
+        .await
+        .ok()?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    if !is_tails(&schema, &token) {
+        return None;
+    }
+    // Without the file's metadata (the token), which would otherwise travel into the rows the
+    // run commits, and make their schema differ from the table's.
+    let schema = Arc::new(schema.as_ref().clone().with_metadata(Default::default()));
+    let batches = df
+        .collect()
+        .await
+        .ok()?
+        .into_iter()
+        .map(|b| {
+            datafusion::arrow::array::RecordBatch::try_new(
+                Arc::clone(&schema),
+                b.columns().to_vec(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Some((schema, batches, true))
 }
 
 /// Stages the tails of the sessions table at `location` after a run: those of `old` (a
@@ -141,6 +214,7 @@ pub async fn stage_updated(
     location: &str,
     old: &str,
     computed: &str,
+    token: &str,
 ) -> Result<Pending> {
     let sql = format!(
         "SELECT o.* FROM {old} o LEFT ANTI JOIN (SELECT DISTINCT CAST(user_id AS VARCHAR) AS user_id \
@@ -148,7 +222,7 @@ pub async fn stage_updated(
          UNION ALL {}",
         last_sessions_sql(computed)
     );
-    stage(ctx, location, &sql).await
+    stage(ctx, location, &sql, token).await
 }
 
 /// Writes the tails of the sessions table at `location` (registered as `sessions`) at its
@@ -158,8 +232,9 @@ pub async fn write_all(
     location: &str,
     version: i64,
     sessions: &str,
+    token: &str,
 ) -> Result<()> {
-    stage(ctx, location, &last_sessions_sql(sessions))
+    stage(ctx, location, &last_sessions_sql(sessions), token)
         .await?
         .publish(ctx, location, version)
         .await
@@ -190,7 +265,13 @@ impl Pending {
         let others: Vec<_> = store
             .list(Some(&prefix))
             .map_ok(|meta| meta.location)
-            .try_filter(|path| futures::future::ready(*path != keep))
+            .try_filter(|path| {
+                // Only the tails' own files: older versions and pending ones.
+                let name = path.filename().unwrap_or_default();
+                let ours = name.ends_with(".parquet")
+                    && (name.starts_with('v') || name.starts_with("pending-"));
+                futures::future::ready(ours && *path != keep)
+            })
             .try_collect()
             .await
             .map_err(|e| error("list", e))?;
@@ -210,7 +291,7 @@ impl Pending {
 }
 
 /// Writes what `sql` gives under a pending name in the tails' folder.
-async fn stage(ctx: &SessionContext, location: &str, sql: &str) -> Result<Pending> {
+async fn stage(ctx: &SessionContext, location: &str, sql: &str, token: &str) -> Result<Pending> {
     let stream = ctx.sql(sql).await?.execute_stream().await?;
     let name = format!(
         "pending-{}-{}.parquet",
@@ -229,6 +310,22 @@ async fn stage(ctx: &SessionContext, location: &str, sql: &str) -> Result<Pendin
             ))
         })?;
     }
-    output::write_to(ctx, stream, Format::Parquet, &target, None).await?;
+    let properties = datafusion::parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![
+            datafusion::parquet::file::metadata::KeyValue::new(
+                FILE_TOKEN.to_string(),
+                token.to_string(),
+            ),
+        ]))
+        .build();
+    output::write_to_with(
+        ctx,
+        stream,
+        Format::Parquet,
+        &target,
+        None,
+        Some(&properties),
+    )
+    .await?;
     Ok(Pending { name })
 }
