@@ -207,6 +207,16 @@ fn an_executor_without_its_scheduler_stops_with_one_sentence() {
 }
 
 /// The lines of `batches` as a table, sorted: equal for the same rows in any order.
+/// A local context and a standalone Ballista one: the same query must give the same rows.
+async fn local_and_standalone() -> [datafusion::prelude::SessionContext; 2] {
+    [
+        sessionize::context().unwrap(),
+        sessionize::cluster::standalone_context(datafusion::prelude::SessionConfig::new())
+            .await
+            .unwrap(),
+    ]
+}
+
 fn sorted_lines(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {
     let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)
         .unwrap()
@@ -236,12 +246,7 @@ async fn standalone_sessions_table_equals_local() {
             ..Default::default()
         };
         let mut tables = vec![];
-        for ctx in [
-            sessionize::context().unwrap(),
-            sessionize::cluster::standalone_context(datafusion::prelude::SessionConfig::new())
-                .await
-                .unwrap(),
-        ] {
+        for ctx in local_and_standalone().await {
             sessionize::tables::register_inputs(
                 &ctx,
                 "events",
@@ -281,12 +286,7 @@ async fn standalone_session_values_equal_local() {
                   unnest(session_last_value(event_time, INTERVAL '30 minutes', event_type = 'app_open', event_type, event_type)) AS l \
                 FROM events WHERE user_id IS NOT NULL GROUP BY user_id)";
     let mut tables = vec![];
-    for ctx in [
-        sessionize::context().unwrap(),
-        sessionize::cluster::standalone_context(datafusion::prelude::SessionConfig::new())
-            .await
-            .unwrap(),
-    ] {
+    for ctx in local_and_standalone().await {
         sessionize::tables::register_inputs(&ctx, "events", std::slice::from_ref(&input), &load)
             .await
             .unwrap();

@@ -57,7 +57,8 @@ use std::time::Duration;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, new_null_array,
 };
-use datafusion::arrow::compute::cast as cast_array;
+use datafusion::arrow::compute::kernels::boolean::not;
+use datafusion::arrow::compute::{cast as cast_array, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::{Column, Result, plan_err};
 use datafusion::datasource::MemTable;
@@ -517,7 +518,7 @@ pub async fn sessions_into(
                     register_latest(ctx, SESSIONS, location).await?;
                     let version = delta::version(location).await?;
                     let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
-                    continuation(ctx, location, TAILS, &actor, &time, options.timeout)
+                    continuation(ctx, TAILS, &actor, &time, options.timeout)
                         .await
                         .map(|cuts| (read, cuts))
                 };
@@ -598,8 +599,12 @@ pub async fn sessions_into(
             .await
             .map_err(|e| recorded_events(location, e))?;
         if continued {
-            register_latest(ctx, SESSIONS, location).await?;
-            tails::write_all(ctx, location, version, SESSIONS, &token).await?;
+            // The table is right either way: tails not kept are computed by the next run.
+            let kept = match register_latest(ctx, SESSIONS, location).await {
+                Ok(()) => tails::write_all(ctx, location, version, SESSIONS, &token).await,
+                Err(e) => Err(e),
+            };
+            report.tails_lost = kept.err().map(|e| e.to_string());
         }
         report.version = Some(version);
         return Ok(report);
@@ -611,7 +616,7 @@ pub async fn sessions_into(
         register_latest(ctx, SESSIONS, location).await?;
         let version = delta::version(location).await?;
         report.tails_read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
-        continuation(ctx, location, TAILS, &actor, &time, options.timeout).await?
+        continuation(ctx, TAILS, &actor, &time, options.timeout).await?
     } else {
         Cuts::default()
     };
@@ -727,22 +732,32 @@ pub async fn sessions_into(
             vec![batches],
         )?))
     };
-    let computed = rows(batches)?;
+    let computed = rows(batches.clone())?;
     // The fresh actors' sessions are new (see `Cuts::fresh`): added without a comparison, and
     // kept out of the deleted keys. The predicate matches them by actor and start.
     let any_fresh = !fresh_actors.is_empty();
-    let fresh = Touched::udf(fresh_actors);
+    let fresh_set = Touched::new(fresh_actors);
+    let fresh = ScalarUDF::new_from_impl(fresh_set.clone());
     let (fresh_rows, compared) = if !any_fresh {
         (vec![], computed.clone())
     } else {
-        let is_fresh = fresh.call(vec![column("user_id")]);
-        (
-            computed.clone().filter(is_fresh.clone())?.collect().await?,
-            rows(computed.clone().filter(!is_fresh)?.collect().await?)?,
-        )
+        // One look-up per session, each batch split by it.
+        let (mut fresh_rows, mut others) = (vec![], vec![]);
+        for batch in &batches {
+            let Some(user) = batch.column_by_name("user_id") else {
+                return plan_err!("the recomputed sessions have no user_id");
+            };
+            let is_fresh = fresh_set.keys(user, None)?;
+            fresh_rows.push(filter_record_batch(batch, &is_fresh)?);
+            others.push(filter_record_batch(batch, &not(&is_fresh)?)?);
+        }
+        (fresh_rows, rows(others)?)
     };
     let fresh_count: usize = fresh_rows.iter().map(RecordBatch::num_rows).sum();
-    register_latest(ctx, SESSIONS, location).await?;
+    if !continued {
+        // (The cuts registered it in derived sessions with one timeout.)
+        register_latest(ctx, SESSIONS, location).await?;
+    }
     let mut held = ctx
         .table(SESSIONS)
         .await?
@@ -986,7 +1001,7 @@ struct Cuts {
 
 /// Registers `__sessionize_continuation` (`user_id`, `number_offset`, `previous_ended_at`) and
 /// returns the cuts: for each actor with new events, where its sessions are computed again. Let
-/// `S` be the last session of the sessions table at `location` that starts at or before the
+/// `S` be the last session of the sessions table (registered as `SESSIONS`) that starts at or before the
 /// actor's earliest new event `t`. Sessions before `S` cannot change: a session starts at an
 /// actor's first event, after a gap over the timeout, at a restart or at a maximum length reached
 /// from the previous start, and none of these depends on later events. So the cut is:
@@ -1002,19 +1017,18 @@ struct Cuts {
 /// session (most of a daily delivery) reads only recent days of the events and sessions tables.
 /// From the cut on, the sessions are computed again (`sessions_sql_continued`).
 ///
-/// `S` comes from `tails` (each actor's last session, registered) where that starts at or before
+/// The sessions table is registered as `SESSIONS` by the caller. `S` comes from `tails` (each
+/// actor's last session, registered) where that starts at or before
 /// `t`; only the actors with an event before their last session's start are looked up in the
 /// sessions table: first in the days from two before the earliest such event on, then, for those
 /// without a session there, in every day.
 async fn continuation(
     ctx: &SessionContext,
-    location: &str,
     tails: &str,
     actor: &str,
     time: &str,
     timeout: Duration,
 ) -> Result<Cuts> {
-    register_latest(ctx, SESSIONS, location).await?;
     let micros =
         |c: &str| format!("arrow_cast(arrow_cast({c}, 'Timestamp(Microsecond, None)'), 'Int64')");
     // Each touched actor's earliest new event, in microseconds.
@@ -1230,6 +1244,7 @@ fn lit_date(days: i32) -> Expr {
 /// `sessionize_touched(key [, start])`: whether the key (an actor, or a session's
 /// `unique_session_id`), as text, is one of a run's set and (given a session start or an event
 /// time) it is at or after that key's cut (false for a null key).
+#[derive(Clone)]
 struct Touched {
     from: Arc<hashbrown::HashMap<String, Option<i64>>>,
     /// The unit of the cuts (and of the times compared with them).
@@ -1263,12 +1278,45 @@ impl std::hash::Hash for Touched {
 }
 
 impl Touched {
-    /// The function over the set `from` (keys, each with its cut in microseconds or none).
-    fn udf(from: hashbrown::HashMap<String, Option<i64>>) -> ScalarUDF {
-        ScalarUDF::new_from_impl(Touched {
+    /// The set `from` (keys, each with its cut in microseconds or none).
+    fn new(from: hashbrown::HashMap<String, Option<i64>>) -> Self {
+        Touched {
             from: Arc::new(from),
             unit: MICROS,
             signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+
+    /// The function over the set `from`.
+    fn udf(from: hashbrown::HashMap<String, Option<i64>>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Touched::new(from))
+    }
+
+    /// Whether each key of `keys` (text of any layout) is touched, given each row's `start`.
+    fn keys(
+        &self,
+        keys: &ArrayRef,
+        start: Option<&datafusion::arrow::array::Int64Array>,
+    ) -> Result<BooleanArray> {
+        // The keys as they come: this runs on every event of the days a run reads.
+        Ok(match keys.data_type() {
+            DataType::Utf8View => {
+                let a = keys.as_string_view();
+                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
+            }
+            DataType::Utf8 => {
+                let a = keys.as_string::<i32>();
+                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
+            }
+            DataType::LargeUtf8 => {
+                let a = keys.as_string::<i64>();
+                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
+            }
+            _ => {
+                let text = cast_array(keys, &DataType::Utf8)?;
+                let a = text.as_string::<i32>();
+                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
+            }
         })
     }
 
@@ -1326,27 +1374,7 @@ impl ScalarUDFImpl for Touched {
         let start = start
             .as_ref()
             .map(|s| s.as_primitive::<datafusion::arrow::datatypes::Int64Type>());
-        // The actors as they come (text of any layout): this runs on every event of the days a
-        // run reads.
-        let touched = match actor.data_type() {
-            DataType::Utf8View => {
-                let a = actor.as_string_view();
-                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
-            }
-            DataType::Utf8 => {
-                let a = actor.as_string::<i32>();
-                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
-            }
-            DataType::LargeUtf8 => {
-                let a = actor.as_string::<i64>();
-                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
-            }
-            _ => {
-                let text = cast_array(&actor, &DataType::Utf8)?;
-                let a = text.as_string::<i32>();
-                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
-            }
-        };
+        let touched = self.keys(&actor, start)?;
         Ok(ColumnarValue::Array(Arc::new(touched)))
     }
 }
