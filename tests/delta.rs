@@ -142,6 +142,7 @@ fn partitioned_by_day() {
         })
         .count() as u64;
     assert!(days >= 14, "{days} day folders");
+    assert!(common::check_sessions_data_files(&table) >= days as usize);
     let read = format!("s={target}");
     let counted = query_count(
         &[&read],

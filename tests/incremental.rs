@@ -474,6 +474,8 @@ fn the_command_line_keeps_a_table_up_to_date() {
     let second = common::sessionize(&["sessions", &day1, &day2, "--into", &into]);
     let said = String::from_utf8_lossy(&second.stderr).to_string();
     assert!(said.contains("computed again the sessions of"), "{said}");
+    // Both commits' data files are laid out as the Parquet sessions table.
+    assert!(common::check_sessions_data_files(Path::new(&table)) >= 2);
     let full = at("full.parquet");
     ok(&["sessions", &day1, &day2, "--output", &full]);
     let table_arg = format!("t={into}");

@@ -116,3 +116,45 @@ pub fn file(dir: &Path, name: &str, text: &str) -> String {
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
 }
+
+/// Checks the data files of the Delta sessions table at `table` (every `.parquet` file outside
+/// its `_` folders): Snappy-compressed, as delta-rs writes, and laid out as the Parquet sessions
+/// table is (`sessionize::sessions::parquet_properties`): `unique_session_id` without a
+/// dictionary or statistics. Returns how many files it checked.
+pub fn check_sessions_data_files(table: &Path) -> usize {
+    use datafusion::parquet::basic::{Compression, Encoding};
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a table folder") {
+            let path = entry.expect("an entry").path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if path.is_dir() && !name.starts_with('_') {
+                walk(&path, found);
+            } else if name.ends_with(".parquet") {
+                found.push(path);
+            }
+        }
+    }
+    let mut files = vec![];
+    walk(table, &mut files);
+    for path in &files {
+        let reader = SerializedFileReader::new(std::fs::File::open(path).expect("a data file"))
+            .expect("a Parquet file");
+        for group in reader.metadata().row_groups() {
+            let column = group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == "unique_session_id")
+                .expect("a unique_session_id column");
+            assert_eq!(column.compression(), Compression::SNAPPY, "{path:?}");
+            let encodings: Vec<Encoding> = column.encodings().collect();
+            assert!(
+                !encodings.contains(&Encoding::RLE_DICTIONARY)
+                    && !encodings.contains(&Encoding::PLAIN_DICTIONARY),
+                "{path:?}: {encodings:?}"
+            );
+            assert!(column.statistics().is_none(), "{path:?}");
+        }
+    }
+    files.len()
+}

@@ -292,7 +292,7 @@ pub async fn write_with(
         .and_then(sessionize::delta::location)
     {
         let bar = progress_bar(what);
-        let written = sessionize::delta::write(ctx, df, location, partition_by_day).await;
+        let written = sessionize::delta::write(ctx, df, location, partition_by_day, parquet).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::dataframe::DataFrame;
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
 use deltalake_core::errors::DeltaTableError;
@@ -207,6 +208,9 @@ pub struct Commit<'a> {
     /// commit whose rows were computed from the table's contents must not be retried: it fails
     /// instead, saying the table changed.
     pub retry: bool,
+    /// The data files' Parquet writer properties (`None`: delta-rs's own). Their compression is
+    /// Snappy, as delta-rs's default, where they leave it unset.
+    pub parquet: Option<WriterProperties>,
 }
 
 /// Writes `df` as the new contents of the Delta table at `location` (created if missing), in one
@@ -219,10 +223,12 @@ pub async fn write(
     df: DataFrame,
     location: &str,
     partition_by: Option<&str>,
+    parquet: Option<&WriterProperties>,
 ) -> Result<i64> {
     let how = Commit {
         partition_by,
         retry: true,
+        parquet: parquet.cloned(),
         ..Commit::default()
     };
     commit(ctx, df, location, &how).await
@@ -269,6 +275,9 @@ pub async fn commit(
     if let Some(column) = how.partition_by {
         write = write.with_partition_columns(vec![column.to_string()]);
     }
+    if let Some(properties) = &how.parquet {
+        write = write.with_writer_properties(delta_properties(properties));
+    }
     if how.merge_schema {
         write = write.with_schema_mode(deltalake_core::operations::write::SchemaMode::Merge);
     }
@@ -276,6 +285,23 @@ pub async fn commit(
     Ok(table
         .version()
         .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)))
+}
+
+/// `properties` with Snappy compression where they leave it at the parquet crate's default
+/// (none): Delta tables are written compressed, as delta-rs and Spark write them, while a local
+/// Parquet output stays uncompressed for speed.
+fn delta_properties(properties: &WriterProperties) -> WriterProperties {
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::schema::types::ColumnPath;
+    let unset = properties.compression(&ColumnPath::from("")) == Compression::UNCOMPRESSED;
+    if !unset {
+        return properties.clone();
+    }
+    properties
+        .clone()
+        .into_builder()
+        .set_compression(Compression::SNAPPY)
+        .build()
 }
 
 /// Whether `location` holds a Delta table (a local folder with `_delta_log`, or a URL whose log

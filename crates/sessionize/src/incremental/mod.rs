@@ -593,6 +593,7 @@ pub async fn sessions_into(
         let how = Commit {
             partition_by,
             metadata,
+            parquet: Some(crate::sessions::parquet_properties()),
             ..Commit::default()
         };
         let version = delta::commit(ctx, df, location, &how)
@@ -874,6 +875,7 @@ pub async fn sessions_into(
         replace_where: Some(replace),
         partition_by,
         metadata,
+        parquet: Some(crate::sessions::parquet_properties()),
         ..Commit::default()
     };
     let commit = delta::commit(ctx, rows(added)?, location, &how);
