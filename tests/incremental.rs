@@ -461,10 +461,25 @@ fn the_command_line_keeps_a_table_up_to_date() {
     ))
     .unwrap();
     let into = format!("delta:{table}");
+    // Each run says how many of its events a full run leaves out for a null user id, as that
+    // run's note says it.
+    let null_users = |file: &str| {
+        let out = ok(&[
+            "query",
+            file,
+            "--format",
+            "csv",
+            "SELECT count(*) FILTER (WHERE user_id IS NULL OR event_time IS NULL) FROM events",
+        ]);
+        let n: u64 = out.lines().nth(1).and_then(|l| l.parse().ok()).unwrap();
+        assert!(n > 1, "the sample has events without a user id: {out}");
+        format!("left out {n} events whose user_id or event_time is null")
+    };
     let first = common::sessionize(&["sessions", &day1, "--into", &into]);
     assert!(first.status.success());
     let said = String::from_utf8_lossy(&first.stderr).to_string();
     assert!(said.contains("computed the sessions of"), "{said}");
+    assert!(said.contains(&null_users(&day1)), "{said}");
     let again = common::sessionize(&["sessions", &day1, "--into", &into]);
     let said = String::from_utf8_lossy(&again.stderr).to_string();
     assert!(
@@ -474,6 +489,7 @@ fn the_command_line_keeps_a_table_up_to_date() {
     let second = common::sessionize(&["sessions", &day1, &day2, "--into", &into]);
     let said = String::from_utf8_lossy(&second.stderr).to_string();
     assert!(said.contains("computed again the sessions of"), "{said}");
+    assert!(said.contains(&null_users(&day2)), "{said}");
     // Both commits' data files are laid out as the Parquet sessions table.
     assert!(common::check_sessions_data_files(Path::new(&table)) >= 2);
     let full = at("full.parquet");

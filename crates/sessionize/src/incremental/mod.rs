@@ -255,6 +255,10 @@ pub struct IntoReport {
     pub events: u64,
     /// Events left out as older than the late limit allows.
     pub late: u64,
+    /// Events of this run's files that the sessions leave out, as a full rebuild leaves them out
+    /// (derived sessions: a null actor or time; `--compat dbt`: a null time), and why, as the
+    /// rebuild's note says it ("whose user_id or event_time is null").
+    pub left_out: Option<(u64, String)>,
     /// Actors whose sessions were computed again.
     pub actors: u64,
     /// Of those, the actors some of whose held rows changed (`annotate --into`, which rewrites
@@ -282,6 +286,12 @@ impl IntoReport {
             notes.push(format!(
                 "skipped {} input file(s) the table already holds",
                 self.files_skipped
+            ));
+        }
+        if let Some((n, why)) = &self.left_out {
+            notes.push(format!(
+                "left out {} {why}",
+                crate::job::events(i64::try_from(*n).unwrap_or(i64::MAX))
             ));
         }
         if self.late > 0 {
@@ -473,6 +483,7 @@ pub async fn sessions_into(
             )?);
         }
         report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
+        report.left_out = left_out(&batches, &options);
         // Every new file (and, for a table built before such rows, every applied one) gets a
         // row of nulls with its stamp, so that the next run finds it in the null-day partition,
         // whether or not any of its events is kept (all late, without an actor, or none).
@@ -961,6 +972,39 @@ async fn read_new(
         });
     }
     Ok(combined)
+}
+
+/// How many of `batches` (a delivery's kept events) the sessions leave out, and why, as
+/// [`crate::job::left_out_notes`] says it for a full run: derived sessions leave out events whose
+/// actor or time is null; `--compat dbt` those whose time is null (it keeps a null actor as one
+/// actor); SDK sessions, none. `None` when there are none.
+fn left_out(
+    batches: &[RecordBatch],
+    options: &crate::sessions::SessionsOptions,
+) -> Option<(u64, String)> {
+    use crate::sessions::SessionSource;
+    let actor_too = match options.source {
+        SessionSource::Derived => true,
+        SessionSource::DbtCompat => false,
+        _ => return None,
+    };
+    let mut n = 0u64;
+    for batch in batches {
+        let time = batch.column_by_name(&options.time);
+        let actor = batch.column_by_name(&options.actor).filter(|_| actor_too);
+        n += (0..batch.num_rows())
+            .filter(|&i| time.is_some_and(|t| t.is_null(i)) || actor.is_some_and(|a| a.is_null(i)))
+            .count() as u64;
+    }
+    let why = if actor_too {
+        format!("whose {} or {} is null", options.actor, options.time)
+    } else {
+        format!(
+            "whose {} is null, as dbt_amplitude's date window does",
+            options.time
+        )
+    };
+    (n > 0).then_some((n, why))
 }
 
 /// The sentence for a sessions commit that another run beat: this run's events are already in the
