@@ -8,11 +8,6 @@ mod sessions;
 
 use std::process::ExitCode;
 
-/// mimalloc, as datafusion-cli uses: the aggregates grow many small per-actor buffers, which glibc's
-/// allocator serves with more time in realloc and page faults.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use datafusion::error::DataFusionError;
 
@@ -216,10 +211,11 @@ pub async fn context(
     }
 }
 
-/// Transparent huge pages off for this process. mimalloc asks for them on its arenas, and then a
-/// page fault makes the kernel zero 2 MiB at a time, for memory of which a short run touches little:
-/// on 10M events, 1 to 1.3 s of system time (kernel page zeroing) in some runs of `sessions`, against
-/// 0.2 to 0.3 s with them off; the wall time followed.
+/// Transparent huge pages off for this process. Where the heap gets them (an allocator that asks,
+/// as mimalloc did when the binary used it, or a system set to `always`), a page fault makes the
+/// kernel zero 2 MiB at a time, for memory of which a short run touches little: on 10M events, 1
+/// to 1.3 s of system time (kernel page zeroing) in some runs of `sessions`, against 0.2 to 0.3 s
+/// with them off; the wall time followed.
 #[cfg(target_os = "linux")]
 fn no_transparent_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes integers only and reads or writes no memory of ours; on

@@ -18,9 +18,6 @@ mod arrow;
 mod functions;
 mod run;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[pymodule]
 fn _sessionize(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SessionizeError", m.py().get_type::<run::SessionizeError>())?;
