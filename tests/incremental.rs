@@ -530,6 +530,89 @@ fn the_command_line_keeps_a_table_up_to_date() {
     );
 }
 
+/// Nanosecond exports: a Delta table holds microseconds, so sessions written to one (by `--into`
+/// or by `--output delta:`) are formed from the microseconds, and the two agree; a Parquet output
+/// keeps the nanoseconds. User `a`'s second event comes 30 minutes and 500 ns after its first.
+#[test]
+fn nanosecond_times_form_sessions_at_the_delta_tables_microseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let t0: i64 = 1_767_600_000_000_000_000;
+    let delivery = |name: &str, rows: &[(&str, i64)]| {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(user, ns)| format!("('{user}', {ns})"))
+            .collect();
+        let path = at(name);
+        ok(&[
+            "query",
+            "data/events.parquet",
+            &format!(
+                "SELECT column1 AS user_id, arrow_cast(column2, 'Timestamp(Nanosecond, None)') \
+                 AS event_time, 'view' AS event_type FROM (VALUES {}) v",
+                values.join(", ")
+            ),
+            "--output",
+            &path,
+        ]);
+        path
+    };
+    let gap = 1_800_000_000_500;
+    let day1 = delivery("day1.parquet", &[("a", t0), ("b", t0 + 7)]);
+    let day2 = delivery(
+        "day2.parquet",
+        &[("a", t0 + gap), ("b", t0 + 7 + gap - 1_000)],
+    );
+    let count = |table: &str, sql: &str| -> String {
+        let out = ok(&["query", "--table", table, "--format", "csv", sql]);
+        out.lines().nth(1).unwrap_or_default().to_string()
+    };
+    for command in ["sessions", "annotate"] {
+        let into = format!("delta:{}", at(&format!("{command}-into")));
+        ok(&[command, &day1, "--into", &into]);
+        ok(&[command, &day1, &day2, "--into", &into]);
+        let full = format!("delta:{}", at(&format!("{command}-full")));
+        ok(&[command, &day1, &day2, "--output", &full]);
+        let (t, f) = (format!("t={into}"), format!("f={full}"));
+        let columns = if command == "sessions" {
+            "*"
+        } else {
+            "user_id, arrow_cast(event_time, 'Int64') AS t, session_id, session_number"
+        };
+        for sql in [
+            format!(
+                "SELECT count(*) FROM (SELECT {columns} FROM t EXCEPT SELECT {columns} FROM f)"
+            ),
+            format!(
+                "SELECT count(*) FROM (SELECT {columns} FROM f EXCEPT SELECT {columns} FROM t)"
+            ),
+        ] {
+            let out = ok(&[
+                "query", "--table", &t, "--table", &f, "--format", "csv", &sql,
+            ]);
+            assert_eq!(out.lines().nth(1), Some("0"), "{command}: {sql}: {out}");
+        }
+        // One session each: a's gap is the timeout to the microsecond.
+        let sessions = if command == "sessions" {
+            "SELECT count(*) FROM t"
+        } else {
+            "SELECT count(DISTINCT concat(user_id, '/', CAST(session_id AS VARCHAR))) FROM t"
+        };
+        assert_eq!(count(&t, sessions), "2", "{command}");
+    }
+    // The nanoseconds in a Parquet output: a's gap is more than the timeout.
+    let parquet = at("full.parquet");
+    ok(&["sessions", &day1, &day2, "--output", &parquet]);
+    let out = ok(&[
+        "query",
+        &parquet,
+        "--format",
+        "csv",
+        "SELECT count(*) FROM events WHERE user_id = 'a'",
+    ]);
+    assert_eq!(out.lines().nth(1), Some("2"), "{out}");
+}
+
 /// `--late-limit`: events older than the table's newest minus the limit are left out and counted;
 /// without the limit they are applied.
 #[test]

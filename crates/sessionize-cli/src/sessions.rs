@@ -276,6 +276,15 @@ pub fn progress_bar(what: &'static str) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// Whether the output is a Delta table (`--output delta:FOLDER`).
+fn is_delta(output: &OutputArgs) -> bool {
+    output
+        .output
+        .as_deref()
+        .and_then(sessionize::delta::location)
+        .is_some()
+}
+
 /// Writes `df` to the output the flags name, with Parquet writer properties for a single output
 /// file.
 pub async fn write_with(
@@ -500,6 +509,9 @@ pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
         config = config.with_target_partitions(1);
     }
     let ctx = args.session.load_with(&mut options, config).await?;
+    if is_delta(&args.output) {
+        sessionize::delta::at_delta_precision(&ctx, "events", &options.time).await?;
+    }
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let sql = sessionize::sessions::sessions_sql("events", &schema, &options)?;
     if args.print_sql {
@@ -583,19 +595,16 @@ pub async fn annotate(args: AnnotateCommand) -> Result<(), CliError> {
     }
     let mut options = args.session.options()?;
     let ctx = args.session.load(&mut options).await?;
+    if is_delta(&args.output) {
+        sessionize::delta::at_delta_precision(&ctx, "events", &options.time).await?;
+    }
     let schema = ctx.table("events").await?.schema().as_arrow().clone();
     let sql = sessionize::sessions::annotate_sql("events", &schema, &options, args.concluded)?;
     if args.print_sql {
         println!("{sql}");
         return Ok(());
     }
-    if args
-        .output
-        .output
-        .as_deref()
-        .and_then(sessionize::delta::location)
-        .is_some()
-    {
+    if is_delta(&args.output) {
         // The two passes as a plan that Delta's writer reads once.
         let df =
             sessionize::annotate::annotate_frame(&ctx, "events", &options, args.concluded).await?;

@@ -304,6 +304,45 @@ fn delta_properties(properties: &WriterProperties) -> WriterProperties {
         .build()
 }
 
+/// Registers `table` again with its `time` column in microseconds where it holds nanoseconds
+/// (other columns and coarser units as they are), before sessions are formed for a Delta table.
+///
+/// Delta Lake's timestamps are microseconds (the protocol's `timestamp`, as Spark's), so a Delta
+/// table cannot hold the nanoseconds, and `--into` keeps its events in microseconds. Sessions
+/// written to a Delta table are therefore formed from the times the table holds: two events a
+/// timeout plus less than 1 µs apart are one session there (and in the table `--into` keeps), two
+/// in a Parquet output of the nanoseconds. The cast truncates, as the events table's does.
+///
+/// Errors: a `table` that is not registered or has no column `time`.
+pub async fn at_delta_precision(ctx: &SessionContext, table: &str, time: &str) -> Result<()> {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::prelude::{Expr, cast};
+    let df = ctx.table(table).await?;
+    let Ok(field) = df.schema().as_arrow().field_with_name(time).cloned() else {
+        return plan_err!("the events have no column '{time}'");
+    };
+    let DataType::Timestamp(TimeUnit::Nanosecond, zone) = field.data_type() else {
+        return Ok(());
+    };
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, zone.clone());
+    let columns: Vec<Expr> = df
+        .schema()
+        .columns()
+        .into_iter()
+        .map(|c| {
+            if c.name == time {
+                cast(Expr::Column(c), micros.clone()).alias(time)
+            } else {
+                Expr::Column(c)
+            }
+        })
+        .collect();
+    let df = df.select(columns)?;
+    ctx.deregister_table(table)?;
+    ctx.register_table(table, df.into_view())?;
+    Ok(())
+}
+
 /// Whether `location` holds a Delta table (a local folder with `_delta_log`, or a URL whose log
 /// can be read).
 pub async fn exists(location: &str) -> Result<bool> {
