@@ -109,6 +109,45 @@ fn integer_epochs_and_text_times_in_parquet_give_the_same_sessions() {
     );
 }
 
+/// A nanosecond timestamp column in a zone other than UTC keeps its nanoseconds (Arrow's zoned
+/// timestamps are UTC instants: only the label becomes UTC). User `u`'s second event comes 30
+/// minutes and 300 ns after its first: two sessions, as in UTC.
+#[test]
+fn nanoseconds_in_another_zone_stay_nanoseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    for zone in ["America/New_York", "+05:00", "UTC"] {
+        let path = dir
+            .path()
+            .join(format!("{}.parquet", zone.replace(['/', ':', '+'], "_")));
+        derive(
+            &format!(
+                "SELECT 'u' AS user_id, 'view' AS event_type, \
+                 arrow_cast(arrow_cast(column1, 'Timestamp(Nanosecond, Some(\"UTC\"))'), \
+                 'Timestamp(Nanosecond, Some(\"{zone}\"))') AS event_time \
+                 FROM (VALUES (1767600000000000000), (1767601800000000300)) v"
+            ),
+            &path,
+        );
+        let input = path.to_str().unwrap();
+        let sessions = ok(&["sessions", input, "--format", "csv"]);
+        assert_eq!(sessions.lines().count(), 3, "{zone}: {sessions}");
+        let annotated = ok(&["annotate", input, "--format", "csv"]);
+        assert!(
+            annotated.contains(":30:00.000000300"),
+            "{zone}: the nanoseconds kept: {annotated}"
+        );
+        let numbers = ok(&[
+            "query",
+            input,
+            "--format",
+            "csv",
+            "SELECT max(n) FROM (SELECT session_number(event_time, INTERVAL '30 minutes') \
+             OVER (PARTITION BY user_id ORDER BY event_time) AS n FROM events)",
+        ]);
+        assert_eq!(numbers.lines().nth(1), Some("2"), "{zone}: {numbers}");
+    }
+}
+
 #[test]
 fn files_whose_time_units_and_zones_differ_are_read_together() {
     let dir = tempfile::tempdir().unwrap();
