@@ -492,6 +492,26 @@ fn the_command_line_keeps_a_table_up_to_date() {
     assert!(said.contains(&null_users(&day2)), "{said}");
     // Both commits' data files are laid out as the Parquet sessions table.
     assert!(common::check_sessions_data_files(Path::new(&table)) >= 2);
+    // A delivery without events, then one whose only event has no time: each is recorded (a new
+    // version, so that later runs skip the file), and the notes say so rather than "nothing new".
+    let header = at("header.csv");
+    std::fs::write(&header, "user_id,event_time,event_type\n").unwrap();
+    let untimed = at("untimed.csv");
+    std::fs::write(&untimed, "user_id,event_time,event_type\nuser_x,,view\n").unwrap();
+    for (file, left_out) in [(&header, false), (&untimed, true)] {
+        let run = common::sessionize(&["sessions", &day1, &day2, file, "--into", &into]);
+        let said = String::from_utf8_lossy(&run.stderr).to_string();
+        assert!(run.status.success(), "{said}");
+        assert!(
+            said.contains("no session changed; version") && !said.contains("nothing new"),
+            "{said}"
+        );
+        assert_eq!(
+            said.contains("left out 1 event whose user_id or event_time is null"),
+            left_out,
+            "{said}"
+        );
+    }
     let full = at("full.parquet");
     ok(&["sessions", &day1, &day2, "--output", &full]);
     let table_arg = format!("t={into}");

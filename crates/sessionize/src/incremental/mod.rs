@@ -307,6 +307,12 @@ impl IntoReport {
                     .to_string(),
             ),
             None => notes.push("nothing new: the table is unchanged".to_string()),
+            // The files were recorded (so that the next run skips them), no session changed.
+            Some(version) if self.actors == 0 && !self.rebuilt => notes.push(format!(
+                "applied {} file(s), {} event(s); no session changed; version {version} records \
+                 the file(s), so that later runs skip them",
+                self.files_applied, self.events
+            )),
             Some(version) => notes.push(format!(
                 "applied {} file(s), {} event(s); {} of {} actor(s){}, version {version}",
                 self.files_applied,
@@ -432,7 +438,8 @@ pub async fn sessions_into(
                 }
                 let version = record_files(ctx, &events_location, &empty).await?;
                 if !rebuild {
-                    mark_up_to_date(ctx, location, version, &fingerprint, None).await?;
+                    report.version =
+                        Some(mark_up_to_date(ctx, location, version, &fingerprint, None).await?);
                 }
             }
             return Ok(report);
@@ -565,7 +572,8 @@ pub async fn sessions_into(
     }
     if !rebuild && new_actors.is_empty() {
         // Files whose events were all late or without a time: no session changes.
-        mark_up_to_date(ctx, location, events_version, &fingerprint, None).await?;
+        report.version =
+            Some(mark_up_to_date(ctx, location, events_version, &fingerprint, None).await?);
         return Ok(report);
     }
 
