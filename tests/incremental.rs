@@ -490,6 +490,19 @@ fn the_command_line_keeps_a_table_up_to_date() {
     let said = String::from_utf8_lossy(&second.stderr).to_string();
     assert!(said.contains("computed again the sessions of"), "{said}");
     assert!(said.contains(&null_users(&day2)), "{said}");
+    // The actors counted are the named ones (the events without a user id are left out).
+    let named = ok(&[
+        "query",
+        &day2,
+        "--format",
+        "csv",
+        "SELECT count(DISTINCT user_id) FROM events",
+    ]);
+    let named = named.lines().nth(1).unwrap();
+    assert!(
+        said.contains(&format!("the sessions of {named} actor(s)")),
+        "{named}: {said}"
+    );
     // Both commits' data files are laid out as the Parquet sessions table.
     assert!(common::check_sessions_data_files(Path::new(&table)) >= 2);
     // A delivery without events, then one whose only event has no time: each is recorded (a new

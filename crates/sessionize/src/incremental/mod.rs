@@ -629,7 +629,9 @@ pub async fn sessions_into(
         report.version = Some(version);
         return Ok(report);
     }
-    report.actors = new_actors.len() as u64;
+    // Named actors, as a rebuild counts them (`count(DISTINCT actor)`): not the events without an
+    // actor (left out of derived sessions; one group in `--compat dbt`).
+    report.actors = new_actors.iter().flatten().count() as u64;
     let mut cuts = if let (true, Some(cuts)) = (continued, early_cuts) {
         cuts
     } else if continued {
