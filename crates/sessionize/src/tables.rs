@@ -335,14 +335,10 @@ async fn parquet_frame(
             )?;
             for column in present {
                 let types = &types[column.as_str()];
-                let one_type = types.iter().all(|u| *u == types[0]);
-                frame = match utc_label(types[0]).filter(|_| one_type) {
-                    Some(utc) => frame.with_column(
-                        column,
-                        datafusion::prelude::cast(datafusion::prelude::col(ident(column)), utc),
-                    )?,
-                    None => with_event_time(frame, column, options, &file.display)?,
-                };
+                // A zone is relabelled only where every file has the one type; otherwise the
+                // files' times meet in one type, `Timestamp(µs, "UTC")`.
+                let one_type = types.iter().all(|u| *u == types[0]).then_some(types[0]);
+                frame = time_in_utc(frame, column, one_type, options, &file.display)?;
             }
             frames.push(frame);
         }
@@ -401,6 +397,25 @@ fn with_event_time(
         datafusion::prelude::lit(display.to_string()),
     ]);
     frame.with_column(column, time)
+}
+
+/// `frame` with its time column `column` in UTC: where `data_type` (the column's one type) is a
+/// timestamp in another zone, relabelled in its own unit (see [`utc_label`]); otherwise converted
+/// by [`with_event_time`].
+fn time_in_utc(
+    frame: DataFrame,
+    column: &str,
+    data_type: Option<&DataType>,
+    options: &LoadOptions,
+    display: &str,
+) -> Result<DataFrame> {
+    match data_type.and_then(utc_label) {
+        Some(utc) => frame.with_column(
+            column,
+            datafusion::prelude::cast(datafusion::prelude::col(ident(column)), utc),
+        ),
+        None => with_event_time(frame, column, options, display),
+    }
 }
 
 /// A listing table over `urls` with `schema`, declared sorted by `sorted_by` when given.
@@ -1011,13 +1026,7 @@ pub fn register_batches(
         && let Ok(field) = schema.field_with_name(column)
         && !is_kept_time_type(field.data_type())
     {
-        frame = match utc_label(field.data_type()) {
-            Some(utc) => frame.with_column(
-                column,
-                datafusion::prelude::cast(datafusion::prelude::col(ident(column)), utc),
-            )?,
-            None => with_event_time(frame, column, options, display)?,
-        };
+        frame = time_in_utc(frame, column, Some(field.data_type()), options, display)?;
     }
     ctx.register_table(name, frame.into_view())?;
     Ok(())

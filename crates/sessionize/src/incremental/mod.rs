@@ -269,6 +269,9 @@ pub struct IntoReport {
     pub rebuilt: bool,
     /// The sessions table's new version (none when nothing was new).
     pub version: Option<i64>,
+    /// The version only records the run's files (no events, or only events the sessions leave
+    /// out): no session was computed again.
+    pub recorded_only: bool,
     /// Whether the cuts came from the tails file of the table's version (rather than from tails
     /// computed from the table: the first run after a table was built without them, or after
     /// they were lost).
@@ -308,7 +311,7 @@ impl IntoReport {
             ),
             None => notes.push("nothing new: the table is unchanged".to_string()),
             // The files were recorded (so that the next run skips them), no session changed.
-            Some(version) if self.actors == 0 && !self.rebuilt => notes.push(format!(
+            Some(version) if self.recorded_only => notes.push(format!(
                 "applied {} file(s), {} event(s); no session changed; version {version} records \
                  the file(s), so that later runs skip them",
                 self.files_applied, self.events
@@ -440,6 +443,7 @@ pub async fn sessions_into(
                 if !rebuild {
                     report.version =
                         Some(mark_up_to_date(ctx, location, version, &fingerprint, None).await?);
+                    report.recorded_only = true;
                 }
             }
             return Ok(report);
@@ -574,6 +578,7 @@ pub async fn sessions_into(
         // Files whose events were all late or without a time: no session changes.
         report.version =
             Some(mark_up_to_date(ctx, location, events_version, &fingerprint, None).await?);
+        report.recorded_only = true;
         return Ok(report);
     }
 
@@ -1617,5 +1622,30 @@ mod tests {
         let printed = format!("{touched:?}");
         assert!(printed.contains("10000"), "{printed}");
         assert!(printed.len() < 100, "{} bytes", printed.len());
+    }
+
+    /// A version that only records files says so; one whose sessions were computed again says
+    /// that, even when none of its actors has a name (`--compat dbt`'s group of events without
+    /// an actor).
+    #[test]
+    fn a_version_that_only_records_files_says_so() {
+        let report = |recorded_only| IntoReport {
+            files_applied: 1,
+            events: 2,
+            version: Some(3),
+            recorded_only,
+            ..IntoReport::default()
+        };
+        let recorded = report(true).notes().join("\n");
+        assert!(
+            recorded.contains("no session changed; version 3"),
+            "{recorded}"
+        );
+        let computed = report(false).notes().join("\n");
+        assert!(
+            computed.contains("computed again the sessions of 0 actor(s), version 3")
+                && !computed.contains("no session changed"),
+            "{computed}"
+        );
     }
 }
