@@ -100,6 +100,9 @@ const SESSIONS: &str = "__sessionize_sessions";
 const TAILS: &str = "__sessionize_tails";
 /// The recomputed sessions of a run.
 const COMPUTED: &str = "__sessionize_computed";
+/// The in-memory table of each actor's earliest new event (`user_id`, `t_min` in microseconds;
+/// the events without an actor as one row of a null `user_id`).
+const FIRST_EVENTS: &str = "__sessionize_first_events";
 
 /// The unit of the sessions table's cuts: its events table keeps times in microseconds.
 const MICROS: datafusion::arrow::datatypes::TimeUnit =
@@ -508,13 +511,21 @@ pub async fn sessions_into(
             "__sessionize_new",
             Arc::new(MemTable::try_new(Arc::clone(&schema), vec![batches])?),
         )?;
-        new_actors = texts(
-            ctx,
-            &format!(
-                "SELECT DISTINCT CAST({actor} AS VARCHAR) FROM __sessionize_new WHERE {time} IS NOT NULL"
-            ),
-        )
-        .await?;
+        // Each actor's earliest new event (the events without an actor as one group): the
+        // touched actors, and where the cuts start. Found while the append is made.
+        let first_events = async {
+            collect_table(
+                ctx,
+                FIRST_EVENTS,
+                &format!(
+                    "SELECT CAST({actor} AS VARCHAR) AS user_id, \
+                     arrow_cast(arrow_cast(min({time}), 'Timestamp(Microsecond, Some(\"UTC\"))'), 'Int64') AS t_min \
+                     FROM __sessionize_new WHERE {time} IS NOT NULL GROUP BY CAST({actor} AS VARCHAR)"
+                ),
+            )
+            .await?;
+            texts(ctx, &format!("SELECT user_id FROM {FIRST_EVENTS}")).await
+        };
         if any {
             let append = Commit {
                 append: true,
@@ -537,20 +548,24 @@ pub async fn sessions_into(
                 && delta::exists(location).await?
             {
                 let cuts = async {
+                    let actors = first_events.await?;
                     register_latest(ctx, SESSIONS, location).await?;
                     let version = delta::version(location).await?;
                     let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
-                    continuation(ctx, TAILS, &actor, &time, options.timeout)
+                    continuation(ctx, TAILS, options.timeout)
                         .await
-                        .map(|cuts| (read, cuts))
+                        .map(|cuts| (actors, read, cuts))
                 };
                 let (version, cuts) = futures::future::join(append, cuts).await;
-                let (read, cuts) = cuts?;
+                let (actors, read, cuts) = cuts?;
+                new_actors = actors;
                 report.tails_read = read;
                 early_cuts = Some(cuts);
                 version?
             } else {
-                append.await?
+                let (version, actors) = futures::future::join(append, first_events).await;
+                new_actors = actors?;
+                version?
             };
             // Another run appended since the sessions table was last brought up to date (or
             // one died): its events are not among this run's, so every session is computed again.
@@ -586,7 +601,7 @@ pub async fn sessions_into(
     // timeout, from the session before each actor's earliest new event on (see `continuation`);
     // otherwise from all of the actor's events.
     delta::register(ctx, "__sessionize_events", &events_location).await?;
-    let (actor, time) = (ident(&options.actor), ident(&options.time));
+    let actor = ident(&options.actor);
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
     // The token of the tails this run writes (derived sessions with one timeout), recorded by
     // its sessions commit.
@@ -643,7 +658,7 @@ pub async fn sessions_into(
         register_latest(ctx, SESSIONS, location).await?;
         let version = delta::version(location).await?;
         report.tails_read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
-        continuation(ctx, TAILS, &actor, &time, options.timeout).await?
+        continuation(ctx, TAILS, options.timeout).await?
     } else {
         Cuts::default()
     };
@@ -1083,49 +1098,48 @@ struct Cuts {
 /// `t`; only the actors with an event before their last session's start are looked up in the
 /// sessions table: first in the days from two before the earliest such event on, then, for those
 /// without a session there, in every day.
-async fn continuation(
-    ctx: &SessionContext,
-    tails: &str,
-    actor: &str,
-    time: &str,
-    timeout: Duration,
-) -> Result<Cuts> {
+async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> Result<Cuts> {
     let micros =
         |c: &str| format!("arrow_cast(arrow_cast({c}, 'Timestamp(Microsecond, None)'), 'Int64')");
     // Each touched actor's earliest new event, in microseconds.
     collect_table(
         ctx,
         "__sessionize_tmin",
-        &format!(
-            "SELECT CAST({actor} AS VARCHAR) AS user_id, \
-             arrow_cast(arrow_cast(min({time}), 'Timestamp(Microsecond, Some(\"UTC\"))'), 'Int64') AS t_min \
-             FROM __sessionize_new \
-             WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY CAST({actor} AS VARCHAR)"
-        ),
+        &format!("SELECT user_id, t_min FROM {FIRST_EVENTS} WHERE user_id IS NOT NULL"),
     )
     .await?;
     // `S` is the actor's last session (its tail) where that starts at or before `t`: most of a
     // daily delivery. Otherwise (`late`: an event before the actor's last session) it is looked
     // up in the sessions table.
+    // One join, split in two by whether the tail starts at or before `t`.
     let tail_start = micros("l.session_started_at");
-    let mut found = ctx
+    let joined = ctx
         .sql(&format!(
-            "SELECT {} FROM __sessionize_tmin t JOIN {tails} l ON l.user_id = t.user_id \
-             WHERE {tail_start} <= t.t_min",
+            "SELECT {}, t.t_min, {tail_start} <= t.t_min AS in_tail \
+             FROM __sessionize_tmin t JOIN {tails} l ON l.user_id = t.user_id",
             tails::columns("l")
         ))
-        .await?
-        .collect()
         .await?;
-    collect_table(
-        ctx,
+    let joined_schema = joined.schema().as_arrow().clone();
+    let (mut found, mut late) = (vec![], vec![]);
+    let columns = joined_schema.fields().len();
+    let late_schema = Arc::new(joined_schema.project(&[0, columns - 2])?);
+    for batch in joined.collect().await? {
+        // (A filter keeps no row whose condition is null, as `WHERE` keeps none.)
+        let in_tail = batch.column(columns - 1).as_boolean();
+        let tail = batch.project(&(0..columns - 2).collect::<Vec<_>>())?;
+        found.push(filter_record_batch(&tail, in_tail)?);
+        let late_rows = filter_record_batch(&batch.project(&[0, columns - 2])?, &not(in_tail)?)?;
+        late.push(RecordBatch::try_new(
+            Arc::clone(&late_schema),
+            late_rows.columns().to_vec(),
+        )?);
+    }
+    ctx.deregister_table("__sessionize_late")?;
+    ctx.register_table(
         "__sessionize_late",
-        &format!(
-            "SELECT t.user_id, t.t_min FROM __sessionize_tmin t JOIN {tails} l ON l.user_id = t.user_id \
-             WHERE {tail_start} > t.t_min"
-        ),
-    )
-    .await?;
+        Arc::new(MemTable::try_new(late_schema, vec![late])?),
+    )?;
     // First the days from two before the earliest late event's on: the last session starting
     // in them at or before `t` is `S` (sessions of earlier days start earlier). The actors with
     // none there are looked up in every day.
