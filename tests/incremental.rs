@@ -445,6 +445,62 @@ fn late_events_days_before_an_actors_last_session() {
     });
 }
 
+/// `--compat dbt`'s date window ends today by default, so a later run's window can end later: an
+/// event dated after the first run's window, held since, enters the table with the run whose
+/// window covers it, though its actor has no new events (a rebuild over the new window has it);
+/// an earlier `--date-to` takes it out again.
+#[test]
+fn a_moved_date_window_applies_to_the_events_held_between_its_ends() {
+    let event = |actor: &'static str, day: i64, id: u8| Event {
+        actor: Some(actor),
+        secs: day * 86_400 + 3600,
+        kind: "page",
+        // Sessions by the SDK's session ids, as dbt_amplitude's: one per event here.
+        session: i64::from(id),
+        id,
+        platform: "web",
+        upload: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let deliveries = [
+        // `a`'s second event (2026-01-13) is after the first window's end (2026-01-10).
+        vec![event("a", 0, 1), event("a", 8, 2), event("b", 0, 1)],
+        vec![event("b", 1, 2)],
+        vec![event("c", 2, 1)],
+    ];
+    let files: Vec<String> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(d, events)| {
+            let path = dir.path().join(format!("d{d}.csv"));
+            write_delivery(&path, events);
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    let location = dir.path().join("sessions").to_str().unwrap().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for (d, to) in ["2026-01-10", "2026-01-20", "2026-01-10"]
+            .into_iter()
+            .enumerate()
+        {
+            let mut job = job(4);
+            job.date_to = Some(to.into());
+            into(&job, &files[d], &location).await;
+            let expected = rebuild(&job, &files[..=d]).await;
+            // `a` has one session in the window ending on the 10th, two in the one ending on
+            // the 20th.
+            let sessions_of_a = expected.iter().filter(|r| r.contains("|a|")).count();
+            assert_eq!(sessions_of_a, if d == 1 { 2 } else { 1 }, "{expected:?}");
+            assert_eq!(
+                table(&location).await,
+                expected,
+                "after delivery {d} (to {to})"
+            );
+        }
+    });
+}
+
 /// The command line: the first run builds, a second with the same file changes nothing, a later
 /// delivery updates only its actors, and the result is the full rebuild's.
 #[test]

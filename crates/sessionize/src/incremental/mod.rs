@@ -93,6 +93,9 @@ const OPTIONS: &str = "sessionizeOptions";
 /// its stamp, in the null-day partition), so the stamps are read from that partition alone rather
 /// than from every event. Tables built before it get their rows at their next run.
 const FILE_ROWS: &str = "sessionizeFileRows";
+/// The `commitInfo` field of a sessions commit: the last day of `--compat dbt`'s date window its
+/// sessions reflect (`YYYY-MM-DD`).
+const DATE_TO: &str = "sessionizeDateTo";
 
 /// The sessions table, registered at its latest version.
 const SESSIONS: &str = "__sessionize_sessions";
@@ -379,6 +382,8 @@ pub async fn sessions_into(
     let mut seen = HashSet::new();
     let mut rebuild = true;
     let mut recorded = None;
+    // The end of `--compat dbt`'s date window the sessions table reflects.
+    let mut recorded_to: Option<String> = None;
     // Whether the applied files lack rows of their own (a table built before them), so that
     // their stamps come from every event, and this run adds the rows.
     let mut unrecorded = false;
@@ -406,6 +411,10 @@ pub async fn sessions_into(
         if delta::exists(location).await? {
             let info = delta::last_commit_info(location).await?;
             recorded = info.get(EVENTS_VERSION).and_then(|v| v.as_i64());
+            recorded_to = info
+                .get(DATE_TO)
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
             if let Some(built) = info.get(OPTIONS).and_then(|v| v.as_str())
                 && built != fingerprint
             {
@@ -444,8 +453,17 @@ pub async fn sessions_into(
                 }
                 let version = record_files(ctx, &events_location, &empty).await?;
                 if !rebuild {
-                    report.version =
-                        Some(mark_up_to_date(ctx, location, version, &fingerprint, None).await?);
+                    report.version = Some(
+                        mark_up_to_date(
+                            ctx,
+                            location,
+                            version,
+                            &fingerprint,
+                            None,
+                            recorded_to.as_deref(),
+                        )
+                        .await?,
+                    );
                     report.recorded_only = true;
                 }
             }
@@ -589,10 +607,44 @@ pub async fn sessions_into(
             options.actor = actor.to_string();
         }
     }
+    // `--compat dbt`'s date window ends today unless `--date-to` says otherwise, so a run's window
+    // can end after (or, given an earlier `--date-to`, before) the one the table reflects: the
+    // actors with held events dated between the two ends enter (or leave) the window, and their
+    // sessions are computed again too, as a full rebuild over the new window would give them.
+    // (A run without new files changes nothing, whatever the date: see Known limits.)
+    let date_to = options.date_to.clone();
+    if let (false, false, Some(was), Some(now)) = (rebuild, new.is_empty(), &recorded_to, &date_to)
+        && was != now
+    {
+        let (low, high) = if was < now { (was, now) } else { (now, was) };
+        let day = ident(DAY_COLUMN);
+        let moved = texts(
+            ctx,
+            &format!(
+                "SELECT DISTINCT CAST({} AS VARCHAR) FROM __sessionize_applied \
+                 WHERE {day} > DATE {} AND {day} <= DATE {}",
+                ident(&options.actor),
+                crate::sessions::literal(low),
+                crate::sessions::literal(high)
+            ),
+        )
+        .await?;
+        let known: HashSet<Option<String>> = new_actors.iter().cloned().collect();
+        new_actors.extend(moved.into_iter().filter(|a| !known.contains(a)));
+    }
     if !rebuild && new_actors.is_empty() {
         // Files whose events were all late or without a time: no session changes.
-        report.version =
-            Some(mark_up_to_date(ctx, location, events_version, &fingerprint, None).await?);
+        report.version = Some(
+            mark_up_to_date(
+                ctx,
+                location,
+                events_version,
+                &fingerprint,
+                None,
+                date_to.as_deref(),
+            )
+            .await?,
+        );
         report.recorded_only = true;
         return Ok(report);
     }
@@ -611,6 +663,7 @@ pub async fn sessions_into(
         events_version,
         &fingerprint,
         continued.then_some(token.as_str()),
+        date_to.as_deref(),
     );
     // Derived sessions with one timeout continue each actor's sessions from a cut, found with the
     // tails (see `tails`); other modes compute every session of a touched actor.
@@ -883,6 +936,7 @@ pub async fn sessions_into(
             events_version,
             &fingerprint,
             continued.then_some(token.as_str()),
+            date_to.as_deref(),
         )
         .await?;
         if continued {
@@ -1482,6 +1536,7 @@ async fn mark_up_to_date(
     events_version: i64,
     fingerprint: &str,
     tails: Option<&str>,
+    date_to: Option<&str>,
 ) -> Result<i64> {
     register_latest(ctx, SESSIONS, location).await?;
     let df = ctx
@@ -1489,18 +1544,20 @@ async fn mark_up_to_date(
         .await?;
     let how = Commit {
         append: true,
-        metadata: sessions_metadata(events_version, fingerprint, tails),
+        metadata: sessions_metadata(events_version, fingerprint, tails, date_to),
         ..Commit::default()
     };
     delta::commit(ctx, df, location, &how).await
 }
 
 /// What every sessions commit records: the events table's version it reflects and the options.
-/// With `tails`, the token of the tails written with the commit.
+/// With `tails`, the token of the tails written with the commit; with `date_to`, the end of
+/// `--compat dbt`'s date window its sessions reflect.
 fn sessions_metadata(
     events_version: i64,
     fingerprint: &str,
     tails: Option<&str>,
+    date_to: Option<&str>,
 ) -> Vec<(String, serde_json::Value)> {
     let mut metadata = vec![
         (
@@ -1511,6 +1568,9 @@ fn sessions_metadata(
     ];
     if let Some(token) = tails {
         metadata.push((tails::COMMIT_TOKEN.to_string(), serde_json::json!(token)));
+    }
+    if let Some(date_to) = date_to {
+        metadata.push((DATE_TO.to_string(), serde_json::json!(date_to)));
     }
     metadata
 }
