@@ -445,6 +445,53 @@ fn late_events_days_before_an_actors_last_session() {
     });
 }
 
+/// An insert id repeated across deliveries, under the same actor or another, at another time:
+/// `--dedup insert_id` keeps the first copy (by time, then actor), and `--compat dbt` the copy
+/// its order keeps, though the copies arrive in different runs and the held copy lies before
+/// every cut the new events alone would give.
+#[test]
+fn an_insert_id_repeated_in_a_later_delivery_under_any_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let header =
+        "user_id,event_time,event_type,session_id,event_id,insert_id,platform,client_upload_time\n";
+    let deliveries = [
+        // `a`'s 01:00 event holds the insert id `x`; `b` has a session on the 10th.
+        "a,2026-01-05 01:00:00,page,1,e1,x,web,2026-01-05 01:00:00\n\
+         a,2026-01-05 01:10:00,page,1,e2,y,web,2026-01-05 01:10:00\n\
+         b,2026-01-10 01:00:00,page,2,e3,z,web,2026-01-10 01:00:00\n",
+        // `x` again under `b`, days later: a duplicate of `a`'s earlier copy.
+        "b,2026-01-11 01:00:00,page,3,e4,x,web,2026-01-11 01:00:00\n",
+        // `x` under `c`, before `a`'s copy: now the first copy; and `y` again under `a`, later.
+        "c,2026-01-05 00:30:00,page,4,e5,x,web,2026-01-04 00:30:00\n\
+         a,2026-01-12 01:00:00,page,5,e6,y,web,2026-01-12 01:00:00\n",
+    ];
+    let files: Vec<String> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(d, rows)| {
+            let path = dir.path().join(format!("d{d}.csv"));
+            std::fs::write(&path, format!("{header}{rows}")).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut dedup = job(0);
+        dedup.dedup_insert_id = true;
+        for (name, job) in [("--dedup insert_id", dedup), ("--compat dbt", job(4))] {
+            let location = dir.path().join(name).to_str().unwrap().to_string();
+            for d in 0..files.len() {
+                into(&job, &files[d], &location).await;
+                assert_eq!(
+                    table(&location).await,
+                    rebuild(&job, &files[..=d]).await,
+                    "{name}, after delivery {d}"
+                );
+            }
+        }
+    });
+}
+
 /// `--compat dbt`'s date window ends today by default, so a later run's window can end later: an
 /// event dated after the first run's window, held since, enters the table with the run whose
 /// window covers it, though its actor has no new events (a rebuild over the new window has it);

@@ -422,6 +422,20 @@ pub fn check_time_zone(time_zone: &str) -> Result<()> {
     }
 }
 
+/// The insert id column whose copies the sessions of `options` rank across actors (the first
+/// copy is kept, whichever actor it is under): `--dedup insert_id`'s and `--compat dbt`'s; `None`
+/// in the other modes. Errors: as [`sessions_sql`], a missing insert id column.
+pub(crate) fn ranked_insert_id(
+    schema: &Schema,
+    options: &SessionsOptions,
+) -> Result<Option<String>> {
+    if options.source == SessionSource::DbtCompat || options.dedup_insert_id {
+        insert_id_column(schema, options).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 fn insert_id_column(schema: &Schema, options: &SessionsOptions) -> Result<String> {
     if let Some(col) = &options.insert_id_col {
         require_column(schema, col, "--insert-id-col")?;

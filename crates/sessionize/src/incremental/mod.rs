@@ -481,6 +481,7 @@ pub async fn sessions_into(
         // The columns the sessions table is computed from: those its SQL names. Times become
         // microseconds in UTC, whatever each delivery's unit: one type for the table.
         let sql = sessions_sql("__sessionize_new_raw", &schema, &options)?;
+        let insert_id = crate::sessions::ranked_insert_id(&schema, &options)?;
         let (actor, time) = (ident(&options.actor), ident(&options.time));
         let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
         let mut kept: Vec<String> = schema
@@ -542,6 +543,31 @@ pub async fn sessions_into(
                 ),
             )
             .await?;
+            if let (true, Some(id)) = (has_events, &insert_id) {
+                // An insert id of a new event that held events have too: the copies are ranked
+                // across actors (the first is kept), so every actor holding one is touched, from
+                // its copy on at the latest, and the ranking sees every copy, as a full
+                // rebuild's does. (It reads the insert ids of every held event.)
+                let id = ident(id);
+                collect_table(
+                    ctx,
+                    FIRST_EVENTS,
+                    &format!(
+                        "SELECT user_id, min(t_min) AS t_min FROM ( \
+                           SELECT user_id, t_min FROM {FIRST_EVENTS} \
+                           UNION ALL \
+                           SELECT CAST({actor} AS VARCHAR) AS user_id, \
+                             arrow_cast(arrow_cast(min({time}), 'Timestamp(Microsecond, Some(\"UTC\"))'), 'Int64') AS t_min \
+                           FROM __sessionize_applied \
+                           WHERE {time} IS NOT NULL AND CAST({id} AS VARCHAR) IN ( \
+                             SELECT CAST({id} AS VARCHAR) FROM __sessionize_new \
+                             WHERE {id} IS NOT NULL AND {time} IS NOT NULL) \
+                           GROUP BY CAST({actor} AS VARCHAR)) \
+                         GROUP BY user_id"
+                    ),
+                )
+                .await?;
+            }
             texts(ctx, &format!("SELECT user_id FROM {FIRST_EVENTS}")).await
         };
         if any {
