@@ -422,6 +422,12 @@ pub fn check_time_zone(time_zone: &str) -> Result<()> {
     }
 }
 
+/// A Boolean column of events that take part only in the ranking of an insert id's copies
+/// (`--dedup insert_id`, `--compat dbt`), not in sessions: an event where it is true can make a
+/// later copy a duplicate, and is then left out. (An incremental run's held copies of the insert
+/// ids it recomputes, outside the events it recomputes: see `crate::incremental`.)
+pub const RANKED_ONLY: &str = "__sessionize_ranked_only";
+
 /// The insert id column whose copies the sessions of `options` rank across actors (the first
 /// copy is kept, whichever actor it is under): `--dedup insert_id`'s and `--compat dbt`'s; `None`
 /// in the other modes. Errors: as [`sessions_sql`], a missing insert id column.
@@ -508,6 +514,14 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
         }
         _ => None,
     };
+    // Events only ranked (see [`RANKED_ONLY`]): among the copies of their insert ids, then left
+    // out.
+    let ranked_only = schema
+        .field_with_name(RANKED_ONLY)
+        .is_ok_and(|f| f.data_type() == &DataType::Boolean);
+    if ranked_only && dedup.is_none() {
+        conditions.push(format!("NOT {}", ident(RANKED_ONLY)));
+    }
     let filter = if conditions.is_empty() {
         String::new()
     } else {
@@ -515,6 +529,11 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
     };
     Ok(match dedup {
         None => format!("{select} FROM {table}{filter}"),
+        Some(keep) if ranked_only => format!(
+            "SELECT * EXCLUDE (keep, ranked_only) FROM ({select}, {keep} AS keep, {} AS ranked_only \
+             FROM {table}{filter}) WHERE keep AND NOT ranked_only",
+            ident(RANKED_ONLY)
+        ),
         Some(keep) => format!(
             "SELECT * EXCLUDE (keep) FROM ({select}, {keep} AS keep FROM {table}{filter}) WHERE keep"
         ),

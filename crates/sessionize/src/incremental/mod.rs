@@ -441,6 +441,8 @@ pub async fn sessions_into(
     // The actors with new events (`None`: the events without an actor, which `--compat dbt`
     // keeps as one actor, as the dbt model does).
     let mut new_actors: Vec<Option<String>> = vec![];
+    // The insert id whose copies are ranked across actors, in the modes that rank them.
+    let mut insert_id: Option<String> = None;
     if !new.is_empty() {
         // The new files, each with its stamp, prepared as `sessions` prepares its input (source
         // mapping, actor).
@@ -481,7 +483,7 @@ pub async fn sessions_into(
         // The columns the sessions table is computed from: those its SQL names. Times become
         // microseconds in UTC, whatever each delivery's unit: one type for the table.
         let sql = sessions_sql("__sessionize_new_raw", &schema, &options)?;
-        let insert_id = crate::sessions::ranked_insert_id(&schema, &options)?;
+        insert_id = crate::sessions::ranked_insert_id(&schema, &options)?;
         let (actor, time) = (ident(&options.actor), ident(&options.time));
         let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
         let mut kept: Vec<String> = schema
@@ -761,6 +763,13 @@ pub async fn sessions_into(
     // The touched actors as a function holding them, not as `IN (...)`: delta-rs turns an `IN`
     // list into a chain of `OR`s as deep as the list, which overflowed the stack at 48,000
     // actors (its pruning then leaves the function out; the rows are still checked exactly).
+    // With insert ids ranked across actors, the actors computed again from a held session (to
+    // check below that each still has one).
+    let reopened_actors: Vec<String> = if continued && insert_id.is_some() {
+        from.keys().cloned().collect()
+    } else {
+        vec![]
+    };
     let touched = Touched::udf(from);
     let which = |actor: Expr, start: Expr| -> Expr {
         let named = touched.call(vec![actor.clone(), start]);
@@ -808,7 +817,7 @@ pub async fn sessions_into(
                 })
                 .collect::<Vec<_>>(),
         )?;
-    if reopened {
+    if reopened || insert_id.is_some() {
         delta::register_version(
             ctx,
             "__sessionize_held_events",
@@ -816,6 +825,8 @@ pub async fn sessions_into(
             events_version - 1,
         )
         .await?;
+    }
+    if reopened {
         let mut held = ctx
             .table("__sessionize_held_events")
             .await?
@@ -826,6 +837,51 @@ pub async fn sessions_into(
         }
         let held = held.select(stored.iter().map(|f| column(f.name())).collect::<Vec<_>>())?;
         events = held.union(events)?;
+    }
+    if let Some(id) = &insert_id {
+        // The held copies of the insert ids recomputed, outside the events recomputed (an
+        // actor's before its cut, an untouched actor's): ranked with them, as in a full
+        // rebuild, and left out of the sessions (`sessions::RANKED_ONLY`). Without them, a
+        // recomputed copy would be kept where an earlier one is held out of sight.
+        let ranked_only = |value: bool| lit(value).alias(crate::sessions::RANKED_ONLY);
+        let key = "__sessionize_insert_id";
+        let ids = events
+            .clone()
+            .filter(column(id).is_not_null())?
+            .select(vec![cast(column(id), DataType::Utf8).alias(key)])?
+            .distinct()?;
+        let outside = ctx
+            .table("__sessionize_held_events")
+            .await?
+            .filter(
+                column(&options.time)
+                    .is_not_null()
+                    .and(Expr::Not(Box::new(which(
+                        column(&options.actor),
+                        column(&options.time),
+                    )))),
+            )?
+            .join_on(
+                ids,
+                datafusion::common::JoinType::LeftSemi,
+                vec![cast(column(id), DataType::Utf8).eq(column(key))],
+            )?
+            .select(
+                stored
+                    .iter()
+                    .map(|f| column(f.name()))
+                    .chain([ranked_only(true)])
+                    .collect::<Vec<_>>(),
+            )?;
+        events = events
+            .select(
+                stored
+                    .iter()
+                    .map(|f| column(f.name()))
+                    .chain([ranked_only(false)])
+                    .collect::<Vec<_>>(),
+            )?
+            .union(outside)?;
     }
     let schema = register_view(ctx, "__sessionize_touched", events)?;
     let sql = if continued {
@@ -844,6 +900,21 @@ pub async fn sessions_into(
     let computed = ctx.sql(&sql).await?;
     let planned = Arc::new(computed.schema().as_arrow().clone());
     let batches = computed.collect().await?;
+    // A reopened actor always keeps a session from its cut on (the held session there), unless
+    // every event from there became a duplicate of a copy that now ranks first: its tail is then
+    // a session before the cut, which the run does not read. The tails are left to the next run
+    // to compute from the table (as after a run whose tails were lost).
+    let tails_known = reopened_actors.is_empty() || {
+        let mut users = HashSet::new();
+        for batch in &batches {
+            if let Some(user) = batch.column_by_name("user_id") {
+                let user = cast_array(user, &DataType::Utf8)?;
+                let user = user.as_string::<i32>();
+                users.extend(user.iter().flatten().map(str::to_string));
+            }
+        }
+        reopened_actors.iter().all(|a| users.contains(a))
+    };
     // The types of the rows as computed (a column of nulls can be planned as `Null`).
     let schema = batches.first().map_or(planned, |b| b.schema());
     let fields = schema.fields().clone();
@@ -965,7 +1036,7 @@ pub async fn sessions_into(
             date_to.as_deref(),
         )
         .await?;
-        if continued {
+        if continued && tails_known {
             let kept = match tails::stage_updated(ctx, location, TAILS, COMPUTED, &token).await {
                 Ok(staged) => staged.publish(ctx, location, version).await,
                 Err(e) => Err(e),
@@ -1000,7 +1071,7 @@ pub async fn sessions_into(
         ..Commit::default()
     };
     let commit = delta::commit(ctx, rows(added)?, location, &how);
-    let version = if continued {
+    let version = if continued && tails_known {
         // The new tails are written while the commit is made (its Parquet encoding keeps one
         // core busy), and named after its version once it is made.
         let (committed, staged) = futures::future::join(
