@@ -310,7 +310,10 @@ async fn stage(ctx: &SessionContext, location: &str, sql: &str, token: &str) -> 
             ))
         })?;
     }
+    // Without dictionaries: one row per actor, so user ids and times are all but unique, and a
+    // dictionary would only be built to be dropped.
     let properties = datafusion::parquet::file::properties::WriterProperties::builder()
+        .set_dictionary_enabled(false)
         .set_key_value_metadata(Some(vec![
             datafusion::parquet::file::metadata::KeyValue::new(
                 FILE_TOKEN.to_string(),
