@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fails, ok, root};
+use common::{fails, ok, root, sessionize};
 
 /// The count `sessionize query --table TABLE... SQL` prints (a one-row, one-column result).
 fn query_count(tables: &[&str], sql: &str) -> u64 {
@@ -187,6 +187,83 @@ fn reading_a_folder_without_a_delta_log_is_one_sentence() {
     fails(
         &["query", "--table", &read, "SELECT 1"],
         "is not a Delta table (it has no _delta_log folder)",
+    );
+}
+
+/// `--output delta:` rewrites a table only as what it is (as Spark's overwrite without
+/// `overwriteSchema`): other columns, a timestamp with a zone where it has none, or another
+/// partitioning is one sentence naming the difference, and nothing is committed.
+#[test]
+fn rewriting_a_table_of_another_layout_is_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t");
+    let target = format!("delta:{}", table.display());
+    write_sessions(&target, &[]);
+    // The same output again: a new version.
+    write_sessions(&target, &[]);
+    refused(
+        &["annotate", "data/events.parquet", "--output", &target],
+        "cannot rewrite the Delta table",
+    );
+    refused(
+        &[
+            "sessions",
+            "data/events.parquet",
+            "--partition-by-day",
+            "--output",
+            &target,
+        ],
+        "it is partitioned by nothing, this output by session_started_at_day",
+    );
+    // Annotated events of the sample, then of the same columns with times without a zone.
+    let events = dir.path().join("e");
+    let events_target = format!("delta:{}", events.display());
+    ok(&[
+        "annotate",
+        "data/events.parquet",
+        "--output",
+        &events_target,
+    ]);
+    let naive = dir.path().join("naive.parquet");
+    ok(&[
+        "query",
+        "data/events.parquet",
+        "SELECT user_id, device_id, amplitude_id, event_type, \
+         arrow_cast(event_time, 'Timestamp(Microsecond, None)') AS event_time, session_id, \
+         event_properties, user_properties, insert_id, platform FROM events",
+        "--output",
+        naive.to_str().unwrap(),
+    ]);
+    refused(
+        &[
+            "annotate",
+            naive.to_str().unwrap(),
+            "--output",
+            &events_target,
+        ],
+        "its column 'event_time' is a timestamp with a time zone, this output's without a time zone",
+    );
+    assert_eq!(versions(&table).len(), 2);
+    assert_eq!(versions(&events).len(), 1);
+}
+
+/// Runs and expects exit code 1 with notes, then one `error:` line (the last) containing
+/// `needle`.
+fn refused(args: &[&str], needle: &str) {
+    let out = sessionize(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "sessionize {args:?}: {err}");
+    let lines: Vec<&str> = err.trim_end().lines().collect();
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.starts_with("note: ")),
+        "{err}"
+    );
+    let last = lines.last().copied().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains(needle),
+        "expected {needle:?} in: {err}"
     );
 }
 

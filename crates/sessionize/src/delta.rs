@@ -217,7 +217,8 @@ pub struct Commit<'a> {
 /// commit, partitioned by `partition_by` when given. Returns the version committed.
 ///
 /// Errors: a location that cannot be created or read; a table that changed under the run (another
-/// commit came first); a schema other than the table's (the table keeps its contents).
+/// commit came first); a table of other columns, time types or partitioning than `df` (the table
+/// keeps its contents: see [`same_layout`]).
 pub async fn write(
     ctx: &SessionContext,
     df: DataFrame,
@@ -225,6 +226,9 @@ pub async fn write(
     partition_by: Option<&str>,
     parquet: Option<&WriterProperties>,
 ) -> Result<i64> {
+    if exists(location).await? {
+        same_layout(location, df.schema().as_arrow(), partition_by).await?;
+    }
     let how = Commit {
         partition_by,
         retry: true,
@@ -232,6 +236,90 @@ pub async fn write(
         ..Commit::default()
     };
     commit(ctx, df, location, &how).await
+}
+
+/// Checks that the Delta table at `location` can take rows of `schema`, partitioned by
+/// `partition_by`, as its new contents: the same column names in the same order, timestamps with
+/// a zone where it has them (Delta's `timestamp`) and without where it has none (`timestamp_ntz`),
+/// and the same partition columns. Like Spark's overwrite without `overwriteSchema`, a rewrite
+/// does not change what the table is; other types are cast by delta-rs as usual.
+///
+/// Errors: one sentence naming the table and the first difference, expected and found.
+async fn same_layout(
+    location: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+    partition_by: Option<&str>,
+) -> Result<()> {
+    use datafusion::arrow::datatypes::DataType;
+    let table = open(location).await?;
+    let state = table.snapshot().map_err(|e| delta_error(location, e))?;
+    let held = state.snapshot().arrow_schema();
+    let held_partitions = state.metadata().partition_columns().to_vec();
+    let refuse = |what: String| {
+        DataFusionError::Plan(format!(
+            "cannot rewrite the Delta table '{location}': {what}; write to a new folder, or \
+             remove the table first (nothing was committed)"
+        ))
+    };
+    let names = |s: &datafusion::arrow::datatypes::Schema| {
+        s.fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if held.fields().len() != schema.fields().len()
+        || held
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .any(|(h, o)| h.name() != o.name())
+    {
+        return Err(refuse(format!(
+            "it has the columns {}, this output {}",
+            names(&held),
+            names(schema)
+        )));
+    }
+    let zone = |t: &DataType| match t {
+        DataType::Timestamp(_, zone) => Some(zone.is_some()),
+        _ => None,
+    };
+    for (h, o) in held.fields().iter().zip(schema.fields()) {
+        if let (Some(held_zone), Some(our_zone)) = (zone(h.data_type()), zone(o.data_type()))
+            && held_zone != our_zone
+        {
+            let kind = |zoned: bool| {
+                if zoned {
+                    "with a time zone"
+                } else {
+                    "without a time zone"
+                }
+            };
+            return Err(refuse(format!(
+                "its column '{}' is a timestamp {}, this output's {}",
+                h.name(),
+                kind(held_zone),
+                kind(our_zone)
+            )));
+        }
+    }
+    let ours: Vec<String> = partition_by.map(str::to_string).into_iter().collect();
+    if held_partitions != ours {
+        let list = |p: &[String]| {
+            if p.is_empty() {
+                "nothing".to_string()
+            } else {
+                p.join(", ")
+            }
+        };
+        return Err(refuse(format!(
+            "it is partitioned by {}, this output by {}",
+            list(&held_partitions),
+            list(&ours)
+        )));
+    }
+    Ok(())
 }
 
 /// Commits `df` to the Delta table at `location` (created if missing) as `how` says, in one
