@@ -536,6 +536,44 @@ fn annotate_equals_its_sql_form_and_keeps_the_input_order() {
     }
 }
 
+/// Input columns named as the SQL form's own helper columns (`__time`, `__included`, ...) are
+/// input columns like any other: `annotate` to CSV (its SQL form) keeps them, in every mode.
+#[test]
+fn annotate_keeps_input_columns_named_as_its_helpers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("helpers.parquet");
+    let input = input.to_str().unwrap();
+    ok(&[
+        "query",
+        "data/events.parquet",
+        "SELECT *, 1 AS __time, 2 AS __included, 3 AS __actor, 4 AS __restart, 5 AS __sid, \
+         6 AS __start, 7 AS __started, 8 AS __ended, 9 AS __k0, 10 AS __k1 FROM events",
+        "--output",
+        input,
+    ]);
+    let modes: [&[&str]; 3] = [
+        &["--restart-event", "app_open", "--concluded"],
+        &["--session-source", "sdk", "--concluded"],
+        &["--timeout-by", "platform", "ios=5m"],
+    ];
+    for flags in modes {
+        let mut args = vec!["annotate", input, "--format", "csv"];
+        args.extend_from_slice(flags);
+        let fast = ok(&args);
+        assert!(
+            fast.lines()
+                .next()
+                .is_some_and(|h| h.contains(",__time,__included,__actor,")),
+            "{flags:?}: {}",
+            fast.lines().next().unwrap_or_default()
+        );
+        args.push("--print-sql");
+        let sql = ok(&args);
+        let plain = ok(&["query", input, &sql, "--format", "csv"]);
+        assert_eq!(normalized(&fast), normalized(&plain), "annotate {flags:?}");
+    }
+}
+
 /// `annotate` over a Parquet file whose times have no time zone together with the CSV export
 /// (loaded as UTC), and with a float actor holding both 0.0 and -0.0 (grouping keeps one of them).
 #[test]

@@ -877,11 +877,11 @@ pub fn annotate_sql(
             let restart_arg = if restart == "false" {
                 "false"
             } else {
-                "__restart"
+                "__sessionize_restart"
             };
             let window = |function: &str, timeout: Duration| {
                 format!(
-                    "{function}(__time, {}, {restart_arg}{max_length}) OVER (PARTITION BY __actor, __included{platform} ORDER BY __time)",
+                    "{function}(__sessionize_time, {}, {restart_arg}{max_length}) OVER (PARTITION BY __sessionize_actor, __sessionize_included{platform} ORDER BY __sessionize_time)",
                     interval(timeout)
                 )
             };
@@ -903,11 +903,11 @@ pub fn annotate_sql(
                 }
             };
             format!(
-                "marked AS (SELECT *, {actor} AS __actor, {time} AS __time, {restart} AS __restart, \
-                   {} AS __included FROM {table}), \
+                "marked AS (SELECT *, {actor} AS __sessionize_actor, {time} AS __sessionize_time, {restart} AS __sessionize_restart, \
+                   {} AS __sessionize_included FROM {table}), \
                  annotated AS (SELECT {}, \
-                   CASE WHEN __included THEN {} END AS session_id, \
-                   CASE WHEN __included THEN {} END AS session_number \
+                   CASE WHEN __sessionize_included THEN {} END AS session_id, \
+                   CASE WHEN __sessionize_included THEN {} END AS session_number \
                    FROM marked)",
                 included.join(" AND "),
                 columns.join(", "),
@@ -920,14 +920,14 @@ pub fn annotate_sql(
             require_session_id(schema, &options.session_id_col, "--session-id-col COLUMN")?;
             included.push(format!("{sid} IS NOT NULL AND {sid} <> -1"));
             format!(
-                "marked AS (SELECT *, {actor} AS __actor, CAST({sid} AS BIGINT) AS __sid, \
-                   {} AS __included FROM {table}), \
-                 started AS (SELECT *, min(CASE WHEN __included THEN {time} END) \
-                   OVER (PARTITION BY __actor, __sid) AS __start FROM marked), \
+                "marked AS (SELECT *, {actor} AS __sessionize_actor, CAST({sid} AS BIGINT) AS __sessionize_sid, \
+                   {} AS __sessionize_included FROM {table}), \
+                 started AS (SELECT *, min(CASE WHEN __sessionize_included THEN {time} END) \
+                   OVER (PARTITION BY __sessionize_actor, __sessionize_sid) AS __sessionize_start FROM marked), \
                  annotated AS (SELECT {}, \
-                   CASE WHEN __included THEN __sid END AS session_id, \
-                   CASE WHEN __included THEN dense_rank() OVER (PARTITION BY __actor, __included \
-                     ORDER BY __start, __sid) END AS session_number \
+                   CASE WHEN __sessionize_included THEN __sessionize_sid END AS session_id, \
+                   CASE WHEN __sessionize_included THEN dense_rank() OVER (PARTITION BY __sessionize_actor, __sessionize_included \
+                     ORDER BY __sessionize_start, __sessionize_sid) END AS session_number \
                    FROM started)",
                 included.join(" AND "),
                 columns.join(", "),
@@ -957,7 +957,7 @@ pub fn annotate_sql(
             if name == &options.actor || Some(name) == platform_col.as_ref() {
                 format!("{} AS {out}", ident(name))
             } else if name == &options.time {
-                format!("__ended AS {out}")
+                format!("__sessionize_ended AS {out}")
             } else if name == &options.event {
                 format!("CAST({} AS VARCHAR) AS {out}", literal(SESSION_CONCLUDED))
             } else {
@@ -970,13 +970,13 @@ pub fn annotate_sql(
         .collect();
     Ok(format!(
         "WITH {annotated}, \
-         concluded AS (SELECT {group}, session_id, session_number, min({time}) AS __started, \
-           max({time}) AS __ended FROM annotated WHERE session_id IS NOT NULL \
+         concluded AS (SELECT {group}, session_id, session_number, min({time}) AS __sessionize_started, \
+           max({time}) AS __sessionize_ended FROM annotated WHERE session_id IS NOT NULL \
            GROUP BY {group}, session_id, session_number) \
          SELECT {cols}, session_id, session_number, CAST(NULL AS DOUBLE) AS session_length FROM annotated \
          UNION ALL \
          SELECT {synthetic}, session_id, session_number, \
-           CAST(arrow_cast(__ended - __started, 'Int64') AS DOUBLE) / {per_second} AS session_length \
+           CAST(arrow_cast(__sessionize_ended - __sessionize_started, 'Int64') AS DOUBLE) / {per_second} AS session_length \
          FROM concluded",
         group = group.join(", "),
         cols = output_columns.join(", "),

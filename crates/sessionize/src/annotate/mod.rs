@@ -230,7 +230,7 @@ async fn sessions_index(
 
 /// The two queries of [`annotate`] and what they share.
 struct Plan {
-    /// One row per session: the key columns `__k0`.., then `number`, `id`, `started`, `ended`.
+    /// One row per session: the key columns `__sessionize_k0`.., then `number`, `id`, `started`, `ended`.
     sessions_sql: String,
     /// Every input column (renamed by [`output_name`]), then the key columns, the time and whether
     /// the event takes part in sessions.
@@ -287,7 +287,7 @@ impl Plan {
                     let keys: Vec<String> = key_exprs
                         .iter()
                         .enumerate()
-                        .map(|(k, e)| format!("{e} AS __k{k}"))
+                        .map(|(k, e)| format!("{e} AS __sessionize_k{k}"))
                         .collect();
                     format!(
                         "SELECT {}, unnest(session_list({time}, {}, {restart}{max_length})) AS s \
@@ -313,7 +313,9 @@ impl Plan {
                             .join(" UNION ALL ")
                     }
                 };
-                let key_columns: String = (0..keys.len()).map(|k| format!("__k{k}, ")).collect();
+                let key_columns: String = (0..keys.len())
+                    .map(|k| format!("__sessionize_k{k}, "))
+                    .collect();
                 format!(
                     "SELECT {key_columns}s['session_number'] AS number, s['session_id'] AS id, \
                      s['started_at'] AS started, s['ended_at'] AS ended FROM ({lists})"
@@ -331,9 +333,9 @@ impl Plan {
                 // Sessions are numbered per actor by their first event, then by id (as the SQL
                 // form's dense_rank); each (actor, session id) is one session.
                 format!(
-                    "SELECT __k0, __k1, CAST(row_number() OVER (PARTITION BY __k0 ORDER BY started, __k1) AS BIGINT) AS number, \
-                     __k1 AS id, started, ended FROM \
-                     (SELECT {} AS __k0, {} AS __k1, min({time}) AS started, max({time}) AS ended \
+                    "SELECT __sessionize_k0, __sessionize_k1, CAST(row_number() OVER (PARTITION BY __sessionize_k0 ORDER BY started, __sessionize_k1) AS BIGINT) AS number, \
+                     __sessionize_k1 AS id, started, ended FROM \
+                     (SELECT {} AS __sessionize_k0, {} AS __sessionize_k1, min({time}) AS started, max({time}) AS ended \
                       FROM {table} WHERE {} GROUP BY {}, {})",
                     keys[0],
                     keys[1],
@@ -345,11 +347,11 @@ impl Plan {
         };
         let mut keys_sql = String::new();
         for (k, key) in keys.iter().enumerate() {
-            write!(keys_sql, "{key} AS __k{k}, ").ok();
+            write!(keys_sql, "{key} AS __sessionize_k{k}, ").ok();
         }
         write!(
             keys_sql,
-            "{time} AS __time, {} AS __included FROM {table}",
+            "{time} AS __sessionize_time, {} AS __sessionize_included FROM {table}",
             included.join(" AND ")
         )
         .ok();
