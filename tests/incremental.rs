@@ -451,6 +451,51 @@ fn late_events_days_before_an_actors_last_session() {
     });
 }
 
+/// User ids read as numbers from one delivery (a CSV of numeric ids) and as text from the next are
+/// one actor's, as in a full rebuild over both (which reads them all as text): the events table
+/// keeps the actor and the event type as text from its first delivery on.
+#[test]
+fn user_ids_read_as_numbers_then_as_text_are_one_actors() {
+    let dir = tempfile::tempdir().unwrap();
+    let header =
+        "user_id,event_time,event_type,session_id,event_id,insert_id,platform,client_upload_time\n";
+    let deliveries = [
+        "1,2026-01-05 01:00:00,7,1,e1,i1,web,2026-01-05 01:00:00\n\
+         2,2026-01-05 01:10:00,7,2,e2,i2,web,2026-01-05 01:10:00\n",
+        "abc,2026-01-06 01:00:00,page,3,e3,i3,web,2026-01-06 01:00:00\n\
+         1,2026-01-05 01:20:00,page,1,e4,i4,web,2026-01-05 01:20:00\n",
+    ];
+    let files: Vec<String> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(d, rows)| {
+            let path = dir.path().join(format!("d{d}.csv"));
+            std::fs::write(&path, format!("{header}{rows}")).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for mode in [0, 4] {
+            let job = job(mode);
+            let location = dir
+                .path()
+                .join(format!("m{mode}"))
+                .to_str()
+                .unwrap()
+                .to_string();
+            for d in 0..files.len() {
+                into(&job, &files[d], &location).await;
+                assert_eq!(
+                    table(&location).await,
+                    rebuild(&job, &files[..=d]).await,
+                    "mode {mode}, after delivery {d}"
+                );
+            }
+        }
+    });
+}
+
 /// An insert id repeated across deliveries, under the same actor or another, at another time:
 /// `--dedup insert_id` keeps the first copy (by time, then actor), and `--compat dbt` the copy
 /// its order keeps, though the copies arrive in different runs and the held copy lies before

@@ -157,12 +157,18 @@ pub async fn annotate_into(
         .map(|f| {
             if f.name() == FILE_COLUMN {
                 // The stamp as text: the table's column, beside the held events' stamps.
-                format!("CAST({0} AS VARCHAR) AS {0}", ident(FILE_COLUMN))
+                Ok(format!("CAST({0} AS VARCHAR) AS {0}", ident(FILE_COLUMN)))
             } else {
-                super::stored_column(f, &time, &utc)
+                // The annotated events keep each column's type (the table is the output).
+                let stored = super::Stored {
+                    held: None,
+                    text: false,
+                };
+                super::stored_column(f, &time, &utc, stored)
+                    .map_err(datafusion::error::DataFusionError::Plan)
             }
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let names = output_names(&raw_schema);
     let out = |name: &str| -> String {
         raw_schema

@@ -486,12 +486,38 @@ pub async fn sessions_into(
         insert_id = crate::sessions::ranked_insert_id(&schema, &options)?;
         let (actor, time) = (ident(&options.actor), ident(&options.time));
         let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+        // Each column in the type the events table holds it in (see `stored_column`).
+        let held_types: HashMap<String, DataType> = if has_events {
+            ctx.table("__sessionize_applied")
+                .await?
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let as_text = [options.actor.as_str(), options.event.as_str()];
         let mut kept: Vec<String> = schema
             .fields()
             .iter()
             .filter(|f| sql.contains(&ident(f.name())))
-            .map(|f| stored_column(f, &time, &utc))
-            .collect();
+            .map(|f| {
+                let stored = Stored {
+                    held: held_types.get(f.name()),
+                    text: !has_events && as_text.contains(&f.name().as_str()),
+                };
+                stored_column(f, &time, &utc, stored).map_err(|e: String| {
+                    let files: Vec<&str> = new.iter().take(3).map(|f| f.path.as_str()).collect();
+                    datafusion::error::DataFusionError::Plan(format!(
+                        "cannot apply {}{} to '{location}': {e}",
+                        files.join(", "),
+                        if new.len() > 3 { ", ..." } else { "" }
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
         kept.push(ident(FILE_COLUMN));
         // Partitioned by day, so that a run reads only the days it recomputes.
         kept.push(format!("utc_day({utc}) AS {}", ident(DAY_COLUMN)));
@@ -1689,20 +1715,64 @@ async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> 
     delta::commit(ctx, df, location, &append).await
 }
 
+/// What the events table says of a delivery's column: the type it holds the column in (`held`,
+/// none for a new table or column), and whether a new table stores it as text (`text`).
+struct Stored<'a> {
+    held: Option<&'a DataType>,
+    text: bool,
+}
+
 /// How a delivery's column is stored (SQL over the delivery): its time as `utc` (microseconds in
-/// UTC, one type whatever each delivery's unit), a column of nulls of no type as text, others as
-/// they are.
-fn stored_column(field: &datafusion::arrow::datatypes::Field, time: &str, utc: &str) -> String {
+/// UTC, one type whatever each delivery's unit); the actor and the event type as text from the
+/// first delivery on (the sessions SQL reads both as text, so a delivery whose user ids read as
+/// numbers and a later one whose ids read as text are one actor's, as in a full rebuild over
+/// both); a column the table holds as text, or as a wider number, cast to it; a column of
+/// nulls of no type as text; others as they are.
+///
+/// Errors: text where the table holds another type (a table built before the actor was kept as
+/// text, holding numbers, and a delivery of text ids), naming the column and both types.
+fn stored_column(
+    field: &datafusion::arrow::datatypes::Field,
+    time: &str,
+    utc: &str,
+    stored: Stored<'_>,
+) -> std::result::Result<String, String> {
     let name = ident(field.name());
-    if name == time {
+    let found = field.data_type();
+    let is_text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    Ok(if name == time {
         format!("{utc} AS {time}")
-    } else if field.data_type() == &DataType::Null {
+    } else if let Some(held) = stored
+        .held
+        .filter(|held| *held != found && *found != DataType::Null)
+    {
+        let widening = matches!(
+            (found, held),
+            (
+                DataType::Int8 | DataType::Int16 | DataType::Int32,
+                DataType::Int64
+            ) | (DataType::Float32, DataType::Float64)
+        );
+        if is_text(held) || widening {
+            format!("arrow_cast({name}, '{held}') AS {name}")
+        } else if is_text(found) {
+            return Err(format!(
+                "its column {name} is {found} where the events table holds {held} (the type of \
+                 its first delivery); rebuild the table with --output, or read the delivery \
+                 with that type"
+            ));
+        } else {
+            // Other types (another time unit, say) as delta-rs casts them.
+            name
+        }
+    } else if found == &DataType::Null || (stored.text && !is_text(found)) {
         // A CSV column without a value in this delivery is read as nulls of no type; beside
         // other deliveries, where it holds text, it is text.
         format!("CAST({name} AS VARCHAR) AS {name}")
     } else {
         name
-    }
+    })
 }
 
 /// The condition that keeps the events of `raw` a late limit allows, and how many it leaves out:
