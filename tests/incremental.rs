@@ -451,29 +451,35 @@ fn late_events_days_before_an_actors_last_session() {
     });
 }
 
+/// Deliveries as CSV files `d0.csv`, `d1.csv`, ... in `dir`, each of `rows` under the header of
+/// [`write_delivery`]; their paths.
+fn csv_deliveries(dir: &Path, deliveries: &[&str]) -> Vec<String> {
+    let header =
+        "user_id,event_time,event_type,session_id,event_id,insert_id,platform,client_upload_time\n";
+    deliveries
+        .iter()
+        .enumerate()
+        .map(|(d, rows)| {
+            let path = dir.join(format!("d{d}.csv"));
+            std::fs::write(&path, format!("{header}{rows}")).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 /// User ids read as numbers from one delivery (a CSV of numeric ids) and as text from the next are
 /// one actor's, as in a full rebuild over both (which reads them all as text): the events table
 /// keeps the actor and the event type as text from its first delivery on.
 #[test]
 fn user_ids_read_as_numbers_then_as_text_are_one_actors() {
     let dir = tempfile::tempdir().unwrap();
-    let header =
-        "user_id,event_time,event_type,session_id,event_id,insert_id,platform,client_upload_time\n";
     let deliveries = [
         "1,2026-01-05 01:00:00,7,1,e1,i1,web,2026-01-05 01:00:00\n\
          2,2026-01-05 01:10:00,7,2,e2,i2,web,2026-01-05 01:10:00\n",
         "abc,2026-01-06 01:00:00,page,3,e3,i3,web,2026-01-06 01:00:00\n\
          1,2026-01-05 01:20:00,page,1,e4,i4,web,2026-01-05 01:20:00\n",
     ];
-    let files: Vec<String> = deliveries
-        .iter()
-        .enumerate()
-        .map(|(d, rows)| {
-            let path = dir.path().join(format!("d{d}.csv"));
-            std::fs::write(&path, format!("{header}{rows}")).unwrap();
-            path.to_str().unwrap().to_string()
-        })
-        .collect();
+    let files = csv_deliveries(dir.path(), &deliveries);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         for mode in [0, 4] {
@@ -504,8 +510,6 @@ fn user_ids_read_as_numbers_then_as_text_are_one_actors() {
 #[test]
 fn an_insert_id_repeated_in_a_later_delivery_under_any_actor() {
     let dir = tempfile::tempdir().unwrap();
-    let header =
-        "user_id,event_time,event_type,session_id,event_id,insert_id,platform,client_upload_time\n";
     let deliveries = [
         // `a`'s 01:00 event holds the insert id `x`; `b` has a session on the 10th.
         "a,2026-01-05 01:00:00,page,1,e1,x,web,2026-01-05 01:00:00\n\
@@ -526,15 +530,7 @@ fn an_insert_id_repeated_in_a_later_delivery_under_any_actor() {
          a,2026-01-12 01:00:00,page,5,e6,y,web,2026-01-12 01:00:00\n\
          f,2026-01-07 00:30:00,page,12,e13,s,web,2026-01-07 00:30:00\n",
     ];
-    let files: Vec<String> = deliveries
-        .iter()
-        .enumerate()
-        .map(|(d, rows)| {
-            let path = dir.path().join(format!("d{d}.csv"));
-            std::fs::write(&path, format!("{header}{rows}")).unwrap();
-            path.to_str().unwrap().to_string()
-        })
-        .collect();
+    let files = csv_deliveries(dir.path(), &deliveries);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut dedup = job(0);

@@ -869,7 +869,15 @@ pub async fn sessions_into(
         // actor's before its cut, an untouched actor's): ranked with them, as in a full
         // rebuild, and left out of the sessions (`sessions::RANKED_ONLY`). Without them, a
         // recomputed copy would be kept where an earlier one is held out of sight.
-        let ranked_only = |value: bool| lit(value).alias(crate::sessions::RANKED_ONLY);
+        let with_ranked_only = |df: datafusion::dataframe::DataFrame, value: bool| {
+            df.select(
+                stored
+                    .iter()
+                    .map(|f| column(f.name()))
+                    .chain([lit(value).alias(crate::sessions::RANKED_ONLY)])
+                    .collect::<Vec<_>>(),
+            )
+        };
         let key = "__sessionize_insert_id";
         let ids = events
             .clone()
@@ -891,23 +899,8 @@ pub async fn sessions_into(
                 ids,
                 datafusion::common::JoinType::LeftSemi,
                 vec![cast(column(id), DataType::Utf8).eq(column(key))],
-            )?
-            .select(
-                stored
-                    .iter()
-                    .map(|f| column(f.name()))
-                    .chain([ranked_only(true)])
-                    .collect::<Vec<_>>(),
             )?;
-        events = events
-            .select(
-                stored
-                    .iter()
-                    .map(|f| column(f.name()))
-                    .chain([ranked_only(false)])
-                    .collect::<Vec<_>>(),
-            )?
-            .union(outside)?;
+        events = with_ranked_only(events, false)?.union(with_ranked_only(outside, true)?)?;
     }
     let schema = register_view(ctx, "__sessionize_touched", events)?;
     let sql = if continued {
