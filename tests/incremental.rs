@@ -467,22 +467,24 @@ fn csv_deliveries(dir: &Path, deliveries: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// User ids read as numbers from one delivery (a CSV of numeric ids) and as text from the next are
-/// one actor's, as in a full rebuild over both (which reads them all as text): the events table
-/// keeps the actor and the event type as text from its first delivery on.
+/// Columns read as numbers from one delivery (a CSV of numeric user ids, event types, insert and
+/// event ids, platforms) and as text from the next are one actor's (one id's, one platform's), as
+/// in a full rebuild over both (which reads them all as text): the events table keeps the columns
+/// the sessions SQL reads as text as text from its first delivery on. A first delivery whose SDK
+/// session id column is empty keeps it as integers.
 #[test]
-fn user_ids_read_as_numbers_then_as_text_are_one_actors() {
+fn columns_read_as_numbers_then_as_text_are_the_same_values() {
     let dir = tempfile::tempdir().unwrap();
     let deliveries = [
-        "1,2026-01-05 01:00:00,7,1,e1,i1,web,2026-01-05 01:00:00\n\
-         2,2026-01-05 01:10:00,7,2,e2,i2,web,2026-01-05 01:10:00\n",
-        "abc,2026-01-06 01:00:00,page,3,e3,i3,web,2026-01-06 01:00:00\n\
-         1,2026-01-05 01:20:00,page,1,e4,i4,web,2026-01-05 01:20:00\n",
+        "1,2026-01-05 01:00:00,7,,101,11,5,2026-01-05 01:00:00\n\
+         2,2026-01-05 01:10:00,7,,102,12,5,2026-01-05 01:10:00\n",
+        "abc,2026-01-06 01:00:00,page,3,e3,i3,ios,2026-01-06 01:00:00\n\
+         1,2026-01-05 01:20:00,page,1,101,11,5,2026-01-05 01:20:00\n",
     ];
     let files = csv_deliveries(dir.path(), &deliveries);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        for mode in [0, 4] {
+        for mode in 0..5 {
             let job = job(mode);
             let location = dir
                 .path()

@@ -428,6 +428,24 @@ pub fn check_time_zone(time_zone: &str) -> Result<()> {
 /// ids it recomputes, outside the events it recomputes: see `crate::incremental`.)
 pub const RANKED_ONLY: &str = "__sessionize_ranked_only";
 
+/// The columns the sessions SQL of `options` reads only as text (`CAST(... AS VARCHAR)`), among
+/// those `schema` has: the actor, the event type, the insert id, the event id and `device_id`
+/// and `amplitude_id` of `--compat dbt`, the platform of `--timeout-by`.
+pub(crate) fn text_columns(schema: &Schema, options: &SessionsOptions) -> Vec<String> {
+    let mut columns = vec![options.actor.clone(), options.event.clone()];
+    if let Ok(Some(insert_id)) = ranked_insert_id(schema, options) {
+        columns.push(insert_id);
+    }
+    if options.source == SessionSource::DbtCompat {
+        columns.extend(event_id_column(schema, options).ok());
+        columns.extend(["device_id".to_string(), "amplitude_id".to_string()]);
+    }
+    if let Some((platform, _)) = &options.timeout_by {
+        columns.push(platform.clone());
+    }
+    columns
+}
+
 /// The insert id column whose copies the sessions of `options` rank across actors (the first
 /// copy is kept, whichever actor it is under): `--dedup insert_id`'s and `--compat dbt`'s; `None`
 /// in the other modes. Errors: as [`sessions_sql`], a missing insert id column.

@@ -163,6 +163,7 @@ pub async fn annotate_into(
                 let stored = super::Stored {
                     held: None,
                     text: false,
+                    number: f.name() == &options.session_id_col,
                 };
                 super::stored_column(f, &time, &utc, stored)
                     .map_err(datafusion::error::DataFusionError::Plan)

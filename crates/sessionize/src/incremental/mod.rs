@@ -498,7 +498,7 @@ pub async fn sessions_into(
         } else {
             HashMap::new()
         };
-        let as_text = [options.actor.as_str(), options.event.as_str()];
+        let as_text = crate::sessions::text_columns(&schema, &options);
         let mut kept: Vec<String> = schema
             .fields()
             .iter()
@@ -506,7 +506,8 @@ pub async fn sessions_into(
             .map(|f| {
                 let stored = Stored {
                     held: held_types.get(f.name()),
-                    text: !has_events && as_text.contains(&f.name().as_str()),
+                    text: !has_events && as_text.contains(f.name()),
+                    number: f.name() == &options.session_id_col,
                 };
                 stored_column(f, &time, &utc, stored).map_err(|e: String| {
                     let files: Vec<&str> = new.iter().take(3).map(|f| f.path.as_str()).collect();
@@ -1709,10 +1710,13 @@ async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> 
 }
 
 /// What the events table says of a delivery's column: the type it holds the column in (`held`,
-/// none for a new table or column), and whether a new table stores it as text (`text`).
+/// none for a new table or column), whether a new table stores it as text (`text`), and whether
+/// a column of nulls of no type is stored as a number (`number`: the SDK session id) rather than
+/// as text.
 struct Stored<'a> {
     held: Option<&'a DataType>,
     text: bool,
+    number: bool,
 }
 
 /// How a delivery's column is stored (SQL over the delivery): its time as `utc` (microseconds in
@@ -1759,6 +1763,10 @@ fn stored_column(
             // Other types (another time unit, say) as delta-rs casts them.
             name
         }
+    } else if found == &DataType::Null && stored.number {
+        // An SDK session id column without a value in this delivery: the integers it holds in
+        // others.
+        format!("CAST({name} AS BIGINT) AS {name}")
     } else if found == &DataType::Null || (stored.text && !is_text(found)) {
         // A CSV column without a value in this delivery is read as nulls of no type; beside
         // other deliveries, where it holds text, it is text.
