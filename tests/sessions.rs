@@ -927,6 +927,51 @@ fn a_duplicate_under_two_actors_keeps_the_same_copy_in_any_row_order() {
     }
 }
 
+/// Copies tied on time, actor and event type (and, in `--compat dbt`, upload time and session
+/// id) give the same sessions in either row order: `--dedup insert_id` then ranks by the SDK
+/// session id and the platform, and `--compat dbt` puts a copy with an insert id before one
+/// without (found by a newcomer's audit: each of these depended on the rows' order).
+#[test]
+fn copies_tied_on_every_rank_give_the_same_sessions_in_any_row_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "user_id,event_time,event_type,session_id,event_id,insert_id,platform,\
+                  client_upload_time\n";
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &["--compat", "dbt"],
+            "u1,2026-11-30 05:35:30,a,1000,8,i1,ios,2026-11-30 06:35:30\n",
+            "u1,2026-11-30 05:35:30,a,1000,8,,web,2026-11-30 06:35:30\n",
+        ),
+        (
+            &["--session-source", "sdk", "--dedup", "insert_id"],
+            "u1,2026-11-30 02:49:56,a,2000,1,i4,web,\n",
+            "u1,2026-11-30 02:49:56,a,3000,2,i4,web,\n",
+        ),
+        (
+            &[
+                "--dedup",
+                "insert_id",
+                "--timeout-by",
+                "platform",
+                "web=30m,ios=5m",
+            ],
+            "u1,2026-11-30 10:00:00,a,1,1,i0,web,\nu1,2026-11-30 10:20:00,a,1,2,i1,web,\n",
+            "u1,2026-11-30 10:20:00,a,1,3,i1,ios,\n",
+        ),
+    ];
+    for (flags, x, y) in cases {
+        let mut tables = vec![];
+        for (name, rows) in [("xy.csv", format!("{x}{y}")), ("yx.csv", format!("{y}{x}"))] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{header}{rows}")).unwrap();
+            let mut args = vec!["sessions", path.to_str().unwrap(), "--format", "csv"];
+            args.extend_from_slice(flags);
+            tables.push(normalized(&ok(&args)));
+        }
+        assert_eq!(tables[0], tables[1], "{flags:?}");
+    }
+}
+
 /// `--compat dbt` de-duplicates as dbt_amplitude's `event_data` CTE (found by an audit against
 /// the package's SQL): an event without an insert id is ranked among every event of its event id,
 /// device id, client event time and `amplitude_user_id` (the user id, else `amplitude_id`), those

@@ -528,11 +528,21 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
         SessionSource::DbtCompat => Some(dbt_dedup(schema, options)?),
         _ if options.dedup_insert_id => {
             let insert_id = ident(&insert_id_column(schema, options)?);
+            // Copies equal in time, actor and event type are ranked by the other columns the
+            // sessions read, so that which is kept never depends on the rows' order.
+            let mut ties = vec![];
+            if options.source != SessionSource::Derived {
+                ties.push("session_id");
+            }
+            if options.timeout_by.is_some() {
+                ties.push("platform");
+            }
             return Ok(first_copies(
                 &select,
                 &insert_id,
                 table,
                 &conditions,
+                &ties,
                 schema
                     .field_with_name(RANKED_ONLY)
                     .is_ok_and(|f| f.data_type() == &DataType::Boolean),
@@ -577,8 +587,13 @@ fn first_copies(
     insert_id: &str,
     table: &str,
     conditions: &[String],
+    ties: &[&str],
     ranked_only: bool,
 ) -> String {
+    let ties: String = ties
+        .iter()
+        .map(|c| format!(", {c} ASC NULLS LAST"))
+        .collect();
     let filter = if conditions.is_empty() {
         String::new()
     } else {
@@ -604,7 +619,7 @@ fn first_copies(
            UNION ALL \
            SELECT * EXCLUDE (__sessionize_rank) FROM (SELECT *, row_number() OVER \
              (PARTITION BY __sessionize_id ORDER BY event_time, user_id ASC NULLS LAST, \
-             event_type ASC NULLS LAST) AS __sessionize_rank FROM copies c WHERE EXISTS \
+             event_type ASC NULLS LAST{ties}) AS __sessionize_rank FROM copies c WHERE EXISTS \
              (SELECT 1 FROM repeated r WHERE r.__sessionize_id = c.__sessionize_id)) \
            WHERE __sessionize_rank = 1){kept}"
     )
@@ -668,6 +683,11 @@ fn dbt_dedup(schema: &Schema, options: &SessionsOptions) -> Result<String> {
     if schema.field_with_name(&options.session_id_col).is_ok() {
         order.push(format!("{} ASC NULLS LAST", ident(&options.session_id_col)));
     }
+    // Then a copy with an insert id before one without: an event without one is ranked among
+    // the copies of its event id, device, time and user, with or without an insert id, while one
+    // with an insert id is ranked among that id's copies only; so that the two agree whatever
+    // the rows' order, the one with the id ranks first.
+    order.push(format!("CAST({insert_id} AS VARCHAR) ASC NULLS LAST"));
     let order = order.join(", ");
     Ok(format!(
         "CASE WHEN {insert_id} IS NOT NULL \
