@@ -243,8 +243,27 @@ fn rewriting_a_table_of_another_layout_is_one_sentence() {
         ],
         "its column 'event_time' is a timestamp with a time zone, this output's without a time zone",
     );
+    // A column of the same name holding another kind of value: not cast (`true` would be 1).
+    let csv = |name: &str, value: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("user_id,event_time,event_type,v\nu1,2026-01-05 10:00:00,a,{value}\n"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (flags, numbers) = (csv("flags.csv", "true"), csv("numbers.csv", "7"));
+    let kinds = dir.path().join("k");
+    let kinds_target = format!("delta:{}", kinds.display());
+    ok(&["annotate", &numbers, "--output", &kinds_target]);
+    refused(
+        &["annotate", &flags, "--output", &kinds_target],
+        "its column 'v' holds an integer (Int64), this output's a boolean (Boolean)",
+    );
     assert_eq!(versions(&table).len(), 2);
     assert_eq!(versions(&events).len(), 1);
+    assert_eq!(versions(&kinds).len(), 1);
 }
 
 /// Runs and expects exit code 1 with notes, then one `error:` line (the last) containing

@@ -281,6 +281,46 @@ async fn same_layout(
             names(schema)
         )));
     }
+    // The kind of value a column holds: a rewrite may widen or narrow within one (delta-rs casts
+    // an Int32 output to a `long` column), never change it (delta-rs would also cast `true` to 1
+    // or a date to its day number: a newcomer's audit).
+    fn kind(t: &DataType) -> String {
+        match t {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".to_string(),
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => "an integer".to_string(),
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => "a float".to_string(),
+            DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..) => "a decimal".to_string(),
+            DataType::Boolean => "a boolean".to_string(),
+            DataType::Date32 | DataType::Date64 => "a date".to_string(),
+            DataType::Timestamp(..) => "a timestamp".to_string(),
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary".to_string(),
+            DataType::Dictionary(_, value) => kind(value),
+            DataType::Null => "null".to_string(),
+            other => other.to_string(),
+        }
+    }
+    for (h, o) in held.fields().iter().zip(schema.fields()) {
+        let (held_kind, our_kind) = (kind(h.data_type()), kind(o.data_type()));
+        // (A column of nulls of no type holds no value to change.)
+        if held_kind != our_kind && our_kind != "null" {
+            return Err(refuse(format!(
+                "its column '{}' holds {held_kind} ({}), this output's {our_kind} ({})",
+                h.name(),
+                h.data_type(),
+                o.data_type()
+            )));
+        }
+    }
     let zone = |t: &DataType| match t {
         DataType::Timestamp(_, zone) => Some(zone.is_some()),
         _ => None,
