@@ -553,6 +553,40 @@ fn an_insert_id_repeated_in_a_later_delivery_under_any_actor() {
     });
 }
 
+/// A moved `--compat dbt` window brings in (or takes out) an event whose insert id another actor
+/// holds a copy of: that actor is computed again too (newcomer audit: its copy stayed).
+#[test]
+fn a_moved_date_window_ranks_the_copies_of_the_events_it_takes_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = csv_deliveries(
+        dir.path(),
+        &[
+            "u1,2026-12-01 08:00:00,a,1000,1,,web,\n\
+             u1,2026-12-01 08:10:00,a,1000,2,i1,web,\n\
+             u2,2026-12-03 03:00:00,a,2000,3,i1,web,2026-12-03 03:00:05\n",
+            "u3,2026-11-20 10:00:00,a,3000,4,,web,\n",
+            "u4,2026-11-20 11:00:00,a,4000,5,,web,\n",
+        ],
+    );
+    let location = dir.path().join("sessions").to_str().unwrap().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for (d, to) in ["2026-12-02", "2026-12-03", "2026-12-02"]
+            .into_iter()
+            .enumerate()
+        {
+            let mut job = job(4);
+            job.date_to = Some(to.into());
+            into(&job, &files[d], &location).await;
+            assert_eq!(
+                table(&location).await,
+                rebuild(&job, &files[..=d]).await,
+                "after delivery {d} (to {to})"
+            );
+        }
+    });
+}
+
 /// `--compat dbt`'s date window ends today by default, so a later run's window can end later: an
 /// event dated after the first run's window, held since, enters the table with the run whose
 /// window covers it, though its actor has no new events (a rebuild over the new window has it);

@@ -673,17 +673,28 @@ pub async fn sessions_into(
     {
         let (low, high) = if was < now { (was, now) } else { (now, was) };
         let day = ident(DAY_COLUMN);
-        let moved = texts(
-            ctx,
-            &format!(
-                "SELECT DISTINCT CAST({} AS VARCHAR) FROM __sessionize_applied \
-                 WHERE {day} > DATE {} AND {day} <= DATE {}",
-                ident(&options.actor),
-                crate::sessions::literal(low),
-                crate::sessions::literal(high)
+        let between = format!(
+            "{day} > DATE {} AND {day} <= DATE {}",
+            crate::sessions::literal(low),
+            crate::sessions::literal(high)
+        );
+        let actor = ident(&options.actor);
+        // With insert ids ranked across actors, also every actor holding a copy of an insert id
+        // of those events: a copy entering (or leaving) the window can rank first (or stop).
+        let sql = match &insert_id {
+            Some(id) => {
+                let id = ident(id);
+                format!(
+                    "SELECT DISTINCT CAST({actor} AS VARCHAR) FROM __sessionize_applied \
+                     WHERE {between} OR CAST({id} AS VARCHAR) IN (SELECT CAST({id} AS VARCHAR) \
+                       FROM __sessionize_applied WHERE {between} AND {id} IS NOT NULL)"
+                )
+            }
+            None => format!(
+                "SELECT DISTINCT CAST({actor} AS VARCHAR) FROM __sessionize_applied WHERE {between}"
             ),
-        )
-        .await?;
+        };
+        let moved = texts(ctx, &sql).await?;
         let known: HashSet<Option<String>> = new_actors.iter().cloned().collect();
         new_actors.extend(moved.into_iter().filter(|a| !known.contains(a)));
     }
