@@ -287,15 +287,8 @@ async fn same_layout(
     fn kind(t: &DataType) -> String {
         match t {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".to_string(),
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64 => "an integer".to_string(),
-            DataType::Float16 | DataType::Float32 | DataType::Float64 => "a float".to_string(),
+            t if t.is_integer() => "an integer".to_string(),
+            t if t.is_floating() => "a float".to_string(),
             DataType::Decimal32(..)
             | DataType::Decimal64(..)
             | DataType::Decimal128(..)
