@@ -972,6 +972,45 @@ fn copies_tied_on_every_rank_give_the_same_sessions_in_any_row_order() {
     }
 }
 
+/// `annotate --session-source sdk --dedup insert_id` numbers one copy of an insert id, as in
+/// derived sessions (it numbered both: a newcomer's audit).
+#[test]
+fn annotate_sdk_sessions_drop_copies_of_an_insert_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copies.csv");
+    std::fs::write(
+        &path,
+        "user_id,event_time,event_type,session_id,insert_id\n\
+         u1,2026-11-30 02:49:56,a,2000,i4\n\
+         u1,2026-11-30 03:49:56,a,3000,i4\n",
+    )
+    .unwrap();
+    let annotated = ok(&[
+        "annotate",
+        path.to_str().unwrap(),
+        "--session-source",
+        "sdk",
+        "--dedup",
+        "insert_id",
+        "--format",
+        "csv",
+    ]);
+    let header = annotated.lines().next().unwrap();
+    // (The rows in the SQL form's order: `--dedup` takes it.)
+    let mut numbered: Vec<(&str, &str)> = annotated
+        .lines()
+        .skip(1)
+        .map(|line| {
+            (
+                field(header, line, "session_id_input"),
+                field(header, line, "session_id"),
+            )
+        })
+        .collect();
+    numbered.sort();
+    assert_eq!(numbered, [("2000", "2000"), ("3000", "")], "{annotated}");
+}
+
 /// `--compat dbt` de-duplicates as dbt_amplitude's `event_data` CTE (found by an audit against
 /// the package's SQL): an event without an insert id is ranked among every event of its event id,
 /// device id, client event time and `amplitude_user_id` (the user id, else `amplitude_id`), those

@@ -939,15 +939,17 @@ pub fn annotate_sql(
         format!("{time} IS NOT NULL"),
     ];
     included.extend(activity_condition(&event, options));
+    // `--dedup insert_id`, in derived and SDK sessions alike (SDK sessions once kept every copy:
+    // a newcomer's audit).
+    if options.dedup_insert_id && options.source != SessionSource::DbtCompat {
+        let insert_id = ident(&insert_id_column(schema, options)?);
+        included.push(insert_id_first(&insert_id, &time, &actor, &event));
+    }
     let annotated = match options.source {
         SessionSource::DbtCompat => {
             return plan_err!("annotate takes --session-source derived or sdk, not --compat dbt");
         }
         SessionSource::Derived => {
-            if options.dedup_insert_id {
-                let insert_id = ident(&insert_id_column(schema, options)?);
-                included.push(insert_id_first(&insert_id, &time, &actor, &event));
-            }
             let max_length = options
                 .max_length
                 .map(|m| format!(", {}", interval(m)))
