@@ -239,10 +239,11 @@ pub async fn write(
 }
 
 /// Checks that the Delta table at `location` can take rows of `schema`, partitioned by
-/// `partition_by`, as its new contents: the same column names in the same order, timestamps with
-/// a zone where it has them (Delta's `timestamp`) and without where it has none (`timestamp_ntz`),
-/// and the same partition columns. Like Spark's overwrite without `overwriteSchema`, a rewrite
-/// does not change what the table is; other types are cast by delta-rs as usual.
+/// `partition_by`, as its new contents: the same column names in the same order, each holding the
+/// same kind of value (text, integer, float, ...; within a kind delta-rs casts as usual),
+/// timestamps with a zone where it has them (Delta's `timestamp`) and without where it has none
+/// (`timestamp_ntz`), and the same partition columns. Like Spark's overwrite without
+/// `overwriteSchema`, a rewrite does not change what the table is.
 ///
 /// Errors: one sentence naming the table and the first difference, expected and found.
 async fn same_layout(
@@ -302,6 +303,17 @@ async fn same_layout(
             other => other.to_string(),
         }
     }
+    let zone = |t: &DataType| match t {
+        DataType::Timestamp(_, zone) => Some(zone.is_some()),
+        _ => None,
+    };
+    let zoned = |z: bool| {
+        if z {
+            "with a time zone"
+        } else {
+            "without a time zone"
+        }
+    };
     for (h, o) in held.fields().iter().zip(schema.fields()) {
         let (held_kind, our_kind) = (kind(h.data_type()), kind(o.data_type()));
         // (A column of nulls of no type holds no value to change.)
@@ -313,27 +325,14 @@ async fn same_layout(
                 o.data_type()
             )));
         }
-    }
-    let zone = |t: &DataType| match t {
-        DataType::Timestamp(_, zone) => Some(zone.is_some()),
-        _ => None,
-    };
-    for (h, o) in held.fields().iter().zip(schema.fields()) {
         if let (Some(held_zone), Some(our_zone)) = (zone(h.data_type()), zone(o.data_type()))
             && held_zone != our_zone
         {
-            let kind = |zoned: bool| {
-                if zoned {
-                    "with a time zone"
-                } else {
-                    "without a time zone"
-                }
-            };
             return Err(refuse(format!(
                 "its column '{}' is a timestamp {}, this output's {}",
                 h.name(),
-                kind(held_zone),
-                kind(our_zone)
+                zoned(held_zone),
+                zoned(our_zone)
             )));
         }
     }

@@ -524,6 +524,11 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
     if options.source != SessionSource::DbtCompat {
         conditions.extend(activity_condition(&event, options));
     }
+    // Events only ranked (see [`RANKED_ONLY`]): among the copies of their insert ids, then left
+    // out.
+    let ranked_only = schema
+        .field_with_name(RANKED_ONLY)
+        .is_ok_and(|f| f.data_type() == &DataType::Boolean);
     let dedup = match options.source {
         SessionSource::DbtCompat => Some(dbt_dedup(schema, options)?),
         _ if options.dedup_insert_id => {
@@ -543,18 +548,11 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
                 table,
                 &conditions,
                 &ties,
-                schema
-                    .field_with_name(RANKED_ONLY)
-                    .is_ok_and(|f| f.data_type() == &DataType::Boolean),
+                ranked_only,
             ));
         }
         _ => None,
     };
-    // Events only ranked (see [`RANKED_ONLY`]): among the copies of their insert ids, then left
-    // out.
-    let ranked_only = schema
-        .field_with_name(RANKED_ONLY)
-        .is_ok_and(|f| f.data_type() == &DataType::Boolean);
     if ranked_only && dedup.is_none() {
         conditions.push(format!("NOT {}", ident(RANKED_ONLY)));
     }

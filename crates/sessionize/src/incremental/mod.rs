@@ -1731,11 +1731,12 @@ struct Stored<'a> {
 }
 
 /// How a delivery's column is stored (SQL over the delivery): its time as `utc` (microseconds in
-/// UTC, one type whatever each delivery's unit); the actor and the event type as text from the
-/// first delivery on (the sessions SQL reads both as text, so a delivery whose user ids read as
-/// numbers and a later one whose ids read as text are one actor's, as in a full rebuild over
-/// both); a column the table holds as text, or as a wider number, cast to it; a column of
-/// nulls of no type as text; others as they are.
+/// UTC, one type whatever each delivery's unit); the columns the sessions SQL reads only as text
+/// (`sessions::text_columns`: the actor, the event type, ...) as text from the first delivery on,
+/// so that user ids read as numbers from one delivery and as text from a later one are one
+/// actor's, as in a full rebuild over both; a column the table holds as text, or as a wider
+/// number, cast to it; a column of nulls of no type as text (as integers for the SDK session
+/// id); others as they are.
 ///
 /// Errors: text where the table holds another type (a table built before the actor was kept as
 /// text, holding numbers, and a delivery of text ids), naming the column and both types.
