@@ -1272,6 +1272,42 @@ fn an_sdk_session_with_a_login_midway_is_one_session() {
     assert_eq!(rows[0].split(',').nth(events), Some("3"), "{table}");
 }
 
+/// Parquet files whose other columns differ in type are read together, as `--into` reads them
+/// one by one (newcomer audit: "conflicting column types", naming no file): a `user_id` of int32
+/// in one file and int64 or text in another is one actor. Types no column can hold both of fail
+/// naming the column, both types and both files.
+#[test]
+fn a_column_of_other_types_in_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, user: &str, extra: &str, minute: i64| {
+        let path = dir.path().join(name);
+        let sql = format!(
+            "SELECT {user} AS user_id, 'view' AS event_type, {extra} AS extra, \
+             arrow_cast(to_timestamp(1767607200 + 60 * {minute}), \
+             'Timestamp(Microsecond, Some(\"UTC\"))') AS event_time"
+        );
+        ok(&["query", &sql, "--output", path.to_str().unwrap()]);
+        path.to_str().unwrap().to_string()
+    };
+    let int32 = write("a.parquet", "arrow_cast(7, 'Int32')", "1", 0);
+    let int64 = write("b.parquet", "arrow_cast(7, 'Int64')", "1", 5);
+    let text = write("c.parquet", "'7'", "1", 10);
+    let one = ["7,3,2026-01-05T10:00:00Z,2026-01-05T10:10:00Z"];
+    assert_eq!(
+        session_rows(&["sessions", &int32, &int64, &text, "--format", "csv"], 4),
+        one
+    );
+    let nested = write("d.parquet", "'7'", "named_struct('a', 1)", 15);
+    let err = fails(
+        &["sessions", &int32, &nested, "--format", "csv"],
+        "conflicting column types: column 'extra' is Int64 in",
+    );
+    assert!(
+        err.contains("a.parquet") && err.contains("d.parquet") && err.contains("Struct"),
+        "{err}"
+    );
+}
+
 /// The files of one export whose source time column differs in type are read together, as the
 /// commands' own `event_time` is (found by a newcomer's audit of issue 16: "conflicting column
 /// types"): Segment's `timestamp` in ns with a zone in one Parquet file and in ms without one in

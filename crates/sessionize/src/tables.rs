@@ -344,11 +344,28 @@ async fn parquet_frame(
         }
         return union_by_name(one_timestamp_type(frames)?);
     }
-    let merged = Schema::try_merge(schemas.clone()).map_err(|e| {
-        DataFusionError::Plan(format!(
-            "the Parquet inputs have conflicting column types: {e}"
-        ))
-    })?;
+    let Ok(merged) = Schema::try_merge(schemas.clone()) else {
+        // A column of other types in other files (a `user_id` of int32 in one file, int64 or
+        // text in another): each file read as it is, and the union gives each such column one
+        // type (the wider integer, or text), as `--into` does taking the files one by one.
+        if let Some(found) = conflict(&files, &schemas) {
+            return plan_err!("the Parquet inputs have conflicting column types: {found}");
+        }
+        let frames = files
+            .iter()
+            .zip(schemas.iter().cloned())
+            .map(|(file, schema)| {
+                listing_frame(
+                    ctx,
+                    listing.clone(),
+                    vec![file.url.clone()],
+                    schema,
+                    &options.sorted_by,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return union_by_name(frames);
+    };
     // A column that some files lack is null in their rows, whatever the others declare.
     let fields: Vec<Field> = merged
         .fields()
@@ -848,6 +865,31 @@ fn column_types(schemas: &[Schema]) -> std::collections::HashMap<&str, Vec<&Data
         }
     }
     types
+}
+
+/// The first column whose types in two of `files` (with their `schemas`) no type holds both of,
+/// as "column 'C' is T1 in 'FILE1' and T2 in 'FILE2'".
+fn conflict(files: &[&Found], schemas: &[Schema]) -> Option<String> {
+    use datafusion::logical_expr::type_coercion::binary::type_union_coercion;
+    for (i, schema) in schemas.iter().enumerate() {
+        for field in schema.fields() {
+            for (j, other) in schemas.iter().enumerate().skip(i + 1) {
+                if let Ok(found) = other.field_with_name(field.name())
+                    && type_union_coercion(field.data_type(), found.data_type()).is_none()
+                {
+                    return Some(format!(
+                        "column '{}' is {} in '{}' and {} in '{}'",
+                        field.name(),
+                        field.data_type(),
+                        files[i].display,
+                        found.data_type(),
+                        files[j].display
+                    ));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The timestamp columns whose types differ between the files of `types` ([`column_types`]).
