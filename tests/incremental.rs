@@ -762,8 +762,8 @@ fn the_command_line_keeps_a_table_up_to_date() {
 }
 
 /// Nanosecond exports: a Delta table holds microseconds, so sessions written to one (by `--into`
-/// or by `--output delta:`) are formed from the microseconds, and the two agree; a Parquet output
-/// keeps the nanoseconds. User `a`'s second event comes 30 minutes and 500 ns after its first.
+/// or by `--output delta:`) are formed from the microseconds, and the two agree, times typed in
+/// UTC by both though the export's have no zone; a Parquet output keeps the nanoseconds. User `a`'s second event comes 30 minutes and 500 ns after its first.
 #[test]
 fn nanosecond_times_form_sessions_at_the_delta_tables_microseconds() {
     let dir = tempfile::tempdir().unwrap();
@@ -823,6 +823,21 @@ fn nanosecond_times_form_sessions_at_the_delta_tables_microseconds() {
             ]);
             assert_eq!(out.lines().nth(1), Some("0"), "{command}: {sql}: {out}");
         }
+        // One type of time in both, UTC (newcomer audit: zone-less times were Delta's
+        // `timestamp_ntz` under --output, `timestamp` under --into).
+        let typed = format!(
+            "SELECT arrow_typeof({}) FROM t LIMIT 1",
+            if command == "sessions" {
+                "session_started_at"
+            } else {
+                "event_time"
+            }
+        );
+        let (into_type, full_type) = (count(&t, &typed), count(&format!("t={full}"), &typed));
+        assert!(
+            into_type == full_type && into_type.contains("UTC"),
+            "{command}: {into_type} under --into, {full_type} under --output"
+        );
         // One session each: a's gap is the timeout to the microsecond.
         let sessions = if command == "sessions" {
             "SELECT count(*) FROM t"

@@ -424,8 +424,12 @@ fn delta_properties(properties: &WriterProperties) -> WriterProperties {
         .build()
 }
 
-/// Registers `table` again with its `time` column in microseconds where it holds nanoseconds
-/// (other columns and coarser units as they are), before sessions are formed for a Delta table.
+/// Registers `table` again with its `time` column as `Timestamp(µs, "UTC")` where it is a
+/// timestamp of another unit or zone (other columns as they are), before sessions are formed for
+/// a Delta table: the type `--into` keeps its events' times in, so that a table built by
+/// `--output delta:` and one kept by `--into` have the same column types (a newcomer audit found
+/// zone-less times typed as Delta's `timestamp_ntz` by one and `timestamp` by the other). The
+/// instants are kept; a time without a zone is read as UTC, as everywhere in sessionize.
 ///
 /// Delta Lake's timestamps are microseconds (the protocol's `timestamp`, as Spark's), so a Delta
 /// table cannot hold the nanoseconds, and `--into` keeps its events in microseconds. Sessions
@@ -441,10 +445,10 @@ pub async fn at_delta_precision(ctx: &SessionContext, table: &str, time: &str) -
     let Ok(field) = df.schema().as_arrow().field_with_name(time).cloned() else {
         return plan_err!("the events have no column '{time}'");
     };
-    let DataType::Timestamp(TimeUnit::Nanosecond, zone) = field.data_type() else {
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    if !matches!(field.data_type(), DataType::Timestamp(..)) || field.data_type() == &micros {
         return Ok(());
-    };
-    let micros = DataType::Timestamp(TimeUnit::Microsecond, zone.clone());
+    }
     let columns: Vec<Expr> = df
         .schema()
         .columns()
