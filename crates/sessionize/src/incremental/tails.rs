@@ -97,13 +97,23 @@ pub(super) fn columns(from: &str) -> String {
 
 /// The SQL of each actor's last session (its highest `user_session_number`) in `sessions`, a
 /// relation with the sessions table's columns; actors without a user id have no tail.
+///
+/// One aggregate, without a join back to the rows: in the sessions that continue (derived, one
+/// timeout) an actor's sessions follow one another in time, so each of the tails' columns
+/// (start, end, number, the previous session's end, the start's day) is at its greatest in the
+/// last session, and its `max` over the actor's sessions is the last session's value (the
+/// previous end is null only in an actor's first session).
 pub fn last_sessions_sql(sessions: &str) -> String {
+    let utc =
+        |c: &str| format!("arrow_cast(max({c}), 'Timestamp(Microsecond, Some(\"UTC\"))') AS {c}");
     format!(
-        "SELECT {} FROM {sessions} s JOIN \
-           (SELECT user_id, max(user_session_number) AS n FROM {sessions} \
-            WHERE user_id IS NOT NULL GROUP BY user_id) m \
-         ON s.user_id = m.user_id AND s.user_session_number = m.n",
-        columns("s")
+        "SELECT CAST(user_id AS VARCHAR) AS user_id, {}, {}, \
+         CAST(max(user_session_number) AS BIGINT) AS user_session_number, {}, \
+         CAST(max(session_started_at_day) AS DATE) AS session_started_at_day \
+         FROM {sessions} WHERE user_id IS NOT NULL GROUP BY CAST(user_id AS VARCHAR)",
+        utc("session_started_at"),
+        utc("session_ended_at"),
+        utc("last_session_ended_at"),
     )
 }
 
@@ -216,11 +226,22 @@ pub async fn stage_updated(
     computed: &str,
     token: &str,
 ) -> Result<Pending> {
+    // The recomputed actors' tails, in memory: they replace the old ones of the same actors.
+    const NEW_TAILS: &str = "__sessionize_new_tails";
+    let new_tails = ctx.sql(&last_sessions_sql(computed)).await?;
+    let schema = Arc::new(new_tails.schema().as_arrow().clone());
+    let batches = new_tails.collect().await?;
+    ctx.deregister_table(NEW_TAILS)?;
+    ctx.register_table(
+        NEW_TAILS,
+        Arc::new(datafusion::datasource::MemTable::try_new(
+            schema,
+            vec![batches],
+        )?),
+    )?;
     let sql = format!(
-        "SELECT o.* FROM {old} o LEFT ANTI JOIN (SELECT DISTINCT CAST(user_id AS VARCHAR) AS user_id \
-           FROM {computed}) c ON o.user_id = c.user_id \
-         UNION ALL {}",
-        last_sessions_sql(computed)
+        "SELECT o.* FROM {old} o LEFT ANTI JOIN {NEW_TAILS} c ON o.user_id = c.user_id \
+         UNION ALL SELECT * FROM {NEW_TAILS}"
     );
     stage(ctx, location, &sql, token).await
 }
