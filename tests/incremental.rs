@@ -590,7 +590,8 @@ fn a_moved_date_window_ranks_the_copies_of_the_events_it_takes_in() {
 /// `--compat dbt`'s date window ends today by default, so a later run's window can end later: an
 /// event dated after the first run's window, held since, enters the table with the run whose
 /// window covers it, though its actor has no new events (a rebuild over the new window has it);
-/// an earlier `--date-to` takes it out again.
+/// an earlier `--date-to` takes it out again. Each run says how many of its events the window
+/// leaves out, as a full run says it.
 #[test]
 fn a_moved_date_window_applies_to_the_events_held_between_its_ends() {
     let event = |actor: &'static str, day: i64, id: u8| Event {
@@ -628,7 +629,15 @@ fn a_moved_date_window_applies_to_the_events_held_between_its_ends() {
         {
             let mut job = job(4);
             job.date_to = Some(to.into());
-            into(&job, &files[d], &location).await;
+            let report = into(&job, &files[d], &location).await;
+            // The run says what its window left out, as a full run does (newcomer audit: it
+            // said nothing).
+            let said = report.notes().join("\n");
+            assert_eq!(
+                said.contains(&format!("and 1 dated after {to}")),
+                d == 0,
+                "delivery {d}: {said}"
+            );
             let expected = rebuild(&job, &files[..=d]).await;
             // `a` has one session in the window ending on the 10th, two in the one ending on
             // the 20th.

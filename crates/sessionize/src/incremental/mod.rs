@@ -261,10 +261,10 @@ pub struct IntoReport {
     pub events: u64,
     /// Events left out as older than the late limit allows.
     pub late: u64,
-    /// Events of this run's files that the sessions leave out, as a full rebuild leaves them out
-    /// (derived sessions: a null actor or time; `--compat dbt`: a null time), and why, as the
-    /// rebuild's note says it ("whose user_id or event_time is null").
-    pub left_out: Option<(u64, String)>,
+    /// The notes on this run's events that the sessions leave out, as a full rebuild's say it
+    /// (derived sessions: a null actor or time; `--compat dbt`: a null time, or a day outside its
+    /// date window).
+    pub left_out: Vec<String>,
     /// Actors whose sessions were computed again.
     pub actors: u64,
     /// Of those, the actors some of whose held rows changed (`annotate --into`, which rewrites
@@ -297,12 +297,7 @@ impl IntoReport {
                 self.files_skipped
             ));
         }
-        if let Some((n, why)) = &self.left_out {
-            notes.push(format!(
-                "left out {} {why}",
-                crate::job::events(i64::try_from(*n).unwrap_or(i64::MAX))
-            ));
-        }
+        notes.extend(self.left_out.iter().cloned());
         if self.late > 0 {
             notes.push(format!(
                 "left out {} event(s) older than --late-limit allows; a full rebuild includes them",
@@ -545,7 +540,7 @@ pub async fn sessions_into(
             )?);
         }
         report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
-        report.left_out = left_out(&batches, &options);
+        report.left_out = left_out(ctx, &schema, &batches, &options).await?;
         // Every new file (and, for a table built before such rows, every applied one) gets a
         // row of nulls with its stamp, so that the next run finds it in the null-day partition,
         // whether or not any of its events is kept (all late, without an actor, or none).
@@ -1186,37 +1181,28 @@ async fn read_new(
     Ok(combined)
 }
 
-/// How many of `batches` (a delivery's kept events) the sessions leave out, and why, as
-/// [`crate::job::left_out_notes`] says it for a full run: derived sessions leave out events whose
-/// actor or time is null; `--compat dbt` those whose time is null (it keeps a null actor as one
-/// actor); SDK sessions, none. `None` when there are none.
-fn left_out(
+/// What the sessions leave out of `batches` (a delivery's kept events), in the words
+/// [`crate::job::left_out_notes`] uses for a full run over the same events: derived sessions the
+/// events whose actor or time is null; `--compat dbt` those whose time is null and those outside
+/// its date window (held in the events table all the same: a later window can take them in);
+/// SDK sessions, none.
+async fn left_out(
+    ctx: &SessionContext,
+    schema: &SchemaRef,
     batches: &[RecordBatch],
     options: &crate::sessions::SessionsOptions,
-) -> Option<(u64, String)> {
-    use crate::sessions::SessionSource;
-    let actor_too = match options.source {
-        SessionSource::Derived => true,
-        SessionSource::DbtCompat => false,
-        _ => return None,
-    };
-    let mut n = 0u64;
-    for batch in batches {
-        let time = batch.column_by_name(&options.time);
-        let actor = batch.column_by_name(&options.actor).filter(|_| actor_too);
-        n += (0..batch.num_rows())
-            .filter(|&i| time.is_some_and(|t| t.is_null(i)) || actor.is_some_and(|a| a.is_null(i)))
-            .count() as u64;
-    }
-    let why = if actor_too {
-        format!("whose {} or {} is null", options.actor, options.time)
-    } else {
-        format!(
-            "whose {} is null, as dbt_amplitude's date window does",
-            options.time
-        )
-    };
-    (n > 0).then_some((n, why))
+) -> Result<Vec<String>> {
+    const DELIVERED: &str = "__sessionize_delivered";
+    ctx.register_table(
+        DELIVERED,
+        Arc::new(MemTable::try_new(
+            Arc::clone(schema),
+            vec![batches.to_vec()],
+        )?),
+    )?;
+    let notes = crate::job::left_out_notes(ctx, DELIVERED, options).await;
+    ctx.deregister_table(DELIVERED)?;
+    notes
 }
 
 /// The sentence for a sessions commit that another run beat: this run's events are already in the
