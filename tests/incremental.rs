@@ -1412,6 +1412,42 @@ fn annotate_into_from_the_command_line() {
     assert!(!dir.path().join("empty").join("_delta_log").exists());
 }
 
+/// `annotate --into` keeps each column's type from the first delivery: a later delivery whose
+/// column reads as text where the table holds numbers fails in one sentence naming the file, the
+/// column and both types (newcomer audit: delta-rs's cast error, naming neither), and nothing is
+/// written; a delivery whose column is empty (no type in a CSV) is applied, in the table's type.
+#[test]
+fn annotate_into_keeps_the_first_deliverys_column_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let header = "user_id,event_time,event_type,plan\n";
+    for (name, rows) in [
+        ("d1.csv", "u1,2026-01-05 10:00:00,page,3\n"),
+        ("text.csv", "u1,2026-01-05 10:10:00,page,gold\n"),
+        ("empty.csv", "u2,2026-01-05 10:20:00,page,\n"),
+    ] {
+        std::fs::write(at(name), format!("{header}{rows}")).unwrap();
+    }
+    let into = format!("delta:{}", at("annotated"));
+    ok(&["annotate", &at("d1.csv"), "--into", &into]);
+    let message = fails(
+        &["annotate", &at("text.csv"), "--into", &into],
+        "its column \"plan\" is Utf8",
+    );
+    assert!(
+        message.contains("text.csv") && message.contains("where the table holds Int64"),
+        "{message}"
+    );
+    ok(&["annotate", &at("empty.csv"), "--into", &into]);
+    assert_eq!(
+        first_row(
+            &into,
+            "SELECT count(*), sum(plan), arrow_typeof(max(plan)) FROM t"
+        ),
+        "2,3,Int64"
+    );
+}
+
 /// Deliveries whose columns differ from the table's (a column added, a column missing), and one
 /// run of a CSV then a Parquet file (text read as two Arrow types): the table equals `annotate`
 /// over every file, with the added column null for the others; a sessions table equals the

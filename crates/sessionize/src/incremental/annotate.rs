@@ -151,26 +151,42 @@ pub async fn annotate_into(
 
     // The new events: times in UTC microseconds, the stamp as text; late ones left out.
     let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+    let names = output_names(&raw_schema);
+    // The table's type of each column, which a delivery's text cannot go into.
+    let held_schema = match exists {
+        true => Some(ctx.table(HELD).await?.schema().as_arrow().clone()),
+        false => None,
+    };
     let columns: Vec<String> = raw_schema
         .fields()
         .iter()
-        .map(|f| {
+        .zip(&names)
+        .map(|(f, name)| {
             if f.name() == FILE_COLUMN {
                 // The stamp as text: the table's column, beside the held events' stamps.
                 Ok(format!("CAST({0} AS VARCHAR) AS {0}", ident(FILE_COLUMN)))
             } else {
                 // The annotated events keep each column's type (the table is the output).
+                let held = held_schema
+                    .as_ref()
+                    .and_then(|s| s.field_with_name(name).ok())
+                    .map(|f| f.data_type());
                 let stored = super::Stored {
-                    held: None,
+                    held,
                     text: false,
                     number: f.name() == &options.session_id_col,
                 };
-                super::stored_column(f, &time, &utc, stored)
-                    .map_err(datafusion::error::DataFusionError::Plan)
+                super::stored_column(f, &time, &utc, stored).map_err(|e| {
+                    let files: Vec<&str> = new.iter().take(3).map(|f| f.path.as_str()).collect();
+                    datafusion::error::DataFusionError::Plan(format!(
+                        "cannot apply {}{} to '{location}': {e}",
+                        files.join(", "),
+                        if new.len() > 3 { ", ..." } else { "" }
+                    ))
+                })
             }
         })
         .collect::<Result<_>>()?;
-    let names = output_names(&raw_schema);
     let out = |name: &str| -> String {
         raw_schema
             .index_of(name)

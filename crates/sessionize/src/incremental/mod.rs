@@ -1753,14 +1753,20 @@ fn stored_column(
             format!("arrow_cast({name}, '{held}') AS {name}")
         } else if is_text(found) {
             return Err(format!(
-                "its column {name} is {found} where the events table holds {held} (the type of \
-                 its first delivery); rebuild the table with --output, or read the delivery \
-                 with that type"
+                "its column {name} is {found} where the table holds {held} (the type of its \
+                 first delivery); rebuild the table with --output, or read the delivery with \
+                 that type"
             ));
         } else {
             // Other types (another time unit, say) as delta-rs casts them.
             name
         }
+    } else if let (DataType::Null, Some(held)) = (found, stored.held)
+        && (is_text(held) || held.is_numeric() || held == &DataType::Boolean)
+    {
+        // A column without a value in this delivery (a CSV's empty column), in the type the
+        // table holds it in.
+        format!("arrow_cast({name}, '{held}') AS {name}")
     } else if found == &DataType::Null && stored.number {
         // An SDK session id column without a value in this delivery: the integers it holds in
         // others.
