@@ -176,14 +176,8 @@ pub async fn annotate_into(
                     text: false,
                     number: f.name() == &options.session_id_col,
                 };
-                super::stored_column(f, &time, &utc, stored).map_err(|e| {
-                    let files: Vec<&str> = new.iter().take(3).map(|f| f.path.as_str()).collect();
-                    datafusion::error::DataFusionError::Plan(format!(
-                        "cannot apply {}{} to '{location}': {e}",
-                        files.join(", "),
-                        if new.len() > 3 { ", ..." } else { "" }
-                    ))
-                })
+                super::stored_column(f, &time, &utc, stored)
+                    .map_err(|e| super::cannot_apply(&new, location, &e))
             }
         })
         .collect::<Result<_>>()?;

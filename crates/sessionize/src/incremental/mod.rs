@@ -504,14 +504,7 @@ pub async fn sessions_into(
                     text: !has_events && as_text.contains(f.name()),
                     number: f.name() == &options.session_id_col,
                 };
-                stored_column(f, &time, &utc, stored).map_err(|e: String| {
-                    let files: Vec<&str> = new.iter().take(3).map(|f| f.path.as_str()).collect();
-                    datafusion::error::DataFusionError::Plan(format!(
-                        "cannot apply {}{} to '{location}': {e}",
-                        files.join(", "),
-                        if new.len() > 3 { ", ..." } else { "" }
-                    ))
-                })
+                stored_column(f, &time, &utc, stored).map_err(|e| cannot_apply(&new, location, &e))
             })
             .collect::<Result<_>>()?;
         kept.push(ident(FILE_COLUMN));
@@ -1704,6 +1697,21 @@ async fn record_files(ctx: &SessionContext, location: &str, stamps: &[&str]) -> 
         ..Commit::default()
     };
     delta::commit(ctx, df, location, &append).await
+}
+
+/// The error for a delivery that cannot go into the table at `location`: `why`, after the
+/// delivery's first three files.
+fn cannot_apply(
+    new: &[tables::InputFile],
+    location: &str,
+    why: &str,
+) -> datafusion::error::DataFusionError {
+    let files: Vec<&str> = new.iter().take(3).map(|f| f.path.as_str()).collect();
+    datafusion::error::DataFusionError::Plan(format!(
+        "cannot apply {}{} to '{location}': {why}",
+        files.join(", "),
+        if new.len() > 3 { ", ..." } else { "" }
+    ))
 }
 
 /// What the events table says of a delivery's column: the type it holds the column in (`held`,
