@@ -341,15 +341,48 @@ pub(crate) fn is_utc_or_naive(data_type: &DataType) -> bool {
 }
 
 /// The condition that an event is the first of its insert id (events without one are all kept):
-/// the earliest, and of equal times the one of the first actor, then of the first event type, so
-/// that which copy is kept never depends on the order of the rows (an insert id seen under two
-/// actors at one time is kept under the first actor, in every run).
-fn insert_id_first(insert_id: &str, time: &str, actor: &str, event: &str) -> String {
+/// the earliest, and of equal times the one of the first actor, then of the first event type,
+/// then by [`dedup_ties`], so that which copy is kept never depends on the order of the rows (an
+/// insert id seen under two actors at one time is kept under the first actor, in every run), and
+/// is the copy [`first_copies`] keeps.
+fn insert_id_first(
+    insert_id: &str,
+    time: &str,
+    actor: &str,
+    event: &str,
+    schema: &Schema,
+    options: &SessionsOptions,
+) -> String {
+    let ties: String = dedup_ties(schema, options)
+        .iter()
+        .map(|(_, value)| format!(", {value} ASC NULLS LAST"))
+        .collect();
     format!(
         "(CASE WHEN {insert_id} IS NULL THEN true ELSE row_number() OVER \
          (PARTITION BY {insert_id} ORDER BY {time}, CAST({actor} AS VARCHAR) ASC NULLS LAST, \
-         CAST({event} AS VARCHAR) ASC NULLS LAST) = 1 END)"
+         CAST({event} AS VARCHAR) ASC NULLS LAST{ties}) = 1 END)"
     )
+}
+
+/// What `--dedup insert_id` ranks copies equal in time, actor and event type by: the other
+/// columns the sessions read (the SDK session id, `--timeout-by`'s platform), as (the name the
+/// sessions SQL gives it, its value over the input).
+fn dedup_ties(schema: &Schema, options: &SessionsOptions) -> Vec<(&'static str, String)> {
+    let mut ties = vec![];
+    if options.source != SessionSource::Derived
+        && schema.field_with_name(&options.session_id_col).is_ok()
+    {
+        ties.push((
+            "session_id",
+            format!("CAST({} AS BIGINT)", ident(&options.session_id_col)),
+        ));
+    }
+    if let Some((platform, _)) = &options.timeout_by
+        && schema.field_with_name(platform).is_ok()
+    {
+        ties.push(("platform", format!("CAST({} AS VARCHAR)", ident(platform))));
+    }
+    ties
 }
 
 /// Whether an event (of event type expression `event`) restarts a session.
@@ -535,13 +568,10 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
             let insert_id = ident(&insert_id_column(schema, options)?);
             // Copies equal in time, actor and event type are ranked by the other columns the
             // sessions read, so that which is kept never depends on the rows' order.
-            let mut ties = vec![];
-            if options.source != SessionSource::Derived {
-                ties.push("session_id");
-            }
-            if options.timeout_by.is_some() {
-                ties.push("platform");
-            }
+            let ties: Vec<&str> = dedup_ties(schema, options)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
             return Ok(first_copies(
                 &select,
                 &insert_id,
@@ -941,7 +971,9 @@ pub fn annotate_sql(
     // a newcomer's audit).
     if options.dedup_insert_id && options.source != SessionSource::DbtCompat {
         let insert_id = ident(&insert_id_column(schema, options)?);
-        included.push(insert_id_first(&insert_id, &time, &actor, &event));
+        included.push(insert_id_first(
+            &insert_id, &time, &actor, &event, schema, options,
+        ));
     }
     let annotated = match options.source {
         SessionSource::DbtCompat => {
