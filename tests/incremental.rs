@@ -229,6 +229,7 @@ async fn into(
     job: &SessionsJob,
     file: &str,
     location: &str,
+    by_day: bool,
 ) -> sessionize::incremental::IntoReport {
     let ctx = sessionize::context().unwrap();
     let load = LoadOptions {
@@ -242,7 +243,7 @@ async fn into(
         &load,
         location,
         None,
-        None,
+        by_day.then_some("session_started_at_day"),
     )
     .await
     .unwrap()
@@ -315,7 +316,9 @@ proptest! {
 
     /// Random events, split into 2 to 6 deliveries applied in random order (so later deliveries
     /// hold earlier events): after each, the table equals a full rebuild over the deliveries so
-    /// far; applying the last one again changes nothing.
+    /// far; applying the last one again changes nothing. Half the cases keep the table
+    /// partitioned by day (`--partition-by-day`, the benchmark's layout, where the replaced rows
+    /// are found per day partition).
     #[test]
     fn incremental_runs_equal_a_full_rebuild(
         events in prop::collection::vec(event_strategy(), 1..50),
@@ -323,6 +326,7 @@ proptest! {
         deliveries in 2usize..=6,
         mode in 0usize..5,
         tails_fate in 0usize..4,
+        by_day in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("sessions").to_str().unwrap().to_string();
@@ -331,7 +335,7 @@ proptest! {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             for d in 0..deliveries {
-                into(&job, &files[d], &location).await;
+                into(&job, &files[d], &location, by_day).await;
                 let expected = rebuild(&job, &files[..=d]).await;
                 prop_assert_eq!(table(&location).await, expected, "mode {} after delivery {}", mode, d);
                 let (held, last) = tails(&location).await;
@@ -371,7 +375,7 @@ proptest! {
                     _ => {}
                 }
             }
-            let again = into(&job, &files[deliveries - 1], &location).await;
+            let again = into(&job, &files[deliveries - 1], &location, by_day).await;
             prop_assert_eq!(again.version, None);
             if Path::new(&location).join("_delta_log").is_dir() {
                 prop_assert_eq!(again.files_skipped, 1);
@@ -436,7 +440,7 @@ fn late_events_days_before_an_actors_last_session() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         for (d, file) in files.iter().enumerate() {
-            let report = into(&job, file, &location).await;
+            let report = into(&job, file, &location, false).await;
             // The second run finds the cuts with the tails the first wrote.
             assert_eq!(report.tails_read, d == 1, "after delivery {d}");
             assert_eq!(
@@ -493,7 +497,7 @@ fn columns_read_as_numbers_then_as_text_are_the_same_values() {
                 .unwrap()
                 .to_string();
             for d in 0..files.len() {
-                into(&job, &files[d], &location).await;
+                into(&job, &files[d], &location, false).await;
                 assert_eq!(
                     table(&location).await,
                     rebuild(&job, &files[..=d]).await,
@@ -540,7 +544,7 @@ fn an_insert_id_repeated_in_a_later_delivery_under_any_actor() {
         for (name, job) in [("--dedup insert_id", dedup), ("--compat dbt", job(4))] {
             let location = dir.path().join(name).to_str().unwrap().to_string();
             for d in 0..files.len() {
-                into(&job, &files[d], &location).await;
+                into(&job, &files[d], &location, false).await;
                 assert_eq!(
                     table(&location).await,
                     rebuild(&job, &files[..=d]).await,
@@ -577,7 +581,7 @@ fn a_moved_date_window_ranks_the_copies_of_the_events_it_takes_in() {
         {
             let mut job = job(4);
             job.date_to = Some(to.into());
-            into(&job, &files[d], &location).await;
+            into(&job, &files[d], &location, false).await;
             assert_eq!(
                 table(&location).await,
                 rebuild(&job, &files[..=d]).await,
@@ -629,7 +633,7 @@ fn a_moved_date_window_applies_to_the_events_held_between_its_ends() {
         {
             let mut job = job(4);
             job.date_to = Some(to.into());
-            let report = into(&job, &files[d], &location).await;
+            let report = into(&job, &files[d], &location, false).await;
             // The run says what its window left out, as a full run does (newcomer audit: it
             // said nothing).
             let said = report.notes().join("\n");
@@ -962,8 +966,8 @@ fn a_run_that_died_between_its_commits_is_repaired() {
 /// (repairing the table if the kill fell between the events commit and the sessions commit).
 #[test]
 fn a_killed_run_leaves_the_table_before_or_after() {
-    for command in ["sessions", "annotate"] {
-        killed_runs(command);
+    for (command, by_day) in [("sessions", false), ("sessions", true), ("annotate", false)] {
+        killed_runs(command, by_day);
     }
 }
 
@@ -983,8 +987,9 @@ fn all_rows(folder: &str) -> Vec<String> {
     lines
 }
 
-/// [`a_killed_run_leaves_the_table_before_or_after`] for `sessions --into` or `annotate --into`.
-fn killed_runs(command: &str) {
+/// [`a_killed_run_leaves_the_table_before_or_after`] for `sessions --into` (`--partition-by-day`
+/// given `by_day`) or `annotate --into`.
+fn killed_runs(command: &str, by_day: bool) {
     let dir = tempfile::tempdir().unwrap();
     let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let [day1, day2] = <[String; 2]>::try_from(sample_slices(
@@ -996,6 +1001,8 @@ fn killed_runs(command: &str) {
     ))
     .unwrap();
     let rows = all_rows;
+    let layout: &[&str] = if by_day { &["--partition-by-day"] } else { &[] };
+    let ok = |args: &[&str]| ok(&[args, layout].concat());
     // The table before and after the second delivery, built without interruption.
     let (reference, table) = (at("reference"), at("table"));
     for target in [&reference, &table] {
@@ -1014,6 +1021,7 @@ fn killed_runs(command: &str) {
     for step in 0..10u64 {
         let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_sessionize"))
             .args([command, &day1, &day2, "--into", &format!("delta:{table}")])
+            .args(layout)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("sessionize starts");
