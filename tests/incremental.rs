@@ -656,6 +656,70 @@ fn a_moved_date_window_applies_to_the_events_held_between_its_ends() {
     });
 }
 
+/// `--compat dbt`'s date window moves with the day (or `--date-to`) also in a run without new
+/// events: its files all applied before, or a new file with a header only. The held events
+/// between the window's ends enter (or leave) as a full rebuild that day takes them (newcomer
+/// audit of 2026-11-30: such a run changed nothing).
+#[test]
+fn a_moved_date_window_applies_without_new_events() {
+    let event = |actor: &'static str, day: i64, id: u8| Event {
+        actor: Some(actor),
+        secs: day * 86_400 + 3600,
+        kind: "page",
+        session: i64::from(id),
+        id,
+        platform: "web",
+        upload: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (events, header_only) = (dir.path().join("d0.csv"), dir.path().join("d1.csv"));
+    // `a`'s second event (2026-01-13) is after the first window's end (2026-01-10).
+    write_delivery(
+        &events,
+        &[event("a", 0, 1), event("a", 8, 2), event("b", 0, 1)],
+    );
+    write_delivery(&header_only, &[]);
+    let (events, header_only) = (
+        events.to_str().unwrap().to_string(),
+        header_only.to_str().unwrap().to_string(),
+    );
+    let location = dir.path().join("sessions").to_str().unwrap().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // (delivery, window end, whether the run changes the table, sessions of `a`)
+        let runs = [
+            (&events, "2026-01-10", true, 1),
+            // The same file again: nothing new but the window.
+            (&events, "2026-01-20", true, 2),
+            // A new file without events, and the window back.
+            (&header_only, "2026-01-10", true, 1),
+            // Both applied, the window unmoved: nothing to do.
+            (&header_only, "2026-01-10", false, 1),
+        ];
+        let mut applied: Vec<String> = vec![];
+        for (run, (file, to, changes, of_a)) in runs.into_iter().enumerate() {
+            let mut job = job(4);
+            job.date_to = Some(to.into());
+            let report = into(&job, file, &location, false).await;
+            if !applied.contains(file) {
+                applied.push(file.clone());
+            }
+            assert_eq!(report.version.is_some(), changes, "run {run}");
+            // The run says that the window moved (and only then).
+            let said = report.notes().join("\n");
+            assert_eq!(
+                said.contains("date window now ends on"),
+                run == 1 || run == 2,
+                "{said}"
+            );
+            let expected = rebuild(&job, &applied).await;
+            let sessions_of_a = expected.iter().filter(|r| r.contains("|a|")).count();
+            assert_eq!(sessions_of_a, of_a, "run {run}: {expected:?}");
+            assert_eq!(table(&location).await, expected, "run {run} (to {to})");
+        }
+    });
+}
+
 /// The command line: the first run builds, a second with the same file changes nothing, a later
 /// delivery updates only its actors, and the result is the full rebuild's.
 #[test]

@@ -285,6 +285,9 @@ pub struct IntoReport {
     /// Why the tails of that version could not be kept (the table is right; the next run
     /// computes them from it).
     pub tails_lost: Option<String>,
+    /// `--compat dbt`'s date window end, as the table reflected it and as this run's: the run
+    /// applied the move.
+    pub window_moved: Option<(String, String)>,
 }
 
 impl IntoReport {
@@ -331,6 +334,12 @@ impl IntoReport {
                     .map(|n| format!(" ({n} with an earlier event's session changed)"))
                     .unwrap_or_default(),
             )),
+        }
+        if let (Some((was, now)), Some(_)) = (&self.window_moved, self.version) {
+            notes.push(format!(
+                "--compat dbt's date window now ends on {now} (the table's ended on {was}): the \
+                 actors with events dated between the two were computed again"
+            ));
         }
         if let Some(why) = &self.tails_lost {
             notes.push(format!(
@@ -425,12 +434,20 @@ pub async fn sessions_into(
     let (old, new): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| seen.contains(&f.stamp));
     report.files_skipped = old.len();
     report.files_applied = new.len();
-    if new.is_empty() && !rebuild {
+    let mut options = job.options()?;
+    // `--compat dbt`'s date window ends today unless `--date-to` says otherwise: a run on a later
+    // day (or with another `--date-to`) moves it, with or without new events (see below).
+    let window_moved = !rebuild
+        && matches!((&recorded_to, &options.date_to), (Some(was), Some(now)) if was != now);
+    if new.is_empty() && !rebuild && !window_moved {
         return Ok(report);
     }
-
-    let mut options = job.options()?;
     let mut events_version = None;
+    // Whether this run made a version of the events table (its new events, or only the rows that
+    // record its files).
+    let mut appended = false;
+    // Whether the run has new events (registered as `__sessionize_new`).
+    let mut any_new = false;
     // The cuts, when found during the append (see there).
     let mut early_cuts = None;
     // The actors with new events (`None`: the events without an actor, which `--compat dbt`
@@ -441,7 +458,8 @@ pub async fn sessions_into(
     if !new.is_empty() {
         // The new files, each with its stamp, prepared as `sessions` prepares its input (source
         // mapping, actor).
-        let Some(combined) = read_new(ctx, &new, load).await? else {
+        let combined = read_new(ctx, &new, load).await?;
+        if combined.is_none() {
             if has_events {
                 // Only files without events: recorded, so that the next run skips them too.
                 let mut empty: Vec<&str> = new.iter().map(|f| f.stamp.as_str()).collect();
@@ -449,7 +467,11 @@ pub async fn sessions_into(
                     empty.extend(seen.iter().map(String::as_str));
                 }
                 let version = record_files(ctx, &events_location, &empty).await?;
-                if !rebuild {
+                if window_moved && recorded.map(|r| r + 1) == Some(version) {
+                    // The window's move is applied below, as with new events.
+                    events_version = Some(version);
+                    appended = true;
+                } else if !rebuild {
                     report.version = Some(
                         mark_up_to_date(
                             ctx,
@@ -464,93 +486,98 @@ pub async fn sessions_into(
                     report.recorded_only = true;
                 }
             }
-            return Ok(report);
-        };
-        ctx.register_table("__sessionize_new_raw", combined.into_view())?;
-        job.prepare(ctx, "__sessionize_new_raw", &mut options)
-            .await?;
-        let schema = ctx
-            .table("__sessionize_new_raw")
-            .await?
-            .schema()
-            .as_arrow()
-            .clone();
-        // The columns the sessions table is computed from: those its SQL names. Times become
-        // microseconds in UTC, whatever each delivery's unit: one type for the table.
-        let sql = sessions_sql("__sessionize_new_raw", &schema, &options)?;
-        insert_id = crate::sessions::ranked_insert_id(&schema, &options)?;
-        let (actor, time) = (ident(&options.actor), ident(&options.time));
-        let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
-        // Each column in the type the events table holds it in (see `stored_column`).
-        let held_types: HashMap<String, DataType> = if has_events {
-            ctx.table("__sessionize_applied")
+            if !appended {
+                return Ok(report);
+            }
+        }
+        if let Some(combined) = combined {
+            ctx.register_table("__sessionize_new_raw", combined.into_view())?;
+            job.prepare(ctx, "__sessionize_new_raw", &mut options)
+                .await?;
+            let schema = ctx
+                .table("__sessionize_new_raw")
                 .await?
                 .schema()
+                .as_arrow()
+                .clone();
+            // The columns the sessions table is computed from: those its SQL names. Times become
+            // microseconds in UTC, whatever each delivery's unit: one type for the table.
+            let sql = sessions_sql("__sessionize_new_raw", &schema, &options)?;
+            insert_id = crate::sessions::ranked_insert_id(&schema, &options)?;
+            let (actor, time) = (ident(&options.actor), ident(&options.time));
+            let utc = format!("arrow_cast({time}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+            // Each column in the type the events table holds it in (see `stored_column`).
+            let held_types: HashMap<String, DataType> = if has_events {
+                ctx.table("__sessionize_applied")
+                    .await?
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
+            let as_text = crate::sessions::text_columns(&schema, &options);
+            let mut kept: Vec<String> = schema
                 .fields()
                 .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        let as_text = crate::sessions::text_columns(&schema, &options);
-        let mut kept: Vec<String> = schema
-            .fields()
-            .iter()
-            .filter(|f| sql.contains(&ident(f.name())))
-            .map(|f| {
-                let stored = Stored {
-                    held: held_types.get(f.name()),
-                    text: !has_events && as_text.contains(f.name()),
-                    number: f.name() == &options.session_id_col,
-                };
-                stored_column(f, &time, &utc, stored).map_err(|e| cannot_apply(&new, location, &e))
-            })
-            .collect::<Result<_>>()?;
-        kept.push(ident(FILE_COLUMN));
-        // Partitioned by day, so that a run reads only the days it recomputes.
-        kept.push(format!("utc_day({utc}) AS {}", ident(DAY_COLUMN)));
-        // Every event is kept, as the full rebuild reads every event (each mode leaves out what
-        // it leaves out: events without a time, or without an actor outside `--compat dbt`).
-        let held = has_events.then_some(("__sessionize_applied", time.as_str()));
-        let (filter, late) =
-            late_filter(ctx, late_limit, held, "__sessionize_new_raw", &time, &utc).await?;
-        report.late = late;
-        // The new events, narrow, in memory: they are read three times below.
-        let new_events = ctx
-            .sql(&format!(
-                "SELECT {} FROM __sessionize_new_raw WHERE {filter}",
-                kept.join(", ")
-            ))
-            .await?;
-        // Every column nullable, for the rows that only record a file (below).
-        let schema = delta::nullable(new_events.schema().as_arrow());
-        let mut batches = vec![];
-        for batch in new_events.collect().await? {
-            batches.push(RecordBatch::try_new(
-                Arc::clone(&schema),
-                batch.columns().to_vec(),
-            )?);
-        }
-        report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
-        report.left_out = left_out(ctx, &schema, &batches, &options).await?;
-        // Every new file (and, for a table built before such rows, every applied one) gets a
-        // row of nulls with its stamp, so that the next run finds it in the null-day partition,
-        // whether or not any of its events is kept (all late, without an actor, or none).
-        let mut recorded_files: Vec<&str> = new.iter().map(|f| f.stamp.as_str()).collect();
-        if unrecorded {
-            recorded_files.extend(seen.iter().map(String::as_str));
-        }
-        batches.push(file_rows(&schema, &recorded_files)?);
-        let any = !batches.is_empty();
-        ctx.register_table(
-            "__sessionize_new",
-            Arc::new(MemTable::try_new(Arc::clone(&schema), vec![batches])?),
-        )?;
-        // Each actor's earliest new event (the events without an actor as one group): the
-        // touched actors, and where the cuts start. Found while the append is made.
-        let first_events = async {
-            collect_table(
+                .filter(|f| sql.contains(&ident(f.name())))
+                .map(|f| {
+                    let stored = Stored {
+                        held: held_types.get(f.name()),
+                        text: !has_events && as_text.contains(f.name()),
+                        number: f.name() == &options.session_id_col,
+                    };
+                    stored_column(f, &time, &utc, stored)
+                        .map_err(|e| cannot_apply(&new, location, &e))
+                })
+                .collect::<Result<_>>()?;
+            kept.push(ident(FILE_COLUMN));
+            // Partitioned by day, so that a run reads only the days it recomputes.
+            kept.push(format!("utc_day({utc}) AS {}", ident(DAY_COLUMN)));
+            // Every event is kept, as the full rebuild reads every event (each mode leaves out what
+            // it leaves out: events without a time, or without an actor outside `--compat dbt`).
+            let held = has_events.then_some(("__sessionize_applied", time.as_str()));
+            let (filter, late) =
+                late_filter(ctx, late_limit, held, "__sessionize_new_raw", &time, &utc).await?;
+            report.late = late;
+            // The new events, narrow, in memory: they are read three times below.
+            let new_events = ctx
+                .sql(&format!(
+                    "SELECT {} FROM __sessionize_new_raw WHERE {filter}",
+                    kept.join(", ")
+                ))
+                .await?;
+            // Every column nullable, for the rows that only record a file (below).
+            let schema = delta::nullable(new_events.schema().as_arrow());
+            let mut batches = vec![];
+            for batch in new_events.collect().await? {
+                batches.push(RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    batch.columns().to_vec(),
+                )?);
+            }
+            report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
+            report.left_out = left_out(ctx, &schema, &batches, &options).await?;
+            // Every new file (and, for a table built before such rows, every applied one) gets a
+            // row of nulls with its stamp, so that the next run finds it in the null-day partition,
+            // whether or not any of its events is kept (all late, without an actor, or none).
+            let mut recorded_files: Vec<&str> = new.iter().map(|f| f.stamp.as_str()).collect();
+            if unrecorded {
+                recorded_files.extend(seen.iter().map(String::as_str));
+            }
+            batches.push(file_rows(&schema, &recorded_files)?);
+            let any = !batches.is_empty();
+            ctx.register_table(
+                "__sessionize_new",
+                Arc::new(MemTable::try_new(Arc::clone(&schema), vec![batches])?),
+            )?;
+            any_new = true;
+            // Each actor's earliest new event (the events without an actor as one group): the
+            // touched actors, and where the cuts start. Found while the append is made.
+            let first_events = async {
+                collect_table(
                 ctx,
                 FIRST_EVENTS,
                 &format!(
@@ -560,13 +587,13 @@ pub async fn sessions_into(
                 ),
             )
             .await?;
-            if let (true, Some(id)) = (has_events, &insert_id) {
-                // An insert id of a new event that held events have too: the copies are ranked
-                // across actors (the first is kept), so every actor holding one is touched, from
-                // its copy on at the latest, and the ranking sees every copy, as a full
-                // rebuild's does. (It reads the insert ids of every held event.)
-                let id = ident(id);
-                collect_table(
+                if let (true, Some(id)) = (has_events, &insert_id) {
+                    // An insert id of a new event that held events have too: the copies are ranked
+                    // across actors (the first is kept), so every actor holding one is touched, from
+                    // its copy on at the latest, and the ranking sees every copy, as a full
+                    // rebuild's does. (It reads the insert ids of every held event.)
+                    let id = ident(id);
+                    collect_table(
                     ctx,
                     FIRST_EVENTS,
                     &format!(
@@ -584,64 +611,67 @@ pub async fn sessions_into(
                     ),
                 )
                 .await?;
-            }
-            texts(ctx, &format!("SELECT user_id FROM {FIRST_EVENTS}")).await
-        };
-        if any {
-            let append = Commit {
-                append: true,
-                retry: true,
-                partition_by: Some(DAY_COLUMN),
-                metadata: vec![
-                    (ACTOR.to_string(), serde_json::json!(options.actor)),
-                    (FILE_ROWS.to_string(), serde_json::json!(true)),
-                ],
-                ..Commit::default()
+                }
+                texts(ctx, &format!("SELECT user_id FROM {FIRST_EVENTS}")).await
             };
-            let df = ctx.table("__sessionize_new").await?;
-            let append = delta::commit(ctx, df, &events_location, &append);
-            // The cuts need the sessions table and the new events, not the append: they are
-            // found while it is made (its Parquet encoding keeps one core busy). A run that turns
-            // out to be a rebuild drops them.
-            let version = if has_events
-                && !rebuild
-                && continues(&options)
-                && delta::exists(location).await?
-            {
-                let cuts = async {
-                    let actors = first_events.await?;
-                    register_latest(ctx, SESSIONS, location).await?;
-                    let version = delta::version(location).await?;
-                    let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
-                    continuation(ctx, TAILS, options.timeout)
-                        .await
-                        .map(|cuts| (actors, read, cuts))
+            if any {
+                let append = Commit {
+                    append: true,
+                    retry: true,
+                    partition_by: Some(DAY_COLUMN),
+                    metadata: vec![
+                        (ACTOR.to_string(), serde_json::json!(options.actor)),
+                        (FILE_ROWS.to_string(), serde_json::json!(true)),
+                    ],
+                    ..Commit::default()
                 };
-                let (version, cuts) = futures::future::join(append, cuts).await;
-                let (actors, read, cuts) = cuts?;
-                new_actors = actors;
-                report.tails_read = read;
-                early_cuts = Some(cuts);
-                version?
-            } else {
-                let (version, actors) = futures::future::join(append, first_events).await;
-                new_actors = actors?;
-                version?
-            };
-            // Another run appended since the sessions table was last brought up to date (or
-            // one died): its events are not among this run's, so every session is computed again.
-            if has_events && recorded.map(|r| r + 1) != Some(version) {
-                rebuild = true;
+                let df = ctx.table("__sessionize_new").await?;
+                let append = delta::commit(ctx, df, &events_location, &append);
+                // The cuts need the sessions table and the new events, not the append: they are
+                // found while it is made (its Parquet encoding keeps one core busy). A run that turns
+                // out to be a rebuild drops them.
+                let version = if has_events
+                    && !rebuild
+                    && continues(&options)
+                    && delta::exists(location).await?
+                {
+                    let cuts = async {
+                        let actors = first_events.await?;
+                        register_latest(ctx, SESSIONS, location).await?;
+                        let version = delta::version(location).await?;
+                        let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
+                        continuation(ctx, TAILS, options.timeout)
+                            .await
+                            .map(|cuts| (actors, read, cuts))
+                    };
+                    let (version, cuts) = futures::future::join(append, cuts).await;
+                    let (actors, read, cuts) = cuts?;
+                    new_actors = actors;
+                    report.tails_read = read;
+                    early_cuts = Some(cuts);
+                    version?
+                } else {
+                    let (version, actors) = futures::future::join(append, first_events).await;
+                    new_actors = actors?;
+                    version?
+                };
+                // Another run appended since the sessions table was last brought up to date (or
+                // one died): its events are not among this run's, so every session is computed again.
+                if has_events && recorded.map(|r| r + 1) != Some(version) {
+                    rebuild = true;
+                }
+                events_version = Some(version);
+                appended = true;
             }
-            events_version = Some(version);
         }
     }
     let events_version = match events_version {
         Some(version) => version,
         None => delta::version(&events_location).await?,
     };
-    if new.is_empty() {
-        // A repair without new files: the actor column the events table was written with.
+    if !any_new {
+        // A repair, or a moved date window, without new events: the actor column the events
+        // table was written with, and the insert id its events hold.
         if let Some(actor) = delta::last_commit_info(&events_location)
             .await?
             .get(ACTOR)
@@ -649,16 +679,19 @@ pub async fn sessions_into(
         {
             options.actor = actor.to_string();
         }
+        if has_events {
+            let applied = ctx.table("__sessionize_applied").await?;
+            insert_id = crate::sessions::ranked_insert_id(applied.schema().as_arrow(), &options)?;
+        }
     }
     // `--compat dbt`'s date window ends today unless `--date-to` says otherwise, so a run's window
     // can end after (or, given an earlier `--date-to`, before) the one the table reflects: the
     // actors with held events dated between the two ends enter (or leave) the window, and their
-    // sessions are computed again too, as a full rebuild over the new window would give them.
-    // (A run without new files changes nothing, whatever the date: see Known limits.)
+    // sessions are computed again too, as a full rebuild over the new window would give them;
+    // also in a run without new events (files all applied before, or without events).
     let date_to = options.date_to.clone();
-    if let (false, false, Some(was), Some(now)) = (rebuild, new.is_empty(), &recorded_to, &date_to)
-        && was != now
-    {
+    if let (true, Some(was), Some(now)) = (window_moved, &recorded_to, &date_to) {
+        report.window_moved = Some((was.clone(), now.clone()));
         let (low, high) = if was < now { (was, now) } else { (now, was) };
         let day = ident(DAY_COLUMN);
         let between = format!(
@@ -818,8 +851,14 @@ pub async fn sessions_into(
         .filter(|f| f.name() != FILE_COLUMN && f.name() != DAY_COLUMN)
         .cloned()
         .collect();
+    // (Without new events: none, in the events table's columns.)
+    let new_table = if any_new {
+        "__sessionize_new"
+    } else {
+        "__sessionize_events"
+    };
     let new_columns: HashSet<String> = ctx
-        .table("__sessionize_new")
+        .table(new_table)
         .await?
         .schema()
         .fields()
@@ -827,9 +866,9 @@ pub async fn sessions_into(
         .map(|f| f.name().clone())
         .collect();
     let mut events = ctx
-        .table("__sessionize_new")
+        .table(new_table)
         .await?
-        .filter(column(&options.time).is_not_null())?
+        .filter(column(&options.time).is_not_null().and(lit(any_new)))?
         .select(
             stored
                 .iter()
@@ -848,7 +887,11 @@ pub async fn sessions_into(
             ctx,
             "__sessionize_held_events",
             &events_location,
-            events_version - 1,
+            if appended {
+                events_version - 1
+            } else {
+                events_version
+            },
         )
         .await?;
     }
