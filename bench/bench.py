@@ -7,6 +7,10 @@ The groups, chosen with --paths (comma-separated, all by default), each print th
   sessions`, by a `session_list` query, by the window functions, and by lag + running-sum window
   SQL in DuckDB, Polars and DataFusion (without sessionize's functions). Every engine must find the
   same number of sessions, events and sum of session numbers.
+- dedup: the sessions table with `--dedup insert_id` (of the copies of an event, by insert_id, the
+  first by time, then user and event type, is kept; events without an insert_id are all kept),
+  against the same first copies by a row_number() window in DuckDB and Polars before the lag +
+  running-sum sessions. Sessions, events and the sum of session numbers must agree.
 - annotate: `sessionize annotate` (every input column plus session_id and session_number, null for
   events without a user or a time) against every input column plus session_number by DuckDB
   (lag + running-sum window SQL, COPY to Parquet) and Polars (lazy `over(..., order_by=...)`,
@@ -33,7 +37,7 @@ group's DuckDB engine are printed. Each engine writes its own output file, remov
 If engines disagree, an engine fails, or an engine's result changes between runs, everything is
 still printed and the run exits with 1.
 
---scaling instead runs sessionize alone for each chosen path (sessions, annotate, window (a), chart
+--scaling instead runs sessionize alone for each chosen path (sessions, dedup, annotate, window (a), chart
 by day) at --sizes events (200 events per user), on --threads threads, with --memory-limit.
 """
 
@@ -50,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 TIMEOUT = "30 minutes"
-PATHS = ("sessions", "annotate", "window", "chart")
+PATHS = ("sessions", "dedup", "annotate", "window", "chart")
 
 # ---------------------------------------------------------------------------------------------------
 # sessions: the sessions table
@@ -83,6 +87,31 @@ FROM (SELECT user_id, event_time,
                AS session_number
       FROM events WHERE user_id IS NOT NULL AND event_time IS NOT NULL)
 GROUP BY user_id, session_number
+"""
+
+# `--dedup insert_id` before the sessions: of each insert_id's copies (among the events with a user
+# and a time) the first by time, then user, then event type; events without an insert_id stay.
+DUCK_FIRST_COPIES = """(SELECT user_id, event_time FROM {source}
+  WHERE user_id IS NOT NULL AND event_time IS NOT NULL
+  QUALIFY insert_id IS NULL OR row_number() OVER (PARTITION BY insert_id
+    ORDER BY event_time, user_id NULLS LAST, event_type NULLS LAST) = 1) AS first_copies"""
+
+POLARS_DEDUP = """
+import sys, polars as pl
+src, out = sys.argv[1], sys.argv[2]
+lf = pl.scan_parquet(src).select("user_id", "event_time", "event_type", "insert_id")
+lf = lf.filter(pl.col("user_id").is_not_null() & pl.col("event_time").is_not_null())
+rank = pl.int_range(pl.len()).over("insert_id", order_by=["event_time", "user_id", "event_type"])
+lf = lf.filter(pl.col("insert_id").is_null() | (rank == 0)).select("user_id", "event_time")
+gap = pl.col("event_time").diff().over("user_id", order_by="event_time")
+lf = lf.with_columns((gap.is_null() | (gap > pl.duration(minutes=30))).cast(pl.Int64).alias("new_session"))
+lf = lf.with_columns(pl.col("new_session").cum_sum().over("user_id", order_by="event_time").alias("session_number"))
+lf = lf.group_by("user_id", "session_number").agg(
+    pl.col("event_time").min().alias("started_at"),
+    pl.col("event_time").max().alias("ended_at"),
+    pl.len().alias("events"),
+)
+lf.sink_parquet(out)
 """
 
 POLARS = """
@@ -279,7 +308,7 @@ def check(engine, out):
     """Sessions, events and the sum of session numbers of a sessions-table engine's output."""
     if engine == "sessionize session_list":
         sql = (f"SELECT count(*), sum(s.event_count), sum(s.session_number) FROM read_parquet('{out}')")
-    elif engine == "sessionize sessions":
+    elif engine.startswith("sessionize sessions"):
         sql = (f"SELECT count(*), sum(events_per_session), sum(user_session_number) FROM read_parquet('{out}')")
     else:
         sql = f"SELECT count(*), sum(events), sum(session_number) FROM read_parquet('{out}')"
@@ -452,6 +481,28 @@ def groups(args, data, paths):
         for e in engines:
             e.check = (lambda name: lambda path: check(name, path))(e.name)
         chosen.append(Group("sessions", "the sessions table (user, session number, start, end, events)",
+                            "sessions, events, sum of session numbers", engines,
+                            [([duck_name] + [e.name for e in engines if e.name != duck_name], equal)]))
+
+    if "dedup" in paths:
+        def out(name):
+            return output(args, "dedup", name, "parquet")
+        duck_name = "DuckDB first copies + window"
+        ours = "sessionize sessions --dedup insert_id"
+        engines = [
+            Engine(ours, [*sessionize, "sessions", data, "--dedup", "insert_id", "--output", out(ours)],
+                   out(ours), duck_name),
+            Engine(duck_name, [sys.executable, "-c", DUCKDB, data, out(duck_name),
+                               WINDOW_SQL.format(source=DUCK_FIRST_COPIES.format(source=source_duck),
+                                                 timeout=TIMEOUT)],
+                   out(duck_name), duck_name),
+            Engine("Polars first copies + window", [sys.executable, "-c", POLARS_DEDUP, parquet_glob(data),
+                                                    out("Polars first copies + window")],
+                   out("Polars first copies + window"), duck_name),
+        ]
+        for e in engines:
+            e.check = (lambda name: lambda path: check(name, path))(e.name)
+        chosen.append(Group("dedup", "the sessions table with --dedup insert_id (first copy of each insert_id)",
                             "sessions, events, sum of session numbers", engines,
                             [([duck_name] + [e.name for e in engines if e.name != duck_name], equal)]))
 
@@ -636,6 +687,9 @@ def scaling(args, paths):
     table = {
         "sessions": ("sessions", lambda data, out: ["sessions", data, "--output", out], "parquet",
                      lambda out: check("sessionize sessions", out), "sessions, events, sum of session numbers"),
+        "dedup": ("sessions --dedup insert_id",
+                  lambda data, out: ["sessions", data, "--dedup", "insert_id", "--output", out], "parquet",
+                  lambda out: check("sessionize sessions", out), "sessions, events, sum of session numbers"),
         "annotate": ("annotate", lambda data, out: ["annotate", data, "--output", out], "parquet",
                      annotated, "rows, non-null session_number, sum"),
         "window": ("window (a): query SELECT *, session_number(...) OVER ...",

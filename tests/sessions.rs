@@ -981,6 +981,55 @@ fn copies_tied_on_every_rank_give_the_same_sessions_in_any_row_order() {
     }
 }
 
+/// `--dedup insert_id` keeps the first copy of each insert id, empty ids included (one event
+/// of two with `""`), and every event without one; ids are found repeated by a hash of the id
+/// and ranked by the id itself, so a unique id stays whatever its hash.
+#[test]
+fn dedup_keeps_one_copy_of_each_insert_id_and_every_event_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copies.json");
+    let rows = [
+        ("u1", "2026-01-05T10:00:00Z", Some("i1")),
+        ("u1", "2026-01-05T10:05:00Z", Some("i1")),
+        ("u2", "2026-01-05T11:00:00Z", Some("")),
+        ("u2", "2026-01-05T11:01:00Z", Some("")),
+        ("u3", "2026-01-05T12:00:00Z", None),
+        ("u3", "2026-01-05T12:01:00Z", None),
+        ("u4", "2026-01-05T13:00:00Z", Some("i2")),
+        // The first copy of `i3` is another actor's: `u5` keeps nothing.
+        ("u6", "2026-01-05T13:59:00Z", Some("i3")),
+        ("u5", "2026-01-05T14:00:00Z", Some("i3")),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(user, time, id)| {
+            let id = id.map_or("null".to_string(), |i| format!("\"{i}\""));
+            format!(
+                "{{\"user_id\":\"{user}\",\"event_time\":\"{time}\",\"event_type\":\"a\",\"insert_id\":{id}}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let out = ok(&[
+        "sessions",
+        path.to_str().unwrap(),
+        "--dedup",
+        "insert_id",
+        "--format",
+        "csv",
+    ]);
+    let mut kept: Vec<String> = out
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            format!("{} {}", fields[2], fields[3])
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["u1 1", "u2 1", "u3 2", "u4 1", "u6 1"], "{out}");
+}
+
 /// `annotate --session-source sdk --dedup insert_id` numbers one copy of an insert id, as in
 /// derived sessions (it numbered both: a newcomer's audit).
 #[test]
