@@ -340,12 +340,19 @@ pub(crate) fn is_utc_or_naive(data_type: &DataType) -> bool {
     }
 }
 
-/// The condition that an event is the first of its insert id (events without one are all kept):
-/// the earliest, and of equal times the one of the first actor, then of the first event type,
-/// then by [`dedup_ties`], so that which copy is kept never depends on the order of the rows (an
-/// insert id seen under two actors at one time is kept under the first actor, in every run), and
-/// is the copy [`first_copies`] keeps.
-fn insert_id_first(
+/// The events of `table`, every column, with `__sessionize_first`: whether the event is the first
+/// of its insert id (events without one are all first): the earliest, and of equal times the one
+/// of the first actor, then of the first event type, then by [`dedup_ties`], so that which copy is
+/// kept never depends on the order of the rows (an insert id seen under two actors at one time is
+/// kept under the first actor, in every run), and is the copy [`first_copies`] keeps.
+///
+/// Only the copies of ids seen more than once are ranked, by a window over them alone; those ids
+/// are found by a 63-bit hash of the id, and joined with the repeated ids on the build side, as in
+/// [`first_copies`]. The window over every event (a
+/// sort of all of them, every column) made `annotate --dedup insert_id` of the 10M benchmark
+/// export take 77 s and 6.9 GB, where `annotate` took 4 s.
+fn with_first_copies(
+    table: &str,
     insert_id: &str,
     time: &str,
     actor: &str,
@@ -358,9 +365,19 @@ fn insert_id_first(
         .map(|(_, value)| format!(", {value} ASC NULLS LAST"))
         .collect();
     format!(
-        "(CASE WHEN {insert_id} IS NULL THEN true ELSE row_number() OVER \
-         (PARTITION BY {insert_id} ORDER BY {time}, CAST({actor} AS VARCHAR) ASC NULLS LAST, \
-         CAST({event} AS VARCHAR) ASC NULLS LAST{ties}) = 1 END)"
+        "(SELECT * EXCLUDE (__sessionize_key) FROM ( \
+           WITH keyed AS (SELECT *, coalesce(session_key_id(CAST({insert_id} AS VARCHAR)), \
+             CASE WHEN {insert_id} IS NOT NULL THEN 0 END) AS __sessionize_key FROM {table}), \
+           repeated AS (SELECT __sessionize_key FROM keyed WHERE __sessionize_key IS NOT NULL \
+             GROUP BY __sessionize_key HAVING count(*) > 1) \
+           SELECT k.*, true AS __sessionize_first FROM repeated r RIGHT ANTI JOIN keyed k \
+             ON r.__sessionize_key = k.__sessionize_key \
+           UNION ALL \
+           SELECT * EXCLUDE (__sessionize_rank), __sessionize_rank = 1 AS __sessionize_first \
+           FROM (SELECT *, row_number() OVER (PARTITION BY {insert_id} ORDER BY {time}, \
+             CAST({actor} AS VARCHAR) ASC NULLS LAST, CAST({event} AS VARCHAR) ASC NULLS LAST{ties}) \
+             AS __sessionize_rank FROM (SELECT k.* FROM repeated r RIGHT SEMI JOIN keyed k \
+             ON r.__sessionize_key = k.__sessionize_key))))"
     )
 }
 
@@ -606,7 +623,7 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
 
 /// `--dedup insert_id`'s events: of the events `{select} FROM {table} WHERE {conditions}`, those
 /// without an insert id, and of each insert id's copies the first by time, then actor and event
-/// type (as [`insert_id_first`] ranks them). Only the copies of insert ids seen more than once are
+/// type (as [`with_first_copies`] ranks them). Only the copies of insert ids seen more than once are
 /// ranked by the window function: ranked over every event, its one partition per insert id made
 /// the 10M benchmark export take 46 s (2.6 s without `--dedup`). With `ranked_only` (see
 /// [`RANKED_ONLY`]), those events are ranked and then left out.
@@ -640,7 +657,9 @@ fn first_copies(
     // text: grouping 10M distinct ids by an integer took 1.2 s where by the text it took 3-5 s,
     // and 5 GB (the benchmark's `dedup` group, 10M events). Ids that share a hash without being
     // equal are only ranked needlessly: the ranking is by the id itself, so each is still first
-    // among its own copies. (`session_key_id` of an empty id is null: such ids get 0.)
+    // among its own copies. (`session_key_id` of an empty id is null: such ids get 0.) The joins
+    // are written with the repeated ids on the left, which a hash join builds its table from:
+    // as `NOT EXISTS` / `EXISTS` they built it from every event (3.9 GB, where this takes 1.2).
     format!(
         "SELECT * EXCLUDE (__sessionize_id, __sessionize_key{excluded}) FROM ( \
            WITH copies AS ({select}, CAST({insert_id} AS VARCHAR) AS __sessionize_id, \
@@ -649,13 +668,13 @@ fn first_copies(
              FROM {table}{filter}), \
            repeated AS (SELECT __sessionize_key FROM copies WHERE __sessionize_key IS NOT NULL \
              GROUP BY __sessionize_key HAVING count(*) > 1) \
-           SELECT * FROM copies c WHERE NOT EXISTS \
-             (SELECT 1 FROM repeated r WHERE r.__sessionize_key = c.__sessionize_key) \
+           SELECT c.* FROM repeated r RIGHT ANTI JOIN copies c \
+             ON r.__sessionize_key = c.__sessionize_key \
            UNION ALL \
            SELECT * EXCLUDE (__sessionize_rank) FROM (SELECT *, row_number() OVER \
              (PARTITION BY __sessionize_id ORDER BY event_time, user_id ASC NULLS LAST, \
-             event_type ASC NULLS LAST{ties}) AS __sessionize_rank FROM copies c WHERE EXISTS \
-             (SELECT 1 FROM repeated r WHERE r.__sessionize_key = c.__sessionize_key)) \
+             event_type ASC NULLS LAST{ties}) AS __sessionize_rank FROM (SELECT c.* FROM \
+             repeated r RIGHT SEMI JOIN copies c ON r.__sessionize_key = c.__sessionize_key)) \
            WHERE __sessionize_rank = 1){kept}"
     )
 }
@@ -976,12 +995,13 @@ pub fn annotate_sql(
     included.extend(activity_condition(&event, options));
     // `--dedup insert_id`, in derived and SDK sessions alike (SDK sessions once kept every copy:
     // a newcomer's audit).
-    if options.dedup_insert_id && options.source != SessionSource::DbtCompat {
+    let table = if options.dedup_insert_id && options.source != SessionSource::DbtCompat {
         let insert_id = ident(&insert_id_column(schema, options)?);
-        included.push(insert_id_first(
-            &insert_id, &time, &actor, &event, schema, options,
-        ));
-    }
+        included.push("__sessionize_first".to_string());
+        with_first_copies(&table, &insert_id, &time, &actor, &event, schema, options)
+    } else {
+        table
+    };
     let annotated = match options.source {
         SessionSource::DbtCompat => {
             return plan_err!("annotate takes --session-source derived or sdk, not --compat dbt");
