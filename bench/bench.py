@@ -96,13 +96,8 @@ DUCK_FIRST_COPIES = """(SELECT user_id, event_time FROM {source}
   QUALIFY insert_id IS NULL OR row_number() OVER (PARTITION BY insert_id
     ORDER BY event_time, user_id NULLS LAST, event_type NULLS LAST) = 1) AS first_copies"""
 
-POLARS_DEDUP = """
-import sys, polars as pl
-src, out = sys.argv[1], sys.argv[2]
-lf = pl.scan_parquet(src).select("user_id", "event_time", "event_type", "insert_id")
-lf = lf.filter(pl.col("user_id").is_not_null() & pl.col("event_time").is_not_null())
-rank = pl.int_range(pl.len()).over("insert_id", order_by=["event_time", "user_id", "event_type"])
-lf = lf.filter(pl.col("insert_id").is_null() | (rank == 0)).select("user_id", "event_time")
+# The sessions of Polars' engines: from `lf` (user_id, event_time, no nulls) to the table at `out`.
+POLARS_SESSIONS = """
 gap = pl.col("event_time").diff().over("user_id", order_by="event_time")
 lf = lf.with_columns((gap.is_null() | (gap > pl.duration(minutes=30))).cast(pl.Int64).alias("new_session"))
 lf = lf.with_columns(pl.col("new_session").cum_sum().over("user_id", order_by="event_time").alias("session_number"))
@@ -114,20 +109,20 @@ lf = lf.group_by("user_id", "session_number").agg(
 lf.sink_parquet(out)
 """
 
+POLARS_DEDUP = """
+import sys, polars as pl
+src, out = sys.argv[1], sys.argv[2]
+lf = pl.scan_parquet(src).select("user_id", "event_time", "event_type", "insert_id")
+lf = lf.filter(pl.col("user_id").is_not_null() & pl.col("event_time").is_not_null())
+rank = pl.int_range(pl.len()).over("insert_id", order_by=["event_time", "user_id", "event_type"])
+lf = lf.filter(pl.col("insert_id").is_null() | (rank == 0)).select("user_id", "event_time")
+""" + POLARS_SESSIONS
+
 POLARS = """
 import sys, polars as pl
 src, out = sys.argv[1], sys.argv[2]
 lf = pl.scan_parquet(src).select("user_id", "event_time").drop_nulls()
-gap = pl.col("event_time").diff().over("user_id", order_by="event_time")
-lf = lf.with_columns((gap.is_null() | (gap > pl.duration(minutes=30))).cast(pl.Int64).alias("new_session"))
-lf = lf.with_columns(pl.col("new_session").cum_sum().over("user_id", order_by="event_time").alias("session_number"))
-lf = lf.group_by("user_id", "session_number").agg(
-    pl.col("event_time").min().alias("started_at"),
-    pl.col("event_time").max().alias("ended_at"),
-    pl.len().alias("events"),
-)
-lf.sink_parquet(out)
-"""
+""" + POLARS_SESSIONS
 
 # DuckDB in its own process: COPY the query to Parquet (default) or CSV with a header, in UTC (the
 # charts' days are UTC days).

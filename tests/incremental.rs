@@ -591,6 +591,20 @@ fn a_moved_date_window_ranks_the_copies_of_the_events_it_takes_in() {
     });
 }
 
+/// `actor`'s event `id` at 01:00 on day `day` of the tests' calendar (day 0: 2026-01-05), with a
+/// session of its own by the SDK's session ids (as dbt_amplitude's sessions are).
+fn day_event(actor: &'static str, day: i64, id: u8) -> Event {
+    Event {
+        actor: Some(actor),
+        secs: day * 86_400 + 3600,
+        kind: "page",
+        session: i64::from(id),
+        id,
+        platform: "web",
+        upload: 0,
+    }
+}
+
 /// `--compat dbt`'s date window ends today by default, so a later run's window can end later: an
 /// event dated after the first run's window, held since, enters the table with the run whose
 /// window covers it, though its actor has no new events (a rebuild over the new window has it);
@@ -598,16 +612,7 @@ fn a_moved_date_window_ranks_the_copies_of_the_events_it_takes_in() {
 /// leaves out, as a full run says it.
 #[test]
 fn a_moved_date_window_applies_to_the_events_held_between_its_ends() {
-    let event = |actor: &'static str, day: i64, id: u8| Event {
-        actor: Some(actor),
-        secs: day * 86_400 + 3600,
-        kind: "page",
-        // Sessions by the SDK's session ids, as dbt_amplitude's: one per event here.
-        session: i64::from(id),
-        id,
-        platform: "web",
-        upload: 0,
-    };
+    let event = day_event;
     let dir = tempfile::tempdir().unwrap();
     let deliveries = [
         // `a`'s second event (2026-01-13) is after the first window's end (2026-01-10).
@@ -662,15 +667,7 @@ fn a_moved_date_window_applies_to_the_events_held_between_its_ends() {
 /// audit of 2026-11-30: such a run changed nothing).
 #[test]
 fn a_moved_date_window_applies_without_new_events() {
-    let event = |actor: &'static str, day: i64, id: u8| Event {
-        actor: Some(actor),
-        secs: day * 86_400 + 3600,
-        kind: "page",
-        session: i64::from(id),
-        id,
-        platform: "web",
-        upload: 0,
-    };
+    let event = day_event;
     let dir = tempfile::tempdir().unwrap();
     let (events, header_only) = (dir.path().join("d0.csv"), dir.path().join("d1.csv"));
     // `a`'s second event (2026-01-13) is after the first window's end (2026-01-10).
