@@ -441,6 +441,14 @@ def output(args, group, engine, ext):
     return os.path.join(args.workdir, f"out-{group}-{slug}.{ext}")
 
 
+def sessions_group(key, title, engines, duck_name):
+    """A group of sessions-table engines: each checked by `check`, all against `duck_name`."""
+    for e in engines:
+        e.check = (lambda name: lambda path: check(name, path))(e.name)
+    return Group(key, title, "sessions, events, sum of session numbers", engines,
+                 [([duck_name] + [e.name for e in engines if e.name != duck_name], equal)])
+
+
 def groups(args, data, paths):
     """The chosen groups of engines over `data`."""
     bin_dir = args.bin
@@ -473,11 +481,8 @@ def groups(args, data, paths):
                                              "--output", out("DataFusion window SQL")],
                    out("DataFusion window SQL"), duck_name),
         ]
-        for e in engines:
-            e.check = (lambda name: lambda path: check(name, path))(e.name)
-        chosen.append(Group("sessions", "the sessions table (user, session number, start, end, events)",
-                            "sessions, events, sum of session numbers", engines,
-                            [([duck_name] + [e.name for e in engines if e.name != duck_name], equal)]))
+        chosen.append(sessions_group("sessions", "the sessions table (user, session number, start, end, events)",
+                                     engines, duck_name))
 
     if "dedup" in paths:
         def out(name):
@@ -495,11 +500,9 @@ def groups(args, data, paths):
                                                     out("Polars first copies + window")],
                    out("Polars first copies + window"), duck_name),
         ]
-        for e in engines:
-            e.check = (lambda name: lambda path: check(name, path))(e.name)
-        chosen.append(Group("dedup", "the sessions table with --dedup insert_id (first copy of each insert_id)",
-                            "sessions, events, sum of session numbers", engines,
-                            [([duck_name] + [e.name for e in engines if e.name != duck_name], equal)]))
+        chosen.append(sessions_group("dedup",
+                                     "the sessions table with --dedup insert_id (first copy of each insert_id)",
+                                     engines, duck_name))
 
     if "annotate" in paths:
         def out(name):

@@ -341,29 +341,22 @@ pub(crate) fn is_utc_or_naive(data_type: &DataType) -> bool {
 }
 
 /// The events of `table`, every column, with `__sessionize_first`: whether the event is the first
-/// of its insert id (events without one are all first): the earliest, and of equal times the one
-/// of the first actor, then of the first event type, then by [`dedup_ties`], so that which copy is
-/// kept never depends on the order of the rows (an insert id seen under two actors at one time is
-/// kept under the first actor, in every run), and is the copy [`first_copies`] keeps.
+/// of its insert id (`insert_id`, an expression over `table`; events without one are all first)
+/// in the order `order` (an `ORDER BY` list). `--dedup insert_id` orders copies by time, then
+/// actor, then event type, then by [`dedup_ties`], so that which copy is kept never depends on the
+/// order of the rows (an insert id seen under two actors at one time is kept under the first
+/// actor, in every run); `annotate` and `sessions` keep the same copy.
 ///
-/// Only the copies of ids seen more than once are ranked, by a window over them alone; those ids
-/// are found by a 63-bit hash of the id, and joined with the repeated ids on the build side, as in
-/// [`first_copies`]. The window over every event (a sort of all of them, every column) made
-/// `annotate --dedup insert_id` of the 10M benchmark export take 77 s and 6.9 GB, where
-/// `annotate` took 4 s; now 22-27 s and 4.2 GB.
-fn with_first_copies(
-    table: &str,
-    insert_id: &str,
-    time: &str,
-    actor: &str,
-    event: &str,
-    schema: &Schema,
-    options: &SessionsOptions,
-) -> String {
-    let ties: String = dedup_ties(schema, options)
-        .iter()
-        .map(|(_, value)| format!(", {value} ASC NULLS LAST"))
-        .collect();
+/// Only the copies of ids seen more than once are ranked, by a window over them alone: ranked
+/// over every event, one partition per insert id, the 10M benchmark export took 46 s in
+/// `sessions` (2.6 s without `--dedup`) and 77 s and 6.9 GB in `annotate` (4 s without). The
+/// repeated ids are found by a 63-bit hash of the id (`session_key_id`), not the text: grouping
+/// 10M distinct ids by an integer takes 1.2 s, by the text 3-5 s and 5 GB. Ids that share a hash
+/// without being equal are only ranked needlessly: the ranking is by the id itself, so each is
+/// still first among its own copies. (`session_key_id` of an empty id is null: such ids get 0.)
+/// The joins have the repeated ids on the left, which a hash join builds its table from: as `NOT
+/// EXISTS` / `EXISTS` they built it from every event (3.9 GB, where this takes 1.2).
+fn with_first_copies(table: &str, insert_id: &str, order: &str) -> String {
     format!(
         "(SELECT * EXCLUDE (__sessionize_key) FROM ( \
            WITH keyed AS (SELECT *, coalesce(session_key_id(CAST({insert_id} AS VARCHAR)), \
@@ -374,8 +367,7 @@ fn with_first_copies(
              ON r.__sessionize_key = k.__sessionize_key \
            UNION ALL \
            SELECT * EXCLUDE (__sessionize_rank), __sessionize_rank = 1 AS __sessionize_first \
-           FROM (SELECT *, row_number() OVER (PARTITION BY {insert_id} ORDER BY {time}, \
-             CAST({actor} AS VARCHAR) ASC NULLS LAST, CAST({event} AS VARCHAR) ASC NULLS LAST{ties}) \
+           FROM (SELECT *, row_number() OVER (PARTITION BY {insert_id} ORDER BY {order}) \
              AS __sessionize_rank FROM (SELECT k.* FROM repeated r RIGHT SEMI JOIN keyed k \
              ON r.__sessionize_key = k.__sessionize_key))))"
     )
@@ -623,10 +615,8 @@ fn events_cte(table: &str, schema: &Schema, options: &SessionsOptions) -> Result
 
 /// `--dedup insert_id`'s events: of the events `{select} FROM {table} WHERE {conditions}`, those
 /// without an insert id, and of each insert id's copies the first by time, then actor and event
-/// type (as [`with_first_copies`] ranks them). Only the copies of insert ids seen more than once are
-/// ranked by the window function: ranked over every event, its one partition per insert id made
-/// the 10M benchmark export take 46 s (2.6 s without `--dedup`). With `ranked_only` (see
-/// [`RANKED_ONLY`]), those events are ranked and then left out.
+/// type, by [`with_first_copies`]. With `ranked_only` (see [`RANKED_ONLY`]), those events are
+/// ranked and then left out.
 fn first_copies(
     select: &str,
     insert_id: &str,
@@ -648,34 +638,19 @@ fn first_copies(
         (
             format!(", {} AS __sessionize_ranked_only", ident(RANKED_ONLY)),
             ", __sessionize_ranked_only",
-            " WHERE NOT __sessionize_ranked_only",
+            " AND NOT __sessionize_ranked_only",
         )
     } else {
         (String::new(), "", "")
     };
-    // The repeated insert ids are found by a 63-bit hash of the id (`session_key_id`), not the
-    // text: grouping 10M distinct ids by an integer took 1.2 s where by the text it took 3-5 s,
-    // and 5 GB (the benchmark's `dedup` group, 10M events). Ids that share a hash without being
-    // equal are only ranked needlessly: the ranking is by the id itself, so each is still first
-    // among its own copies. (`session_key_id` of an empty id is null: such ids get 0.) The joins
-    // are written with the repeated ids on the left, which a hash join builds its table from:
-    // as `NOT EXISTS` / `EXISTS` they built it from every event (3.9 GB, where this takes 1.2).
+    let copies = format!(
+        "({select}, CAST({insert_id} AS VARCHAR) AS __sessionize_id{flag} FROM {table}{filter})"
+    );
+    let order = format!("event_time, user_id ASC NULLS LAST, event_type ASC NULLS LAST{ties}");
     format!(
-        "SELECT * EXCLUDE (__sessionize_id, __sessionize_key{excluded}) FROM ( \
-           WITH copies AS ({select}, CAST({insert_id} AS VARCHAR) AS __sessionize_id, \
-             coalesce(session_key_id(CAST({insert_id} AS VARCHAR)), \
-               CASE WHEN {insert_id} IS NOT NULL THEN 0 END) AS __sessionize_key{flag} \
-             FROM {table}{filter}), \
-           repeated AS (SELECT __sessionize_key FROM copies WHERE __sessionize_key IS NOT NULL \
-             GROUP BY __sessionize_key HAVING count(*) > 1) \
-           SELECT c.* FROM repeated r RIGHT ANTI JOIN copies c \
-             ON r.__sessionize_key = c.__sessionize_key \
-           UNION ALL \
-           SELECT * EXCLUDE (__sessionize_rank) FROM (SELECT *, row_number() OVER \
-             (PARTITION BY __sessionize_id ORDER BY event_time, user_id ASC NULLS LAST, \
-             event_type ASC NULLS LAST{ties}) AS __sessionize_rank FROM (SELECT c.* FROM \
-             repeated r RIGHT SEMI JOIN copies c ON r.__sessionize_key = c.__sessionize_key)) \
-           WHERE __sessionize_rank = 1){kept}"
+        "SELECT * EXCLUDE (__sessionize_id, __sessionize_first{excluded}) FROM {} \
+         WHERE __sessionize_first{kept}",
+        with_first_copies(&copies, "__sessionize_id", &order)
     )
 }
 
@@ -997,8 +972,16 @@ pub fn annotate_sql(
     // a newcomer's audit).
     let table = if options.dedup_insert_id && options.source != SessionSource::DbtCompat {
         let insert_id = ident(&insert_id_column(schema, options)?);
+        let ties: String = dedup_ties(schema, options)
+            .iter()
+            .map(|(_, value)| format!(", {value} ASC NULLS LAST"))
+            .collect();
+        let order = format!(
+            "{time}, CAST({actor} AS VARCHAR) ASC NULLS LAST, CAST({event} AS VARCHAR) ASC NULLS \
+             LAST{ties}"
+        );
         included.push("__sessionize_first".to_string());
-        with_first_copies(&table, &insert_id, &time, &actor, &event, schema, options)
+        with_first_copies(&table, &insert_id, &order)
     } else {
         table
     };

@@ -443,9 +443,6 @@ pub async fn sessions_into(
         return Ok(report);
     }
     let mut events_version = None;
-    // Whether this run made a version of the events table (its new events, or only the rows that
-    // record its files).
-    let mut appended = false;
     // Whether the run has new events (registered as `__sessionize_new`).
     let mut any_new = false;
     // The cuts, when found during the append (see there).
@@ -470,7 +467,6 @@ pub async fn sessions_into(
                 if window_moved && recorded.map(|r| r + 1) == Some(version) {
                     // The window's move is applied below, as with new events.
                     events_version = Some(version);
-                    appended = true;
                 } else if !rebuild {
                     report.version = Some(
                         mark_up_to_date(
@@ -486,7 +482,7 @@ pub async fn sessions_into(
                     report.recorded_only = true;
                 }
             }
-            if !appended {
+            if events_version.is_none() {
                 return Ok(report);
             }
         }
@@ -661,10 +657,12 @@ pub async fn sessions_into(
                     rebuild = true;
                 }
                 events_version = Some(version);
-                appended = true;
             }
         }
     }
+    // Whether this run made a version of the events table (its new events, or only the rows that
+    // record its files).
+    let appended = events_version.is_some();
     let events_version = match events_version {
         Some(version) => version,
         None => delta::version(&events_location).await?,
