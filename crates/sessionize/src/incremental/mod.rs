@@ -55,20 +55,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, new_null_array,
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array,
 };
 use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{cast as cast_array, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::{Column, Result, plan_err};
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{Expr, SessionContext, cast, lit};
 
 mod annotate;
 mod tails;
+mod touched;
 pub use annotate::annotate_into;
 pub use tails::TAILS_FOLDER;
 
@@ -76,6 +75,7 @@ use crate::delta::{self, Commit};
 use crate::job::SessionsJob;
 use crate::sessions::{ident, sessions_sql};
 use crate::tables::{self, LoadOptions};
+use touched::{Keys, Touched};
 
 /// The events table's folder inside the sessions table's.
 pub const EVENTS_FOLDER: &str = "_sessionize_events";
@@ -106,10 +106,6 @@ const COMPUTED: &str = "__sessionize_computed";
 /// The in-memory table of each actor's earliest new event (`user_id`, `t_min` in microseconds;
 /// the events without an actor as one row of a null `user_id`).
 const FIRST_EVENTS: &str = "__sessionize_first_events";
-
-/// The unit of the sessions table's cuts: its events table keeps times in microseconds.
-const MICROS: datafusion::arrow::datatypes::TimeUnit =
-    datafusion::arrow::datatypes::TimeUnit::Microsecond;
 
 /// The options that decide the sessions, as text (`--flag: value` pairs separated by `; `): a
 /// table built with some must not be continued with others (its rows would follow two rules).
@@ -447,9 +443,10 @@ pub async fn sessions_into(
     let mut any_new = false;
     // The cuts, when found during the append (see there).
     let mut early_cuts = None;
-    // The actors with new events (`None`: the events without an actor, which `--compat dbt`
-    // keeps as one actor, as the dbt model does).
-    let mut new_actors: Vec<Option<String>> = vec![];
+    // The actors with new events, and whether events without an actor are among them (which
+    // `--compat dbt` keeps as one actor, as the dbt model does).
+    let mut new_actors = Keys::default();
+    let mut unnamed_new = false;
     // The insert id whose copies are ranked across actors, in the modes that rank them.
     let mut insert_id: Option<String> = None;
     if !new.is_empty() {
@@ -608,7 +605,7 @@ pub async fn sessions_into(
                 )
                 .await?;
                 }
-                texts(ctx, &format!("SELECT user_id FROM {FIRST_EVENTS}")).await
+                first_actors(ctx).await
             };
             if any {
                 let append = Commit {
@@ -642,13 +639,13 @@ pub async fn sessions_into(
                     };
                     let (version, cuts) = futures::future::join(append, cuts).await;
                     let (actors, read, cuts) = cuts?;
-                    new_actors = actors;
+                    (new_actors, unnamed_new) = actors;
                     report.tails_read = read;
                     early_cuts = Some(cuts);
                     version?
                 } else {
                     let (version, actors) = futures::future::join(append, first_events).await;
-                    new_actors = actors?;
+                    (new_actors, unnamed_new) = actors?;
                     version?
                 };
                 // Another run appended since the sessions table was last brought up to date (or
@@ -714,10 +711,14 @@ pub async fn sessions_into(
             ),
         };
         let moved = texts(ctx, &sql).await?;
-        let known: HashSet<Option<String>> = new_actors.iter().cloned().collect();
-        new_actors.extend(moved.into_iter().filter(|a| !known.contains(a)));
+        for actor in moved {
+            match actor {
+                Some(actor) => new_actors.insert(&actor, None),
+                None => unnamed_new = true,
+            }
+        }
     }
-    if !rebuild && new_actors.is_empty() {
+    if !rebuild && new_actors.is_empty() && !unnamed_new {
         // Files whose events were all late or without a time: no session changes.
         report.version = Some(
             mark_up_to_date(
@@ -789,7 +790,7 @@ pub async fn sessions_into(
     }
     // Named actors, as a rebuild counts them (`count(DISTINCT actor)`): not the events without an
     // actor (left out of derived sessions; one group in `--compat dbt`).
-    report.actors = new_actors.iter().flatten().count() as u64;
+    report.actors = new_actors.len() as u64;
     let mut cuts = if let (true, Some(cuts)) = (continued, early_cuts) {
         cuts
     } else if continued {
@@ -803,19 +804,15 @@ pub async fn sessions_into(
     // Per touched actor whose held events can matter (not fresh), the start of its first
     // recomputed session (`None`: all of them).
     // (In derived sessions with one timeout every touched actor has a cut; in other modes none.)
-    let from: hashbrown::HashMap<String, Option<i64>> = if continued {
+    let from: Keys = if continued {
         std::mem::take(&mut cuts.reopened)
     } else {
-        new_actors
-            .iter()
-            .flatten()
-            .map(|a| (a.clone(), None))
-            .collect()
+        std::mem::take(&mut new_actors)
     };
     let fresh_actors = std::mem::take(&mut cuts.fresh);
     // Events without an actor: derived sessions leave them out; `--compat dbt` keeps them as one
     // actor, whose sessions are all recomputed.
-    let unnamed = !continued && new_actors.iter().any(Option::is_none);
+    let unnamed = !continued && unnamed_new;
     let reopened = unnamed || !from.is_empty();
     // The touched actors as a function holding them, not as `IN (...)`: delta-rs turns an `IN`
     // list into a chain of `OR`s as deep as the list, which overflowed the stack at 48,000
@@ -823,11 +820,12 @@ pub async fn sessions_into(
     // With insert ids ranked across actors, the actors computed again from a held session (to
     // check below that each still has one).
     let reopened_actors: Vec<String> = if continued && insert_id.is_some() {
-        from.keys().cloned().collect()
+        from.texts().map(str::to_string).collect()
     } else {
         vec![]
     };
-    let touched = Touched::udf(from);
+    let touched_set = Touched::new(from);
+    let touched = ScalarUDF::new_from_impl(touched_set.clone());
     let which = |actor: Expr, start: Expr| -> Expr {
         let named = touched.call(vec![actor.clone(), start]);
         if unnamed {
@@ -988,20 +986,20 @@ pub async fn sessions_into(
     // The fresh actors' sessions are new (see `Cuts::fresh`): added without a comparison, and
     // kept out of the deleted keys. The predicate matches them by actor and start.
     let any_fresh = !fresh_actors.is_empty();
-    let fresh_set = Touched::new(fresh_actors);
-    let fresh = ScalarUDF::new_from_impl(fresh_set.clone());
+    let fresh = Touched::udf(fresh_actors);
     let (fresh_rows, compared) = if !any_fresh {
         (vec![], computed.clone())
     } else {
-        // One look-up per session, each batch split by it.
+        // One look-up per session, each batch split by it: in the few reopened actors rather
+        // than in the many fresh ones (each recomputed actor is one or the other).
         let (mut fresh_rows, mut others) = (vec![], vec![]);
         for batch in &batches {
             let Some(user) = batch.column_by_name("user_id") else {
                 return plan_err!("the recomputed sessions have no user_id");
             };
-            let is_fresh = fresh_set.keys(user, None)?;
-            fresh_rows.push(filter_record_batch(batch, &is_fresh)?);
-            others.push(filter_record_batch(batch, &not(&is_fresh)?)?);
+            let reopened = touched_set.keys(user, None)?;
+            fresh_rows.push(filter_record_batch(batch, &not(&reopened)?)?);
+            others.push(filter_record_batch(batch, &reopened)?);
         }
         (fresh_rows, rows(others)?)
     };
@@ -1261,7 +1259,7 @@ fn recorded_events(
 struct Cuts {
     /// Per touched actor that is not fresh (below): its cut, in microseconds since the epoch
     /// (always given; the option is the shape [`Touched`] takes).
-    reopened: hashbrown::HashMap<String, Option<i64>>,
+    reopened: Keys,
     /// The actors whose cut is their earliest new event and who have no session starting at or
     /// after it (a new actor, or one whose last session ended more than the timeout before it),
     /// with that cut. Their recomputed sessions are all new: they are added without comparing
@@ -1269,7 +1267,7 @@ struct Cuts {
     /// any actor, since its sessions from its cut on are all recomputed; for these it deletes
     /// nothing). None of their held events is at or after the cut, so only their new events are
     /// sessionized again.
-    fresh: hashbrown::HashMap<String, Option<i64>>,
+    fresh: Keys,
     /// The earliest cut's day of the actors that are not fresh, in the sessions table's
     /// `session_started_at_day` (a day early where the cut is an event's time, whose day in the
     /// table's time zone may be the UTC day before) and in UTC (days since the epoch); `None`
@@ -1303,35 +1301,70 @@ struct Cuts {
 async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> Result<Cuts> {
     let micros =
         |c: &str| format!("arrow_cast(arrow_cast({c}, 'Timestamp(Microsecond, None)'), 'Int64')");
-    // Each touched actor's earliest new event, in microseconds.
-    collect_table(
-        ctx,
-        "__sessionize_tmin",
-        &format!("SELECT user_id, t_min FROM {FIRST_EVENTS} WHERE user_id IS NOT NULL"),
-    )
-    .await?;
-    // `S` is the actor's last session (its tail) where that starts at or before `t`: most of a
-    // daily delivery. Otherwise (`late`: an event before the actor's last session) it is looked
-    // up in the sessions table.
-    // One join, split in two by whether the tail starts at or before `t`.
-    let tail_start = micros("l.session_started_at");
+    let timeout = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
+    // The continuation of an actor `t` (`user_id`, `t_min`) from `S` (`s`, null where the actor
+    // has none), as the columns registered (see above), with whether the actor is fresh (never,
+    // unless it `may_be_fresh`). `jump`: the earliest new event is more than the timeout after
+    // S's end.
+    let continued = |may_be_fresh: bool| {
+        let jump = format!("(t.t_min - {} > {timeout})", micros("s.session_ended_at"));
+        let fresh = if may_be_fresh {
+            format!("(s.user_id IS NULL OR {jump})")
+        } else {
+            "false".to_string()
+        };
+        let utc_day =
+            "arrow_cast(utc_day(arrow_cast(t.t_min, 'Timestamp(Microsecond, None)')), 'Int32')";
+        format!(
+            "t.user_id, \
+             CASE WHEN s.user_id IS NULL THEN 0 WHEN {jump} THEN s.user_session_number \
+               ELSE s.user_session_number - 1 END AS number_offset, \
+             CASE WHEN s.user_id IS NULL THEN NULL WHEN {jump} THEN s.session_ended_at \
+               ELSE s.last_session_ended_at END AS previous_ended_at, \
+             CASE WHEN s.user_id IS NULL OR {jump} THEN t.t_min ELSE {start} END AS cut, \
+             CASE WHEN s.user_id IS NULL OR {jump} THEN {utc_day} - 1 \
+               ELSE arrow_cast(s.session_started_at_day, 'Int32') END AS cut_day, \
+             CASE WHEN s.user_id IS NULL OR {jump} THEN {utc_day} \
+               ELSE arrow_cast(utc_day(s.session_started_at), 'Int32') END AS cut_utc_day, \
+             {fresh} AS fresh",
+            start = micros("s.session_started_at"),
+        )
+    };
+    // One join of each touched actor with its tail. Where the tail starts at or before `t`, or
+    // there is none, `S` is the tail (or none) and the actor's continuation follows at once:
+    // most of a daily delivery. Otherwise (`late`: an event before the actor's last session)
+    // `S` is looked up in the sessions table below; such an actor is never fresh, as `S`'s
+    // successor starts after `t` and is computed again.
+    let late = format!(
+        "coalesce(s.user_id IS NOT NULL AND {} > t.t_min, false)",
+        micros("s.session_started_at")
+    );
     let joined = ctx
         .sql(&format!(
-            "SELECT {}, t.t_min, {tail_start} <= t.t_min AS in_tail \
-             FROM __sessionize_tmin t JOIN {tails} l ON l.user_id = t.user_id",
+            "SELECT {}, t.t_min AS t_min, {late} AS late FROM {FIRST_EVENTS} t \
+             LEFT JOIN (SELECT {} FROM {tails} l) s ON s.user_id = t.user_id \
+             WHERE t.user_id IS NOT NULL",
+            continued(true),
             tails::columns("l")
         ))
         .await?;
     let joined_schema = joined.schema().as_arrow().clone();
-    let (mut found, mut late) = (vec![], vec![]);
     let columns = joined_schema.fields().len();
+    // The continuation's columns, without `t_min` and `late` (nullable: the late actors' rows
+    // come from another query).
+    let schema = delta::nullable(&joined_schema.project(&(0..columns - 2).collect::<Vec<_>>())?);
     let late_schema = Arc::new(joined_schema.project(&[0, columns - 2])?);
+    let (mut continuations, mut late) = (vec![], vec![]);
     for batch in joined.collect().await? {
-        // (A filter keeps no row whose condition is null, as `WHERE` keeps none.)
-        let in_tail = batch.column(columns - 1).as_boolean();
-        let tail = batch.project(&(0..columns - 2).collect::<Vec<_>>())?;
-        found.push(filter_record_batch(&tail, in_tail)?);
-        let late_rows = filter_record_batch(&batch.project(&[0, columns - 2])?, &not(in_tail)?)?;
+        let is_late = batch.column(columns - 1).as_boolean();
+        let rows = batch.project(&(0..columns - 2).collect::<Vec<_>>())?;
+        continuations.push(RecordBatch::try_new(
+            Arc::clone(&schema),
+            filter_record_batch(&rows, &not(is_late)?)?
+                .columns()
+                .to_vec(),
+        )?);
+        let late_rows = filter_record_batch(&batch.project(&[0, columns - 2])?, is_late)?;
         late.push(RecordBatch::try_new(
             Arc::clone(&late_schema),
             late_rows.columns().to_vec(),
@@ -1363,8 +1396,8 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
             day.is_valid(0).then(|| day.value(0))
         });
     if let Some(day) = earliest {
-        let recent = earlier_sessions(ctx, "__sessionize_late", Some(day)).await?;
-        let resolved: HashSet<String> = recent
+        let mut found = earlier_sessions(ctx, "__sessionize_late", Some(day)).await?;
+        let resolved: HashSet<String> = found
             .iter()
             .map(|b| cast_array(b.column(0), &DataType::Utf8))
             .collect::<Result<Vec<_>, _>>()?
@@ -1377,7 +1410,6 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
                     .collect::<Vec<_>>()
             })
             .collect();
-        found.extend(recent);
         let unresolved =
             count(ctx, "SELECT count(*) FROM __sessionize_late").await? > resolved.len() as u64;
         if unresolved {
@@ -1395,53 +1427,41 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
             )?;
             found.extend(earlier_sessions(ctx, "__sessionize_unresolved", None).await?);
         }
+        // One schema for the rows of both look-ups (they differ only in what is nullable).
+        ctx.deregister_table("__sessionize_s")?;
+        let found_schema = match found.first() {
+            Some(batch) => delta::nullable(&batch.schema()),
+            None => delta::nullable(ctx.table(tails).await?.schema().as_arrow()),
+        };
+        let found = found
+            .into_iter()
+            .map(|b| RecordBatch::try_new(Arc::clone(&found_schema), b.columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        ctx.register_table(
+            "__sessionize_s",
+            Arc::new(MemTable::try_new(found_schema, vec![found])?),
+        )?;
+        // The late actors' continuations (`S` found, or none: every session starts after `t`).
+        let late = ctx
+            .sql(&format!(
+                "SELECT {} FROM __sessionize_late t LEFT JOIN __sessionize_s s ON s.user_id = t.user_id",
+                continued(false)
+            ))
+            .await?;
+        for batch in late.collect().await? {
+            continuations.push(RecordBatch::try_new(
+                Arc::clone(&schema),
+                batch.columns().to_vec(),
+            )?);
+        }
     }
-    // New actors have no `S`; nor have actors whose every session starts after `t`.
-    ctx.deregister_table("__sessionize_s")?;
-    // One schema for the rows of both sources (they differ only in what is nullable).
-    let schema = match found.first() {
-        Some(batch) => delta::nullable(&batch.schema()),
-        None => delta::nullable(ctx.table(tails).await?.schema().as_arrow()),
+    let actors = continuations.iter().map(RecordBatch::num_rows).sum();
+    let mut cuts = Cuts {
+        fresh: Keys::with_capacity(actors),
+        ..Cuts::default()
     };
-    let found = found
-        .into_iter()
-        .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
-        .collect::<Result<Vec<_>, _>>()?;
-    ctx.register_table(
-        "__sessionize_s",
-        Arc::new(MemTable::try_new(schema, vec![found])?),
-    )?;
-    let timeout = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
-    // `jump`: the earliest new event is more than the timeout after S's end.
-    let jump = format!("(t.t_min - {} > {timeout})", micros("s.session_ended_at"));
-    let found = ctx
-        .sql(&format!(
-            "SELECT t.user_id, \
-             CASE WHEN s.user_id IS NULL THEN 0 WHEN {jump} THEN s.user_session_number \
-               ELSE s.user_session_number - 1 END AS number_offset, \
-             CASE WHEN s.user_id IS NULL THEN NULL WHEN {jump} THEN s.session_ended_at \
-               ELSE s.last_session_ended_at END AS previous_ended_at, \
-             CASE WHEN s.user_id IS NULL OR {jump} THEN t.t_min \
-               ELSE {start} END AS cut, \
-             CASE WHEN s.user_id IS NULL OR {jump} \
-               THEN arrow_cast(utc_day(arrow_cast(t.t_min, 'Timestamp(Microsecond, None)')), 'Int32') - 1 \
-               ELSE arrow_cast(s.session_started_at_day, 'Int32') END AS cut_day, \
-             CASE WHEN s.user_id IS NULL OR {jump} \
-               THEN arrow_cast(utc_day(arrow_cast(t.t_min, 'Timestamp(Microsecond, None)')), 'Int32') \
-               ELSE arrow_cast(utc_day(s.session_started_at), 'Int32') END AS cut_utc_day, \
-             (l.user_id IS NULL AND (s.user_id IS NULL OR {jump})) AS fresh \
-             FROM __sessionize_tmin t LEFT JOIN __sessionize_s s ON s.user_id = t.user_id \
-             LEFT JOIN __sessionize_late l ON l.user_id = t.user_id",
-            start = micros("s.session_started_at"),
-        ))
-        .await?;
-    let schema = Arc::new(found.schema().as_arrow().clone());
-    let batches = found.collect().await?;
-    let mut cuts = Cuts::default();
     let (mut day, mut utc_day) = (i32::MAX, i32::MAX);
-    for batch in &batches {
-        let users = cast_array(batch.column(0), &DataType::Utf8)?;
-        let users = users.as_string::<i32>();
+    for batch in &continuations {
         let starts = cast_array(batch.column(3), &DataType::Int64)?;
         let starts = starts.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         let days = cast_array(batch.column(4), &DataType::Int32)?;
@@ -1449,8 +1469,9 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
         let utc_days = cast_array(batch.column(5), &DataType::Int32)?;
         let utc_days = utc_days.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         let fresh = batch.column(6).as_boolean();
-        for i in 0..batch.num_rows() {
-            let user = users.value(i).to_string();
+        touched::each_text(batch.column(0), |i, user| {
+            // (The touched actors are named: `t.user_id IS NOT NULL` above.)
+            let Some(user) = user else { return };
             if fresh.value(i) {
                 cuts.fresh.insert(user, Some(starts.value(i)));
             } else {
@@ -1458,14 +1479,15 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
                 day = day.min(days.value(i));
                 utc_day = utc_day.min(utc_days.value(i));
             }
-        }
+        })?;
     }
     if !cuts.reopened.is_empty() {
         cuts.first_day = Some((day, utc_day));
     }
+    ctx.deregister_table("__sessionize_continuation")?;
     ctx.register_table(
         "__sessionize_continuation",
-        Arc::new(MemTable::try_new(schema, vec![batches])?),
+        Arc::new(MemTable::try_new(schema, vec![continuations])?),
     )?;
     Ok(cuts)
 }
@@ -1497,6 +1519,25 @@ async fn earlier_sessions(
     .await
 }
 
+/// The actors of [`FIRST_EVENTS`], and whether it has the events without an actor (a null
+/// `user_id`).
+async fn first_actors(ctx: &SessionContext) -> Result<(Keys, bool)> {
+    let batches = ctx
+        .sql(&format!("SELECT user_id FROM {FIRST_EVENTS}"))
+        .await?
+        .collect()
+        .await?;
+    let mut actors = Keys::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    let mut unnamed = false;
+    for batch in &batches {
+        touched::each_text(batch.column(0), |_, actor| match actor {
+            Some(actor) => actors.insert(actor, None),
+            None => unnamed = true,
+        })?;
+    }
+    Ok((actors, unnamed))
+}
+
 /// Registers what `sql` gives as the in-memory table `name` (replacing one of that name).
 async fn collect_table(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
     let df = ctx.sql(sql).await?;
@@ -1516,144 +1557,6 @@ fn continues(options: &crate::sessions::SessionsOptions) -> bool {
 /// A date literal, `days` since the epoch.
 fn lit_date(days: i32) -> Expr {
     lit(datafusion::common::ScalarValue::Date32(Some(days)))
-}
-
-/// `sessionize_touched(key [, start])`: whether the key (an actor, or a session's
-/// `unique_session_id`), as text, is one of a run's set and (given a session start or an event
-/// time) it is at or after that key's cut (false for a null key).
-#[derive(Clone)]
-struct Touched {
-    from: Arc<hashbrown::HashMap<String, Option<i64>>>,
-    /// The unit of the cuts (and of the times compared with them).
-    unit: datafusion::arrow::datatypes::TimeUnit,
-    signature: Signature,
-}
-
-/// The set's size, not its keys: a commit formats its plan with `Debug` somewhere inside, and
-/// printing a set of 800,000 session keys took 1.5 s of a 2.2 s commit (perf, 100M events).
-impl std::fmt::Debug for Touched {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Touched")
-            .field("keys", &self.from.len())
-            .field("unit", &self.unit)
-            .finish()
-    }
-}
-
-impl PartialEq for Touched {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.from, &other.from)
-    }
-}
-
-impl Eq for Touched {}
-
-impl std::hash::Hash for Touched {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.from).hash(state);
-    }
-}
-
-impl Touched {
-    /// The set `from` (keys, each with its cut in microseconds or none).
-    fn new(from: hashbrown::HashMap<String, Option<i64>>) -> Self {
-        Touched {
-            from: Arc::new(from),
-            unit: MICROS,
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
-    }
-
-    /// The function over the set `from`.
-    fn udf(from: hashbrown::HashMap<String, Option<i64>>) -> ScalarUDF {
-        ScalarUDF::new_from_impl(Touched::new(from))
-    }
-
-    /// Whether each key of `keys` (text of any layout) is touched, given each row's `start`.
-    fn keys(
-        &self,
-        keys: &ArrayRef,
-        start: Option<&datafusion::arrow::array::Int64Array>,
-    ) -> Result<BooleanArray> {
-        // The keys as they come: this runs on every event of the days a run reads.
-        Ok(match keys.data_type() {
-            DataType::Utf8View => {
-                let a = keys.as_string_view();
-                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
-            }
-            DataType::Utf8 => {
-                let a = keys.as_string::<i32>();
-                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
-            }
-            DataType::LargeUtf8 => {
-                let a = keys.as_string::<i64>();
-                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
-            }
-            _ => {
-                let text = cast_array(keys, &DataType::Utf8)?;
-                let a = text.as_string::<i32>();
-                self.mask(a.len(), |i| a.is_valid(i).then(|| a.value(i)), start)
-            }
-        })
-    }
-
-    /// Whether each of `len` rows is touched: its key (`text`) is in the set and, given `start`,
-    /// its time is at or after the key's cut.
-    fn mask<'a>(
-        &self,
-        len: usize,
-        text: impl Fn(usize) -> Option<&'a str>,
-        start: Option<&datafusion::arrow::array::Int64Array>,
-    ) -> BooleanArray {
-        (0..len)
-            .map(|i| {
-                let cut = text(i).and_then(|t| self.from.get(t));
-                Some(match (cut, start) {
-                    (None, _) => false,
-                    (Some(None), _) | (Some(Some(_)), None) => true,
-                    (Some(Some(cut)), Some(start)) => start.is_valid(i) && start.value(i) >= *cut,
-                })
-            })
-            .collect()
-    }
-}
-
-impl ScalarUDFImpl for Touched {
-    fn name(&self) -> &str {
-        "sessionize_touched"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (actor, start) = match args.args.as_slice() {
-            [actor] => (actor, None),
-            [actor, start] => (actor, Some(start)),
-            _ => return plan_err!("sessionize_touched takes an actor and a time"),
-        };
-        let actor = actor.to_array(args.number_rows)?;
-        let start = match start {
-            Some(start) => {
-                let micros = cast_array(
-                    &start.to_array(args.number_rows)?,
-                    &DataType::Timestamp(self.unit, None),
-                )?;
-                Some(cast_array(&micros, &DataType::Int64)?)
-            }
-            None => None,
-        };
-        let start = start
-            .as_ref()
-            .map(|s| s.as_primitive::<datafusion::arrow::datatypes::Int64Type>());
-        let touched = self.keys(&actor, start)?;
-        Ok(ColumnarValue::Array(Arc::new(touched)))
-    }
 }
 
 /// Rows of nulls in `schema` that only record the files `stamps`.
@@ -1903,21 +1806,6 @@ async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_touched_set_prints_its_size_not_its_keys() {
-        let from: hashbrown::HashMap<String, Option<i64>> = (0..10_000)
-            .map(|i| (format!("user-{i}"), Some(i)))
-            .collect();
-        let touched = Touched {
-            from: Arc::new(from),
-            unit: MICROS,
-            signature: Signature::variadic_any(Volatility::Immutable),
-        };
-        let printed = format!("{touched:?}");
-        assert!(printed.contains("10000"), "{printed}");
-        assert!(printed.len() < 100, "{} bytes", printed.len());
-    }
 
     /// A version that only records files says so; one whose sessions were computed again says
     /// that, even when none of its actors has a name (`--compat dbt`'s group of events without
