@@ -2,7 +2,8 @@
 # Incremental sessions tables against a full rebuild: a history (the wide benchmark export, made by
 # bench/run.sh: --events N --users U), then a delivery of 1% new events (most after the history's
 # end, one in ten up to 3 days late), applied with `sessions --into --partition-by-day`;
-# beside it, the full rebuild over both. Prints each step's wall time and peak memory, the files written, and whether
+# beside it, the full rebuild over both, alternated with the delivery's run three times (the median
+# ratio is the result). Prints each step's wall time and peak memory, the files written, and whether
 # the incremental table equals the rebuild. Never part of `cargo test`.
 # The same for `annotate --into` (every event with its session, against `annotate --output delta:`)
 # follows.
@@ -22,11 +23,15 @@ if [ ! -f "$history" ]; then
 fi
 work="$(mktemp -d "$HOME/.cache/sessionize/bench/incremental.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-timed() { # label, command...
+last=0
+timed() { # label, command... (sets `last` to the step's seconds)
   local label="$1"; shift
   # The previous step's written files flushed first, so that no step pays for another's writeback.
   sync
-  /usr/bin/time -f "$label: %e s, %M KB peak" "$@" 2>&1 >/dev/null | grep -v '^note' || true
+  local measured="$work/time.txt"
+  /usr/bin/time -o "$measured" -f "%e %M" "$@" 2>&1 >/dev/null | grep -v '^note' || true
+  read -r last peak < <(tail -1 "$measured")
+  echo "$label: $last s, $peak KB peak"
 }
 # The delivery: 1% of the history's events, copied with new times. Nine in ten fall in the day
 # after the history's newest event; one in ten in the 3 days before it (up to 3 days late). Each
@@ -38,11 +43,25 @@ if [ "$paths" != annotate ]; then
 timed "first --into (the history)" "$bin" sessions "$history" --into "delta:$work/table" --partition-by-day
 before=$(find "$work/table" -name '*.parquet' | wc -l)
 bytes_before=$(du -sb "$work/table" | cut -f1)
-timed "incremental --into (the delivery)" "$bin" sessions "$history" "$work/delivery.parquet" --into "delta:$work/table" --partition-by-day
+# The delivery's run and the rebuild, alternated three times: this VM's speed drifts by a third
+# within minutes (and is slower right after the first run's minute of work), so each ratio
+# compares two runs made side by side, and the median of three is the result. Each delivery run
+# starts from the table the first run built (hard-linked: a run writes new files and never
+# changes one in place).
+cp -al "$work/table" "$work/base"
+ratios=()
+for run in 1 2 3; do
+  rm -rf "$work/table" && cp -al "$work/base" "$work/table"
+  timed "incremental --into (the delivery), run $run" "$bin" sessions "$history" "$work/delivery.parquet" --into "delta:$work/table" --partition-by-day
+  incremental=$last
+  rm -rf "$work/full"
+  timed "full rebuild (sessions --output delta:), run $run" "$bin" sessions "$history" "$work/delivery.parquet" --output "delta:$work/full" --partition-by-day
+  ratios+=("$(awk -v a="$incremental" -v b="$last" 'BEGIN { printf "%.3f", a / b }')")
+done
+echo "incremental / rebuild, run by run: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -n | sed -n 2p)"
 after=$(find "$work/table" -name '*.parquet' | wc -l)
 bytes_after=$(du -sb "$work/table" | cut -f1)
 echo "files: $before before, $after after; bytes written by the delivery's run: $((bytes_after - bytes_before)) of $bytes_before"
-timed "full rebuild (sessions --output delta:)" "$bin" sessions "$history" "$work/delivery.parquet" --output "delta:$work/full" --partition-by-day
 same=$("$bin" query --table "t=delta:$work/table" --table "f=delta:$work/full" --format csv \
   "SELECT (SELECT count(*) FROM (SELECT * FROM t EXCEPT SELECT * FROM f)) + (SELECT count(*) FROM (SELECT * FROM f EXCEPT SELECT * FROM t)) AS differing" | tail -1)
 echo "rows differing between the incremental table and the rebuild: $same"
