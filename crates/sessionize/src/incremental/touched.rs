@@ -41,8 +41,7 @@ impl Keys {
     }
 
     fn text(&self, index: usize) -> &str {
-        let start = if index == 0 { 0 } else { self.ends[index - 1] };
-        &self.texts[start..self.ends[index]]
+        text_at(&self.texts, &self.ends, index)
     }
 
     fn find(&self, hash: u64, text: &str) -> Option<usize> {
@@ -61,6 +60,7 @@ impl Keys {
         self.ends.push(self.texts.len());
         self.cuts.push(cut);
         let index = self.ends.len() - 1;
+        // (The table moves texts' indexes as it grows, hashing each again.)
         let Keys {
             table,
             texts,
@@ -68,11 +68,7 @@ impl Keys {
             hasher,
             ..
         } = self;
-        let text_of = |i: usize| {
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            &texts[start..ends[i]]
-        };
-        table.insert_unique(hash, index, |&i| hasher.hash_one(text_of(i)));
+        table.insert_unique(hash, index, |&i| hasher.hash_one(text_at(texts, ends, i)));
     }
 
     /// `Some` of the cut of `text` when the set holds it.
@@ -94,6 +90,12 @@ impl Keys {
     pub(super) fn texts(&self) -> impl Iterator<Item = &str> {
         (0..self.len()).map(|i| self.text(i))
     }
+}
+
+/// The text `index` of `texts`, whose texts end at `ends`.
+fn text_at<'a>(texts: &'a str, ends: &[usize], index: usize) -> &'a str {
+    let start = if index == 0 { 0 } else { ends[index - 1] };
+    &texts[start..ends[index]]
 }
 
 /// The set's size, not its texts (see [`Touched`]'s).
