@@ -561,7 +561,6 @@ pub async fn sessions_into(
                 recorded_files.extend(seen.iter().map(String::as_str));
             }
             batches.push(file_rows(&schema, &recorded_files)?);
-            let any = !batches.is_empty();
             ctx.register_table(
                 "__sessionize_new",
                 Arc::new(MemTable::try_new(Arc::clone(&schema), vec![batches])?),
@@ -607,54 +606,52 @@ pub async fn sessions_into(
                 }
                 first_actors(ctx).await
             };
-            if any {
-                let append = Commit {
-                    append: true,
-                    retry: true,
-                    partition_by: Some(DAY_COLUMN),
-                    metadata: vec![
-                        (ACTOR.to_string(), serde_json::json!(options.actor)),
-                        (FILE_ROWS.to_string(), serde_json::json!(true)),
-                    ],
-                    ..Commit::default()
+            let append = Commit {
+                append: true,
+                retry: true,
+                partition_by: Some(DAY_COLUMN),
+                metadata: vec![
+                    (ACTOR.to_string(), serde_json::json!(options.actor)),
+                    (FILE_ROWS.to_string(), serde_json::json!(true)),
+                ],
+                ..Commit::default()
+            };
+            let df = ctx.table("__sessionize_new").await?;
+            let append = delta::commit(ctx, df, &events_location, &append);
+            // The cuts need the sessions table and the new events, not the append: they are
+            // found while it is made (its Parquet encoding keeps one core busy). A run that turns
+            // out to be a rebuild drops them.
+            let version = if has_events
+                && !rebuild
+                && continues(&options)
+                && delta::exists(location).await?
+            {
+                let cuts = async {
+                    let actors = first_events.await?;
+                    register_latest(ctx, SESSIONS, location).await?;
+                    let version = delta::version(location).await?;
+                    let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
+                    continuation(ctx, TAILS, options.timeout)
+                        .await
+                        .map(|cuts| (actors, read, cuts))
                 };
-                let df = ctx.table("__sessionize_new").await?;
-                let append = delta::commit(ctx, df, &events_location, &append);
-                // The cuts need the sessions table and the new events, not the append: they are
-                // found while it is made (its Parquet encoding keeps one core busy). A run that turns
-                // out to be a rebuild drops them.
-                let version = if has_events
-                    && !rebuild
-                    && continues(&options)
-                    && delta::exists(location).await?
-                {
-                    let cuts = async {
-                        let actors = first_events.await?;
-                        register_latest(ctx, SESSIONS, location).await?;
-                        let version = delta::version(location).await?;
-                        let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
-                        continuation(ctx, TAILS, options.timeout)
-                            .await
-                            .map(|cuts| (actors, read, cuts))
-                    };
-                    let (version, cuts) = futures::future::join(append, cuts).await;
-                    let (actors, read, cuts) = cuts?;
-                    (new_actors, unnamed_new) = actors;
-                    report.tails_read = read;
-                    early_cuts = Some(cuts);
-                    version?
-                } else {
-                    let (version, actors) = futures::future::join(append, first_events).await;
-                    (new_actors, unnamed_new) = actors?;
-                    version?
-                };
-                // Another run appended since the sessions table was last brought up to date (or
-                // one died): its events are not among this run's, so every session is computed again.
-                if has_events && recorded.map(|r| r + 1) != Some(version) {
-                    rebuild = true;
-                }
-                events_version = Some(version);
+                let (version, cuts) = futures::future::join(append, cuts).await;
+                let (actors, read, cuts) = cuts?;
+                (new_actors, unnamed_new) = actors;
+                report.tails_read = read;
+                early_cuts = Some(cuts);
+                version?
+            } else {
+                let (version, actors) = futures::future::join(append, first_events).await;
+                (new_actors, unnamed_new) = actors?;
+                version?
+            };
+            // Another run appended since the sessions table was last brought up to date (or
+            // one died): its events are not among this run's, so every session is computed again.
+            if has_events && recorded.map(|r| r + 1) != Some(version) {
+                rebuild = true;
             }
+            events_version = Some(version);
         }
     }
     // Whether this run made a version of the events table (its new events, or only the rows that
@@ -1397,23 +1394,18 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
         });
     if let Some(day) = earliest {
         let mut found = earlier_sessions(ctx, "__sessionize_late", Some(day)).await?;
-        let resolved: HashSet<String> = found
-            .iter()
-            .map(|b| cast_array(b.column(0), &DataType::Utf8))
-            .collect::<Result<Vec<_>, _>>()?
-            .iter()
-            .flat_map(|users| {
-                let users = users.as_string::<i32>();
-                (0..users.len())
-                    .filter(|&i| users.is_valid(i))
-                    .map(|i| users.value(i).to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut resolved = Keys::default();
+        for batch in &found {
+            touched::each_text(batch.column(0), |_, user| {
+                if let Some(user) = user {
+                    resolved.insert(user, None);
+                }
+            })?;
+        }
         let unresolved =
             count(ctx, "SELECT count(*) FROM __sessionize_late").await? > resolved.len() as u64;
         if unresolved {
-            let rest = Touched::udf(resolved.into_iter().map(|a| (a, None)).collect());
+            let rest = Touched::udf(resolved);
             let late = ctx
                 .table("__sessionize_late")
                 .await?
