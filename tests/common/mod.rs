@@ -118,9 +118,9 @@ pub fn file(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// Checks the data files of the Delta sessions table at `table` (every `.parquet` file outside
-/// its `_` folders): Snappy-compressed, as delta-rs writes, and laid out as the Parquet sessions
-/// table is (`sessionize::sessions::parquet_properties`): `unique_session_id` without a
-/// dictionary or statistics. Returns how many files it checked.
+/// its `_` folders): laid out by `sessionize::sessions::delta_properties`: `unique_session_id`
+/// Snappy-compressed, as delta-rs writes, without a dictionary or statistics;
+/// `session_started_at` delta-encoded and uncompressed. Returns how many files it checked.
 pub fn check_sessions_data_files(table: &Path) -> usize {
     use datafusion::parquet::basic::{Compression, Encoding};
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
@@ -154,6 +154,20 @@ pub fn check_sessions_data_files(table: &Path) -> usize {
                 "{path:?}: {encodings:?}"
             );
             assert!(column.statistics().is_none(), "{path:?}");
+            // The times delta-encoded and left uncompressed (`sessions::delta_properties`).
+            let started = group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == "session_started_at")
+                .expect("a session_started_at column");
+            assert_eq!(started.compression(), Compression::UNCOMPRESSED, "{path:?}");
+            assert!(
+                started
+                    .encodings()
+                    .any(|e| e == Encoding::DELTA_BINARY_PACKED),
+                "{path:?}: {:?}",
+                started.encodings().collect::<Vec<_>>()
+            );
         }
     }
     files.len()

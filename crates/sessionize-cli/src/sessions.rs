@@ -521,7 +521,11 @@ pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
     report_left_out(&ctx, &options).await?;
     let df = ctx.sql(&sql).await?;
     let partition = args.partition_by_day.then_some("session_started_at_day");
-    let properties = sessionize::sessions::parquet_properties();
+    let properties = if is_delta(&args.output) {
+        sessionize::sessions::delta_properties()
+    } else {
+        sessionize::sessions::parquet_properties()
+    };
     write_with(
         &ctx,
         df,

@@ -168,6 +168,50 @@ pub fn parquet_properties() -> datafusion::parquet::file::properties::WriterProp
     builder.build()
 }
 
+/// Parquet writer properties for the data files of a Delta sessions table: those of
+/// [`parquet_properties`], Snappy-compressed as delta-rs writes, except where Snappy saves little.
+///
+/// The three timestamps and `session_id` (milliseconds) are `DELTA_BINARY_PACKED` (each value
+/// stored as its difference from the previous row's, bit-packed): consecutive sessions are an
+/// actor's, then the next actor's, so in a day partition the differences fit in about 37 bits
+/// instead of 64, where Snappy saved only 9–13% on them plain. They, and the numbers, days and flags (dictionary-encoded,
+/// where Snappy saved 0–1%), are left uncompressed; `unique_session_id`, `user_id`, and the
+/// lengths and gaps in minutes or seconds (mostly zeros) stay Snappy-compressed (it halves them or
+/// better). Measured on the 782,670 sessions of a 1% delivery's day at 100M events (2026-12-01):
+/// 41.8 MB → 34.9 MB; the whole 100M table 1.03 GB → 0.88 GB. The rebuild and the delivery's
+/// `--into` run each took about 7% less time (the writer spent a third of its time in Snappy),
+/// within this VM's noise. Every reader of Delta tables
+/// reads both encodings (Spark, delta-rs, DuckDB, Polars, pyarrow).
+pub fn delta_properties() -> datafusion::parquet::file::properties::WriterProperties {
+    use datafusion::parquet::basic::{Compression, Encoding};
+    use datafusion::parquet::schema::types::ColumnPath;
+    let mut builder = parquet_properties()
+        .into_builder()
+        .set_compression(Compression::SNAPPY);
+    for column in [
+        "session_started_at",
+        "session_ended_at",
+        "last_session_ended_at",
+        "session_id",
+    ] {
+        builder = builder
+            .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED)
+            .set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
+    }
+    for column in [
+        "source_relation",
+        "events_per_session",
+        "session_ended_at_day",
+        "user_session_number",
+        "last_session_ended_at_day",
+        "is_first_user_session",
+    ] {
+        builder =
+            builder.set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
+    }
+    builder.build()
+}
+
 /// A SQL identifier, quoted.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

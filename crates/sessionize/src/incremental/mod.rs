@@ -768,7 +768,7 @@ pub async fn sessions_into(
         let how = Commit {
             partition_by,
             metadata,
-            parquet: Some(crate::sessions::parquet_properties()),
+            parquet: Some(crate::sessions::delta_properties()),
             ..Commit::default()
         };
         let version = delta::commit(ctx, df, location, &how)
@@ -1122,7 +1122,7 @@ pub async fn sessions_into(
         replace_where: Some(replace),
         partition_by,
         metadata,
-        parquet: Some(crate::sessions::parquet_properties()),
+        parquet: Some(crate::sessions::delta_properties()),
         ..Commit::default()
     };
     let commit = delta::commit(ctx, rows(added)?, location, &how);
