@@ -141,11 +141,14 @@ pub fn check_sessions_data_files(table: &Path) -> usize {
         let reader = SerializedFileReader::new(std::fs::File::open(path).expect("a data file"))
             .expect("a Parquet file");
         for group in reader.metadata().row_groups() {
-            let column = group
-                .columns()
-                .iter()
-                .find(|c| c.column_path().string() == "unique_session_id")
-                .expect("a unique_session_id column");
+            let chunk = |name: &str| {
+                group
+                    .columns()
+                    .iter()
+                    .find(|c| c.column_path().string() == name)
+                    .unwrap_or_else(|| panic!("{path:?}: no column {name}"))
+            };
+            let column = chunk("unique_session_id");
             assert_eq!(column.compression(), Compression::SNAPPY, "{path:?}");
             let encodings: Vec<Encoding> = column.encodings().collect();
             assert!(
@@ -155,11 +158,7 @@ pub fn check_sessions_data_files(table: &Path) -> usize {
             );
             assert!(column.statistics().is_none(), "{path:?}");
             // The times delta-encoded and left uncompressed (`sessions::delta_properties`).
-            let started = group
-                .columns()
-                .iter()
-                .find(|c| c.column_path().string() == "session_started_at")
-                .expect("a session_started_at column");
+            let started = chunk("session_started_at");
             assert_eq!(started.compression(), Compression::UNCOMPRESSED, "{path:?}");
             assert!(
                 started
