@@ -535,7 +535,7 @@ pub async fn sessions_into(
             let (filter, late) =
                 late_filter(ctx, late_limit, held, "__sessionize_new_raw", &time, &utc).await?;
             report.late = late;
-            // The new events, narrow, in memory: they are read three times below.
+            // The new events, narrow.
             let new_events = ctx
                 .sql(&format!(
                     "SELECT {} FROM __sessionize_new_raw WHERE {filter}",
@@ -544,15 +544,6 @@ pub async fn sessions_into(
                 .await?;
             // Every column nullable, for the rows that only record a file (below).
             let schema = delta::nullable(new_events.schema().as_arrow());
-            let mut batches = vec![];
-            for batch in new_events.collect().await? {
-                batches.push(RecordBatch::try_new(
-                    Arc::clone(&schema),
-                    batch.columns().to_vec(),
-                )?);
-            }
-            report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
-            report.left_out = left_out(ctx, &schema, &batches, &options).await?;
             // Every new file (and, for a table built before such rows, every applied one) gets a
             // row of nulls with its stamp, so that the next run finds it in the null-day partition,
             // whether or not any of its events is kept (all late, without an actor, or none).
@@ -560,11 +551,34 @@ pub async fn sessions_into(
             if unrecorded {
                 recorded_files.extend(seen.iter().map(String::as_str));
             }
-            batches.push(file_rows(&schema, &recorded_files)?);
-            ctx.register_table(
-                "__sessionize_new",
-                Arc::new(MemTable::try_new(Arc::clone(&schema), vec![batches])?),
-            )?;
+            let files = file_rows(&schema, &recorded_files)?;
+            if has_events {
+                // A delivery: held in memory, as it is read three times below.
+                let mut batches = vec![];
+                for batch in new_events.collect().await? {
+                    batches.push(RecordBatch::try_new(
+                        Arc::clone(&schema),
+                        batch.columns().to_vec(),
+                    )?);
+                }
+                report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
+                report.left_out = left_out(ctx, &schema, &batches, &options).await?;
+                batches.push(files);
+                ctx.register_table(
+                    "__sessionize_new",
+                    Arc::new(MemTable::try_new(Arc::clone(&schema), vec![batches])?),
+                )?;
+            } else {
+                // The first run: the whole history (4 GB in memory at 100M events), so it is
+                // streamed to the append and read again by each pass below instead of held.
+                const DELIVERED: &str = "__sessionize_delivered";
+                ctx.register_table(DELIVERED, new_events.clone().into_view())?;
+                report.events = new_events.clone().count().await? as u64;
+                report.left_out = crate::job::left_out_notes(ctx, DELIVERED, &options).await?;
+                ctx.deregister_table(DELIVERED)?;
+                let with_files = new_events.union(ctx.read_batch(files)?)?;
+                ctx.register_table("__sessionize_new", with_files.into_view())?;
+            }
             any_new = true;
             // Each actor's earliest new event (the events without an actor as one group): the
             // touched actors, and where the cuts start. Found while the append is made.
