@@ -118,7 +118,7 @@ pub fn file(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// Checks the data files of the Delta sessions table at `table` (every `.parquet` file outside
-/// its `_` folders): laid out by `sessionize::sessions::delta_properties`: `unique_session_id`
+/// its `_` folders): laid out by `sessionize::sessions::delta_table_properties`: `unique_session_id`
 /// Snappy-compressed, as delta-rs writes, without a dictionary or statistics;
 /// `session_started_at` delta-encoded and uncompressed. Returns how many files it checked.
 pub fn check_sessions_data_files(table: &Path) -> usize {
@@ -157,7 +157,7 @@ pub fn check_sessions_data_files(table: &Path) -> usize {
                 "{path:?}: {encodings:?}"
             );
             assert!(column.statistics().is_none(), "{path:?}");
-            // The times delta-encoded and left uncompressed (`sessions::delta_properties`).
+            // The times delta-encoded and left uncompressed (`sessions::delta_table_properties`).
             let started = chunk("session_started_at");
             assert_eq!(started.compression(), Compression::UNCOMPRESSED, "{path:?}");
             assert!(

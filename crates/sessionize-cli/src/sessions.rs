@@ -522,7 +522,7 @@ pub async fn run(args: SessionsCommand) -> Result<(), CliError> {
     let df = ctx.sql(&sql).await?;
     let partition = args.partition_by_day.then_some("session_started_at_day");
     let properties = if is_delta(&args.output) {
-        sessionize::sessions::delta_properties()
+        sessionize::sessions::delta_table_properties()
     } else {
         sessionize::sessions::parquet_properties()
     };

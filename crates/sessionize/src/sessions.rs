@@ -174,15 +174,15 @@ pub fn parquet_properties() -> datafusion::parquet::file::properties::WriterProp
 /// The three timestamps and `session_id` (milliseconds) are `DELTA_BINARY_PACKED` (each value
 /// stored as its difference from the previous row's, bit-packed): consecutive sessions are an
 /// actor's, then the next actor's, so in a day partition the differences fit in about 37 bits
-/// instead of 64, where Snappy saved only 9–13% on them plain. They, and the numbers, days and flags (dictionary-encoded,
-/// where Snappy saved 0–1%), are left uncompressed; `unique_session_id`, `user_id`, and the
-/// lengths and gaps in minutes or seconds (mostly zeros) stay Snappy-compressed (it halves them or
-/// better). Measured on the 782,670 sessions of a 1% delivery's day at 100M events (2026-12-01):
-/// 41.8 MB → 34.9 MB; the whole 100M table 1.03 GB → 0.88 GB. The rebuild and the delivery's
-/// `--into` run each took about 7% less time (the writer spent a third of its time in Snappy),
-/// within this VM's noise. Every reader of Delta tables
+/// instead of 64, where Snappy saved only 9–13% on them plain. They, and the numbers, days and
+/// flags (dictionary-encoded, where Snappy saved 0–1%), are left uncompressed;
+/// `unique_session_id`, `user_id`, and the lengths and gaps in minutes or seconds (mostly zeros)
+/// stay Snappy-compressed (it halves them or better). Measured on the 782,670 sessions of a 1%
+/// delivery's day at 100M events (2026-12-01): 41.8 MB → 34.9 MB; the whole 100M table 1.03 GB →
+/// 0.88 GB. The rebuild and the delivery's `--into` run each took about 7% less time (the writer
+/// spent a third of its time in Snappy), within this VM's noise. Every reader of Delta tables
 /// reads both encodings (Spark, delta-rs, DuckDB, Polars, pyarrow).
-pub fn delta_properties() -> datafusion::parquet::file::properties::WriterProperties {
+pub fn delta_table_properties() -> datafusion::parquet::file::properties::WriterProperties {
     use datafusion::parquet::basic::{Compression, Encoding};
     use datafusion::parquet::schema::types::ColumnPath;
     let mut builder = parquet_properties()

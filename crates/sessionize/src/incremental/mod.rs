@@ -562,7 +562,8 @@ pub async fn sessions_into(
                     )?);
                 }
                 report.events = batches.iter().map(|b| b.num_rows() as u64).sum();
-                report.left_out = left_out(ctx, &schema, &batches, &options).await?;
+                let held = MemTable::try_new(Arc::clone(&schema), vec![batches.clone()])?;
+                report.left_out = left_out(ctx, Arc::new(held), &options).await?;
                 batches.push(files);
                 ctx.register_table(
                     "__sessionize_new",
@@ -571,11 +572,8 @@ pub async fn sessions_into(
             } else {
                 // The first run: the whole history (4 GB in memory at 100M events), so it is
                 // streamed to the append and read again by each pass below instead of held.
-                const DELIVERED: &str = "__sessionize_delivered";
-                ctx.register_table(DELIVERED, new_events.clone().into_view())?;
                 report.events = new_events.clone().count().await? as u64;
-                report.left_out = crate::job::left_out_notes(ctx, DELIVERED, &options).await?;
-                ctx.deregister_table(DELIVERED)?;
+                report.left_out = left_out(ctx, new_events.clone().into_view(), &options).await?;
                 let with_files = new_events.union(ctx.read_batch(files)?)?;
                 ctx.register_table("__sessionize_new", with_files.into_view())?;
             }
@@ -782,7 +780,7 @@ pub async fn sessions_into(
         let how = Commit {
             partition_by,
             metadata,
-            parquet: Some(crate::sessions::delta_properties()),
+            parquet: Some(crate::sessions::delta_table_properties()),
             ..Commit::default()
         };
         let version = delta::commit(ctx, df, location, &how)
@@ -1136,7 +1134,7 @@ pub async fn sessions_into(
         replace_where: Some(replace),
         partition_by,
         metadata,
-        parquet: Some(crate::sessions::delta_properties()),
+        parquet: Some(crate::sessions::delta_table_properties()),
         ..Commit::default()
     };
     let commit = delta::commit(ctx, rows(added)?, location, &how);
@@ -1224,25 +1222,18 @@ async fn read_new(
     Ok(combined)
 }
 
-/// What the sessions leave out of `batches` (a delivery's kept events), in the words
-/// [`crate::job::left_out_notes`] uses for a full run over the same events: derived sessions the
-/// events whose actor or time is null; `--compat dbt` those whose time is null and those outside
-/// its date window (held in the events table all the same: a later window can take them in);
-/// SDK sessions, none.
+/// What the sessions leave out of `delivered` (a delivery's kept events, or a first run's), in
+/// the words [`crate::job::left_out_notes`] uses for a full run over the same events: derived
+/// sessions the events whose actor or time is null; `--compat dbt` those whose time is null and
+/// those outside its date window (held in the events table all the same: a later window can take
+/// them in); SDK sessions, none.
 async fn left_out(
     ctx: &SessionContext,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
+    delivered: Arc<dyn datafusion::catalog::TableProvider>,
     options: &crate::sessions::SessionsOptions,
 ) -> Result<Vec<String>> {
     const DELIVERED: &str = "__sessionize_delivered";
-    ctx.register_table(
-        DELIVERED,
-        Arc::new(MemTable::try_new(
-            Arc::clone(schema),
-            vec![batches.to_vec()],
-        )?),
-    )?;
+    ctx.register_table(DELIVERED, delivered)?;
     let notes = crate::job::left_out_notes(ctx, DELIVERED, options).await;
     ctx.deregister_table(DELIVERED)?;
     notes
