@@ -17,6 +17,11 @@ The groups, chosen with --paths (comma-separated, all by default), each print th
   sink_parquet). Rows, non-null session numbers and their sum must agree; for sessionize, every
   session_id of a sample of users (1 in 16) must be the epoch milliseconds (floored) of the first
   event of its (user, session_number).
+- annotate-dedup: `sessionize annotate --dedup insert_id` (of each insert_id's copies, over every
+  event, the first by time, then user, then event type is numbered; the other copies, like the events
+  without a user or a time, get null) against the same by DuckDB (a row_number() window over the
+  copies, then the lag + running-sum SQL over the first copies) and Polars. Rows, non-null session
+  numbers and their sum must agree; session_id is checked as in annotate.
 - window: `sessionize query` writing `SELECT *, <window> FROM events` to Parquet with (a)
   session_number(...) OVER, (b) session_number and session_id (as derived_session_id: the export
   has a session_id column of its own), (c) DataFusion's row_number() OVER
@@ -54,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 TIMEOUT = "30 minutes"
-PATHS = ("sessions", "dedup", "annotate", "window", "chart")
+PATHS = ("sessions", "dedup", "annotate", "annotate-dedup", "window", "chart")
 
 # ---------------------------------------------------------------------------------------------------
 # sessions: the sessions table
@@ -168,6 +173,47 @@ lf = pl.scan_parquet(src).with_columns(new.cast(pl.Int64).alias("__new_session")
 known = pl.col("user_id").is_not_null() & t.is_not_null()
 number = pl.col("__new_session").cum_sum().over("user_id", order_by="event_time")
 lf = lf.with_columns(pl.when(known).then(number).alias("session_number")).drop("__new_session")
+lf.sink_parquet(out)
+"""
+
+# annotate --dedup insert_id: each insert id's first copy (over every event: by time, then user,
+# then event type, nulls last) is numbered; the other copies, as the events without a user or a
+# time, get null. Every input column plus session_number.
+DUCK_DEDUP_NUMBERED_SQL = """
+WITH r AS (
+  SELECT *, insert_id IS NULL OR row_number() OVER (PARTITION BY insert_id
+    ORDER BY event_time ASC NULLS LAST, CAST(user_id AS VARCHAR) ASC NULLS LAST,
+             CAST(event_type AS VARCHAR) ASC NULLS LAST) = 1 AS __first
+  FROM {source}
+), k AS (
+  SELECT * EXCLUDE (__first), __first AND user_id IS NOT NULL AND event_time IS NOT NULL AS __kept FROM r
+), g AS (
+  SELECT *,
+         CASE WHEN NOT __kept THEN 0
+              WHEN lag(event_time) OVER w IS NULL
+                OR event_time - lag(event_time) OVER w > INTERVAL '{timeout}' THEN 1
+              ELSE 0 END AS __new_session
+  FROM k
+  WINDOW w AS (PARTITION BY user_id, __kept ORDER BY event_time ASC NULLS LAST)
+)
+SELECT * EXCLUDE (__kept, __new_session),
+       CASE WHEN __kept THEN sum(__new_session) OVER (PARTITION BY user_id, __kept ORDER BY event_time ASC NULLS LAST)
+       END AS session_number
+FROM g
+"""
+
+POLARS_DEDUP_ANNOTATE = """
+import sys, polars as pl
+src, out = sys.argv[1], sys.argv[2]
+t = pl.col("event_time")
+rank = pl.int_range(pl.len()).over("insert_id", order_by=["event_time", "user_id", "event_type"], nulls_last=True)
+kept = (pl.col("insert_id").is_null() | (rank == 0)) & pl.col("user_id").is_not_null() & t.is_not_null()
+lf = pl.scan_parquet(src).with_columns(kept.alias("__kept"))
+gap = t.diff().over("user_id", "__kept", order_by="event_time")
+new = pl.when(~pl.col("__kept")).then(0).when(gap.is_null() | (gap > pl.duration(minutes=30))).then(1).otherwise(0)
+lf = lf.with_columns(new.cast(pl.Int64).alias("__new_session"))
+number = pl.col("__new_session").cum_sum().over("user_id", "__kept", order_by="event_time")
+lf = lf.with_columns(pl.when(pl.col("__kept")).then(number).alias("session_number")).drop("__kept", "__new_session")
 lf.sink_parquet(out)
 """
 
@@ -522,6 +568,25 @@ def groups(args, data, paths):
                             "rows, non-null session_number, sum", engines,
                             [([duck_name, "sessionize annotate", "Polars window"], equal)]))
 
+    if "annotate-dedup" in paths:
+        def out(name):
+            return output(args, "annotate-dedup", name, "parquet")
+        duck_name = "DuckDB first copies + window"
+        ours, polars_name = "sessionize annotate --dedup", "Polars first copies + window"
+        engines = [
+            Engine(ours, [*sessionize, "annotate", data, "--dedup", "insert_id", "--output", out(ours)],
+                   out(ours), duck_name, annotated, session_ids("session_id")),
+            Engine(duck_name, [sys.executable, "-c", DUCKDB, data, out(duck_name),
+                               DUCK_DEDUP_NUMBERED_SQL.format(source=source_duck, timeout=TIMEOUT)],
+                   out(duck_name), duck_name, annotated),
+            Engine(polars_name, [sys.executable, "-c", POLARS_DEDUP_ANNOTATE, parquet_glob(data),
+                                 out(polars_name)], out(polars_name), duck_name, annotated),
+        ]
+        chosen.append(Group("annotate-dedup",
+                            "every event with its session, --dedup insert_id (first copy of each insert_id)",
+                            "rows, non-null session_number, sum", engines,
+                            [([duck_name, ours, polars_name], equal)]))
+
     if "window" in paths:
         def out(name):
             return output(args, "window", name, "parquet")
@@ -690,6 +755,9 @@ def scaling(args, paths):
                   lambda out: check("sessionize sessions", out), "sessions, events, sum of session numbers"),
         "annotate": ("annotate", lambda data, out: ["annotate", data, "--output", out], "parquet",
                      annotated, "rows, non-null session_number, sum"),
+        "annotate-dedup": ("annotate --dedup insert_id",
+                           lambda data, out: ["annotate", data, "--dedup", "insert_id", "--output", out],
+                           "parquet", annotated, "rows, non-null session_number, sum"),
         "window": ("window (a): query SELECT *, session_number(...) OVER ...",
                    lambda data, out: ["query", data, WINDOW_A, "--output", out], "parquet",
                    numbered, "rows, non-null session_number, sum, sum with a user"),
