@@ -933,6 +933,51 @@ fn nanosecond_times_form_sessions_at_the_delta_tables_microseconds() {
     assert_eq!(out.lines().nth(1), Some("2"), "{out}");
 }
 
+/// Nanoseconds before 1970 go into a Delta table floored to the microsecond, as Spark's cast
+/// floors them, under `--into` and `--output delta:` alike: -1 ns is -1 µs. Arrow's cast truncated
+/// toward zero, which made it 1970-01-01T00:00:00 (a newcomer audit's finding). User `c`'s events
+/// are at -1 ns and at exactly 30 minutes: floored, the gap is 30 minutes and 1 µs, two sessions
+/// as in the nanoseconds; truncated, it was the timeout exactly, one session.
+#[test]
+fn nanosecond_times_before_1970_are_floored_to_the_microsecond() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let path = at("old.parquet");
+    ok(&[
+        "query",
+        "data/events.parquet",
+        "SELECT column1 AS user_id, arrow_cast(column2, 'Timestamp(Nanosecond, None)') \
+         AS event_time, 'view' AS event_type \
+         FROM (VALUES ('c', -1), ('c', 1800000000000)) v",
+        "--output",
+        &path,
+    ]);
+    let first = |table: &str, sql: &str| -> String {
+        let out = ok(&["query", "--table", table, "--format", "csv", sql]);
+        out.lines().nth(1).unwrap_or_default().to_string()
+    };
+    for command in ["sessions", "annotate"] {
+        for how in ["--into", "--output"] {
+            let table = format!("delta:{}", at(&format!("{command}{how}")));
+            ok(&[command, &path, how, &table]);
+            let t = format!("t={table}");
+            let (earliest, sessions) = if command == "sessions" {
+                (
+                    "SELECT arrow_cast(min(session_started_at), 'Int64') FROM t",
+                    "SELECT count(*) FROM t WHERE user_id = 'c'",
+                )
+            } else {
+                (
+                    "SELECT arrow_cast(min(event_time), 'Int64') FROM t",
+                    "SELECT count(DISTINCT session_number) FROM t WHERE user_id = 'c'",
+                )
+            };
+            assert_eq!(first(&t, earliest), "-1", "{command} {how}");
+            assert_eq!(first(&t, sessions), "2", "{command} {how}");
+        }
+    }
+}
+
 /// `--late-limit`: events older than the table's newest minus the limit are left out and counted;
 /// without the limit they are applied.
 #[test]

@@ -435,7 +435,8 @@ fn delta_properties(properties: &WriterProperties) -> WriterProperties {
 /// table cannot hold the nanoseconds, and `--into` keeps its events in microseconds. Sessions
 /// written to a Delta table are therefore formed from the times the table holds: two events a
 /// timeout plus less than 1 µs apart are one session there (and in the table `--into` keeps), two
-/// in a Parquet output of the nanoseconds. The cast truncates, as the events table's does.
+/// in a Parquet output of the nanoseconds. Nanoseconds are floored to the microsecond (as
+/// [`micros_sql`] does for the events table), so a time before 1970 moves back, never forward.
 ///
 /// Errors: a `table` that is not registered or has no column `time`.
 pub async fn at_delta_precision(ctx: &SessionContext, table: &str, time: &str) -> Result<()> {
@@ -455,7 +456,16 @@ pub async fn at_delta_precision(ctx: &SessionContext, table: &str, time: &str) -
         .into_iter()
         .map(|c| {
             if c.name == time {
-                cast(Expr::Column(c), micros.clone()).alias(time)
+                let floored = match field.data_type() {
+                    DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                        datafusion::functions::expr_fn::date_trunc(
+                            datafusion::prelude::lit("microsecond"),
+                            Expr::Column(c),
+                        )
+                    }
+                    _ => Expr::Column(c),
+                };
+                cast(floored, micros.clone()).alias(time)
             } else {
                 Expr::Column(c)
             }
@@ -465,6 +475,22 @@ pub async fn at_delta_precision(ctx: &SessionContext, table: &str, time: &str) -
     ctx.deregister_table(table)?;
     ctx.register_table(table, df.into_view())?;
     Ok(())
+}
+
+/// SQL for the column `time` (quoted, of type `data_type`) as Delta Lake holds times:
+/// `Timestamp(µs, "UTC")`, a time without a zone read as UTC. Nanoseconds are floored to the
+/// microsecond (`date_trunc`, as Spark's cast to its microsecond timestamp floors): Arrow's cast
+/// truncates toward zero, which moved a time before 1970 forward (-1 ns became 1970-01-01T00:00:00,
+/// a newcomer audit's finding), so that it no longer matched a floor of the same instant.
+pub fn micros_sql(time: &str, data_type: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    let floored = match data_type {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            format!("date_trunc('microsecond', {time})")
+        }
+        _ => time.to_string(),
+    };
+    format!("arrow_cast({floored}, 'Timestamp(Microsecond, Some(\"UTC\"))')")
 }
 
 /// Whether `location` holds a Delta table (a local folder with `_delta_log`, or a URL whose log
