@@ -453,3 +453,70 @@ fn a_missing_argument_is_named() {
         "the following required arguments were not provided: <INPUT>",
     );
 }
+
+/// `query` takes several PATHs as one `events` table, as `sessions` does, so the SQL that
+/// `sessions --print-sql` prints for several files runs through `query -f` over the same files
+/// (a newcomer audit found it could not: `query` took one PATH). SQL left unquoted is refused.
+#[test]
+fn query_reads_several_paths_as_the_events_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (early, late) = (at("early.parquet"), at("late.parquet"));
+    for (path, half) in [(&early, "<"), (&late, ">=")] {
+        ok(&[
+            "query",
+            SAMPLE,
+            &format!(
+                "SELECT * FROM events WHERE event_time {half} TIMESTAMP '2026-01-12T00:00:00Z'"
+            ),
+            "--output",
+            path,
+        ]);
+    }
+    let sorted = |out: String| {
+        let mut lines: Vec<String> = out.lines().skip(1).map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let both = sorted(ok(&["sessions", &early, &late, "--format", "csv"]));
+    let sql_file = at("sessions.sql");
+    std::fs::write(&sql_file, ok(&["sessions", &early, &late, "--print-sql"])).unwrap();
+    let through_query = sorted(ok(&[
+        "query", &early, &late, "-f", &sql_file, "--format", "csv",
+    ]));
+    assert!(both.len() > 100, "{} sessions", both.len());
+    assert_eq!(through_query, both);
+    let count = |args: &[&str]| ok(args).lines().nth(1).unwrap_or_default().to_string();
+    let all = count(&[
+        "query",
+        SAMPLE,
+        "SELECT count(*) FROM events",
+        "--format",
+        "csv",
+    ]);
+    let early_count = count(&[
+        "query",
+        &early,
+        "SELECT count(*) FROM events",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        early_count != "0" && early_count != all,
+        "{early_count} of {all} events in the first file"
+    );
+    let split = count(&[
+        "query",
+        &early,
+        &late,
+        "SELECT count(*) FROM events",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(split, all);
+    fails(
+        &["query", &early, "SELECT", "*", "FROM", "events"],
+        "the last argument 'events' is not SQL",
+    );
+    fails(&["query", &early, &late], "the last argument");
+}

@@ -47,8 +47,8 @@ pub struct QueryArgs {
     target_partitions: Option<usize>,
     #[command(flatten)]
     pub cluster: crate::ClusterArgs,
-    /// `[PATH] SQL`: an optional Parquet file, folder or glob registered as `events`, then the SQL
-    /// (or only `PATH` with --file).
+    /// `[PATH...] SQL`: optional files, folders or globs (read as `sessions` reads them),
+    /// registered together as `events`, then the SQL (with --file, only the PATHs).
     #[arg(value_name = "PATH | SQL")]
     positional: Vec<String>,
 }
@@ -68,32 +68,31 @@ fn default_format(output: Option<&PathBuf>) -> Format {
 }
 
 pub async fn run(args: QueryArgs) -> Result<(), CliError> {
-    let (events, sql) = match (&args.file, args.positional.as_slice()) {
-        (Some(file), [] | [_]) => {
+    let (paths, sql) = match (&args.file, args.positional.as_slice()) {
+        (Some(file), paths) => {
             let sql = std::fs::read_to_string(file).map_err(|e| {
                 CliError(format!(
                     "cannot read the SQL file '{}': {e}",
                     file.display()
                 ))
             })?;
-            (args.positional.first().cloned(), sql)
+            (paths.to_vec(), sql)
         }
-        (Some(_), _) => {
-            return Err(CliError(
-                "with --file, give at most one PATH argument (the events table)".into(),
-            ));
-        }
-        (None, [sql]) => (None, sql.clone()),
-        (None, [path, sql]) => (Some(path.clone()), sql.clone()),
         (None, []) => {
             return Err(CliError(
                 "no SQL given: pass it as an argument or with --file".into(),
             ));
         }
-        (None, _) => {
-            return Err(CliError(
-                "too many arguments: expected [PATH] SQL (quote the SQL as one argument)".into(),
-            ));
+        (None, [paths @ .., sql]) => {
+            // SQL is never one word: `query x.parquet SELECT * FROM events` (the SQL unquoted)
+            // or `query a.parquet b.parquet` (no SQL) would otherwise read words as files.
+            if !paths.is_empty() && !sql.trim().contains(char::is_whitespace) {
+                return Err(CliError(format!(
+                    "expected [PATH...] SQL, and the last argument '{sql}' is not SQL: quote the \
+                     SQL as one argument"
+                )));
+            }
+            (paths.to_vec(), sql.clone())
         }
     };
 
@@ -108,8 +107,10 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
         sorted_by: crate::sorted_by(),
         ..Default::default()
     };
-    if let Some(path) = events {
-        sessionize::tables::register_inputs(&ctx, "events", &[path], &load).await?;
+    if !paths.is_empty() {
+        // Several files are one table, as `sessions` and `annotate` read them, so that the SQL
+        // their --print-sql prints runs here over the same files.
+        sessionize::tables::register_inputs(&ctx, "events", &paths, &load).await?;
         // The events as `sessions` prepares them: the source mapped, the identities applied.
         let job = sessionize::job::SessionsJob {
             source: args.source.clone(),
