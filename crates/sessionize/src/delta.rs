@@ -441,7 +441,7 @@ fn delta_properties(properties: &WriterProperties) -> WriterProperties {
 /// Errors: a `table` that is not registered or has no column `time`.
 pub async fn at_delta_precision(ctx: &SessionContext, table: &str, time: &str) -> Result<()> {
     use datafusion::arrow::datatypes::{DataType, TimeUnit};
-    use datafusion::prelude::{Expr, cast};
+    use datafusion::prelude::Expr;
     let df = ctx.table(table).await?;
     let Ok(field) = df.schema().as_arrow().field_with_name(time).cloned() else {
         return plan_err!("the events have no column '{time}'");
@@ -450,22 +450,14 @@ pub async fn at_delta_precision(ctx: &SessionContext, table: &str, time: &str) -
     if !matches!(field.data_type(), DataType::Timestamp(..)) || field.data_type() == &micros {
         return Ok(());
     }
+    let held = df.parse_sql_expr(&micros_sql(df.schema().as_arrow(), time))?;
     let columns: Vec<Expr> = df
         .schema()
         .columns()
         .into_iter()
         .map(|c| {
             if c.name == time {
-                let floored = match field.data_type() {
-                    DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-                        datafusion::functions::expr_fn::date_trunc(
-                            datafusion::prelude::lit("microsecond"),
-                            Expr::Column(c),
-                        )
-                    }
-                    _ => Expr::Column(c),
-                };
-                cast(floored, micros.clone()).alias(time)
+                held.clone().alias(time)
             } else {
                 Expr::Column(c)
             }
@@ -477,18 +469,19 @@ pub async fn at_delta_precision(ctx: &SessionContext, table: &str, time: &str) -
     Ok(())
 }
 
-/// SQL for the column `time` (quoted, of type `data_type`) as Delta Lake holds times:
-/// `Timestamp(µs, "UTC")`, a time without a zone read as UTC. Nanoseconds are floored to the
-/// microsecond (`date_trunc`, as Spark's cast to its microsecond timestamp floors): Arrow's cast
-/// truncates toward zero, which moved a time before 1970 forward (-1 ns became 1970-01-01T00:00:00,
-/// a newcomer audit's finding), so that it no longer matched a floor of the same instant.
-pub fn micros_sql(time: &str, data_type: &datafusion::arrow::datatypes::DataType) -> String {
+/// SQL for the column `time` of `schema` as Delta Lake holds times: `Timestamp(µs, "UTC")`, a
+/// time without a zone read as UTC. Nanoseconds are floored to the microsecond (`date_trunc`, as
+/// Spark's cast to its microsecond timestamp floors): Arrow's cast truncates toward zero, which
+/// moved a time before 1970 forward (-1 ns became 1970-01-01T00:00:00, a newcomer audit's
+/// finding). The one conversion for the events `--into` keeps and for `--output delta:`.
+pub fn micros_sql(schema: &datafusion::arrow::datatypes::Schema, time: &str) -> String {
     use datafusion::arrow::datatypes::{DataType, TimeUnit};
-    let floored = match data_type {
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            format!("date_trunc('microsecond', {time})")
+    let column = crate::sessions::ident(time);
+    let floored = match schema.field_with_name(time).map(|f| f.data_type()) {
+        Ok(DataType::Timestamp(TimeUnit::Nanosecond, _)) => {
+            format!("date_trunc('microsecond', {column})")
         }
-        _ => time.to_string(),
+        _ => column,
     };
     format!("arrow_cast({floored}, 'Timestamp(Microsecond, Some(\"UTC\"))')")
 }

@@ -150,10 +150,7 @@ pub async fn annotate_into(
     crate::sessions::require_column(&raw_schema, &options.time, "--time")?;
 
     // The new events: times in UTC microseconds, the stamp as text; late ones left out.
-    let time_type = raw_schema
-        .field_with_name(&options.time)
-        .map_or(DataType::Null, |f| f.data_type().clone());
-    let utc = delta::micros_sql(&time, &time_type);
+    let utc = delta::micros_sql(&raw_schema, &options.time);
     let names = output_names(&raw_schema);
     // The table's type of each column, which a delivery's text cannot go into.
     let held_schema = match exists {

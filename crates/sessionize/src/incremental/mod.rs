@@ -498,10 +498,7 @@ pub async fn sessions_into(
             let sql = sessions_sql("__sessionize_new_raw", &schema, &options)?;
             insert_id = crate::sessions::ranked_insert_id(&schema, &options)?;
             let (actor, time) = (ident(&options.actor), ident(&options.time));
-            let time_type = schema
-                .field_with_name(&options.time)
-                .map_or(DataType::Null, |f| f.data_type().clone());
-            let utc = delta::micros_sql(&time, &time_type);
+            let utc = delta::micros_sql(&schema, &options.time);
             // Each column in the type the events table holds it in (see `stored_column`).
             let held_types: HashMap<String, DataType> = if has_events {
                 ctx.table("__sessionize_applied")
