@@ -411,6 +411,18 @@ pub async fn left_out_notes(
     table: &str,
     options: &SessionsOptions,
 ) -> Result<Vec<String>> {
+    left_out_notes_besides(ctx, table, options, 0).await
+}
+
+/// [`left_out_notes`] of a table that also holds `blank` rows that are not events, null in every
+/// column the notes count (an events table's rows that record its files): they are not counted.
+pub async fn left_out_notes_besides(
+    ctx: &SessionContext,
+    table: &str,
+    options: &SessionsOptions,
+    blank: u64,
+) -> Result<Vec<String>> {
+    let blank = i64::try_from(blank).unwrap_or(i64::MAX);
     let schema = ctx.table(table).await?.schema().as_arrow().clone();
     let table_ident = ident(table);
     if options.source == SessionSource::DbtCompat {
@@ -427,6 +439,7 @@ pub async fn left_out_notes(
         );
         let mut notes = vec![];
         if let [before, after, untimed] = counts(ctx, &sql).await?[..] {
+            let untimed = untimed - blank;
             if before + after > 0 {
                 notes.push(format!(
                     "--compat dbt left out {} dated before {from} and {after} dated after {to}, \
@@ -458,12 +471,14 @@ pub async fn left_out_notes(
     )
     .await?;
     let left_out = match nulls[..] {
-        [null_actor, null_time] if null_actor == 0 || null_time == 0 => null_actor.max(null_time),
+        [null_actor, null_time] if null_actor == blank || null_time == blank => {
+            null_actor.max(null_time) - blank
+        }
         _ => {
             let sql = format!(
                 "SELECT count(*) FROM {table_ident} WHERE {actor} IS NULL OR {time} IS NULL"
             );
-            counts(ctx, &sql).await?.first().copied().unwrap_or(0)
+            counts(ctx, &sql).await?.first().copied().unwrap_or(0) - blank
         }
     };
     if left_out > 0 {

@@ -571,9 +571,8 @@ pub async fn sessions_into(
                 )?;
             } else {
                 // The first run: the whole history (4 GB in memory at 100M events), so it is
-                // streamed to the append and read again by each pass below instead of held.
-                report.events = new_events.clone().count().await? as u64;
-                report.left_out = left_out(ctx, new_events.clone().into_view(), &options).await?;
+                // streamed to the append, parsed once, and counted from the events table it
+                // makes (below).
                 let with_files = new_events.union(ctx.read_batch(files)?)?;
                 ctx.register_table("__sessionize_new", with_files.into_view())?;
             }
@@ -653,11 +652,29 @@ pub async fn sessions_into(
                 report.tails_read = read;
                 early_cuts = Some(cuts);
                 version?
+            } else if rebuild {
+                // Every session is computed (a first run, or a repair): the touched actors are
+                // not needed, so the new events are not grouped by actor.
+                append.await?
             } else {
                 let (version, actors) = futures::future::join(append, first_events).await;
                 (new_actors, unnamed_new) = actors?;
                 version?
             };
+            if !has_events {
+                // A first run's counts, from the events it appended (narrow Parquet) rather
+                // than from the input again: a CSV or JSON history is parsed once.
+                let (events, left) = first_counts(
+                    ctx,
+                    &events_location,
+                    version,
+                    &options,
+                    recorded_files.len(),
+                )
+                .await?;
+                report.events = events;
+                report.left_out = left;
+            }
             // Another run appended since the sessions table was last brought up to date (or
             // one died): its events are not among this run's, so every session is computed again.
             if has_events && recorded.map(|r| r + 1) != Some(version) {
@@ -1237,6 +1254,36 @@ async fn left_out(
     let notes = crate::job::left_out_notes(ctx, DELIVERED, options).await;
     ctx.deregister_table(DELIVERED)?;
     notes
+}
+
+/// A first run's event count and left-out notes (see [`left_out`]), from version `version` of
+/// the events table it made: every row there but the `file_rows` rows that record its files
+/// (nulls but their stamp). Where another run made the table at the same time (`version` is not
+/// its first), from the input again, as those rows hold that run's events too.
+async fn first_counts(
+    ctx: &SessionContext,
+    events_location: &str,
+    version: i64,
+    options: &crate::sessions::SessionsOptions,
+    file_rows: usize,
+) -> Result<(u64, Vec<String>)> {
+    const APPENDED: &str = "__sessionize_appended";
+    // (`__sessionize_new` is the input's events and the same rows recording its files.)
+    let table = if version == 0 {
+        delta::register_version(ctx, APPENDED, events_location, version).await?;
+        APPENDED
+    } else {
+        "__sessionize_new"
+    };
+    let file_rows = file_rows as u64;
+    let events = count(ctx, &format!("SELECT count(*) FROM {table}"))
+        .await?
+        .saturating_sub(file_rows);
+    let notes = crate::job::left_out_notes_besides(ctx, table, options, file_rows).await?;
+    if table == APPENDED {
+        ctx.deregister_table(APPENDED)?;
+    }
+    Ok((events, notes))
 }
 
 /// The sentence for a sessions commit that another run beat: this run's events are already in the
