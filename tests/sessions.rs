@@ -574,6 +574,74 @@ fn annotate_keeps_input_columns_named_as_its_helpers() {
     }
 }
 
+/// Input columns named with the prefix of sessionize's own helper columns (`__sessionize_`) are
+/// refused by every command that computes sessions, in one sentence naming the file and the
+/// column (they failed as "ambiguous" before, or were silently taken for the helper); `query`
+/// reads them, so that they can be renamed. `--into` also refuses the columns its tables keep
+/// (`_sessionize_file`, `_sessionize_day`), which the other commands read as any column.
+#[test]
+fn input_columns_named_as_sessionizes_own_are_refused_naming_file_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    for column in [
+        "__sessionize_time",
+        "__sessionize_first",
+        "_sessionize_file",
+        "_sessionize_day",
+    ] {
+        let input = at(&format!("{column}.csv"));
+        std::fs::write(
+            &input,
+            format!(
+                "user_id,event_time,event_type,{column}\n\
+                 u1,2026-01-01T00:00:00Z,view,1\nu1,2026-01-01T00:10:00Z,view,2\n"
+            ),
+        )
+        .unwrap();
+        let reserved = column.starts_with("__");
+        let into = format!("delta:{}", at(&format!("{column}-into")));
+        let commands: [(Vec<&str>, bool); 5] = [
+            (vec!["sessions", &input, "--format", "csv"], reserved),
+            (vec!["annotate", &input, "--format", "csv"], reserved),
+            (
+                vec![
+                    "sessions",
+                    &input,
+                    "--dedup",
+                    "insert_id",
+                    "--insert-id-col",
+                    "event_type",
+                    "--format",
+                    "csv",
+                ],
+                reserved,
+            ),
+            (vec!["sessions", &input, "--into", &into], true),
+            (vec!["annotate", &input, "--into", &into], true),
+        ];
+        for (args, refused) in commands {
+            let out = common::sessionize(&args);
+            let said = String::from_utf8_lossy(&out.stderr).to_string();
+            if refused {
+                assert!(!out.status.success(), "{args:?}: {said}");
+                assert!(
+                    said.contains(&format!("'{input}' has a column named '{column}'"))
+                        && said.contains("rename it first"),
+                    "{args:?}: {said}"
+                );
+            } else {
+                assert!(out.status.success(), "{args:?}: {said}");
+            }
+        }
+        // `query` reads the file, and its suggested renaming gives a file every command reads.
+        let renamed = at(&format!("{column}-renamed.parquet"));
+        let sql = format!("SELECT * EXCLUDE ({column}), {column} AS other_name FROM events");
+        ok(&["query", &input, &sql, "--output", &renamed]);
+        let sessions = ok(&["sessions", &renamed, "--format", "csv"]);
+        assert_eq!(sessions.lines().count(), 2, "{sessions}");
+    }
+}
+
 /// `annotate` over a Parquet file whose times have no time zone together with the CSV export
 /// (loaded as UTC), and with a float actor holding both 0.0 and -0.0 (grouping keeps one of them).
 #[test]

@@ -269,6 +269,7 @@ pub async fn run(args: ChartCommand) -> Result<(), CliError> {
         time_unit: args.time_unit,
         for_cluster: args.cluster.cluster.is_some(),
         sorted_by: crate::sorted_by(),
+        ..LoadOptions::default()
     };
     register_inputs(&ctx, "events", &args.inputs, &load).await?;
     let notes = sessionize::job::prepare_chart(

@@ -105,6 +105,8 @@ pub async fn run(args: QueryArgs) -> Result<(), CliError> {
         time_column: Some("event_time".into()),
         for_cluster: args.cluster.cluster.is_some(),
         sorted_by: crate::sorted_by(),
+        // Columns named like sessionize's helpers can be renamed here.
+        allow_reserved: true,
         ..Default::default()
     };
     if !paths.is_empty() {

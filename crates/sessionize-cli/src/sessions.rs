@@ -243,6 +243,7 @@ impl SessionArgs {
             time_unit: self.time_unit,
             for_cluster: self.cluster.cluster.is_some(),
             sorted_by: crate::sorted_by(),
+            ..LoadOptions::default()
         };
         register_inputs(&ctx, "events", &self.inputs, &load).await?;
         for note in self.job().prepare(&ctx, "events", options).await? {
@@ -450,6 +451,7 @@ where
         time_unit: session.time_unit,
         for_cluster: session.cluster.cluster.is_some(),
         sorted_by: crate::sorted_by(),
+        ..LoadOptions::default()
     };
     let bar = progress_bar(progress);
     let report = apply(ctx, load, location.to_string()).await;

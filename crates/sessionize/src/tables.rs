@@ -48,6 +48,35 @@ pub struct LoadOptions {
     /// planner then trusts this order: window functions partitioned and ordered by these columns
     /// do not sort again, and grouping by the first one streams, emitting each group as it ends.
     pub sorted_by: Vec<String>,
+    /// Accept input columns named with [`RESERVED_PREFIX`] (`query`, where such a column can be
+    /// renamed); otherwise a file holding one is refused, naming it and the column.
+    pub allow_reserved: bool,
+}
+
+/// The prefix of the helper columns that `annotate`'s SQL form, deduplication and `--into` add
+/// to the events: an input column of such a name would be ambiguous with them.
+pub const RESERVED_PREFIX: &str = "__sessionize_";
+
+/// Refuses `schema` (of the input `file`) where a column's name starts with [`RESERVED_PREFIX`],
+/// unless `options` allows it.
+fn refuse_reserved(schema: &Schema, file: &str, options: &LoadOptions) -> Result<()> {
+    if options.allow_reserved {
+        return Ok(());
+    }
+    match schema
+        .fields()
+        .iter()
+        .map(|f| f.name())
+        .find(|name| name.starts_with(RESERVED_PREFIX))
+    {
+        Some(name) => plan_err!(
+            "'{file}' has a column named '{name}', but column names starting with \
+             {RESERVED_PREFIX} are reserved for sessionize's own helper columns: rename it \
+             first, for example with sessionize query '{file}' \"SELECT * EXCLUDE ({name}), \
+             {name} AS other_name FROM events\" --output renamed.parquet"
+        ),
+        None => Ok(()),
+    }
 }
 
 /// The format of one input file, from its name.
@@ -293,6 +322,7 @@ async fn parquet_frame(
                 root_message(&e)
             ))
         })?;
+        refuse_reserved(&schema, &file.display, options)?;
         schemas.push(schema.as_ref().clone());
     }
     // Time columns to convert: the commands' time column unless every file has it as one
@@ -822,19 +852,28 @@ pub async fn read_inputs(
         }
         match file.format {
             FileFormat::Csv => match csv_frame(ctx, file, options).await? {
-                Some(frame) => frames.push(frame),
+                Some(frame) => {
+                    refuse_reserved(frame.schema().as_arrow(), &file.display, options)?;
+                    frames.push(frame)
+                }
                 None => empty.push(format!("'{}' has a header and no rows", file.display)),
             },
             FileFormat::Json => {
                 let bytes = gunzip(&file.display, read_bytes(ctx, file).await?)?;
                 match json_frame(ctx, &file.display, &bytes, options)? {
-                    Some(frame) => frames.push(frame),
+                    Some(frame) => {
+                        refuse_reserved(frame.schema().as_arrow(), &file.display, options)?;
+                        frames.push(frame)
+                    }
                     None => empty.push(format!("'{}' holds no JSON objects", file.display)),
                 }
             }
             FileFormat::Zip => {
                 let bytes = read_bytes(ctx, file).await?;
-                frames.extend(zip_frames(ctx, &file.display, bytes, options)?);
+                for frame in zip_frames(ctx, &file.display, bytes, options)? {
+                    refuse_reserved(frame.schema().as_arrow(), &file.display, options)?;
+                    frames.push(frame);
+                }
             }
             FileFormat::Parquet => {}
         }

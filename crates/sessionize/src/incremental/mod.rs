@@ -1207,6 +1207,20 @@ async fn read_new(
             Err(e) if crate::error::is_no_events(&e) => continue,
             Err(e) => return Err(e),
         };
+        // The tables' own columns (an events table's, an annotated events table's).
+        if let Some(own) = [FILE_COLUMN, DAY_COLUMN]
+            .into_iter()
+            .find(|c| frame.schema().has_column_with_unqualified_name(c))
+        {
+            return plan_err!(
+                "'{}' has a column named '{own}', but --into keeps its own column of that name \
+                 (each event's file stamp and UTC day): rename it first, for example with \
+                 sessionize query '{}' \"SELECT * EXCLUDE ({own}), {own} AS other_name FROM \
+                 events\" --output renamed.parquet",
+                file.path,
+                file.path
+            );
+        }
         // Text as one type where several files combine, so that files read as `Utf8View`
         // (Parquet) and as `Utf8` (CSV) can (columns the run does not read are not cast).
         let mut columns: Vec<Expr> = frame
