@@ -247,6 +247,7 @@ pub async fn annotate_into(
         let how = Commit {
             partition_by: Some(DAY_COLUMN),
             metadata,
+            parquet: Some(row_groups()),
             ..Commit::default()
         };
         report.version = Some(delta::commit(ctx, df, location, &how).await?);
@@ -418,6 +419,7 @@ pub async fn annotate_into(
         replace_where: Some(replace),
         metadata,
         merge_schema: true,
+        parquet: Some(row_groups()),
         ..Commit::default()
     };
     report.version = Some(delta::commit(ctx, written, location, &how).await?);
@@ -463,6 +465,20 @@ async fn annotated(
     ))
     .await
 }
+
+/// The annotated events table's data files: row groups of [`ROW_GROUP_ROWS`] rows, Snappy as
+/// delta-rs writes them. delta-rs writes each day partition with a writer of its own, and each
+/// writer holds its row group's encoded pages until the group is complete: with the parquet
+/// crate's default (1Mi rows), a first run over a month of events held nearly all of them,
+/// encoded, in memory at once.
+fn row_groups() -> datafusion::parquet::file::properties::WriterProperties {
+    datafusion::parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// See [`row_groups`].
+const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
