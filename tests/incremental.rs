@@ -1382,11 +1382,6 @@ proptest! {
     }
 }
 
-/// `annotate --into` from the command line: the first run builds, the same file again changes
-/// nothing, a delivery of earlier days gives later events their sessions again, and the table's
-/// events are those of `annotate` over both (the sample: wide Parquet, JSON properties);
-/// `--late-limit` leaves old events out and says how many; foreign tables, other options,
-
 /// `annotate --into` writes its data files in row groups of at most 64Ki rows: delta-rs keeps one
 /// writer per day partition open until the end, each holding its row group's encoded pages, so
 /// the parquet crate's default (1Mi rows) held nearly a whole first run in memory (10M events:
@@ -1424,6 +1419,10 @@ fn annotate_into_writes_row_groups_of_at_most_64ki_rows() {
     assert!(groups.iter().all(|&n| n <= 65_536), "{groups:?}");
 }
 
+/// `annotate --into` from the command line: the first run builds, the same file again changes
+/// nothing, a delivery of earlier days gives later events their sessions again, and the table's
+/// events are those of `annotate` over both (the sample: wide Parquet, JSON properties);
+/// `--late-limit` leaves old events out and says how many; foreign tables, other options,
 /// `--dedup`, `--stitch` and `--concluded` are refused.
 #[test]
 fn annotate_into_from_the_command_line() {
