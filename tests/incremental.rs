@@ -1385,7 +1385,7 @@ proptest! {
 /// `annotate --into` writes its data files in row groups of at most 64Ki rows: delta-rs keeps one
 /// writer per day partition open until the end, each holding its row group's encoded pages, so
 /// the parquet crate's default (1Mi rows) held nearly a whole first run in memory (10M events:
-/// 1.48-1.76 GB peak, 1.29-1.30 GB with these row groups).
+/// 1.48-1.76 GB peak, 1.28-1.30 GB with these row groups).
 #[test]
 fn annotate_into_writes_row_groups_of_at_most_64ki_rows() {
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
