@@ -735,16 +735,16 @@ fn the_command_line_keeps_a_table_up_to_date() {
     let into = format!("delta:{table}");
     // Each run says how many of its events a full run leaves out for a null user id, as that
     // run's note says it.
+    // The one value `sql` gives over `file`.
+    let value = |file: &str, sql: &str| -> String {
+        let out = ok(&["query", file, "--format", "csv", sql]);
+        out.lines().nth(1).unwrap_or_default().to_string()
+    };
     let null_users = |file: &str| {
-        let out = ok(&[
-            "query",
-            file,
-            "--format",
-            "csv",
-            "SELECT count(*) FILTER (WHERE user_id IS NULL OR event_time IS NULL) FROM events",
-        ]);
-        let n: u64 = out.lines().nth(1).and_then(|l| l.parse().ok()).unwrap();
-        assert!(n > 1, "the sample has events without a user id: {out}");
+        let sql =
+            "SELECT count(*) FILTER (WHERE user_id IS NULL OR event_time IS NULL) FROM events";
+        let n: u64 = value(file, sql).parse().unwrap();
+        assert!(n > 1, "the sample has events without a user id: {n}");
         format!("left out {n} events whose user_id or event_time is null")
     };
     let first = common::sessionize(&["sessions", &day1, "--into", &into]);
@@ -754,14 +754,7 @@ fn the_command_line_keeps_a_table_up_to_date() {
     assert!(said.contains(&null_users(&day1)), "{said}");
     // The first run counts its events from the events table it made (the input is parsed once),
     // without the row that records the file.
-    let events = ok(&[
-        "query",
-        &day1,
-        "--format",
-        "csv",
-        "SELECT count(*) FROM events",
-    ]);
-    let events = events.lines().nth(1).unwrap();
+    let events = value(&day1, "SELECT count(*) FROM events");
     assert!(
         said.contains(&format!("applied 1 file(s), {events} event(s)")),
         "{events}: {said}"
@@ -777,14 +770,7 @@ fn the_command_line_keeps_a_table_up_to_date() {
     assert!(said.contains("computed again the sessions of"), "{said}");
     assert!(said.contains(&null_users(&day2)), "{said}");
     // The actors counted are the named ones (the events without a user id are left out).
-    let named = ok(&[
-        "query",
-        &day2,
-        "--format",
-        "csv",
-        "SELECT count(DISTINCT user_id) FROM events",
-    ]);
-    let named = named.lines().nth(1).unwrap();
+    let named = value(&day2, "SELECT count(DISTINCT user_id) FROM events");
     assert!(
         said.contains(&format!("the sessions of {named} actor(s)")),
         "{named}: {said}"
