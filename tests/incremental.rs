@@ -809,6 +809,20 @@ fn the_command_line_keeps_a_table_up_to_date() {
         ]);
         assert_eq!(out.lines().nth(1), Some("0"), "{sql}: {out}");
     }
+    // A missing column is named with the input's columns, not the file stamp `--into` adds to
+    // each event (a newcomer audit found it listed).
+    let said = fails(
+        &[
+            "sessions",
+            &untimed,
+            "--compat",
+            "dbt",
+            "--into",
+            &format!("delta:{}", at("dbt")),
+        ],
+        "the events have no column 'session_id' (columns found: user_id, event_time, event_type)",
+    );
+    assert!(!said.contains("_sessionize_file"), "{said}");
     // --into takes a Delta table only; --late-limit needs --into.
     fails(
         &["sessions", &day1, "--into", &at("plain")],

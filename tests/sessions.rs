@@ -575,31 +575,41 @@ fn annotate_keeps_input_columns_named_as_its_helpers() {
 }
 
 /// Input columns named with the prefix of sessionize's own helper columns (`__sessionize_`) are
-/// refused by every command that computes sessions, in one sentence naming the file and the
-/// column (they failed as "ambiguous" before, or were silently taken for the helper); `query`
-/// reads them, so that they can be renamed. `--into` also refuses the columns its tables keep
-/// (`_sessionize_file`, `_sessionize_day`), which the other commands read as any column.
+/// refused by every command that computes sessions, in one sentence naming the file and every
+/// such column (they failed as "ambiguous" before), with a `sessionize query` command that
+/// renames them and runs as printed, whatever the names hold (case, spaces, quotes: a newcomer
+/// audit found the first version's unquoted names broke it); `query` reads them, so that it
+/// can. `--into` also refuses the columns its tables keep (`_sessionize_file`,
+/// `_sessionize_day`, in any case, as Delta compares names), which the other commands read.
 #[test]
 fn input_columns_named_as_sessionizes_own_are_refused_naming_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    for column in [
-        "__sessionize_time",
-        "__sessionize_first",
-        "_sessionize_file",
-        "_sessionize_day",
-    ] {
-        let input = at(&format!("{column}.csv"));
-        std::fs::write(
-            &input,
-            format!(
-                "user_id,event_time,event_type,{column}\n\
-                 u1,2026-01-01T00:00:00Z,view,1\nu1,2026-01-01T00:10:00Z,view,2\n"
+    let columns = [
+        &["__sessionize_time"][..],
+        &["__sessionize_first"],
+        &["_sessionize_file"],
+        &["_Sessionize_Day"],
+        &["__sessionize_X", "__sessionize_a b", "__sessionize_q\"x'y"],
+    ];
+    for (k, names) in columns.into_iter().enumerate() {
+        let input = at(&format!("input {k}.parquet"));
+        let extra: Vec<String> = names
+            .iter()
+            .map(|n| format!(", v AS \"{}\"", n.replace('"', "\"\"")))
+            .collect();
+        ok(&[
+            "query",
+            &format!(
+                "SELECT 'u1' AS user_id, to_timestamp_seconds(1767225600 + v * 600) AS event_time, \
+                 'view' AS event_type{} FROM generate_series(1, 2) AS t(v)",
+                extra.concat()
             ),
-        )
-        .unwrap();
-        let reserved = column.starts_with("__");
-        let into = format!("delta:{}", at(&format!("{column}-into")));
+            "--output",
+            &input,
+        ]);
+        let reserved = names[0].starts_with("__");
+        let into = format!("delta:{}", at(&format!("into {k}")));
         let commands: [(Vec<&str>, bool); 5] = [
             (vec!["sessions", &input, "--format", "csv"], reserved),
             (vec!["annotate", &input, "--format", "csv"], reserved),
@@ -619,26 +629,50 @@ fn input_columns_named_as_sessionizes_own_are_refused_naming_file_and_column() {
             (vec!["sessions", &input, "--into", &into], true),
             (vec!["annotate", &input, "--into", &into], true),
         ];
+        let listed: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        let mut suggested = String::new();
         for (args, refused) in commands {
             let out = common::sessionize(&args);
             let said = String::from_utf8_lossy(&out.stderr).to_string();
             if refused {
                 assert!(!out.status.success(), "{args:?}: {said}");
                 assert!(
-                    said.contains(&format!("'{input}' has a column named '{column}'"))
-                        && said.contains("rename it first"),
+                    said.contains(&format!("'{input}' has ")) && said.contains(&listed.join(", ")),
                     "{args:?}: {said}"
                 );
+                let (_, command) = said
+                    .trim_end()
+                    .split_once("for example with sessionize ")
+                    .unwrap_or_else(|| panic!("{args:?}: {said}"));
+                suggested = command.to_string();
             } else {
                 assert!(out.status.success(), "{args:?}: {said}");
             }
         }
-        // `query` reads the file, and its suggested renaming gives a file every command reads.
-        let renamed = at(&format!("{column}-renamed.parquet"));
-        let sql = format!("SELECT * EXCLUDE ({column}), {column} AS other_name FROM events");
-        ok(&["query", &input, &sql, "--output", &renamed]);
+        // The suggested command runs as printed (in a POSIX shell), and every command reads the
+        // file it writes.
+        let renamed = at(&format!("renamed {k}.parquet"));
+        let command = suggested.replace("--output renamed.parquet", "--output \"$RENAMED\"");
+        let run = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("\"$SESSIONIZE\" {command}"))
+            .env("SESSIONIZE", env!("CARGO_BIN_EXE_sessionize"))
+            .env("RENAMED", &renamed)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         let sessions = ok(&["sessions", &renamed, "--format", "csv"]);
         assert_eq!(sessions.lines().count(), 2, "{sessions}");
+        ok(&[
+            "annotate",
+            &renamed,
+            "--into",
+            &format!("delta:{}", at(&format!("again {k}"))),
+        ]);
     }
 }
 

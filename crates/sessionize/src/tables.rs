@@ -63,20 +63,62 @@ fn refuse_reserved(schema: &Schema, file: &str, options: &LoadOptions) -> Result
     if options.allow_reserved {
         return Ok(());
     }
-    match schema
+    let reserved: Vec<&str> = schema
         .fields()
         .iter()
-        .map(|f| f.name())
-        .find(|name| name.starts_with(RESERVED_PREFIX))
-    {
-        Some(name) => plan_err!(
-            "'{file}' has a column named '{name}', but column names starting with \
-             {RESERVED_PREFIX} are reserved for sessionize's own helper columns: rename it \
-             first, for example with sessionize query '{file}' \"SELECT * EXCLUDE ({name}), \
-             {name} AS other_name FROM events\" --output renamed.parquet"
-        ),
-        None => Ok(()),
+        .map(|f| f.name().as_str())
+        .filter(|name| name.starts_with(RESERVED_PREFIX))
+        .collect();
+    if reserved.is_empty() {
+        return Ok(());
     }
+    Err(clashing_columns(
+        file,
+        &reserved,
+        &format!(
+            "but column names starting with {RESERVED_PREFIX} are reserved for sessionize's own helper columns"
+        ),
+    ))
+}
+
+/// The error for the input `file` whose columns `names` clash with sessionize's own (`why` says
+/// whose), with a `sessionize query` command that renames them (each to its name without the
+/// leading underscores), quoted for SQL and for a POSIX shell, so that it runs as shown.
+pub fn clashing_columns(file: &str, names: &[&str], why: &str) -> DataFusionError {
+    let listed: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    let quoted: Vec<String> = names.iter().map(|n| crate::sessions::ident(n)).collect();
+    let renamed: Vec<String> = names
+        .iter()
+        .zip(&quoted)
+        .map(|(n, q)| {
+            format!(
+                "{q} AS {}",
+                crate::sessions::ident(n.trim_start_matches('_'))
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT * EXCLUDE ({}), {} FROM events",
+        quoted.join(", "),
+        renamed.join(", ")
+    );
+    let (columns, them) = if names.len() == 1 {
+        ("a column", "it")
+    } else {
+        ("columns", "them")
+    };
+    DataFusionError::Plan(format!(
+        "'{file}' has {columns} named {}, {why}: rename {them} first, for example with \
+         sessionize query {} {} --output renamed.parquet",
+        listed.join(", "),
+        shell_quote(file),
+        shell_quote(&sql)
+    ))
+}
+
+/// `text` as one word for a POSIX shell (single quotes; a quote inside as `'\''`).
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// The format of one input file, from its name.

@@ -1207,19 +1207,22 @@ async fn read_new(
             Err(e) if crate::error::is_no_events(&e) => continue,
             Err(e) => return Err(e),
         };
-        // The tables' own columns (an events table's, an annotated events table's).
-        if let Some(own) = [FILE_COLUMN, DAY_COLUMN]
-            .into_iter()
-            .find(|c| frame.schema().has_column_with_unqualified_name(c))
-        {
-            return plan_err!(
-                "'{}' has a column named '{own}', but --into keeps its own column of that name \
-                 (each event's file stamp and UTC day): rename it first, for example with \
-                 sessionize query '{}' \"SELECT * EXCLUDE ({own}), {own} AS other_name FROM \
-                 events\" --output renamed.parquet",
-                file.path,
-                file.path
-            );
+        // The tables' own columns (an events table's, an annotated events table's), named as
+        // Delta compares names: without regard to case.
+        let own: Vec<&str> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|n| n.eq_ignore_ascii_case(FILE_COLUMN) || n.eq_ignore_ascii_case(DAY_COLUMN))
+            .collect();
+        if !own.is_empty() {
+            return Err(tables::clashing_columns(
+                &file.path,
+                &own,
+                "but --into keeps columns of its own by those names (each event's file stamp \
+                 and UTC day; Delta Lake compares names without regard to case)",
+            ));
         }
         // Text as one type where several files combine, so that files read as `Utf8View`
         // (Parquet) and as `Utf8` (CSV) can (columns the run does not read are not cast).
