@@ -130,6 +130,46 @@ fn left_out_events_are_counted_on_stderr() {
     );
 }
 
+/// SDK sessions leave out the events without a time or a session id, and those whose session id
+/// is -1 (Amplitude's "no session"), and say how many, as the other modes do (a newcomer audit
+/// found them silent); a first `--into` run says the same.
+#[test]
+fn left_out_events_of_sdk_sessions_are_counted_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sdk.csv");
+    std::fs::write(
+        &csv,
+        "user_id,event_time,event_type,session_id\n\
+         u1,2026-01-01T00:00:00Z,view,5\n\
+         u1,,view,5\n\
+         u2,2026-01-01T00:00:00Z,view,-1\n\
+         u3,2026-01-01T00:00:00Z,view,\n\
+         u4,2026-01-01T00:01:00Z,view,7\n",
+    )
+    .unwrap();
+    let csv = csv.to_str().unwrap();
+    let note = "left out 3 events whose event_time or session_id is null (or session_id is -1";
+    let table = format!("delta:{}", dir.path().join("table").to_str().unwrap());
+    for args in [
+        vec!["sessions", csv, "--session-source", "sdk"],
+        vec!["sessions", csv, "--session-source", "sdk", "--into", &table],
+    ] {
+        let out = sessionize(&args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success() && err.contains(note),
+            "{args:?}: {err}"
+        );
+    }
+    // Two sessions: u1's (session 5) and u4's.
+    assert_eq!(
+        ok(&["sessions", csv, "--session-source", "sdk"])
+            .lines()
+            .count(),
+        3
+    );
+}
+
 #[test]
 fn left_out_events_with_nulls_in_both_columns_are_counted_once() {
     // One row with a null user, one with a null time, one with both: 3 left out, not 4 (the sum of

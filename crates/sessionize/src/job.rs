@@ -401,7 +401,8 @@ pub async fn map_source(
 }
 
 /// The notes on events the sessions table leaves out: those whose actor or time is null (derived
-/// sessions), or, with `--compat dbt`, those outside the date window.
+/// sessions), those whose time or session id is null or whose session id is -1 (SDK sessions), or,
+/// with `--compat dbt`, those outside the date window.
 ///
 /// The null counts of each column come from the Parquet footers' statistics where they are exact
 /// (DataFusion answers `count(column)` from them without reading the data). Only when both columns
@@ -457,6 +458,34 @@ pub async fn left_out_notes_besides(
             }
         }
         return Ok(notes);
+    }
+    if options.source == SessionSource::Sdk {
+        // SDK sessions leave out the events without a time or a session id (Amplitude's -1
+        // included: "no session"). A missing session id column is the sessions query's error.
+        let Ok(sid) = schema.field_with_name(&options.session_id_col) else {
+            return Ok(vec![]);
+        };
+        require_column(&schema, &options.time, "--time")?;
+        let (time, sid_name) = (ident(&options.time), ident(&options.session_id_col));
+        let minus_one = if sid.data_type().is_integer() {
+            format!(" OR {sid_name} = -1")
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT count(*) FROM {table_ident} WHERE {time} IS NULL OR {sid_name} IS NULL{minus_one}"
+        );
+        let left_out = counts(ctx, &sql).await?.first().copied().unwrap_or(0) - blank;
+        if left_out > 0 {
+            return Ok(vec![format!(
+                "left out {} whose {} or {} is null (or {} is -1, no session), as SDK sessions do",
+                events(left_out),
+                options.time,
+                options.session_id_col,
+                options.session_id_col
+            )]);
+        }
+        return Ok(vec![]);
     }
     if options.source != SessionSource::Derived {
         return Ok(vec![]);

@@ -1260,7 +1260,7 @@ async fn read_new(
 /// the words [`crate::job::left_out_notes`] uses for a full run over the same events: derived
 /// sessions the events whose actor or time is null; `--compat dbt` those whose time is null and
 /// those outside its date window (held in the events table all the same: a later window can take
-/// them in); SDK sessions, none.
+/// them in); SDK sessions those whose time or session id is null, or whose session id is -1.
 async fn left_out(
     ctx: &SessionContext,
     delivered: Arc<dyn datafusion::catalog::TableProvider>,
