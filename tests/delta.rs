@@ -350,3 +350,42 @@ fn a_killed_run_leaves_a_whole_version() {
         );
     }
 }
+
+/// Delta Lake compares column names without regard to case, so events with two columns that
+/// differ only in case (`Event_Time` beside `event_time`) cannot be written to a Delta table: the
+/// run fails in one sentence naming both columns and the table (it was delta-rs's "Duplicate field
+/// name (case-insensitive)", naming neither; newcomer audit, 2026-12-02) and writes nothing. The
+/// sessions table, whose columns are its own, is written as before.
+#[test]
+fn columns_differing_only_in_case_are_refused_for_a_delta_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let input = at("case.parquet");
+    ok(&[
+        "query",
+        "SELECT 'u1' AS user_id, to_timestamp_seconds(1767225600 + v * 600) AS event_time, \
+         'view' AS event_type, v AS \"Event_Time\" FROM generate_series(1, 2) AS t(v)",
+        "--output",
+        &input,
+    ]);
+    for (flag, name) in [("--output", "annotated"), ("--into", "kept")] {
+        let table = at(name);
+        fails(
+            &["annotate", &input, flag, &format!("delta:{table}")],
+            &format!(
+                "the events have columns 'event_time' and 'Event_Time', which the Delta table \
+                 '{table}' cannot hold both of"
+            ),
+        );
+        assert!(
+            !std::path::Path::new(&table).join("_delta_log").exists(),
+            "{table}"
+        );
+    }
+    ok(&[
+        "sessions",
+        &input,
+        "--output",
+        &format!("delta:{}", at("sessions")),
+    ]);
+}

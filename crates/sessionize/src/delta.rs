@@ -364,6 +364,23 @@ pub async fn commit(
     location: &str,
     how: &Commit<'_>,
 ) -> Result<i64> {
+    // Delta Lake compares column names without regard to case: two that differ only in case
+    // cannot both be written (delta-rs's own error names neither the table nor a remedy).
+    let fields = df.schema().fields();
+    for (i, a) in fields.iter().enumerate() {
+        if let Some(b) = fields[i + 1..]
+            .iter()
+            .find(|b| b.name().eq_ignore_ascii_case(a.name()))
+        {
+            return plan_err!(
+                "the events have columns '{}' and '{}', which the Delta table '{location}' cannot \
+                 hold both of (Delta Lake compares column names without regard to case): rename \
+                 or drop one first, for example with sessionize query",
+                a.name(),
+                b.name()
+            );
+        }
+    }
     let url = table_url(location)?;
     let table = DeltaTable::try_from_url(url)
         .await
