@@ -368,19 +368,34 @@ fn columns_differing_only_in_case_are_refused_for_a_delta_table() {
         "--output",
         &input,
     ]);
-    for (flag, name) in [("--output", "annotated"), ("--into", "kept")] {
-        let table = at(name);
-        fails(
-            &["annotate", &input, flag, &format!("delta:{table}")],
-            &format!(
-                "the events have columns 'event_time' and 'Event_Time', which the Delta table \
-                 '{table}' cannot hold both of"
-            ),
-        );
-        assert!(
-            !std::path::Path::new(&table).join("_delta_log").exists(),
-            "{table}"
-        );
+    // Also beyond ASCII (the second audit found `Événement` beside `événement` let through).
+    let accents = at("accents.parquet");
+    ok(&[
+        "query",
+        &input,
+        "SELECT user_id, event_time, event_type, 1 AS \"Événement\", 2 AS \"événement\" FROM events",
+        "--output",
+        &accents,
+    ]);
+    for (input, a, b) in [
+        (&input, "event_time", "Event_Time"),
+        (&accents, "Événement", "événement"),
+    ] {
+        for (flag, name) in [("--output", "annotated"), ("--into", "kept")] {
+            let table = at(name);
+            let said = fails(
+                &["annotate", input, flag, &format!("delta:{table}")],
+                &format!(
+                    "the events have columns '{a}' and '{b}', which the Delta table '{table}' \
+                     cannot hold both of"
+                ),
+            );
+            assert!(said.trim_end().ends_with("EXCLUDE)"), "{said}");
+            assert!(
+                !std::path::Path::new(&table).join("_delta_log").exists(),
+                "{table}"
+            );
+        }
     }
     ok(&[
         "sessions",

@@ -625,17 +625,23 @@ fn annotate_keeps_input_columns_named_as_its_helpers() {
 fn input_columns_named_as_sessionizes_own_are_refused_naming_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    // The clashing columns, and other columns of the file (a renamed column must not take the
+    // name of one: the second audit found the printed command then failed).
     let columns = [
-        &["__sessionize_time"][..],
-        &["__sessionize_first"],
-        &["_sessionize_file"],
-        &["_Sessionize_Day"],
-        &["__sessionize_X", "__sessionize_a b", "__sessionize_q\"x'y"],
+        (&["__sessionize_time"][..], &["sessionize_time"][..]),
+        (&["__sessionize_first"], &[]),
+        (&["_sessionize_file"], &["Sessionize_File"]),
+        (&["_Sessionize_Day"], &[]),
+        (
+            &["__sessionize_X", "__sessionize_a b", "__sessionize_q\"x'y"],
+            &["sessionize_x", "sessionize_X_2"],
+        ),
     ];
-    for (k, names) in columns.into_iter().enumerate() {
+    for (k, (names, others)) in columns.into_iter().enumerate() {
         let input = at(&format!("input {k}.parquet"));
         let extra: Vec<String> = names
             .iter()
+            .chain(others)
             .map(|n| format!(", v AS \"{}\"", n.replace('"', "\"\"")))
             .collect();
         ok(&[

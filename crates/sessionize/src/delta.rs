@@ -368,14 +368,16 @@ pub async fn commit(
     // cannot both be written (delta-rs's own error names neither the table nor a remedy).
     let fields = df.schema().fields();
     for (i, a) in fields.iter().enumerate() {
+        let lower = a.name().to_lowercase();
         if let Some(b) = fields[i + 1..]
             .iter()
-            .find(|b| b.name().eq_ignore_ascii_case(a.name()))
+            .find(|b| b.name().to_lowercase() == lower)
         {
             return plan_err!(
                 "the events have columns '{}' and '{}', which the Delta table '{location}' cannot \
                  hold both of (Delta Lake compares column names without regard to case): rename \
-                 or drop one first, for example with sessionize query",
+                 or drop one of them in the input first (sessionize query can, with SELECT * \
+                 EXCLUDE)",
                 a.name(),
                 b.name()
             );

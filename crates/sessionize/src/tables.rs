@@ -72,9 +72,11 @@ fn refuse_reserved(schema: &Schema, file: &str, options: &LoadOptions) -> Result
     if reserved.is_empty() {
         return Ok(());
     }
+    let all: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     Err(clashing_columns(
         file,
         &reserved,
+        &all,
         &format!(
             "but column names starting with {RESERVED_PREFIX} are reserved for sessionize's own helper columns"
         ),
@@ -82,19 +84,30 @@ fn refuse_reserved(schema: &Schema, file: &str, options: &LoadOptions) -> Result
 }
 
 /// The error for the input `file` whose columns `names` clash with sessionize's own (`why` says
-/// whose), with a `sessionize query` command that renames them (each to its name without the
-/// leading underscores), quoted for SQL and for a POSIX shell, so that it runs as shown.
-pub fn clashing_columns(file: &str, names: &[&str], why: &str) -> DataFusionError {
+/// whose), with a `sessionize query` command that renames them, quoted for SQL and for a POSIX
+/// shell, so that it runs as shown: each to its name without the leading underscores, or with
+/// `_2`, `_3`, ... after it where the file's columns (`all`) or another new name has that name
+/// (compared without regard to case, as Delta Lake compares them).
+pub fn clashing_columns(file: &str, names: &[&str], all: &[&str], why: &str) -> DataFusionError {
     let listed: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
     let quoted: Vec<String> = names.iter().map(|n| crate::sessions::ident(n)).collect();
+    let mut taken: HashSet<String> = all
+        .iter()
+        .filter(|a| !names.contains(a))
+        .map(|a| a.to_lowercase())
+        .collect();
     let renamed: Vec<String> = names
         .iter()
         .zip(&quoted)
         .map(|(n, q)| {
-            format!(
-                "{q} AS {}",
-                crate::sessions::ident(n.trim_start_matches('_'))
-            )
+            let base = n.trim_start_matches('_');
+            let mut new = base.to_string();
+            let mut k = 2;
+            while !taken.insert(new.to_lowercase()) {
+                new = format!("{base}_{k}");
+                k += 1;
+            }
+            format!("{q} AS {}", crate::sessions::ident(&new))
         })
         .collect();
     let sql = format!(

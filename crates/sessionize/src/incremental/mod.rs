@@ -1217,11 +1217,25 @@ async fn read_new(
             .filter(|n| n.eq_ignore_ascii_case(FILE_COLUMN) || n.eq_ignore_ascii_case(DAY_COLUMN))
             .collect();
         if !own.is_empty() {
+            let all: Vec<&str> = frame
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            let (those, stamp) = if own.len() == 1 {
+                ("that name", "an event's file stamp or UTC day")
+            } else {
+                ("those names", "each event's file stamp and UTC day")
+            };
             return Err(tables::clashing_columns(
                 &file.path,
                 &own,
-                "but --into keeps columns of its own by those names (each event's file stamp \
-                 and UTC day; Delta Lake compares names without regard to case)",
+                &all,
+                &format!(
+                    "but --into keeps its own column by {those} ({stamp}; Delta Lake compares \
+                     names without regard to case)"
+                ),
             ));
         }
         // Text as one type where several files combine, so that files read as `Utf8View`
