@@ -571,8 +571,8 @@ pub async fn sessions_into(
                 )?;
             } else {
                 // The first run: the whole history (4 GB in memory at 100M events), so it is
-                // streamed to the append, parsed once, and counted from the events table it
-                // makes (below).
+                // streamed to the append and counted from the events table it makes (below),
+                // not read again.
                 let with_files = new_events.union(ctx.read_batch(files)?)?;
                 ctx.register_table("__sessionize_new", with_files.into_view())?;
             }
@@ -663,7 +663,7 @@ pub async fn sessions_into(
             };
             if !has_events {
                 // A first run's counts, from the events it appended (narrow Parquet) rather
-                // than from the input again: a CSV or JSON history is parsed once.
+                // than from the input again.
                 let (events, left) = first_counts(
                     ctx,
                     &events_location,
