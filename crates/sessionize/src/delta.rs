@@ -366,19 +366,15 @@ pub async fn commit(
 ) -> Result<i64> {
     // Delta Lake compares column names without regard to case: two that differ only in case
     // cannot both be written (delta-rs's own error names neither the table nor a remedy).
-    let fields = df.schema().fields();
-    for (i, a) in fields.iter().enumerate() {
-        let lower = a.name().to_lowercase();
-        if let Some(b) = fields[i + 1..]
-            .iter()
-            .find(|b| b.name().to_lowercase() == lower)
-        {
+    let mut seen = std::collections::HashMap::new();
+    for b in df.schema().fields() {
+        if let Some(a) = seen.insert(b.name().to_lowercase(), b.name()) {
             return plan_err!(
                 "the events have columns '{}' and '{}', which the Delta table '{location}' cannot \
                  hold both of (Delta Lake compares column names without regard to case): rename \
                  or drop one of them in the input first (sessionize query can, with SELECT * \
                  EXCLUDE)",
-                a.name(),
+                a,
                 b.name()
             );
         }

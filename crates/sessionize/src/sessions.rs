@@ -317,14 +317,7 @@ pub(crate) fn require_mapped_column<'a>(
     match schema.field_with_name(column) {
         Ok(field) => Ok(field.data_type()),
         Err(_) => {
-            // (Not the file stamp `--into` adds to each event: the user's file has no such
-            // column, as `--into` refuses an input column of that name.)
-            let found: Vec<&str> = schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .filter(|n| *n != crate::incremental::FILE_COLUMN)
-                .collect();
+            let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             let looks_like = crate::sources::resembles(schema)
                 .map(|s| {
                     format!(

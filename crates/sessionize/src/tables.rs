@@ -63,16 +63,15 @@ fn refuse_reserved(schema: &Schema, file: &str, options: &LoadOptions) -> Result
     if options.allow_reserved {
         return Ok(());
     }
-    let reserved: Vec<&str> = schema
-        .fields()
+    let all: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let reserved: Vec<&str> = all
         .iter()
-        .map(|f| f.name().as_str())
+        .copied()
         .filter(|name| name.starts_with(RESERVED_PREFIX))
         .collect();
     if reserved.is_empty() {
         return Ok(());
     }
-    let all: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     Err(clashing_columns(
         file,
         &reserved,
@@ -905,32 +904,29 @@ pub async fn read_inputs(
         if !parquet.is_empty() {
             frames.push(parquet_frame(ctx, std::mem::take(&mut parquet), options).await?);
         }
+        // The frames this file gives (a `.zip` gives one per JSON file inside), each checked
+        // for reserved column names under the file's name.
+        let added = frames.len();
         match file.format {
             FileFormat::Csv => match csv_frame(ctx, file, options).await? {
-                Some(frame) => {
-                    refuse_reserved(frame.schema().as_arrow(), &file.display, options)?;
-                    frames.push(frame)
-                }
+                Some(frame) => frames.push(frame),
                 None => empty.push(format!("'{}' has a header and no rows", file.display)),
             },
             FileFormat::Json => {
                 let bytes = gunzip(&file.display, read_bytes(ctx, file).await?)?;
                 match json_frame(ctx, &file.display, &bytes, options)? {
-                    Some(frame) => {
-                        refuse_reserved(frame.schema().as_arrow(), &file.display, options)?;
-                        frames.push(frame)
-                    }
+                    Some(frame) => frames.push(frame),
                     None => empty.push(format!("'{}' holds no JSON objects", file.display)),
                 }
             }
             FileFormat::Zip => {
                 let bytes = read_bytes(ctx, file).await?;
-                for frame in zip_frames(ctx, &file.display, bytes, options)? {
-                    refuse_reserved(frame.schema().as_arrow(), &file.display, options)?;
-                    frames.push(frame);
-                }
+                frames.extend(zip_frames(ctx, &file.display, bytes, options)?);
             }
             FileFormat::Parquet => {}
+        }
+        for frame in &frames[added..] {
+            refuse_reserved(frame.schema().as_arrow(), &file.display, options)?;
         }
     }
     if !parquet.is_empty() {

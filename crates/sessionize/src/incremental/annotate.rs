@@ -147,7 +147,7 @@ pub async fn annotate_into(
     job.prepare(ctx, RAW, &mut options).await?;
     let raw_schema = ctx.table(RAW).await?.schema().as_arrow().clone();
     let (actor, time) = (ident(&options.actor), ident(&options.time));
-    crate::sessions::require_column(&raw_schema, &options.time, "--time")?;
+    crate::sessions::require_column(&super::input_schema(&raw_schema), &options.time, "--time")?;
 
     // The new events: times in UTC microseconds, the stamp as text; late ones left out.
     let utc = delta::micros_sql(&raw_schema, &options.time);

@@ -495,7 +495,7 @@ pub async fn sessions_into(
                 .clone();
             // The columns the sessions table is computed from: those its SQL names. Times become
             // microseconds in UTC, whatever each delivery's unit: one type for the table.
-            let sql = sessions_sql("__sessionize_new_raw", &schema, &options)?;
+            let sql = sessions_sql("__sessionize_new_raw", &input_schema(&schema), &options)?;
             insert_id = crate::sessions::ranked_insert_id(&schema, &options)?;
             let (actor, time) = (ident(&options.actor), ident(&options.time));
             let utc = delta::micros_sql(&schema, &options.time);
@@ -1191,6 +1191,19 @@ pub async fn sessions_into(
     Ok(report)
 }
 
+/// The input's columns of `schema` (a table [`read_new`] made): without the stamp it adds to each
+/// event, so that an error about a missing column lists the columns of the user's files only.
+fn input_schema(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != FILE_COLUMN)
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+}
+
 /// The events of the files `new`, each with its stamp as [`FILE_COLUMN`] (a dictionary: one value
 /// per file, not a copy per event), combined by column name; `None` when no file holds an event
 /// (a delivery of an hour without events).
@@ -1209,20 +1222,18 @@ async fn read_new(
         };
         // The tables' own columns (an events table's, an annotated events table's), named as
         // Delta compares names: without regard to case.
-        let own: Vec<&str> = frame
+        let all: Vec<&str> = frame
             .schema()
             .fields()
             .iter()
             .map(|f| f.name().as_str())
+            .collect();
+        let own: Vec<&str> = all
+            .iter()
+            .copied()
             .filter(|n| n.eq_ignore_ascii_case(FILE_COLUMN) || n.eq_ignore_ascii_case(DAY_COLUMN))
             .collect();
         if !own.is_empty() {
-            let all: Vec<&str> = frame
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
             let (those, stamp) = if own.len() == 1 {
                 ("that name", "an event's file stamp or UTC day")
             } else {
