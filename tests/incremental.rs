@@ -58,7 +58,9 @@ fn event_strategy() -> impl Strategy<Value = Event> {
 }
 
 /// The modes the table must follow: derived (plain; restarts, exclusions, a maximum length and
-/// `--dedup insert_id`; per-platform timeouts), SDK sessions, and `--compat dbt`.
+/// `--dedup insert_id`; per-platform timeouts), SDK sessions, `--compat dbt`, and derived with
+/// restarts, exclusions and a maximum length but no deduplication (whose deliveries' sessions are
+/// computed before their cuts, as the plain mode's: see `incremental/fresh.rs`).
 fn job(mode: usize) -> SessionsJob {
     let mut job = SessionsJob::default();
     match mode {
@@ -71,9 +73,14 @@ fn job(mode: usize) -> SessionsJob {
         }
         2 => job.timeout_by = Some(("platform".into(), "ios=10m".into())),
         3 => job.sdk_sessions = true,
-        _ => {
+        4 => {
             job.compat_dbt = true;
             job.date_to = Some("2026-12-31".into());
+        }
+        _ => {
+            job.restart_events = vec!["restart".into()];
+            job.exclude_events = vec!["inactive".into()];
+            job.max_length = Some(std::time::Duration::from_secs(3600));
         }
     }
     job
@@ -312,7 +319,7 @@ fn split_into_deliveries(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 30, ..ProptestConfig::default() })]
 
     /// Random events, split into 2 to 6 deliveries applied in random order (so later deliveries
     /// hold earlier events): after each, the table equals a full rebuild over the deliveries so
@@ -324,7 +331,7 @@ proptest! {
         events in prop::collection::vec(event_strategy(), 1..50),
         parts in prop::collection::vec(0usize..6, 50),
         deliveries in 2usize..=6,
-        mode in 0usize..5,
+        mode in 0usize..6,
         tails_fate in 0usize..4,
         by_day in any::<bool>(),
     ) {
@@ -453,6 +460,75 @@ fn late_events_days_before_an_actors_last_session() {
             assert_eq!(held, last);
         }
     });
+}
+
+/// A delivery's events at exactly the timeout after an actor's last session join it; one second
+/// more starts a session. An excluded event within the timeout does not reopen a session, a
+/// restart event does. Each case goes red when the delivery's sessions take its actor for fresh
+/// (or not) wrongly, and when the replace predicate matches a held session starting at the
+/// table's newest start.
+#[test]
+fn a_delivery_at_exactly_the_timeout_after_a_session_joins_it() {
+    let event = |actor: &'static str, secs: i64, kind: &'static str| Event {
+        actor: Some(actor),
+        secs,
+        kind,
+        session: 1,
+        id: (secs % 200) as u8,
+        platform: "web",
+        upload: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first.csv"), dir.path().join("second.csv"));
+    let hour = 3600;
+    write_delivery(
+        &first,
+        &["a", "b", "c", "e"].map(|actor| event(actor, hour, "page")),
+    );
+    write_delivery(
+        &second,
+        &[
+            // Joins `a`'s session: at exactly the timeout (30 minutes) after its end.
+            event("a", hour + 1800, "page"),
+            // A session of its own: one second more.
+            event("b", hour + 1801, "page"),
+            // An excluded event within the timeout, then a session of its own.
+            event("c", hour + 600, "inactive"),
+            event("c", hour + 2700, "page"),
+            // A new actor.
+            event("d", hour + 600, "page"),
+            // A restart within the timeout splits where the gap would not.
+            event("e", hour + 1200, "restart"),
+        ],
+    );
+    let files = [
+        first.to_str().unwrap().to_string(),
+        second.to_str().unwrap().to_string(),
+    ];
+    let job = job(5);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for by_day in [false, true] {
+        let location = dir
+            .path()
+            .join(format!("sessions-{by_day}"))
+            .to_str()
+            .unwrap()
+            .to_string();
+        runtime.block_on(async {
+            for (d, file) in files.iter().enumerate() {
+                let report = into(&job, file, &location, by_day).await;
+                let expected = rebuild(&job, &files[..=d]).await;
+                assert_eq!(table(&location).await, expected, "after delivery {d}");
+                let (held, last) = tails(&location).await;
+                assert_eq!(held, last, "after delivery {d}");
+                if d == 1 {
+                    // a: 1 session, b: 2, c: 2, d: 1, e: 2.
+                    assert_eq!(expected.len(), 8);
+                    assert_eq!(report.actors, 5);
+                }
+            }
+        });
+    }
 }
 
 /// Deliveries as CSV files `d0.csv`, `d1.csv`, ... in `dir`, each of `rows` under the header of

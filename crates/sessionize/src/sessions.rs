@@ -809,23 +809,27 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
 ///
 /// Errors: as [`sessions_sql`]; modes other than derived sessions with one timeout, whose session
 /// numbers are not formed in time order per actor.
+///
+/// With `first_column`, the rows have one more column of that name: whether the row is the first
+/// session of its actor in `table` (the one the continuation's previous end precedes).
 pub fn sessions_sql_continued(
     table: &str,
     schema: &Schema,
     options: &SessionsOptions,
     continuation: &str,
+    first_column: Option<&str>,
 ) -> Result<String> {
     if options.source != SessionSource::Derived || options.timeout_by.is_some() {
         return plan_err!("only derived sessions with one timeout continue numbered sessions");
     }
-    sessions_sql_with(table, schema, options, Some(continuation))
+    sessions_sql_with(table, schema, options, Some((continuation, first_column)))
 }
 
 fn sessions_sql_with(
     table: &str,
     schema: &Schema,
     options: &SessionsOptions,
-    continuation: Option<&str>,
+    continuation: Option<(&str, Option<&str>)>,
 ) -> Result<String> {
     check_time_zone(&options.time_zone)?;
     let (unit, tz_aware) = time_unit(schema, options)?;
@@ -875,7 +879,7 @@ fn sessions_sql_with(
              FROM (SELECT user_id, unnest(session_table(event_time, {timeout}, restart{max_length})) AS s \
                    FROM ev GROUP BY user_id)"
         );
-        match continuation {
+        match continuation.map(|(c, _)| c) {
             None => format!("ranked AS ({table})"),
             // Numbers after the sessions that came before; the first session's previous end is
             // the last of those.
@@ -884,7 +888,8 @@ fn sessions_sql_with(
                  ranked AS (SELECT r.user_id, r.platform, r.session_id, r.events_per_session, \
                    r.session_started_at, r.session_ended_at, \
                    r.user_session_number + COALESCE(c.number_offset, 0) AS user_session_number, \
-                   COALESCE(r.last_session_ended_at, c.previous_ended_at) AS last_session_ended_at \
+                   COALESCE(r.last_session_ended_at, c.previous_ended_at) AS last_session_ended_at, \
+                   r.user_session_number = 1 AS first_recomputed \
                    FROM continued r LEFT JOIN {} c ON r.user_id = c.user_id)",
                 ident(c)
             ),
@@ -954,11 +959,17 @@ fn sessions_sql_with(
             CAST(CASE WHEN user_session_number = 1 THEN 1 ELSE 0 END AS INT) AS is_first_user_session, \
             CAST(epoch_seconds(session_started_at) - epoch_seconds(last_session_ended_at) AS DOUBLE) / 60 AS minutes_in_between_sessions, \
             session_id, \
-            CAST(arrow_cast(session_ended_at - session_started_at, 'Int64') AS DOUBLE) / {per_second} AS session_length_seconds \
+            CAST(arrow_cast(session_ended_at - session_started_at, 'Int64') AS DOUBLE) / {per_second} AS session_length_seconds\
+            {first} \
          FROM ranked",
         start_day = session_day("session_started_at"),
         end_day = session_day("session_ended_at"),
         last_day = session_day("last_session_ended_at"),
+        // (`first_recomputed` is a column of the continued form's `ranked`.)
+        first = match continuation.and_then(|(_, first)| first) {
+            Some(name) => format!(", first_recomputed AS {}", ident(name)),
+            None => String::new(),
+        },
     ))
 }
 

@@ -27,7 +27,11 @@
 //!    actor's tail where that starts at or before it, else a look-up in the sessions table for
 //!    that actor), other modes from all of the actor's events. The events are the new ones (in
 //!    memory) and the held ones from each cut on (the events table before this run's append);
-//!    a fresh actor (see `Cuts::fresh`: most of a daily delivery) has no held event there.
+//!    a fresh actor (see `Cuts::fresh`: most of a daily delivery) has no held event there. In
+//!    derived sessions with one timeout and no deduplication, the delivery's sessions are
+//!    computed first, continuing from each actor's tail, beside the append ([`fresh`]): they
+//!    are final for the fresh actors, and tell the others, which alone are cut and computed
+//!    again from their held events.
 //! 4. The recomputed sessions are compared with those the table holds for the same actors and
 //!    times, and one Delta commit deletes and inserts only the rows that differ (`replaceWhere` on
 //!    `unique_session_id`, with their days for pruning); a fresh actor's sessions are all new,
@@ -66,6 +70,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{Expr, SessionContext, cast, lit};
 
 mod annotate;
+mod fresh;
 mod tails;
 mod touched;
 pub use annotate::annotate_into;
@@ -443,6 +448,9 @@ pub async fn sessions_into(
     let mut any_new = false;
     // The cuts, when found during the append (see there).
     let mut early_cuts = None;
+    // The delivery's sessions of its fresh actors, when computed during the append, and the set
+    // of those actors, being built (see there).
+    let mut delivered = None;
     // The actors with new events, and whether events without an actor are among them (which
     // `--compat dbt` keeps as one actor, as the dbt model does).
     let mut new_actors = Keys::default();
@@ -638,19 +646,45 @@ pub async fn sessions_into(
                 && delta::exists(location).await?
             {
                 let cuts = async {
-                    let actors = first_events.await?;
                     register_latest(ctx, SESSIONS, location).await?;
                     let version = delta::version(location).await?;
                     let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
-                    continuation(ctx, TAILS, options.timeout)
-                        .await
-                        .map(|cuts| (actors, read, cuts))
+                    if insert_id.is_some() {
+                        // Copies of insert ids ranked across actors: an actor's sessions can
+                        // change without new events of its own (see `first_events`), and
+                        // its new events can lose to held copies, so that the delivery alone
+                        // says nothing final; each touched actor is cut as below.
+                        let actors = first_events.await?;
+                        return continuation(ctx, TAILS, options.timeout)
+                            .await
+                            .map(|cuts| (actors, read, cuts, None));
+                    }
+                    // The delivery's sessions, final for its fresh actors; the others' cuts
+                    // from their earliest new events, as the delivery's first sessions give
+                    // them (see `fresh`).
+                    let found = fresh::delivered(ctx, "__sessionize_new", &options, TAILS).await?;
+                    // The set of fresh actors (the commit's predicate) is built on a thread of
+                    // its own while the others are computed again.
+                    let (rows, newest) = (found.rows.clone(), found.newest_start);
+                    let fresh =
+                        tokio::task::spawn_blocking(move || fresh::fresh_actors(&rows, newest));
+                    fresh::register_reopened(ctx, FIRST_EVENTS, found.reopened.clone())?;
+                    let cuts = continuation(ctx, TAILS, options.timeout).await?;
+                    if !cuts.fresh.is_empty() {
+                        // (Each of these has a tail ending within the timeout of its earliest
+                        // new event, or starting after it: never fresh.)
+                        return datafusion::common::internal_err!(
+                            "an actor the delivery's sessions reopen was found fresh"
+                        );
+                    }
+                    Ok(((Keys::default(), false), read, cuts, Some((found, fresh))))
                 };
                 let (version, cuts) = futures::future::join(append, cuts).await;
-                let (actors, read, cuts) = cuts?;
+                let (actors, read, cuts, found) = cuts?;
                 (new_actors, unnamed_new) = actors;
                 report.tails_read = read;
                 early_cuts = Some(cuts);
+                delivered = found;
                 version?
             } else if rebuild {
                 // Every session is computed (a first run, or a repair): the touched actors are
@@ -744,7 +778,7 @@ pub async fn sessions_into(
             }
         }
     }
-    if !rebuild && new_actors.is_empty() && !unnamed_new {
+    if !rebuild && delivered.is_none() && new_actors.is_empty() && !unnamed_new {
         // Files whose events were all late or without a time: no session changes.
         report.version = Some(
             mark_up_to_date(
@@ -816,7 +850,9 @@ pub async fn sessions_into(
     }
     // Named actors, as a rebuild counts them (`count(DISTINCT actor)`): not the events without an
     // actor (left out of derived sessions; one group in `--compat dbt`).
-    report.actors = new_actors.len() as u64;
+    report.actors = delivered
+        .as_ref()
+        .map_or(new_actors.len() as u64, |(found, _)| found.actors);
     let mut cuts = if let (true, Some(cuts)) = (continued, early_cuts) {
         cuts
     } else if continued {
@@ -890,20 +926,24 @@ pub async fn sessions_into(
     let mut events = ctx
         .table(new_table)
         .await?
-        .filter(column(&options.time).is_not_null().and(lit(any_new)))?
-        .select(
-            stored
-                .iter()
-                .map(|f| {
-                    let value = if new_columns.contains(f.name()) {
-                        column(f.name())
-                    } else {
-                        lit(datafusion::common::ScalarValue::Null)
-                    };
-                    cast(value, f.data_type().clone()).alias(f.name())
-                })
-                .collect::<Vec<_>>(),
-        )?;
+        .filter(column(&options.time).is_not_null().and(lit(any_new)))?;
+    if delivered.is_some() {
+        // The fresh actors' sessions are computed: only the others' new events.
+        events = events.filter(which(column(&options.actor), column(&options.time)))?;
+    }
+    let mut events = events.select(
+        stored
+            .iter()
+            .map(|f| {
+                let value = if new_columns.contains(f.name()) {
+                    column(f.name())
+                } else {
+                    lit(datafusion::common::ScalarValue::Null)
+                };
+                cast(value, f.data_type().clone()).alias(f.name())
+            })
+            .collect::<Vec<_>>(),
+    )?;
     if reopened || insert_id.is_some() {
         delta::register_version(
             ctx,
@@ -974,6 +1014,7 @@ pub async fn sessions_into(
             &schema,
             &options,
             "__sessionize_continuation",
+            None,
         )?
     } else {
         sessions_sql("__sessionize_touched", &schema, &options)?
@@ -999,8 +1040,22 @@ pub async fn sessions_into(
         }
         reopened_actors.iter().all(|a| users.contains(a))
     };
-    // The types of the rows as computed (a column of nulls can be planned as `Null`).
-    let schema = batches.first().map_or(planned, |b| b.schema());
+    // The types of the rows as computed (a column of nulls can be planned as `Null`): the
+    // delivery's sessions' where there are (most rows; the recomputed ones are cast to them).
+    let (delivered_rows, fresh_found) = match delivered {
+        Some((found, fresh)) => (
+            Some(fresh::without_mark(found.rows)?),
+            Some((fresh, found.newest_start)),
+        ),
+        None => (None, None),
+    };
+    let schema = delivered_rows
+        .iter()
+        .flatten()
+        .chain(&batches)
+        .find(|b| b.num_rows() > 0)
+        .map_or(planned, |b| b.schema());
+    let batches = conform(batches, &schema)?;
     let fields = schema.fields().clone();
     let rows = |batches: Vec<RecordBatch>| -> Result<datafusion::dataframe::DataFrame> {
         ctx.read_table(Arc::new(MemTable::try_new(
@@ -1008,12 +1063,18 @@ pub async fn sessions_into(
             vec![batches],
         )?))
     };
-    let computed = rows(batches.clone())?;
+    // Every recomputed session (the fresh actors' from the delivery too): the new tails' rows.
+    let computed = match &delivered_rows {
+        Some(found) => rows(batches.iter().chain(found).cloned().collect())?,
+        None => rows(batches.clone())?,
+    };
     // The fresh actors' sessions are new (see `Cuts::fresh`): added without a comparison, and
     // kept out of the deleted keys. The predicate matches them by actor and start.
     let any_fresh = !fresh_actors.is_empty();
-    let fresh = Touched::udf(fresh_actors);
-    let (fresh_rows, compared) = if !any_fresh {
+    let (fresh_rows, compared) = if let Some(found) = delivered_rows {
+        // (Found before the cuts: the recomputed sessions are the other actors'.)
+        (conform(found, &schema)?, rows(batches)?)
+    } else if !any_fresh {
         (vec![], computed.clone())
     } else {
         // One look-up per session, each batch split by it: in the few reopened actors rather
@@ -1128,6 +1189,8 @@ pub async fn sessions_into(
             report.tails_lost = kept.err().map(|e| e.to_string());
         }
         report.version = Some(version);
+        // (No actor has a session among the new events: they were all left out.)
+        report.recorded_only = report.actors == 0;
         return Ok(report);
     }
     let without_key = keys.remove(&None);
@@ -1138,6 +1201,28 @@ pub async fn sessions_into(
         replace = replace.or(key.is_null());
     }
     if fresh_count > 0 {
+        let (fresh_actors, newest_start) = match fresh_found {
+            Some((found, newest)) => (
+                found
+                    .await
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))??,
+                newest,
+            ),
+            None => (fresh_actors, None),
+        };
+        if let Some(newest) = newest_start {
+            // No held session starts after the newest one: a written session that does is
+            // matched by its start, without a look-up. First, so that DataFusion looks up
+            // only the rest of each batch (most of a daily delivery starts after it).
+            let after = column("session_started_at").gt(lit(
+                datafusion::common::ScalarValue::TimestampMicrosecond(
+                    Some(newest),
+                    Some("UTC".into()),
+                ),
+            ));
+            replace = after.or(replace);
+        }
+        let fresh = Touched::udf(fresh_actors);
         replace = replace.or(fresh.call(vec![column("user_id"), column("session_started_at")]));
         added.extend(fresh_rows);
     }
@@ -1189,6 +1274,32 @@ pub async fn sessions_into(
     };
     report.version = Some(version);
     Ok(report)
+}
+
+/// `batches` in the types of `schema` (the same columns, in its order), each column cast where its
+/// type differs.
+fn conform(batches: Vec<RecordBatch>, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            if batch.schema() == *schema {
+                return Ok(batch);
+            }
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| {
+                    if c.data_type() == f.data_type() {
+                        Ok(Arc::clone(c))
+                    } else {
+                        cast_array(c, f.data_type())
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+        })
+        .collect()
 }
 
 /// The input's columns of `schema` (a table [`read_new`] made): without the stamp it adds to each
