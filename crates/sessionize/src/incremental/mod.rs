@@ -665,9 +665,14 @@ pub async fn sessions_into(
                     let found = fresh::delivered(ctx, "__sessionize_new", &options, TAILS).await?;
                     // The set of fresh actors (the commit's predicate) is built on a thread of
                     // its own while the others are computed again.
-                    let (rows, newest) = (found.rows.clone(), found.newest_start);
-                    let fresh =
-                        tokio::task::spawn_blocking(move || fresh::fresh_actors(&rows, newest));
+                    let (rows, newest, others) = (
+                        found.rows.clone(),
+                        found.newest_start,
+                        found.reopened_actors.clone(),
+                    );
+                    let fresh = tokio::task::spawn_blocking(move || {
+                        fresh::fresh_actors(&rows, newest, &others)
+                    });
                     fresh::register_reopened(ctx, FIRST_EVENTS, found.reopened.clone())?;
                     let cuts = continuation(ctx, TAILS, options.timeout).await?;
                     if !cuts.fresh.is_empty() {
@@ -1042,12 +1047,18 @@ pub async fn sessions_into(
     };
     // The types of the rows as computed (a column of nulls can be planned as `Null`): the
     // delivery's sessions' where there are (most rows; the recomputed ones are cast to them).
-    let (delivered_rows, fresh_found) = match delivered {
+    // Whether the delivery's sessions have fresh actors' (not every row is one: see below).
+    let delivered_fresh = delivered.as_ref().map(|(found, _)| found.fresh > 0);
+    let (delivered_rows, fresh_found, fresh_only) = match delivered {
         Some((found, fresh)) => (
             Some(fresh::without_mark(found.rows)?),
             Some((fresh, found.newest_start)),
+            // The delivery's rows are read without the reopened actors' (see `fresh`).
+            Some(Expr::Not(Box::new(
+                ScalarUDF::new_from_impl(found.reopened_actors).call(vec![column("user_id")]),
+            ))),
         ),
-        None => (None, None),
+        None => (None, None, None),
     };
     let schema = delivered_rows
         .iter()
@@ -1056,6 +1067,10 @@ pub async fn sessions_into(
         .find(|b| b.num_rows() > 0)
         .map_or(planned, |b| b.schema());
     let batches = conform(batches, &schema)?;
+    let delivered_rows = delivered_rows
+        .map(|found| conform(found, &schema))
+        .transpose()?;
+    let from_delivery = delivered_rows.is_some();
     let fields = schema.fields().clone();
     let rows = |batches: Vec<RecordBatch>| -> Result<datafusion::dataframe::DataFrame> {
         ctx.read_table(Arc::new(MemTable::try_new(
@@ -1063,9 +1078,14 @@ pub async fn sessions_into(
             vec![batches],
         )?))
     };
+    // The fresh actors' sessions of the delivery's.
+    let fresh_of = |found: Vec<RecordBatch>| match &fresh_only {
+        Some(fresh) => rows(found)?.filter(fresh.clone()),
+        None => rows(found),
+    };
     // Every recomputed session (the fresh actors' from the delivery too): the new tails' rows.
     let computed = match &delivered_rows {
-        Some(found) => rows(batches.iter().chain(found).cloned().collect())?,
+        Some(found) => rows(batches.clone())?.union(fresh_of(found.clone())?)?,
         None => rows(batches.clone())?,
     };
     // The fresh actors' sessions are new (see `Cuts::fresh`): added without a comparison, and
@@ -1073,7 +1093,7 @@ pub async fn sessions_into(
     let any_fresh = !fresh_actors.is_empty();
     let (fresh_rows, compared) = if let Some(found) = delivered_rows {
         // (Found before the cuts: the recomputed sessions are the other actors'.)
-        (conform(found, &schema)?, rows(batches)?)
+        (found, rows(batches)?)
     } else if !any_fresh {
         (vec![], computed.clone())
     } else {
@@ -1090,7 +1110,9 @@ pub async fn sessions_into(
         }
         (fresh_rows, rows(others)?)
     };
-    let fresh_count: usize = fresh_rows.iter().map(RecordBatch::num_rows).sum();
+    // Whether any fresh actor's session is written.
+    let fresh_added =
+        delivered_fresh.unwrap_or_else(|| fresh_rows.iter().any(|b| b.num_rows() > 0));
     if !continued {
         // (The cuts registered it in derived sessions with one timeout.)
         register_latest(ctx, SESSIONS, location).await?;
@@ -1170,7 +1192,7 @@ pub async fn sessions_into(
         ctx.deregister_table(COMPUTED)?;
         ctx.register_table(COMPUTED, computed.clone().into_view())?;
     }
-    if keys.is_empty() && fresh_count == 0 {
+    if keys.is_empty() && !fresh_added {
         // Every recomputed session is as the table has it.
         let version = mark_up_to_date(
             ctx,
@@ -1200,7 +1222,9 @@ pub async fn sessions_into(
     if without_key {
         replace = replace.or(key.is_null());
     }
-    if fresh_count > 0 {
+    // The rows written: the changed sessions, and the fresh actors' (below).
+    let mut written = None;
+    if fresh_added {
         let (fresh_actors, newest_start) = match fresh_found {
             Some((found, newest)) => (
                 found
@@ -1224,7 +1248,11 @@ pub async fn sessions_into(
         }
         let fresh = Touched::udf(fresh_actors);
         replace = replace.or(fresh.call(vec![column("user_id"), column("session_started_at")]));
-        added.extend(fresh_rows);
+        if from_delivery {
+            written = Some(rows(std::mem::take(&mut added))?.union(fresh_of(fresh_rows)?)?);
+        } else {
+            added.extend(fresh_rows);
+        }
     }
     // A term delta-rs can prune partitions (or files) by: only the days of changed sessions.
     if !days.is_empty() && days.len() <= 64 {
@@ -1239,7 +1267,11 @@ pub async fn sessions_into(
         parquet: Some(crate::sessions::delta_table_properties()),
         ..Commit::default()
     };
-    let commit = delta::commit(ctx, rows(added)?, location, &how);
+    let written = match written {
+        Some(written) => written,
+        None => rows(added)?,
+    };
+    let commit = delta::commit(ctx, written, location, &how);
     let version = if continued && tails_known {
         // The new tails are written while the commit is made (its Parquet encoding keeps one
         // core busy), and named after its version once it is made.

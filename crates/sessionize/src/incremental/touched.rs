@@ -187,6 +187,11 @@ impl Touched {
         }
     }
 
+    /// Whether `text` is one of the set's keys (whatever its cut).
+    pub(super) fn contains(&self, text: &str) -> bool {
+        self.from.get(text).is_some()
+    }
+
     /// The function over the set `from`.
     pub(super) fn udf(from: Keys) -> ScalarUDF {
         ScalarUDF::new_from_impl(Touched::new(from))
