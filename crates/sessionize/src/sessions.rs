@@ -802,13 +802,16 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
 }
 
 /// [`sessions_sql`] for events that continue sessions already numbered: the events of `table`
-/// start, for each actor, at the start of a session already in a sessions table, and the table
-/// `continuation` (`user_id`, `number_offset`, `previous_ended_at`) gives per actor how many
-/// sessions came before that one and when the last of them ended. The rows are those the full
-/// table has for these sessions. (The incremental runs of [`crate::incremental`].)
+/// start, for each actor, at the start of a session already in a sessions table, and the scalar
+/// function `continuation(user_id)`, a struct of `number_offset` (BIGINT) and
+/// `previous_ended_at` (a timestamp), gives per actor how many sessions came before that one and
+/// when the last of them ended (0 and null for an actor without sessions before).
+/// `continuation` is a plain lower-case SQL name. The rows are those the full
+/// table has for these sessions. (The incremental runs of [`crate::incremental`], which register
+/// the functions.)
 ///
 /// Errors: as [`sessions_sql`]; modes other than derived sessions with one timeout, whose session
-/// numbers are not formed in time order per actor.
+/// numbers are not formed in time order per actor; a `continuation` that is not a plain name.
 ///
 /// With `first_column`, the rows have one more column of that name: whether the row is the first
 /// session of its actor in `table` (the one the continuation's previous end precedes).
@@ -821,6 +824,12 @@ pub fn sessions_sql_continued(
 ) -> Result<String> {
     if options.source != SessionSource::Derived || options.timeout_by.is_some() {
         return plan_err!("only derived sessions with one timeout continue numbered sessions");
+    }
+    if !continuation
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return plan_err!("a continuation's function is named by a plain lower-case SQL name");
     }
     sessions_sql_with(table, schema, options, Some((continuation, first_column)))
 }
@@ -882,16 +891,21 @@ fn sessions_sql_with(
         match continuation.map(|(c, _)| c) {
             None => format!("ranked AS ({table})"),
             // Numbers after the sessions that came before; the first session's previous end is
-            // the last of those.
+            // the last of those. Both are looked up once per actor, before its list of sessions
+            // is unnested.
             Some(c) => format!(
-                "continued AS ({table}), \
-                 ranked AS (SELECT r.user_id, r.platform, r.session_id, r.events_per_session, \
-                   r.session_started_at, r.session_ended_at, \
-                   r.user_session_number + COALESCE(c.number_offset, 0) AS user_session_number, \
-                   COALESCE(r.last_session_ended_at, c.previous_ended_at) AS last_session_ended_at, \
-                   r.user_session_number = 1 AS first_recomputed \
-                   FROM continued r LEFT JOIN {} c ON r.user_id = c.user_id)",
-                ident(c)
+                "continued AS (SELECT user_id, unnest(sessions) AS s, \
+                   c['number_offset'] AS number_offset, c['previous_ended_at'] AS previous_ended_at \
+                   FROM (SELECT user_id, sessions, {c}(user_id) AS c \
+                         FROM (SELECT user_id, session_table(event_time, {timeout}, restart{max_length}) AS sessions \
+                               FROM ev GROUP BY user_id))), \
+                 ranked AS (SELECT user_id, CAST(NULL AS VARCHAR) AS platform, s['session_id'] AS session_id, \
+                   s['event_count'] AS events_per_session, s['started_at'] AS session_started_at, \
+                   s['ended_at'] AS session_ended_at, \
+                   s['session_number'] + COALESCE(number_offset, 0) AS user_session_number, \
+                   COALESCE(s['previous_ended_at'], previous_ended_at) AS last_session_ended_at, \
+                   s['session_number'] = 1 AS first_recomputed \
+                   FROM continued)"
             ),
         }
     } else {

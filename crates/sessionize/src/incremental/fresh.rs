@@ -33,8 +33,8 @@ use crate::sessions::SessionsOptions;
 
 /// The column that marks each actor's first session in the delivery (dropped from the rows).
 const FIRST: &str = "__sessionize_first_delivered";
-/// Each actor's tail as a continuation (`user_id`, `number_offset`, `previous_ended_at`).
-const TAIL_CONTINUATION: &str = "__sessionize_tail_continuation";
+/// Each actor's tail as a continuation (see [`super::continued`]).
+const TAIL_CONTINUATION: &str = "__sessionize_tail";
 
 /// What [`delivered`] found.
 pub(super) struct Delivered {
@@ -74,9 +74,10 @@ pub(super) async fn delivered(
             "SELECT user_id, user_session_number AS number_offset, \
              session_ended_at AS previous_ended_at FROM {tails}"
         ))
+        .await?
+        .collect()
         .await?;
-    ctx.deregister_table(TAIL_CONTINUATION)?;
-    ctx.register_table(TAIL_CONTINUATION, continuation.into_view())?;
+    super::continued::register(ctx, TAIL_CONTINUATION, &continuation)?;
     let schema = ctx.table(table).await?.schema().as_arrow().clone();
     let sql = crate::sessions::sessions_sql_continued(
         table,

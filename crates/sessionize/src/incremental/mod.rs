@@ -70,6 +70,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{Expr, SessionContext, cast, lit};
 
 mod annotate;
+mod continued;
 mod fresh;
 mod tails;
 mod touched;
@@ -111,6 +112,8 @@ const COMPUTED: &str = "__sessionize_computed";
 /// The in-memory table of each actor's earliest new event (`user_id`, `t_min` in microseconds;
 /// the events without an actor as one row of a null `user_id`).
 const FIRST_EVENTS: &str = "__sessionize_first_events";
+/// The function that gives the touched actors' continuations ([`continuation`]).
+const CONTINUATION: &str = "__sessionize_continuation";
 
 /// The options that decide the sessions, as text (`--flag: value` pairs separated by `; `): a
 /// table built with some must not be continued with others (its rows would follow two rules).
@@ -1018,7 +1021,7 @@ pub async fn sessions_into(
             "__sessionize_touched",
             &schema,
             &options,
-            "__sessionize_continuation",
+            CONTINUATION,
             None,
         )?
     } else {
@@ -1509,7 +1512,8 @@ struct Cuts {
     first_day: Option<(i32, i32)>,
 }
 
-/// Registers `__sessionize_continuation` (`user_id`, `number_offset`, `previous_ended_at`) and
+/// Registers the function of each touched actor's continuation ([`CONTINUATION`]: its
+/// `number_offset` and `previous_ended_at`, see [`continued`]) and
 /// returns the cuts: for each actor with new events, where its sessions are computed again. Let
 /// `S` be the last session of the sessions table (registered as `SESSIONS`) that starts at or before the
 /// actor's earliest new event `t`. Sessions before `S` cannot change: a session starts at an
@@ -1713,11 +1717,7 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
     if !cuts.reopened.is_empty() {
         cuts.first_day = Some((day, utc_day));
     }
-    ctx.deregister_table("__sessionize_continuation")?;
-    ctx.register_table(
-        "__sessionize_continuation",
-        Arc::new(MemTable::try_new(schema, vec![continuations])?),
-    )?;
+    continued::register(ctx, CONTINUATION, &continuations)?;
     Ok(cuts)
 }
 
