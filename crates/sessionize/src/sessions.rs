@@ -806,9 +806,11 @@ pub fn sessions_sql(table: &str, schema: &Schema, options: &SessionsOptions) -> 
 /// function `continuation(user_id)`, a struct of `number_offset` (BIGINT) and
 /// `previous_ended_at` (a timestamp), gives per actor how many sessions came before that one and
 /// when the last of them ended (0 and null for an actor without sessions before).
-/// `continuation` is a plain lower-case SQL name. The rows are those the full
-/// table has for these sessions. (The incremental runs of [`crate::incremental`], which register
-/// the functions.)
+/// `continuation` is a plain lower-case SQL name. Where each actor's events of `table` begin at a
+/// session the full table has, right after the continuation's, the rows are those the full table
+/// has for these sessions (otherwise they are the sessions of these events alone, numbered after
+/// the continuation). (The incremental runs of [`crate::incremental`], which register the
+/// function.)
 ///
 /// Errors: as [`sessions_sql`]; modes other than derived sessions with one timeout, whose session
 /// numbers are not formed in time order per actor; a `continuation` that is not a plain name.
@@ -825,10 +827,11 @@ pub fn sessions_sql_continued(
     if options.source != SessionSource::Derived || options.timeout_by.is_some() {
         return plan_err!("only derived sessions with one timeout continue numbered sessions");
     }
-    if !continuation
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
+    let plain = continuation.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && continuation
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
         return plan_err!("a continuation's function is named by a plain lower-case SQL name");
     }
     sessions_sql_with(table, schema, options, Some((continuation, first_column)))

@@ -110,7 +110,9 @@ const TAILS: &str = "__sessionize_tails";
 /// The recomputed sessions of a run.
 const COMPUTED: &str = "__sessionize_computed";
 /// The in-memory table of each actor's earliest new event (`user_id`, `t_min` in microseconds;
-/// the events without an actor as one row of a null `user_id`).
+/// the events without an actor as one row of a null `user_id`). Where the delivery is sessionized
+/// first ([`fresh`]), only the actors it reopens, each with its earliest new event that takes
+/// part in sessions.
 const FIRST_EVENTS: &str = "__sessionize_first_events";
 /// The function that gives the touched actors' continuations ([`continuation`]).
 const CONTINUATION: &str = "__sessionize_continuation";
@@ -664,7 +666,8 @@ pub async fn sessions_into(
                     }
                     // The delivery's sessions, final for its fresh actors; the others' cuts
                     // from their earliest new events, as the delivery's first sessions give
-                    // them (see `fresh`).
+                    // them (see `fresh`). (`__sessionize_new`'s columns are already in the
+                    // events table's types, as `stored_column` makes them.)
                     let found = fresh::delivered(ctx, "__sessionize_new", &options, TAILS).await?;
                     // The set of fresh actors (the commit's predicate) is built on a thread of
                     // its own while the others are computed again.
@@ -857,7 +860,9 @@ pub async fn sessions_into(
         return Ok(report);
     }
     // Named actors, as a rebuild counts them (`count(DISTINCT actor)`): not the events without an
-    // actor (left out of derived sessions; one group in `--compat dbt`).
+    // actor (left out of derived sessions; one group in `--compat dbt`). Where the delivery is
+    // sessionized first, the actors with a session in it (not those whose new events the mode
+    // all excludes: their sessions cannot change, and are not computed again).
     report.actors = delivered
         .as_ref()
         .map_or(new_actors.len() as u64, |(found, _)| found.actors);
@@ -1092,7 +1097,8 @@ pub async fn sessions_into(
         None => rows(batches.clone())?,
     };
     // The fresh actors' sessions are new (see `Cuts::fresh`): added without a comparison, and
-    // kept out of the deleted keys. The predicate matches them by actor and start.
+    // kept out of the deleted keys. The predicate matches them by actor and start (or, where the
+    // delivery is sessionized first, by start alone after the table's newest start).
     let any_fresh = !fresh_actors.is_empty();
     let (fresh_rows, compared) = if let Some(found) = delivered_rows {
         // (Found before the cuts: the recomputed sessions are the other actors'.)
@@ -1143,6 +1149,8 @@ pub async fn sessions_into(
     let removed = held.clone().except(compared.clone())?.collect().await?;
     let mut keys = HashSet::new();
     let mut days = std::collections::BTreeSet::new();
+    // (Where the delivery is sessionized first, its rows of the reopened actors too, whose
+    // sessions are computed again over the same events: their days come in below anyway.)
     for batch in &fresh_rows {
         if let Some(day) = batch.column_by_name("session_started_at_day") {
             let day = cast_array(day, &DataType::Int32)?;
@@ -1503,7 +1511,8 @@ struct Cuts {
     /// them with the table's, under a predicate of actor and start at or after the cut (right for
     /// any actor, since its sessions from its cut on are all recomputed; for these it deletes
     /// nothing). None of their held events is at or after the cut, so only their new events are
-    /// sessionized again.
+    /// sessionized again. (Where the delivery is sessionized first, [`fresh`] finds the fresh
+    /// actors, and the cuts are found for the others only: this is then empty.)
     fresh: Keys,
     /// The earliest cut's day of the actors that are not fresh, in the sessions table's
     /// `session_started_at_day` (a day early where the cut is an event's time, whose day in the
