@@ -8,7 +8,6 @@ use std::ptr::NonNull;
 use datafusion::arrow::array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
 use std::sync::Arc;
 
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::arrow::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -67,22 +66,10 @@ impl ArrowResult {
         // Each column is checked against the schema, not only the schema against itself: a plan
         // can say `Utf8` where its arrays are `Utf8View` (DataFusion 55's `substr` on views), and
         // pyarrow reading views as plain strings crashed the interpreter.
-        let mut converted = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let columns = batch
-                .columns()
-                .iter()
-                .zip(plain_schema.fields())
-                .map(|(column, field)| {
-                    if column.data_type() == field.data_type() {
-                        Ok(Arc::clone(column))
-                    } else {
-                        cast(column, field.data_type())
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            converted.push(RecordBatch::try_new(plain_schema.clone(), columns)?);
-        }
+        let converted = batches
+            .into_iter()
+            .map(|batch| sessionize::tables::cast_to_schema(batch, &plain_schema))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
         Ok(Self {
             data: Some((plain_schema, converted)),
         })

@@ -1128,6 +1128,30 @@ fn structs_as_json(batch: RecordBatch) -> Result<RecordBatch> {
     )?)
 }
 
+/// `batch` in the types of `schema` (the same columns, in its order), each column cast where its
+/// type differs (a plan's arrays can differ from its schema: `Utf8View` where it says `Utf8`, or
+/// another query's arrays of the same columns).
+///
+/// Errors: a column that cannot be cast; nulls where `schema` has none.
+pub fn cast_to_schema(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema() == *schema {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                datafusion::arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
 /// Registers in-memory batches (for example an Arrow C stream from Python) as table `name`, read as
 /// [`read_inputs`] reads a file: struct columns (JSON objects, as pandas, Polars and PyArrow read
 /// properties) become JSON text, as the JSON reader makes them, and the time column is converted

@@ -1319,29 +1319,11 @@ pub async fn sessions_into(
     Ok(report)
 }
 
-/// `batches` in the types of `schema` (the same columns, in its order), each column cast where its
-/// type differs.
+/// `batches` in the types of `schema` (see [`tables::cast_to_schema`]).
 fn conform(batches: Vec<RecordBatch>, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
     batches
         .into_iter()
-        .map(|batch| {
-            if batch.schema() == *schema {
-                return Ok(batch);
-            }
-            let columns = batch
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| {
-                    if c.data_type() == f.data_type() {
-                        Ok(Arc::clone(c))
-                    } else {
-                        cast_array(c, f.data_type())
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-        })
+        .map(|batch| tables::cast_to_schema(batch, schema))
         .collect()
 }
 
