@@ -883,34 +883,37 @@ fn sessions_sql_with(
     // dbt and per-platform modes rank sessions that may interleave, with window functions.
     let single_timeout = options.source == SessionSource::Derived && options.timeout_by.is_none();
     let ranked = if single_timeout {
-        let table = format!(
-            "SELECT user_id, CAST(NULL AS VARCHAR) AS platform, s['session_id'] AS session_id, \
-             s['event_count'] AS events_per_session, s['started_at'] AS session_started_at, \
-             s['ended_at'] AS session_ended_at, s['session_number'] AS user_session_number, \
-             s['previous_ended_at'] AS last_session_ended_at \
-             FROM (SELECT user_id, unnest(session_table(event_time, {timeout}, restart{max_length})) AS s \
-                   FROM ev GROUP BY user_id)"
+        let list = format!(
+            "SELECT user_id, session_table(event_time, {timeout}, restart{max_length}) AS sessions \
+             FROM ev GROUP BY user_id"
         );
-        match continuation.map(|(c, _)| c) {
-            None => format!("ranked AS ({table})"),
-            // Numbers after the sessions that came before; the first session's previous end is
-            // the last of those. Both are looked up once per actor, before its list of sessions
-            // is unnested.
-            Some(c) => format!(
-                "continued AS (SELECT user_id, unnest(sessions) AS s, \
-                   c['number_offset'] AS number_offset, c['previous_ended_at'] AS previous_ended_at \
-                   FROM (SELECT user_id, sessions, {c}(user_id) AS c \
-                         FROM (SELECT user_id, session_table(event_time, {timeout}, restart{max_length}) AS sessions \
-                               FROM ev GROUP BY user_id))), \
-                 ranked AS (SELECT user_id, CAST(NULL AS VARCHAR) AS platform, s['session_id'] AS session_id, \
-                   s['event_count'] AS events_per_session, s['started_at'] AS session_started_at, \
-                   s['ended_at'] AS session_ended_at, \
-                   s['session_number'] + COALESCE(number_offset, 0) AS user_session_number, \
-                   COALESCE(s['previous_ended_at'], previous_ended_at) AS last_session_ended_at, \
-                   s['session_number'] = 1 AS first_recomputed \
-                   FROM continued)"
+        // Each session as a row, and its number and previous end; continued, numbered after the
+        // sessions that came before, the first one's previous end being the last of those (both
+        // looked up once per actor, before its list of sessions is unnested).
+        let (sessions, number, previous, first) = match continuation.map(|(c, _)| c) {
+            None => (
+                format!("SELECT user_id, unnest(sessions) AS s FROM ({list})"),
+                "s['session_number']",
+                "s['previous_ended_at']",
+                "",
             ),
-        }
+            Some(c) => (
+                format!(
+                    "SELECT user_id, unnest(sessions) AS s, c['number_offset'] AS number_offset, \
+                     c['previous_ended_at'] AS previous_ended_at \
+                     FROM (SELECT user_id, sessions, {c}(user_id) AS c FROM ({list}))"
+                ),
+                "s['session_number'] + COALESCE(number_offset, 0)",
+                "COALESCE(s['previous_ended_at'], previous_ended_at)",
+                ", s['session_number'] = 1 AS first_recomputed",
+            ),
+        };
+        format!(
+            "ranked AS (SELECT user_id, CAST(NULL AS VARCHAR) AS platform, s['session_id'] AS session_id, \
+             s['event_count'] AS events_per_session, s['started_at'] AS session_started_at, \
+             s['ended_at'] AS session_ended_at, {number} AS user_session_number, \
+             {previous} AS last_session_ended_at{first} FROM ({sessions}))"
+        )
     } else {
         let base = match options.source {
             SessionSource::Derived => format!(

@@ -143,12 +143,7 @@ pub(super) fn register(ctx: &SessionContext, name: &str, batches: &[RecordBatch]
         }
         let offsets = cast_array(batch.column(1), &DataType::Int64)?;
         let offsets = offsets.as_primitive::<Int64Type>();
-        let ends = cast_array(
-            batch.column(2),
-            &DataType::Timestamp(TimeUnit::Microsecond, None),
-        )?;
-        let ends = cast_array(&ends, &DataType::Int64)?;
-        let ends = ends.as_primitive::<Int64Type>();
+        let ends = touched::micros(batch.column(2))?;
         touched::each_text(batch.column(0), |i, actor| {
             let Some(actor) = actor else { return };
             from.actors.insert(actor, Some(from.offsets.len() as i64));

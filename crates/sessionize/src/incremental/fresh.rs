@@ -22,10 +22,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::compute::cast as cast_array;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Result, plan_err};
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use super::touched::{self, Keys, Touched};
@@ -46,10 +44,9 @@ pub(super) struct Delivered {
     pub rows: Vec<RecordBatch>,
     /// The actors that are not fresh, as a set.
     pub reopened_actors: Touched,
-    /// How many actors have sessions in the delivery, fresh or not.
+    /// How many actors have sessions in the delivery, fresh or not (the fresh ones: this less
+    /// `reopened`'s rows).
     pub actors: u64,
-    /// How many of them are fresh.
-    pub fresh: u64,
     /// The latest start of any session the table holds (microseconds since the epoch; `None`
     /// for a table without sessions): no held session starts after it, so a replace predicate
     /// needs no look-up for a row that does (see [`fresh_actors`]).
@@ -69,15 +66,22 @@ pub(super) async fn delivered(
     options: &SessionsOptions,
     tails: &str,
 ) -> Result<Delivered> {
+    // (The continuation's columns, then each tail's start: every actor's last session is among
+    // the tails, so the latest start the table holds is theirs.)
     let continuation = ctx
         .sql(&format!(
             "SELECT user_id, user_session_number AS number_offset, \
-             session_ended_at AS previous_ended_at FROM {tails}"
+             session_ended_at AS previous_ended_at, session_started_at FROM {tails}"
         ))
         .await?
         .collect()
         .await?;
     super::continued::register(ctx, TAIL_CONTINUATION, &continuation)?;
+    let mut newest_start = None;
+    for batch in &continuation {
+        let starts = touched::micros(batch.column(3))?;
+        newest_start = newest_start.max(datafusion::arrow::compute::max(&starts));
+    }
     let schema = ctx.table(table).await?.schema().as_arrow().clone();
     let sql = crate::sessions::sessions_sql_continued(
         table,
@@ -88,30 +92,7 @@ pub(super) async fn delivered(
     )?;
     let batches = ctx.sql(&sql).await?.collect().await?;
     let timeout = i64::try_from(options.timeout.as_micros()).unwrap_or(i64::MAX);
-    let mut found = split(batches, timeout)?;
-    // (Each actor's last session is among the tails: the latest start is theirs.)
-    let newest = ctx
-        .sql(&format!(
-            "SELECT arrow_cast(arrow_cast(max(session_started_at), \
-             'Timestamp(Microsecond, None)'), 'Int64') FROM {tails}"
-        ))
-        .await?
-        .collect()
-        .await?;
-    found.newest_start = newest
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>())
-        .and_then(|a| a.is_valid(0).then(|| a.value(0)));
-    Ok(found)
-}
-
-/// Microseconds since the epoch of a timestamp column of any unit.
-fn micros(array: &ArrayRef) -> Result<Int64Array> {
-    let utc = cast_array(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-    Ok(cast_array(&utc, &DataType::Int64)?
-        .as_primitive::<Int64Type>()
-        .clone())
+    split(batches, timeout, newest_start)
 }
 
 /// The column `name` of the delivery's sessions.
@@ -130,8 +111,8 @@ fn each_first(batch: &RecordBatch, mut f: impl FnMut(&str, i64, Option<i64>)) ->
     let Some(first) = first.as_boolean_opt() else {
         return plan_err!("the delivery's sessions' {FIRST} is not a boolean");
     };
-    let start = micros(&column(batch, "session_started_at")?)?;
-    let previous = micros(&column(batch, "last_session_ended_at")?)?;
+    let start = touched::micros(&column(batch, "session_started_at")?)?;
+    let previous = touched::micros(&column(batch, "last_session_ended_at")?)?;
     touched::each_text(&column(batch, "user_id")?, |i, user| {
         // (Derived sessions have no session without an actor.)
         if let (Some(user), true) = (user, first.is_valid(i) && first.value(i)) {
@@ -147,7 +128,7 @@ fn each_first(batch: &RecordBatch, mut f: impl FnMut(&str, i64, Option<i64>)) ->
 /// Splits the delivery's sessions (with the [`FIRST`] column) by actor: an actor whose first
 /// session starts more than `timeout` (microseconds) after its previous end, or has none, is
 /// fresh.
-fn split(batches: Vec<RecordBatch>, timeout: i64) -> Result<Delivered> {
+fn split(batches: Vec<RecordBatch>, timeout: i64, newest_start: Option<i64>) -> Result<Delivered> {
     let (mut users, mut starts) = (vec![], vec![]);
     let mut actors = 0;
     for batch in &batches {
@@ -173,8 +154,7 @@ fn split(batches: Vec<RecordBatch>, timeout: i64) -> Result<Delivered> {
         rows: batches,
         reopened_actors: Touched::new(users.iter().map(|u| (u.as_str(), None)).collect()),
         actors,
-        fresh: actors - users.len() as u64,
-        newest_start: None,
+        newest_start,
         reopened,
     })
 }
@@ -211,19 +191,4 @@ pub(super) fn without_mark(rows: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
             Ok(batch.project(&kept)?)
         })
         .collect()
-}
-
-/// Registers `reopened` (see [`Delivered::reopened`]) as the table `name`, for
-/// [`super::continuation`].
-pub(super) fn register_reopened(
-    ctx: &SessionContext,
-    name: &str,
-    reopened: RecordBatch,
-) -> Result<()> {
-    ctx.deregister_table(name)?;
-    ctx.register_table(
-        name,
-        Arc::new(MemTable::try_new(reopened.schema(), vec![vec![reopened]])?),
-    )?;
-    Ok(())
 }

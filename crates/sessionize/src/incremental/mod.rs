@@ -679,7 +679,8 @@ pub async fn sessions_into(
                     let fresh = tokio::task::spawn_blocking(move || {
                         fresh::fresh_actors(&rows, newest, &others)
                     });
-                    fresh::register_reopened(ctx, FIRST_EVENTS, found.reopened.clone())?;
+                    ctx.deregister_table(FIRST_EVENTS)?;
+                    ctx.register_batch(FIRST_EVENTS, found.reopened.clone())?;
                     let cuts = continuation(ctx, TAILS, options.timeout).await?;
                     if !cuts.fresh.is_empty() {
                         // (Each of these has a tail ending within the timeout of its earliest
@@ -1056,7 +1057,9 @@ pub async fn sessions_into(
     // The types of the rows as computed (a column of nulls can be planned as `Null`): the
     // delivery's sessions' where there are (most rows; the recomputed ones are cast to them).
     // Whether the delivery's sessions have fresh actors' (not every row is one: see below).
-    let delivered_fresh = delivered.as_ref().map(|(found, _)| found.fresh > 0);
+    let delivered_fresh = delivered
+        .as_ref()
+        .map(|(found, _)| found.actors > found.reopened.num_rows() as u64);
     let (delivered_rows, fresh_found, fresh_only) = match delivered {
         Some((found, fresh)) => (
             Some(fresh::without_mark(found.rows)?),

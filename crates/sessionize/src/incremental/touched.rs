@@ -116,6 +116,15 @@ impl<S: AsRef<str>> FromIterator<(S, Option<i64>)> for Keys {
     }
 }
 
+/// A timestamp column of any unit (or zone) as microseconds since the epoch: the unit of every cut
+/// and of the times a run compares with them.
+pub(super) fn micros(array: &ArrayRef) -> Result<datafusion::arrow::array::Int64Array> {
+    let naive = cast_array(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    Ok(cast_array(&naive, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .clone())
+}
+
 /// Calls `f` with each row of `array` as text (`None` where null): any string layout as it is,
 /// other types cast to text.
 pub(super) fn each_text(array: &ArrayRef, mut f: impl FnMut(usize, Option<&str>)) -> Result<()> {
@@ -147,8 +156,6 @@ pub(super) fn each_text(array: &ArrayRef, mut f: impl FnMut(usize, Option<&str>)
 #[derive(Clone)]
 pub(super) struct Touched {
     from: Arc<Keys>,
-    /// The unit of the cuts (and of the times compared with them).
-    unit: TimeUnit,
     signature: Signature,
 }
 
@@ -158,7 +165,6 @@ impl std::fmt::Debug for Touched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Touched")
             .field("keys", &self.from.len())
-            .field("unit", &self.unit)
             .finish()
     }
 }
@@ -182,7 +188,6 @@ impl Touched {
     pub(super) fn new(from: Keys) -> Self {
         Touched {
             from: Arc::new(from),
-            unit: TimeUnit::Microsecond,
             signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
@@ -238,17 +243,10 @@ impl ScalarUDFImpl for Touched {
         };
         let actor = actor.to_array(args.number_rows)?;
         let start = match start {
-            Some(start) => {
-                let micros = cast_array(
-                    &start.to_array(args.number_rows)?,
-                    &DataType::Timestamp(self.unit, None),
-                )?;
-                Some(cast_array(&micros, &DataType::Int64)?)
-            }
+            Some(start) => Some(micros(&start.to_array(args.number_rows)?)?),
             None => None,
         };
-        let start = start.as_ref().map(|s| s.as_primitive::<Int64Type>());
-        let touched = self.keys(&actor, start)?;
+        let touched = self.keys(&actor, start.as_ref())?;
         Ok(ColumnarValue::Array(Arc::new(touched)))
     }
 }
