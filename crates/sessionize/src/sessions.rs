@@ -883,16 +883,13 @@ fn sessions_sql_with(
     // dbt and per-platform modes rank sessions that may interleave, with window functions.
     let single_timeout = options.source == SessionSource::Derived && options.timeout_by.is_none();
     let ranked = if single_timeout {
-        let list = format!(
-            "SELECT user_id, session_table(event_time, {timeout}, restart{max_length}) AS sessions \
-             FROM ev GROUP BY user_id"
-        );
+        let table = format!("session_table(event_time, {timeout}, restart{max_length})");
         // Each session as a row, and its number and previous end; continued, numbered after the
         // sessions that came before, the first one's previous end being the last of those (both
         // looked up once per actor, before its list of sessions is unnested).
         let (sessions, number, previous, first) = match continuation.map(|(c, _)| c) {
             None => (
-                format!("SELECT user_id, unnest(sessions) AS s FROM ({list})"),
+                format!("SELECT user_id, unnest({table}) AS s FROM ev GROUP BY user_id"),
                 "s['session_number']",
                 "s['previous_ended_at']",
                 "",
@@ -901,7 +898,8 @@ fn sessions_sql_with(
                 format!(
                     "SELECT user_id, unnest(sessions) AS s, c['number_offset'] AS number_offset, \
                      c['previous_ended_at'] AS previous_ended_at \
-                     FROM (SELECT user_id, sessions, {c}(user_id) AS c FROM ({list}))"
+                     FROM (SELECT user_id, sessions, {c}(user_id) AS c \
+                           FROM (SELECT user_id, {table} AS sessions FROM ev GROUP BY user_id))"
                 ),
                 "s['session_number'] + COALESCE(number_offset, 0)",
                 "COALESCE(s['previous_ended_at'], previous_ended_at)",
