@@ -191,6 +191,39 @@ async fn table(location: &str) -> Vec<String> {
 /// and each actor's last session as the table holds it, both as sorted rows (both empty without
 /// such a file).
 async fn tails(location: &str) -> (Vec<String>, Vec<String>) {
+    let columns = "CAST(user_id AS VARCHAR), session_started_at, session_ended_at, \
+                   user_session_number, last_session_ended_at, session_started_at_day";
+    tails_of(
+        location,
+        &format!("SELECT {columns} FROM l"),
+        &format!(
+            "SELECT {columns} FROM t JOIN (SELECT user_id AS u, max(user_session_number) AS n \
+             FROM t WHERE user_id IS NOT NULL GROUP BY user_id) m \
+             ON user_id = m.u AND user_session_number = m.n"
+        ),
+    )
+    .await
+}
+
+/// The same for an annotated events table: each actor's last session (start, end, number) as
+/// the tails file holds it, and from the table's events.
+async fn annotated_tails(location: &str) -> (Vec<String>, Vec<String>) {
+    tails_of(
+        location,
+        "SELECT CAST(user_id AS VARCHAR), session_started_at, session_ended_at, \
+         user_session_number FROM l",
+        "SELECT CAST(user_id AS VARCHAR), min(event_time), max(event_time), \
+         CAST(session_number AS BIGINT) FROM t JOIN (SELECT user_id AS u, \
+         max(session_number) AS n FROM t WHERE user_id IS NOT NULL AND session_number IS NOT \
+         NULL GROUP BY user_id) m ON user_id = m.u AND session_number = m.n GROUP BY 1, 4",
+    )
+    .await
+}
+
+/// What `in_file` gives over the tails file of the table at `location` for its latest version
+/// (`l`), and what `in_table` gives over the table (`t`), as sorted rows (both empty without
+/// such a file).
+async fn tails_of(location: &str, in_file: &str, in_table: &str) -> (Vec<String>, Vec<String>) {
     let version = std::fs::read_dir(Path::new(location).join("_delta_log"))
         .into_iter()
         .flatten()
@@ -215,21 +248,49 @@ async fn tails(location: &str) -> (Vec<String>, Vec<String>) {
     ctx.register_parquet("l", file.to_str().unwrap(), Default::default())
         .await
         .unwrap();
-    let columns = "CAST(user_id AS VARCHAR), session_started_at, session_ended_at, \
-                   user_session_number, last_session_ended_at, session_started_at_day";
-    let query = |sql: String| {
+    let query = |sql: &str| {
         let ctx = ctx.clone();
+        let sql = sql.to_string();
         async move { rows(&ctx.sql(&sql).await.unwrap().collect().await.unwrap()) }
     };
-    (
-        query(format!("SELECT {columns} FROM l")).await,
-        query(format!(
-            "SELECT {columns} FROM t JOIN (SELECT user_id AS u, max(user_session_number) AS n \
-             FROM t WHERE user_id IS NOT NULL GROUP BY user_id) m \
-             ON user_id = m.u AND user_session_number = m.n"
-        ))
-        .await,
-    )
+    (query(in_file).await, query(in_table).await)
+}
+
+/// What a test does to a table's tails after a run (`fate`): nothing (0); remove them, as for a
+/// table built before tails were kept (1); damage the file (2); put an empty file of the right
+/// shape, not written with this version, in its place (3). In each case the next run computes
+/// them from the table.
+async fn tails_fate(location: &str, fate: usize) {
+    let folder = Path::new(location).join(TAILS_FOLDER);
+    match fate {
+        1 => {
+            std::fs::remove_dir_all(&folder).ok();
+        }
+        2 => {
+            for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+                std::fs::write(entry.path(), b"not parquet").unwrap();
+            }
+        }
+        3 => {
+            for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+                let ctx = sessionize::context().unwrap();
+                let path = entry.path();
+                let empty = ctx
+                    .read_parquet(path.to_str().unwrap(), Default::default())
+                    .await
+                    .unwrap()
+                    .limit(0, Some(0))
+                    .unwrap();
+                let target = format!("{}.copy.parquet", path.display());
+                empty
+                    .write_parquet(&target, Default::default(), None)
+                    .await
+                    .unwrap();
+                std::fs::rename(&target, &path).unwrap();
+            }
+        }
+        _ => {}
+    }
 }
 
 async fn into(
@@ -332,7 +393,7 @@ proptest! {
         parts in prop::collection::vec(0usize..6, 50),
         deliveries in 2usize..=6,
         mode in 0usize..6,
-        tails_fate in 0usize..4,
+        tails_fate_now in 0usize..4,
         by_day in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -347,40 +408,7 @@ proptest! {
                 prop_assert_eq!(table(&location).await, expected, "mode {} after delivery {}", mode, d);
                 let (held, last) = tails(&location).await;
                 prop_assert_eq!(held, last, "tails, mode {} after delivery {}", mode, d);
-                let folder = Path::new(&location).join(TAILS_FOLDER);
-                match tails_fate {
-                    // As a table built before tails were kept: the next run computes them.
-                    1 => {
-                        std::fs::remove_dir_all(&folder).ok();
-                    }
-                    // A damaged file: the next run computes them too.
-                    2 => {
-                        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
-                            std::fs::write(entry.path(), b"not parquet").unwrap();
-                        }
-                    }
-                    // Tails of the right shape but not written with this version (an empty
-                    // copy): not used.
-                    3 => {
-                        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
-                            let ctx = sessionize::context().unwrap();
-                            let path = entry.path();
-                            let empty = ctx
-                                .read_parquet(path.to_str().unwrap(), Default::default())
-                                .await
-                                .unwrap()
-                                .limit(0, Some(0))
-                                .unwrap();
-                            let target = format!("{}.copy.parquet", path.display());
-                            empty
-                                .write_parquet(&target, Default::default(), None)
-                                .await
-                                .unwrap();
-                            std::fs::rename(&target, &path).unwrap();
-                        }
-                    }
-                    _ => {}
-                }
+                tails_fate(&location, tails_fate_now).await;
             }
             let again = into(&job, &files[deliveries - 1], &location, by_day).await;
             prop_assert_eq!(again.version, None);
@@ -1430,13 +1458,16 @@ proptest! {
     /// `annotate --into`: random events in 2 to 6 deliveries applied in random order; after each,
     /// the table's events equal `annotate` over the deliveries so far, in derived (plain; restarts,
     /// exclusions and a maximum length; per-platform timeouts) and SDK sessions; the last delivery
-    /// again changes nothing.
+    /// again changes nothing. In derived sessions with one timeout, the tails kept beside the
+    /// table equal each actor's last session in it, and the next run is right with them lost,
+    /// damaged or replaced.
     #[test]
     fn incremental_annotate_equals_a_full_run(
         events in prop::collection::vec(event_strategy(), 1..50),
         parts in prop::collection::vec(0usize..6, 50),
         deliveries in 2usize..=6,
         mode in 0usize..4,
+        tails_fate_now in 0usize..4,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("events").to_str().unwrap().to_string();
@@ -1447,14 +1478,106 @@ proptest! {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             for d in 0..deliveries {
-                annotate_into(&job, &files[d], &location).await;
+                let report = annotate_into(&job, &files[d], &location).await;
                 let expected = annotate_rebuild(&job, &files[..=d]).await;
                 prop_assert_eq!(annotated_table(&location).await, expected, "mode {} after delivery {}", mode, d);
+                // (A run that commits nothing, a delivery without events, leaves the tails as
+                // they were, damaged or not: the next run that commits computes them.)
+                if report.version.is_some() {
+                    let (held, last) = annotated_tails(&location).await;
+                    prop_assert_eq!(held, last, "tails, mode {} after delivery {}", mode, d);
+                }
+                tails_fate(&location, tails_fate_now).await;
             }
             let again = annotate_into(&job, &files[deliveries - 1], &location).await;
             prop_assert_eq!(again.version, None);
             Ok(())
         })?;
+    }
+}
+
+/// `annotate --into` continues each actor from its tail: an event at exactly the timeout after an
+/// actor's last session joins it, one second more starts a session (fresh: the held events are
+/// not read), an excluded event within the timeout does not reopen the session and a restart
+/// does; late events days before an actor's last session find their session in the table (`a`:
+/// 8 days back), and every later event is numbered again. The second run reads the tails the
+/// first wrote. Red when fresh actors are taken at the timeout itself, or are numbered from 1.
+#[test]
+fn annotate_into_continues_each_actor_from_its_tail() {
+    let event = |actor: &'static str, secs: i64, kind: &'static str| Event {
+        actor: Some(actor),
+        secs,
+        kind,
+        session: 1,
+        id: (secs / 60 % 200) as u8,
+        platform: "web",
+        upload: 0,
+    };
+    let (hour, day) = (3600, 86_400);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first.csv"), dir.path().join("second.csv"));
+    write_delivery(
+        &first,
+        &[
+            event("a", hour, "page"),
+            event("a", 9 * day + hour, "page"),
+            event("a", 9 * day + 5 * hour, "page"),
+            event("b", 9 * day + hour, "page"),
+            event("c", 9 * day + hour, "page"),
+            event("e", 9 * day + hour, "page"),
+            event("f", 9 * day + hour, "page"),
+            event("g", 6 * day + hour, "page"),
+            event("g", 9 * day + hour, "page"),
+        ],
+    );
+    write_delivery(
+        &second,
+        &[
+            // A session between its first and second: 8 days after the first.
+            event("a", 8 * day + hour, "page"),
+            // Joins `b`'s session: exactly the timeout (30 minutes) after its end.
+            event("b", 9 * day + hour + 1800, "page"),
+            // One second more: a session of its own, numbered after the held one.
+            event("c", 9 * day + hour + 1801, "page"),
+            event("c", 9 * day + 2 * hour, "page"),
+            // A new actor.
+            event("d", 9 * day + hour, "page"),
+            // An excluded event within the timeout, then a session of its own.
+            event("e", 9 * day + hour + 600, "inactive"),
+            event("e", 9 * day + hour + 2700, "page"),
+            // A restart within the timeout splits where the gap would not.
+            event("f", 9 * day + hour + 1200, "restart"),
+            // Joins its day-6 session, days before its last.
+            event("g", 6 * day + hour + 600, "page"),
+        ],
+    );
+    let files = [
+        first.to_str().unwrap().to_string(),
+        second.to_str().unwrap().to_string(),
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for mode in [0, 5] {
+        let job = job(mode);
+        let location = dir
+            .path()
+            .join(format!("events-{mode}"))
+            .to_str()
+            .unwrap()
+            .to_string();
+        runtime.block_on(async {
+            for (d, file) in files.iter().enumerate() {
+                let report = annotate_into(&job, file, &location).await;
+                assert_eq!(report.tails_read, d == 1, "mode {mode} after delivery {d}");
+                assert_eq!(
+                    annotated_table(&location).await,
+                    annotate_rebuild(&job, &files[..=d]).await,
+                    "mode {mode} after delivery {d}"
+                );
+                let (held, last) = annotated_tails(&location).await;
+                assert!(!held.is_empty());
+                assert_eq!(held, last, "mode {mode} after delivery {d}");
+            }
+        });
     }
 }
 

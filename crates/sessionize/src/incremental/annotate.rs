@@ -9,18 +9,25 @@
 //! the table is partitioned. Event times are stored as microseconds in UTC, whatever each
 //! delivery's unit, so that every delivery has one type: Delta Lake's timestamps are microseconds,
 //! so finer times are cut to the microsecond before sessions are formed (events less than 1 µs
-//! apart then tie).
+//! apart then tie). In derived sessions with one timeout, beside it, each actor's last session
+//! (its start, end and number: [`tails`], as for the sessions table).
 //!
 //! # A run, in one Delta commit
 //! 1. The input files whose stamps the table holds are skipped.
-//! 2. For each actor with new events, the cut: in derived sessions with one timeout, the start of
-//!    its last session that starts at or before its earliest new event (sessions before it cannot
-//!    change, as for the sessions table: [`super::continuation`]); in other modes, and for actors
-//!    without such a session, all of the actor's events.
-//! 3. The actor's held events from the cut on and the new events are annotated again by
-//!    `annotate`'s SQL ([`crate::sessions::annotate_sql`]), numbered after the cut's session.
-//! 4. One commit replaces the touched actors' events from their cuts on, and adds the new events
-//!    (`replaceWhere`, with the days of those rows for pruning).
+//! 2. For each actor with new events, the cut, from its earliest new event `t` and its tail `T`
+//!    (its last session), in derived sessions with one timeout: none where the actor has no `T`,
+//!    or `t` is more than the timeout after `T`'s end (the actor is fresh: `t` starts a session,
+//!    no held event's session changes, and the new events' sessions are theirs alone, numbered
+//!    after `T`); `T`'s start where `t` is at or after it; otherwise the start of the actor's last
+//!    session that starts at or before `t`, found in the table (sessions before it cannot
+//!    change, as for the sessions table: [`super::continuation`]), or all of its events where
+//!    none does. In other modes, all of the actor's events.
+//! 3. The actors' held events from their cuts on (read from the earliest cut's day on) and the
+//!    new events are annotated again by `annotate`'s SQL ([`crate::sessions::annotate_sql`]),
+//!    numbered after the cut's session.
+//! 4. One commit replaces the touched actors' events from the first whose session changed on, and
+//!    adds the new events (`replaceWhere`, with the days of those rows for pruning); the new
+//!    tails are written beside it and named after its version.
 //!
 //! A run that fails or is killed leaves the table at its previous version; a run that finds the
 //! table changed under it fails, saying so, and the next run applies its files.
@@ -29,7 +36,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast as cast_array;
 use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, Schema};
 use datafusion::common::{Column, Result, plan_err};
@@ -38,7 +45,7 @@ use datafusion::prelude::{Expr, SessionContext};
 
 use super::{
     DAY_COLUMN, FILE_COLUMN, IntoReport, OPTIONS, Touched, count, lit_date, options_fingerprint,
-    other_options, read_new, refuse_foreign, register_latest, texts,
+    other_options, read_new, refuse_foreign, register_latest, tails, texts,
 };
 use crate::annotate::output_names;
 use crate::delta::{self, Commit};
@@ -63,6 +70,8 @@ const OLD_NUMBER: &str = "__sessionize_old_session_number";
 const HELD_ROW: &str = "__sessionize_held";
 /// The touched actors' events annotated again.
 const ANNOTATED_AGAIN: &str = "__sessionize_annotated_again";
+/// Each actor's last session in the table ([`tails`]).
+const TAILS: &str = "__sessionize_annotated_tails";
 /// How the options an annotated events table records begin (a sessions table's do not).
 pub(super) const FINGERPRINT_PREFIX: &str = "annotate: ";
 
@@ -213,20 +222,23 @@ pub async fn annotate_into(
     .into_iter()
     .flatten()
     .collect();
-    let new_actors: Vec<String> = texts(
-        ctx,
-        &format!(
-            "SELECT DISTINCT CAST({actor} AS VARCHAR) FROM {NEW} \
-             WHERE {actor} IS NOT NULL AND {time} IS NOT NULL"
-        ),
-    )
-    .await?
-    .into_iter()
-    .flatten()
-    .collect();
-    report.actors = new_actors.len() as u64;
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
-    let metadata = vec![(OPTIONS.to_string(), serde_json::json!(fingerprint))];
+    // Derived sessions with one timeout continue each actor's sessions from a cut, found with the
+    // tails beside the table ([`super::tails`]); other modes annotate every event of a touched
+    // actor again.
+    let continued = options.source == SessionSource::Derived && options.timeout_by.is_none();
+    // The token of the tails this run writes, recorded by its commit.
+    let token = tails::token();
+    let mut metadata = vec![(OPTIONS.to_string(), serde_json::json!(fingerprint))];
+    if continued {
+        metadata.push((tails::COMMIT_TOKEN.to_string(), serde_json::json!(token)));
+    }
+    let held_actor_sql = ident(&held_actor);
+    let events_of = |relation| tails::Source::Events {
+        relation,
+        actor: &held_actor_sql,
+        time: &held_time_sql,
+    };
 
     if !exists {
         // The first run: `annotate`'s two passes (no sort of every column), with each event's day.
@@ -244,40 +256,120 @@ pub async fn annotate_into(
         );
         let df = df.select(columns)?;
         report.rebuilt = true;
+        report.actors = count(
+            ctx,
+            &format!(
+                "SELECT count(DISTINCT CAST({actor} AS VARCHAR)) FROM {NEW} \
+                 WHERE {actor} IS NOT NULL AND {time} IS NOT NULL"
+            ),
+        )
+        .await?;
         let how = Commit {
             partition_by: Some(DAY_COLUMN),
             metadata,
             parquet: Some(row_groups()),
             ..Commit::default()
         };
-        report.version = Some(delta::commit(ctx, df, location, &how).await?);
+        let version = delta::commit(ctx, df, location, &how).await?;
+        if continued {
+            // The table is right either way: tails not kept are computed by the next run.
+            let kept = match register_latest(ctx, HELD, location).await {
+                Ok(()) => tails::write_all(ctx, location, version, events_of(HELD), &token).await,
+                Err(e) => Err(e),
+            };
+            report.tails_lost = kept.err().map(|e| e.to_string());
+        }
+        report.version = Some(version);
         return Ok(report);
     }
 
-    // The cuts, from the held sessions of the touched actors.
-    let continued = options.source == SessionSource::Derived && options.timeout_by.is_none();
-    let mut from: HashMap<String, Option<i64>> =
-        new_actors.iter().map(|a| (a.clone(), None)).collect();
+    // Each touched actor's earliest new event, and (in the sessions that continue) its tail.
+    let micros =
+        |e: &str| format!("arrow_cast(arrow_cast({e}, 'Timestamp(Microsecond, None)'), 'Int64')");
+    let earliest = format!(
+        "SELECT CAST({actor} AS VARCHAR) AS a, min({time}) AS t FROM {NEW} \
+         WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY 1"
+    );
+    let sql = if continued {
+        let version = delta::version(location).await?;
+        report.tails_read = tails::register(ctx, TAILS, location, events_of(HELD), version).await?;
+        format!(
+            "WITH m AS ({earliest}) SELECT m.a, {}, {}, {}, l.user_session_number \
+             FROM m LEFT JOIN {TAILS} l ON m.a = l.user_id",
+            micros("m.t"),
+            micros("l.session_started_at"),
+            micros("l.session_ended_at"),
+        )
+    } else {
+        format!(
+            "WITH m AS ({earliest}) SELECT m.a, {}, CAST(NULL AS BIGINT) AS s, \
+             CAST(NULL AS BIGINT) AS e, CAST(NULL AS BIGINT) AS n FROM m",
+            micros("m.t")
+        )
+    };
+    // Per touched actor whose held events are read again, the cut: its events from that time on
+    // (`None`: all of them); per actor numbered after earlier sessions, how many there are.
+    let mut from: HashMap<String, Option<i64>> = HashMap::new();
     let mut offsets: Vec<(String, i64)> = vec![];
-    if continued {
-        let actors = Touched::udf(from.clone().into_iter().collect());
+    // The actors with a new event before their tail's start: their cuts are in the table.
+    let mut late: Vec<(String, Option<i64>)> = vec![];
+    let timeout = i64::try_from(options.timeout.as_micros()).unwrap_or(i64::MAX);
+    for batch in ctx.sql(&sql).await?.collect().await? {
+        let a = cast_array(batch.column(0), &DataType::Utf8)?;
+        let a = a.as_string::<i32>();
+        let [t, start, end, number] = [1, 2, 3, 4].map(|i| batch.column(i));
+        let [t, start, end, number] =
+            [t, start, end, number].map(|c| c.as_primitive::<Int64Type>());
+        for i in 0..batch.num_rows() {
+            report.actors += 1;
+            let actor = a.value(i).to_string();
+            let tail = (start.is_valid(i) && end.is_valid(i) && number.is_valid(i))
+                .then(|| (start.value(i), end.value(i), number.value(i)));
+            match tail {
+                // Not in the sessions that continue: every event of the actor again.
+                _ if !continued => {
+                    from.insert(actor, None);
+                }
+                // No session in the table: the new events' sessions are the actor's first ones,
+                // and no held event's session changes (fresh, as for the sessions table:
+                // `super::fresh`).
+                None => {}
+                // The earliest new event more than the timeout after the tail's end starts a
+                // session: the held events keep theirs, the new ones are numbered after the tail.
+                Some((_, end, number)) if t.value(i).saturating_sub(end) > timeout => {
+                    offsets.push((actor, number));
+                }
+                // At or after the tail's start: the cut is the tail.
+                Some((start, _, number)) if t.value(i) >= start => {
+                    from.insert(actor.clone(), Some(start));
+                    offsets.push((actor, number - 1));
+                }
+                // Before it: the cut is an earlier session, found in the table below.
+                Some(_) => {
+                    from.insert(actor.clone(), None);
+                    late.push((actor, None));
+                }
+            }
+        }
+    }
+    if continued && !late.is_empty() {
+        let actors = Touched::udf(late.into_iter().collect());
         let held = ctx
             .table(HELD)
             .await?
             .filter(actors.call(vec![column(&held_actor)]))?;
         ctx.deregister_table("__sessionize_held_touched")?;
         ctx.register_table("__sessionize_held_touched", held.into_view())?;
-        // Each touched actor's sessions (number, start) that start at or before its earliest
-        // new event.
+        // Each late actor's sessions (number, start) that start at or before its earliest new
+        // event: the last of them is its cut (none: all of its events).
         let sql = format!(
             "WITH s AS (SELECT CAST({a} AS VARCHAR) AS a, session_number AS n, min({t}) AS start \
              FROM __sessionize_held_touched WHERE session_number IS NOT NULL GROUP BY 1, 2), \
-             m AS (SELECT CAST({actor} AS VARCHAR) AS a, min({time}) AS t FROM {NEW} \
-             WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY 1) \
-             SELECT s.a, s.n, arrow_cast(arrow_cast(s.start, 'Timestamp(Microsecond, None)'), 'Int64') \
-             FROM s JOIN m ON s.a = m.a WHERE s.start <= m.t",
-            a = ident(&held_actor),
-            t = ident(&held_time),
+             m AS ({earliest}) \
+             SELECT s.a, s.n, {} FROM s JOIN m ON s.a = m.a WHERE s.start <= m.t",
+            micros("s.start"),
+            a = held_actor_sql,
+            t = held_time_sql,
         );
         let mut cuts: HashMap<String, (i64, i64)> = HashMap::new();
         for batch in ctx.sql(&sql).await?.collect().await? {
@@ -298,6 +390,14 @@ pub async fn annotate_into(
             offsets.push((a, number - 1));
         }
     }
+    // The days the held events from the cuts on can lie in: from the earliest cut's day (a
+    // partition filter, by which delta-rs reads only those days' files).
+    let first_day = from
+        .values()
+        .map(|cut| cut.map(|c| c.div_euclid(86_400_000_000)))
+        .try_fold(i64::MAX, |first, day| day.map(|d| first.min(d)))
+        .and_then(|day| i32::try_from(day).ok());
+    let nothing_held = from.is_empty();
     let touched = Touched::udf(from.into_iter().collect());
     let which = |actor: Expr, time: Expr| touched.call(vec![actor, time]);
 
@@ -316,9 +416,15 @@ pub async fn annotate_into(
     back.push(column("session_id").alias(OLD_ID));
     back.push(column("session_number").alias(OLD_NUMBER));
     back.push(datafusion::prelude::lit(true).alias(HELD_ROW));
-    let held = held_table
-        .filter(which(column(&held_actor), column(&held_time)))?
-        .select(back)?;
+    let mut read_again = which(column(&held_actor), column(&held_time));
+    if nothing_held {
+        // Every touched actor fresh: no held event is read (a filter DataFusion removes, with
+        // the scan under it).
+        read_again = datafusion::prelude::lit(false);
+    } else if let Some(day) = first_day {
+        read_again = column(DAY_COLUMN).gt_eq(lit_date(day)).and(read_again);
+    }
+    let held = held_table.filter(read_again)?.select(back)?;
     let again = held.union_by_name(ctx.table(NEW).await?)?;
     let again_schema = again.schema().as_arrow().clone();
     ctx.deregister_table(AGAIN)?;
@@ -422,7 +528,40 @@ pub async fn annotate_into(
         parquet: Some(row_groups()),
         ..Commit::default()
     };
-    report.version = Some(delta::commit(ctx, written, location, &how).await?);
+    let commit = delta::commit(ctx, written, location, &how);
+    if !continued {
+        report.version = Some(commit.await?);
+        return Ok(report);
+    }
+    // The new tails are written while the commit is made, and named after its version once it
+    // is (as for the sessions table).
+    let (committed, staged) = futures::future::join(
+        commit,
+        tails::stage_updated(ctx, location, TAILS, events_of(ANNOTATED_AGAIN), &token),
+    )
+    .await;
+    let version = match (committed, staged) {
+        (Ok(version), Ok(staged)) => {
+            // The table is right either way: tails not kept are computed by the next run.
+            report.tails_lost = staged
+                .publish(ctx, location, version)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            version
+        }
+        (Ok(version), Err(e)) => {
+            report.tails_lost = Some(e.to_string());
+            version
+        }
+        (Err(e), staged) => {
+            if let Ok(staged) = staged {
+                staged.discard(ctx, location).await;
+            }
+            return Err(e);
+        }
+    };
+    report.version = Some(version);
     Ok(report)
 }
 

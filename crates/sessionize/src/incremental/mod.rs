@@ -349,8 +349,8 @@ impl IntoReport {
         }
         if let Some(why) = &self.tails_lost {
             notes.push(format!(
-                "the sessions table is up to date, but each actor's last session could not be \
-                 kept beside it ({why}): the next run computes them from the table"
+                "the table is up to date, but each actor's last session could not be kept \
+                 beside it ({why}): the next run computes them from the table"
             ));
         }
         notes
@@ -653,7 +653,14 @@ pub async fn sessions_into(
                 let cuts = async {
                     register_latest(ctx, SESSIONS, location).await?;
                     let version = delta::version(location).await?;
-                    let read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
+                    let read = tails::register(
+                        ctx,
+                        TAILS,
+                        location,
+                        tails::Source::Sessions(SESSIONS),
+                        version,
+                    )
+                    .await?;
                     if insert_id.is_some() {
                         // Copies of insert ids ranked across actors: an actor's sessions can
                         // change without new events of its own (see `first_events`), and
@@ -852,7 +859,16 @@ pub async fn sessions_into(
         if continued {
             // The table is right either way: tails not kept are computed by the next run.
             let kept = match register_latest(ctx, SESSIONS, location).await {
-                Ok(()) => tails::write_all(ctx, location, version, SESSIONS, &token).await,
+                Ok(()) => {
+                    tails::write_all(
+                        ctx,
+                        location,
+                        version,
+                        tails::Source::Sessions(SESSIONS),
+                        &token,
+                    )
+                    .await
+                }
                 Err(e) => Err(e),
             };
             report.tails_lost = kept.err().map(|e| e.to_string());
@@ -872,7 +888,14 @@ pub async fn sessions_into(
     } else if continued {
         register_latest(ctx, SESSIONS, location).await?;
         let version = delta::version(location).await?;
-        report.tails_read = tails::register(ctx, TAILS, location, SESSIONS, version).await?;
+        report.tails_read = tails::register(
+            ctx,
+            TAILS,
+            location,
+            tails::Source::Sessions(SESSIONS),
+            version,
+        )
+        .await?;
         continuation(ctx, TAILS, options.timeout).await?
     } else {
         Cuts::default()
@@ -1218,7 +1241,15 @@ pub async fn sessions_into(
         )
         .await?;
         if continued && tails_known {
-            let kept = match tails::stage_updated(ctx, location, TAILS, COMPUTED, &token).await {
+            let kept = match tails::stage_updated(
+                ctx,
+                location,
+                TAILS,
+                tails::Source::Sessions(COMPUTED),
+                &token,
+            )
+            .await
+            {
                 Ok(staged) => staged.publish(ctx, location, version).await,
                 Err(e) => Err(e),
             };
@@ -1291,7 +1322,13 @@ pub async fn sessions_into(
         // core busy), and named after its version once it is made.
         let (committed, staged) = futures::future::join(
             commit,
-            tails::stage_updated(ctx, location, TAILS, COMPUTED, &token),
+            tails::stage_updated(
+                ctx,
+                location,
+                TAILS,
+                tails::Source::Sessions(COMPUTED),
+                &token,
+            ),
         )
         .await;
         match (committed, staged) {

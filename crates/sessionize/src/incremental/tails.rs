@@ -1,5 +1,6 @@
-//! The tails of a sessions table: each actor's last session, kept beside the table so that a run
-//! finds where each actor's sessions continue without reading the whole sessions table.
+//! The tails of a sessions table, or of an annotated events table: each actor's last session,
+//! kept beside the table so that a run finds where each actor's sessions continue without reading
+//! the whole table.
 //!
 //! # Where, and why it can be trusted
 //! `TABLE/_sessionize_tails/v{VERSION}.parquet`: one row per actor (`user_id`, and its last
@@ -14,7 +15,8 @@
 //! silently gave a wrong table before the token.) A run writes the new tails under a pending name while its
 //! sessions commit is made (a temporary file renamed, or a completed multipart upload), renames
 //! them after the version that commit made, and then removes every other file of the folder.
-//! Delta's `VACUUM` leaves folders starting with `_` alone.
+//! Delta's `VACUUM` leaves folders starting with `_` alone. An annotated events table's tails
+//! are the same, with the first four columns ([`Source::Events`]), computed from its events.
 //!
 //! # Cost
 //! A file of one row per actor (about 40 bytes an actor: 20 MB at 485,000 actors), read once and
@@ -51,29 +53,73 @@ pub fn token() -> String {
     )
 }
 
-/// Whether `schema` is the tails' own, with `token` in its metadata.
-fn is_tails(schema: &datafusion::arrow::datatypes::Schema, token: &str) -> bool {
+/// What tails are computed from, which also decides their columns.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Source<'a> {
+    /// A relation with the sessions table's columns: a sessions table's tails (`user_id`,
+    /// `session_started_at`, `session_ended_at`, `user_session_number`, `last_session_ended_at`,
+    /// `session_started_at_day`).
+    Sessions(&'a str),
+    /// A relation of annotated events, with its actor's and time's columns (SQL identifiers) and
+    /// `session_number`: an annotated events table's tails (`user_id`, `session_started_at`,
+    /// `session_ended_at`, `user_session_number`: the first four of a sessions table's).
+    Events {
+        relation: &'a str,
+        actor: &'a str,
+        time: &'a str,
+    },
+}
+
+impl Source<'_> {
+    /// The SQL of each actor's last session.
+    fn sql(&self) -> String {
+        match *self {
+            Source::Sessions(sessions) => last_sessions_sql(sessions),
+            Source::Events {
+                relation,
+                actor,
+                time,
+            } => last_events_sql(relation, actor, time),
+        }
+    }
+
+    /// The tails' columns: names, and types (`None`: text of any layout).
+    fn expected(&self) -> Vec<(&'static str, Option<datafusion::arrow::datatypes::DataType>)> {
+        use datafusion::arrow::datatypes::{DataType, TimeUnit};
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let mut expected = vec![
+            ("user_id", None),
+            ("session_started_at", Some(utc.clone())),
+            ("session_ended_at", Some(utc.clone())),
+            ("user_session_number", Some(DataType::Int64)),
+        ];
+        if let Source::Sessions(_) = self {
+            expected.push(("last_session_ended_at", Some(utc)));
+            expected.push(("session_started_at_day", Some(DataType::Date32)));
+        }
+        expected
+    }
+}
+
+/// Whether `schema` is the tails' own for `source`, with `token` in its metadata.
+fn is_tails(
+    schema: &datafusion::arrow::datatypes::Schema,
+    token: &str,
+    source: Source<'_>,
+) -> bool {
     use datafusion::arrow::datatypes::{DataType, TimeUnit};
-    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let same = |found: &DataType, expected: &DataType| match (found, expected) {
         // A time zone of UTC, however written.
         (DataType::Timestamp(TimeUnit::Microsecond, Some(_)), DataType::Timestamp(..)) => true,
         _ => found == expected,
     };
-    let expected = [
-        ("user_id", None),
-        ("session_started_at", Some(&utc)),
-        ("session_ended_at", Some(&utc)),
-        ("user_session_number", Some(&DataType::Int64)),
-        ("last_session_ended_at", Some(&utc)),
-        ("session_started_at_day", Some(&DataType::Date32)),
-    ];
+    let expected = source.expected();
     schema.metadata().get(FILE_TOKEN).map(String::as_str) == Some(token)
         && schema.fields().len() == expected.len()
         && schema.fields().iter().zip(expected).all(|(f, (name, ty))| {
             f.name() == name
                 && match ty {
-                    Some(ty) => same(f.data_type(), ty),
+                    Some(ty) => same(f.data_type(), &ty),
                     None => matches!(
                         f.data_type(),
                         DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
@@ -117,6 +163,28 @@ pub fn last_sessions_sql(sessions: &str) -> String {
     )
 }
 
+/// The SQL of each actor's last session in `events`, a relation of annotated events with the
+/// columns `actor` and `time` (SQL identifiers; times in microseconds) and `session_number`;
+/// actors without a user id, and events without a session, have no tail.
+///
+/// One aggregate: in the sessions that continue, an actor's session numbers follow their starts,
+/// and the last session holds the actor's latest event that has a session; so the start is the
+/// earliest time of the highest number (`first_value` ordered by number, then time), the end the
+/// latest time.
+pub fn last_events_sql(events: &str, actor: &str, time: &str) -> String {
+    let utc = |e: &str| format!("arrow_cast({e}, 'Timestamp(Microsecond, Some(\"UTC\"))')");
+    format!(
+        "SELECT CAST({actor} AS VARCHAR) AS user_id, {} AS session_started_at, \
+         {} AS session_ended_at, CAST(max(session_number) AS BIGINT) AS user_session_number \
+         FROM {events} WHERE {actor} IS NOT NULL AND session_number IS NOT NULL \
+         GROUP BY CAST({actor} AS VARCHAR)",
+        utc(&format!(
+            "first_value({time} ORDER BY session_number DESC, {time} ASC)"
+        )),
+        utc(&format!("max({time})")),
+    )
+}
+
 fn folder(location: &str) -> String {
     format!("{}/{TAILS_FOLDER}/", location.trim_end_matches('/'))
 }
@@ -139,22 +207,22 @@ fn store(
     Ok((store, url.prefix().clone()))
 }
 
-/// Registers `name` as the tails of the sessions table at `location`, registered as `sessions`,
-/// at its `version`: the file of that version when there is one that can be read, else computed
-/// from `sessions`. Returns whether the file was read.
-pub async fn register(
+/// Registers `name` as the tails of the table at `location` at its `version`: the file of that
+/// version when there is one that can be read, else computed from `source` (the table,
+/// registered). Returns whether the file was read.
+pub(super) async fn register(
     ctx: &SessionContext,
     name: &str,
     location: &str,
-    sessions: &str,
+    source: Source<'_>,
     version: i64,
 ) -> Result<bool> {
     ctx.deregister_table(name)?;
     // Read (or computed) once, into memory: the run joins them twice and writes them at its end.
-    let (schema, batches, found) = match read(ctx, location, version).await {
+    let (schema, batches, found) = match read(ctx, location, version, source).await {
         Some(read) => read,
         None => {
-            let df = ctx.sql(&last_sessions_sql(sessions)).await?;
+            let df = ctx.sql(&source.sql()).await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
             (schema, df.collect().await?, false)
         }
@@ -169,14 +237,15 @@ pub async fn register(
     Ok(found)
 }
 
-/// The tails file of `version`, when there is one written with that version's sessions commit,
-/// of the tails' schema, that can be read. Anything else (no file, another table's or version's,
+/// The tails file of `version`, when there is one written with that version's commit, of the
+/// tails' schema for `source`, that can be read. Anything else (no file, another table's or version's,
 /// a damaged one, a folder in its place) is a cache lost: `None`, and the tails are computed from
 /// the table.
 async fn read(
     ctx: &SessionContext,
     location: &str,
     version: i64,
+    source: Source<'_>,
 ) -> Option<(
     datafusion::arrow::datatypes::SchemaRef,
     Vec<datafusion::arrow::array::RecordBatch>,
@@ -192,7 +261,7 @@ async fn read(
         .await
         .ok()?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    if !is_tails(&schema, &token) {
+    if !is_tails(&schema, &token, source) {
         return None;
     }
     // Without the file's metadata (the token), which would otherwise travel into the rows the
@@ -214,21 +283,20 @@ async fn read(
     Some((schema, batches, true))
 }
 
-/// Stages the tails of the sessions table at `location` after a run: those of `old` (a
-/// registered tails table) with every actor of `computed` (a registered table of recomputed
-/// sessions, each of its actors' sessions from some cut to its last) given its last computed
-/// session. They are written under a pending name while the run's sessions commit is made (the
+/// Stages the tails of the table at `location` after a run: those of `old` (a registered tails
+/// table) with every actor of `computed` (recomputed sessions, or annotated events, each of its
+/// actors' from some cut to its last) given its last computed session. They are written under a pending name while the run's sessions commit is made (the
 /// two run at once), and [`Pending::publish`] names them after the version it made.
-pub async fn stage_updated(
+pub(super) async fn stage_updated(
     ctx: &SessionContext,
     location: &str,
     old: &str,
-    computed: &str,
+    computed: Source<'_>,
     token: &str,
 ) -> Result<Pending> {
     // The recomputed actors' tails, in memory: they replace the old ones of the same actors.
     const NEW_TAILS: &str = "__sessionize_new_tails";
-    let new_tails = ctx.sql(&last_sessions_sql(computed)).await?;
+    let new_tails = ctx.sql(&computed.sql()).await?;
     let schema = Arc::new(new_tails.schema().as_arrow().clone());
     let batches = new_tails.collect().await?;
     ctx.deregister_table(NEW_TAILS)?;
@@ -246,16 +314,16 @@ pub async fn stage_updated(
     stage(ctx, location, &sql, token).await
 }
 
-/// Writes the tails of the sessions table at `location` (registered as `sessions`) at its
-/// `version`, computed from all of it: after a full build.
-pub async fn write_all(
+/// Writes the tails of the table at `location` at its `version`, computed from all of it
+/// (`source`, the table registered): after a full build.
+pub(super) async fn write_all(
     ctx: &SessionContext,
     location: &str,
     version: i64,
-    sessions: &str,
+    source: Source<'_>,
     token: &str,
 ) -> Result<()> {
-    stage(ctx, location, &last_sessions_sql(sessions), token)
+    stage(ctx, location, &source.sql(), token)
         .await?
         .publish(ctx, location, version)
         .await
