@@ -1500,8 +1500,10 @@ proptest! {
 /// actor's last session joins it, one second more starts a session (fresh: the held events are
 /// not read), an excluded event within the timeout does not reopen the session and a restart
 /// does; late events days before an actor's last session find their session in the table (`a`:
-/// 8 days back), and every later event is numbered again. The second run reads the tails the
-/// first wrote. Red when fresh actors are taken at the timeout itself, or are numbered from 1.
+/// 8 days back, `g`: in the days read first, `h`: a session that crosses into those days from
+/// before them), and every later event is numbered again. The second run reads the tails the
+/// first wrote. Red when fresh actors are taken at the timeout itself, are numbered from 1, or
+/// when the first session seen in those days is taken to start there.
 #[test]
 fn annotate_into_continues_each_actor_from_its_tail() {
     let event = |actor: &'static str, secs: i64, kind: &'static str| Event {
@@ -1528,6 +1530,11 @@ fn annotate_into_continues_each_actor_from_its_tail() {
             event("f", 9 * day + hour, "page"),
             event("g", 6 * day + hour, "page"),
             event("g", 9 * day + hour, "page"),
+            // A session across midnight at the start of the days read first for the late events
+            // (two days before the earliest, `h`'s): its start is before them.
+            event("h", 3 * day + 23 * hour + 3000, "page"),
+            event("h", 4 * day + 600, "page"),
+            event("h", 9 * day + hour, "page"),
         ],
     );
     write_delivery(
@@ -1549,6 +1556,8 @@ fn annotate_into_continues_each_actor_from_its_tail() {
             event("f", 9 * day + hour + 1200, "restart"),
             // Joins its day-6 session, days before its last.
             event("g", 6 * day + hour + 600, "page"),
+            // A session between its first and last, whose cut is found before those days.
+            event("h", 6 * day, "page"),
         ],
     );
     let files = [

@@ -284,8 +284,6 @@ pub async fn annotate_into(
     }
 
     // Each touched actor's earliest new event, and (in the sessions that continue) its tail.
-    let micros =
-        |e: &str| format!("arrow_cast(arrow_cast({e}, 'Timestamp(Microsecond, None)'), 'Int64')");
     let earliest = format!(
         "SELECT CAST({actor} AS VARCHAR) AS a, min({time}) AS t FROM {NEW} \
          WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY 1"
@@ -296,23 +294,24 @@ pub async fn annotate_into(
         format!(
             "WITH m AS ({earliest}) SELECT m.a, {}, {}, {}, l.user_session_number \
              FROM m LEFT JOIN {TAILS} l ON m.a = l.user_id",
-            micros("m.t"),
-            micros("l.session_started_at"),
-            micros("l.session_ended_at"),
+            epoch_micros("m.t"),
+            epoch_micros("l.session_started_at"),
+            epoch_micros("l.session_ended_at"),
         )
     } else {
         format!(
             "WITH m AS ({earliest}) SELECT m.a, {}, CAST(NULL AS BIGINT) AS s, \
              CAST(NULL AS BIGINT) AS e, CAST(NULL AS BIGINT) AS n FROM m",
-            micros("m.t")
+            epoch_micros("m.t")
         )
     };
     // Per touched actor whose held events are read again, the cut: its events from that time on
     // (`None`: all of them); per actor numbered after earlier sessions, how many there are.
     let mut from: HashMap<String, Option<i64>> = HashMap::new();
     let mut offsets: Vec<(String, i64)> = vec![];
-    // The actors with a new event before their tail's start: their cuts are in the table.
-    let mut late: Vec<(String, Option<i64>)> = vec![];
+    // The actors with a new event before their tail's start (with that event's time): their
+    // cuts are in the table.
+    let mut late: Vec<(String, i64)> = vec![];
     let timeout = i64::try_from(options.timeout.as_micros()).unwrap_or(i64::MAX);
     for batch in ctx.sql(&sql).await?.collect().await? {
         let a = cast_array(batch.column(0), &DataType::Utf8)?;
@@ -347,43 +346,34 @@ pub async fn annotate_into(
                 // Before it: the cut is an earlier session, found in the table below.
                 Some(_) => {
                     from.insert(actor.clone(), None);
-                    late.push((actor, None));
+                    late.push((actor, t.value(i)));
                 }
             }
         }
     }
     if continued && !late.is_empty() {
-        let actors = Touched::udf(late.into_iter().collect());
-        let held = ctx
-            .table(HELD)
-            .await?
-            .filter(actors.call(vec![column(&held_actor)]))?;
-        ctx.deregister_table("__sessionize_held_touched")?;
-        ctx.register_table("__sessionize_held_touched", held.into_view())?;
-        // Each late actor's sessions (number, start) that start at or before its earliest new
-        // event: the last of them is its cut (none: all of its events).
-        let sql = format!(
-            "WITH s AS (SELECT CAST({a} AS VARCHAR) AS a, session_number AS n, min({t}) AS start \
-             FROM __sessionize_held_touched WHERE session_number IS NOT NULL GROUP BY 1, 2), \
-             m AS ({earliest}) \
-             SELECT s.a, s.n, {} FROM s JOIN m ON s.a = m.a WHERE s.start <= m.t",
-            micros("s.start"),
-            a = held_actor_sql,
-            t = held_time_sql,
-        );
-        let mut cuts: HashMap<String, (i64, i64)> = HashMap::new();
-        for batch in ctx.sql(&sql).await?.collect().await? {
-            let a = cast_array(batch.column(0), &DataType::Utf8)?;
-            let a = a.as_string::<i32>();
-            let n = cast_array(batch.column(1), &DataType::Int64)?;
-            let n = n.as_primitive::<Int64Type>();
-            let start = batch.column(2).as_primitive::<Int64Type>();
-            for i in 0..batch.num_rows() {
-                let entry = cuts.entry(a.value(i).to_string()).or_insert((i64::MIN, 0));
-                if start.value(i) > entry.0 {
-                    *entry = (start.value(i), n.value(i));
-                }
-            }
+        // First from the days from two before the earliest late event on; then, for the actors
+        // these do not answer, from every day.
+        let window = late.iter().map(|(_, t)| t.div_euclid(DAY_MICROS)).min();
+        let window = window.and_then(|day| i32::try_from(day - 2).ok());
+        let names: Vec<String> = late.into_iter().map(|(a, _)| a).collect();
+        let late = LateActors {
+            actor: &held_actor,
+            actor_sql: &held_actor_sql,
+            time_sql: &held_time_sql,
+            earliest: &earliest,
+            timeout,
+        };
+        let mut cuts = match window {
+            Some(day) => late.cuts(ctx, names.clone(), Some(day)).await?,
+            None => HashMap::new(),
+        };
+        let rest: Vec<String> = names
+            .into_iter()
+            .filter(|a| !cuts.contains_key(a))
+            .collect();
+        if !rest.is_empty() {
+            cuts.extend(late.cuts(ctx, rest, None).await?);
         }
         for (a, (start, number)) in cuts {
             from.insert(a.clone(), Some(start));
@@ -394,7 +384,7 @@ pub async fn annotate_into(
     // partition filter, by which delta-rs reads only those days' files).
     let first_day = from
         .values()
-        .map(|cut| cut.map(|c| c.div_euclid(86_400_000_000)))
+        .map(|cut| cut.map(|c| c.div_euclid(DAY_MICROS)))
         .try_fold(i64::MAX, |first, day| day.map(|d| first.min(d)))
         .and_then(|day| i32::try_from(day).ok());
     let nothing_held = from.is_empty();
@@ -535,34 +525,99 @@ pub async fn annotate_into(
     }
     // The new tails are written while the commit is made, and named after its version once it
     // is (as for the sessions table).
-    let (committed, staged) = futures::future::join(
-        commit,
-        tails::stage_updated(ctx, location, TAILS, events_of(ANNOTATED_AGAIN), &token),
-    )
-    .await;
-    let version = match (committed, staged) {
-        (Ok(version), Ok(staged)) => {
-            // The table is right either way: tails not kept are computed by the next run.
-            report.tails_lost = staged
-                .publish(ctx, location, version)
-                .await
-                .err()
-                .map(|e| e.to_string());
-            version
-        }
-        (Ok(version), Err(e)) => {
-            report.tails_lost = Some(e.to_string());
-            version
-        }
-        (Err(e), staged) => {
-            if let Ok(staged) = staged {
-                staged.discard(ctx, location).await;
-            }
-            return Err(e);
-        }
-    };
+    let staged = tails::stage_updated(ctx, location, TAILS, events_of(ANNOTATED_AGAIN), &token);
+    let (version, lost) = tails::beside_commit(ctx, location, commit, staged).await?;
+    report.tails_lost = lost;
     report.version = Some(version);
     Ok(report)
+}
+
+/// Microseconds in a day.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// SQL of a timestamp expression's microseconds since the epoch (an `Int64`).
+fn epoch_micros(e: &str) -> String {
+    format!("arrow_cast(arrow_cast({e}, 'Timestamp(Microsecond, None)'), 'Int64')")
+}
+
+/// Finds the cuts of late actors (with a new event before their tail's start) in the table's
+/// events ([`HELD`]).
+struct LateActors<'a> {
+    /// The table's actor column (its name), and it and the time column as SQL.
+    actor: &'a str,
+    actor_sql: &'a str,
+    time_sql: &'a str,
+    /// SQL of each touched actor's earliest new event (`a`, `t`).
+    earliest: &'a str,
+    /// The timeout, in microseconds.
+    timeout: i64,
+}
+
+impl LateActors<'_> {
+    /// The cut of each of `actors`: the start (microseconds) and number of its last session that
+    /// starts at or before its earliest new event (actors without one are left out). With
+    /// `from_day` (a UTC day, in days since the epoch), only the events of that day on are read,
+    /// and an actor is answered only where they make the answer certain; the others are left out.
+    ///
+    /// Why a window can answer: in the sessions that continue, consecutive events of one session
+    /// are at most the timeout apart, and each session follows the one before. Of an actor's
+    /// sessions seen in the window, each after the first (the lowest number) starts inside it;
+    /// the first does too where its earliest event there is more than the timeout after the
+    /// window's start (an earlier event of the same session would lie inside it). Among these
+    /// sessions whose start is certain, the last that starts at or before the earliest new
+    /// event is the cut: any later session that does is among them.
+    async fn cuts(
+        &self,
+        ctx: &SessionContext,
+        actors: Vec<String>,
+        from_day: Option<i32>,
+    ) -> Result<HashMap<String, (i64, i64)>> {
+        const LATE_HELD: &str = "__sessionize_held_late";
+        let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+        let touched = Touched::udf(actors.into_iter().map(|a| (a, None)).collect());
+        let mut held = ctx
+            .table(HELD)
+            .await?
+            .filter(touched.call(vec![column(self.actor)]))?;
+        // The sessions whose start is certain, and start at or before the earliest new event.
+        let mut qualify = "JOIN m ON s.a = m.a WHERE s.start <= m.t".to_string();
+        if let Some(day) = from_day {
+            held = held.filter(column(DAY_COLUMN).gt_eq(lit_date(day)))?;
+            let after = (i64::from(day) * DAY_MICROS).saturating_add(self.timeout);
+            qualify = format!(
+                "JOIN m ON s.a = m.a JOIN f ON s.a = f.a WHERE s.start <= m.t \
+                 AND (s.n > f.n0 OR {} > {after})",
+                epoch_micros("s.start")
+            );
+        }
+        ctx.deregister_table(LATE_HELD)?;
+        ctx.register_table(LATE_HELD, held.into_view())?;
+        let sql = format!(
+            "WITH s AS (SELECT CAST({a} AS VARCHAR) AS a, session_number AS n, min({t}) AS start \
+             FROM {LATE_HELD} WHERE session_number IS NOT NULL GROUP BY 1, 2), \
+             f AS (SELECT a, min(n) AS n0 FROM s GROUP BY a), m AS ({earliest}) \
+             SELECT s.a, s.n, {start} FROM s {qualify}",
+            a = self.actor_sql,
+            t = self.time_sql,
+            earliest = self.earliest,
+            start = epoch_micros("s.start"),
+        );
+        let mut cuts: HashMap<String, (i64, i64)> = HashMap::new();
+        for batch in ctx.sql(&sql).await?.collect().await? {
+            let a = cast_array(batch.column(0), &DataType::Utf8)?;
+            let a = a.as_string::<i32>();
+            let n = cast_array(batch.column(1), &DataType::Int64)?;
+            let n = n.as_primitive::<Int64Type>();
+            let start = batch.column(2).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                let entry = cuts.entry(a.value(i).to_string()).or_insert((i64::MIN, 0));
+                if start.value(i) > entry.0 {
+                    *entry = (start.value(i), n.value(i));
+                }
+            }
+        }
+        Ok(cuts)
+    }
 }
 
 /// The input name of a column of the table: `annotate` renamed an input's `session_id`,

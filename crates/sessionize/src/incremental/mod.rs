@@ -1320,38 +1320,18 @@ pub async fn sessions_into(
     let version = if continued && tails_known {
         // The new tails are written while the commit is made (its Parquet encoding keeps one
         // core busy), and named after its version once it is made.
-        let (committed, staged) = futures::future::join(
-            commit,
-            tails::stage_updated(
-                ctx,
-                location,
-                TAILS,
-                tails::Source::Sessions(COMPUTED),
-                &token,
-            ),
-        )
-        .await;
-        match (committed, staged) {
-            (Ok(version), Ok(staged)) => {
-                // The table is right either way: tails not kept are computed by the next run.
-                report.tails_lost = staged
-                    .publish(ctx, location, version)
-                    .await
-                    .err()
-                    .map(|e| e.to_string());
-                version
-            }
-            (Ok(version), Err(e)) => {
-                report.tails_lost = Some(e.to_string());
-                version
-            }
-            (Err(e), staged) => {
-                if let Ok(staged) = staged {
-                    staged.discard(ctx, location).await;
-                }
-                return Err(recorded_events(location, e));
-            }
-        }
+        let staged = tails::stage_updated(
+            ctx,
+            location,
+            TAILS,
+            tails::Source::Sessions(COMPUTED),
+            &token,
+        );
+        let (version, lost) = tails::beside_commit(ctx, location, commit, staged)
+            .await
+            .map_err(|e| recorded_events(location, e))?;
+        report.tails_lost = lost;
+        version
     } else {
         commit.await.map_err(|e| recorded_events(location, e))?
     };

@@ -329,6 +329,31 @@ pub(super) async fn write_all(
         .await
 }
 
+/// Makes a table's `commit` (which gives its new version) while its new tails are `staged`, then
+/// names them after that version. Returns the version, and why the tails could not be kept where
+/// they could not (the table is right either way: tails not kept are computed by the next run).
+/// A commit that fails removes the staged tails and gives its error.
+pub(super) async fn beside_commit(
+    ctx: &SessionContext,
+    location: &str,
+    commit: impl std::future::Future<Output = Result<i64>>,
+    staged: impl std::future::Future<Output = Result<Pending>>,
+) -> Result<(i64, Option<String>)> {
+    match futures::future::join(commit, staged).await {
+        (Ok(version), Ok(staged)) => {
+            let lost = staged.publish(ctx, location, version).await.err();
+            Ok((version, lost.map(|e| e.to_string())))
+        }
+        (Ok(version), Err(e)) => Ok((version, Some(e.to_string()))),
+        (Err(e), staged) => {
+            if let Ok(staged) = staged {
+                staged.discard(ctx, location).await;
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Tails written under a pending name (never read as tails: only `vN.parquet` is), waiting for
 /// the sessions commit whose version they mirror.
 #[derive(Debug)]
