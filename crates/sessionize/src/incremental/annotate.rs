@@ -44,8 +44,8 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::{Expr, SessionContext};
 
 use super::{
-    DAY_COLUMN, FILE_COLUMN, IntoReport, OPTIONS, Touched, count, lit_date, options_fingerprint,
-    other_options, read_new, refuse_foreign, register_latest, tails, texts,
+    DAY_COLUMN, FILE_COLUMN, IntoReport, OPTIONS, Touched, count, epoch_micros, lit_date,
+    options_fingerprint, other_options, read_new, refuse_foreign, register_latest, tails, texts,
 };
 use crate::annotate::output_names;
 use crate::delta::{self, Commit};
@@ -289,8 +289,7 @@ pub async fn annotate_into(
          WHERE {actor} IS NOT NULL AND {time} IS NOT NULL GROUP BY 1"
     );
     let sql = if continued {
-        let version = delta::version(location).await?;
-        report.tails_read = tails::register(ctx, TAILS, location, events_of(HELD), version).await?;
+        report.tails_read = tails::register_latest(ctx, TAILS, location, events_of(HELD)).await?;
         format!(
             "WITH m AS ({earliest}) SELECT m.a, {}, {}, {}, l.user_session_number \
              FROM m LEFT JOIN {TAILS} l ON m.a = l.user_id",
@@ -449,12 +448,11 @@ pub async fn annotate_into(
     // events are replaced; the earlier ones stay as the table has them (most actors' new events
     // only extend their last session or start new ones, and none of their held events change).
     let sql = format!(
-        "SELECT CAST({a} AS VARCHAR), \
-         arrow_cast(arrow_cast(min({t}), 'Timestamp(Microsecond, None)'), 'Int64') \
+        "SELECT CAST({a} AS VARCHAR), {} \
          FROM {ANNOTATED_AGAIN} WHERE {HELD_ROW} AND (({OLD_ID} IS DISTINCT FROM session_id) \
          OR ({OLD_NUMBER} IS DISTINCT FROM session_number)) GROUP BY 1",
+        epoch_micros(&format!("min({})", ident(&held_time))),
         a = ident(&held_actor),
-        t = ident(&held_time),
     );
     let mut changed: HashMap<String, Option<i64>> = HashMap::new();
     for batch in ctx.sql(&sql).await?.collect().await? {
@@ -534,11 +532,6 @@ pub async fn annotate_into(
 
 /// Microseconds in a day.
 const DAY_MICROS: i64 = 86_400_000_000;
-
-/// SQL of a timestamp expression's microseconds since the epoch (an `Int64`).
-fn epoch_micros(e: &str) -> String {
-    format!("arrow_cast(arrow_cast({e}, 'Timestamp(Microsecond, None)'), 'Int64')")
-}
 
 /// Finds the cuts of late actors (with a new event before their tail's start) in the table's
 /// events ([`HELD`]).

@@ -652,13 +652,11 @@ pub async fn sessions_into(
             {
                 let cuts = async {
                     register_latest(ctx, SESSIONS, location).await?;
-                    let version = delta::version(location).await?;
-                    let read = tails::register(
+                    let read = tails::register_latest(
                         ctx,
                         TAILS,
                         location,
                         tails::Source::Sessions(SESSIONS),
-                        version,
                     )
                     .await?;
                     if insert_id.is_some() {
@@ -887,15 +885,8 @@ pub async fn sessions_into(
         cuts
     } else if continued {
         register_latest(ctx, SESSIONS, location).await?;
-        let version = delta::version(location).await?;
-        report.tails_read = tails::register(
-            ctx,
-            TAILS,
-            location,
-            tails::Source::Sessions(SESSIONS),
-            version,
-        )
-        .await?;
+        report.tails_read =
+            tails::register_latest(ctx, TAILS, location, tails::Source::Sessions(SESSIONS)).await?;
         continuation(ctx, TAILS, options.timeout).await?
     } else {
         Cuts::default()
@@ -1548,15 +1539,16 @@ struct Cuts {
 /// sessions table: first in the days from two before the earliest such event on, then, for those
 /// without a session there, in every day.
 async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> Result<Cuts> {
-    let micros =
-        |c: &str| format!("arrow_cast(arrow_cast({c}, 'Timestamp(Microsecond, None)'), 'Int64')");
     let timeout = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
     // The continuation of an actor `t` (`user_id`, `t_min`) from `S` (`s`, null where the actor
     // has none), as the columns registered (see above), with whether the actor is fresh (never,
     // unless it `may_be_fresh`). `jump`: the earliest new event is more than the timeout after
     // S's end.
     let continued = |may_be_fresh: bool| {
-        let jump = format!("(t.t_min - {} > {timeout})", micros("s.session_ended_at"));
+        let jump = format!(
+            "(t.t_min - {} > {timeout})",
+            epoch_micros("s.session_ended_at")
+        );
         let fresh = if may_be_fresh {
             format!("(s.user_id IS NULL OR {jump})")
         } else {
@@ -1576,7 +1568,7 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
              CASE WHEN s.user_id IS NULL OR {jump} THEN {utc_day} \
                ELSE arrow_cast(utc_day(s.session_started_at), 'Int32') END AS cut_utc_day, \
              {fresh} AS fresh",
-            start = micros("s.session_started_at"),
+            start = epoch_micros("s.session_started_at"),
         )
     };
     // One join of each touched actor with its tail. Where the tail starts at or before `t`, or
@@ -1586,7 +1578,7 @@ async fn continuation(ctx: &SessionContext, tails: &str, timeout: Duration) -> R
     // successor starts after `t` and is computed again.
     let late = format!(
         "coalesce(s.user_id IS NOT NULL AND {} > t.t_min, false)",
-        micros("s.session_started_at")
+        epoch_micros("s.session_started_at")
     );
     let joined = ctx
         .sql(&format!(
@@ -1743,8 +1735,7 @@ async fn earlier_sessions(
     let days = from_day
         .map(|d| format!(" AND arrow_cast(s.session_started_at_day, 'Int32') >= {d}"))
         .unwrap_or_default();
-    let start =
-        "arrow_cast(arrow_cast(s.session_started_at, 'Timestamp(Microsecond, None)'), 'Int64')";
+    let start = epoch_micros("s.session_started_at");
     let sessions =
         format!("(SELECT s.* FROM __sessionize_sessions s WHERE s.user_id IS NOT NULL{days})");
     ctx.sql(&format!(
@@ -2004,6 +1995,11 @@ async fn late_filter(
 async fn register_latest(ctx: &SessionContext, name: &str, location: &str) -> Result<()> {
     ctx.deregister_table(name)?;
     delta::register(ctx, name, location).await
+}
+
+/// SQL of a timestamp expression's microseconds since the epoch (an `Int64`).
+fn epoch_micros(e: &str) -> String {
+    format!("arrow_cast(arrow_cast({e}, 'Timestamp(Microsecond, None)'), 'Int64')")
 }
 
 /// The first column of what `sql` returns, as text (`None` for null).

@@ -237,6 +237,17 @@ pub(super) async fn register(
     Ok(found)
 }
 
+/// [`register`] at the table's latest version.
+pub(super) async fn register_latest(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+    source: Source<'_>,
+) -> Result<bool> {
+    let version = crate::delta::version(location).await?;
+    register(ctx, name, location, source, version).await
+}
+
 /// The tails file of `version`, when there is one written with that version's commit, of the
 /// tails' schema for `source`, that can be read. Anything else (no file, another table's or version's,
 /// a damaged one, a folder in its place) is a cache lost: `None`, and the tails are computed from
