@@ -1777,6 +1777,30 @@ fn annotate_into_from_the_command_line() {
         &["annotate", &at("d2.csv"), "--late-limit", "1d"],
         "--late-limit applies to incremental runs",
     );
+    // A delivery without the actor column, on a table that exists, is refused as `annotate`
+    // refuses it, naming its own columns, and the table is unchanged (a newcomer audit found
+    // "No field named user_id. Valid fields are __sessionize_new.event_time, ...").
+    std::fs::write(
+        at("no_user.csv"),
+        "event_time,event_type\n2026-01-10 11:00:00,page\n",
+    )
+    .unwrap();
+    let version = |folder: &str| {
+        std::fs::read_dir(dir.path().join(folder).join("_delta_log"))
+            .unwrap()
+            .count()
+    };
+    let before = version("limited");
+    let said_no_user = fails(
+        &["annotate", &at("no_user.csv"), "--into", &limited],
+        "the events have no column 'user_id' (columns found: event_time, event_type); map it with --actor COLUMN",
+    );
+    assert!(!said_no_user.contains("__sessionize"), "{said_no_user}");
+    assert_eq!(version("limited"), before);
+    assert_eq!(
+        first_row(&limited, "SELECT count(*), sum(session_number) FROM t"),
+        "2,2"
+    );
     // A first delivery without events creates nothing, and says so.
     std::fs::write(at("header.csv"), header).unwrap();
     let empty = format!("delta:{}", at("empty"));

@@ -156,7 +156,11 @@ pub async fn annotate_into(
     job.prepare(ctx, RAW, &mut options).await?;
     let raw_schema = ctx.table(RAW).await?.schema().as_arrow().clone();
     let (actor, time) = (ident(&options.actor), ident(&options.time));
-    crate::sessions::require_column(&super::input_schema(&raw_schema), &options.time, "--time")?;
+    // The delivery alone is checked as `annotate` checks its input (a newcomer audit found a
+    // delivery without the actor column failing on the table's query, naming internal names).
+    let input = super::input_schema(&raw_schema);
+    crate::sessions::require_actor(&input, &options.actor, "--actor COLUMN")?;
+    crate::sessions::require_column(&input, &options.time, "--time")?;
 
     // The new events: times in UTC microseconds, the stamp as text; late ones left out.
     let utc = delta::micros_sql(&raw_schema, &options.time);
