@@ -276,12 +276,8 @@ pub async fn annotate_into(
         };
         let version = delta::commit(ctx, df, location, &how).await?;
         if continued {
-            // The table is right either way: tails not kept are computed by the next run.
-            let kept = match register_latest(ctx, HELD, location).await {
-                Ok(()) => tails::write_all(ctx, location, version, events_of(HELD), &token).await,
-                Err(e) => Err(e),
-            };
-            report.tails_lost = kept.err().map(|e| e.to_string());
+            report.tails_lost =
+                tails::write_all(ctx, location, version, events_of(HELD), &token).await;
         }
         report.version = Some(version);
         return Ok(report);

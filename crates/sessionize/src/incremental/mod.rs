@@ -855,21 +855,8 @@ pub async fn sessions_into(
             .await
             .map_err(|e| recorded_events(location, e))?;
         if continued {
-            // The table is right either way: tails not kept are computed by the next run.
-            let kept = match register_latest(ctx, SESSIONS, location).await {
-                Ok(()) => {
-                    tails::write_all(
-                        ctx,
-                        location,
-                        version,
-                        tails::Source::Sessions(SESSIONS),
-                        &token,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
-            };
-            report.tails_lost = kept.err().map(|e| e.to_string());
+            let sessions = tails::Source::Sessions(SESSIONS);
+            report.tails_lost = tails::write_all(ctx, location, version, sessions, &token).await;
         }
         report.version = Some(version);
         return Ok(report);

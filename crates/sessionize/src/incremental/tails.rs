@@ -71,6 +71,13 @@ pub(super) enum Source<'a> {
 }
 
 impl Source<'_> {
+    /// The relation tails are computed from.
+    fn relation(&self) -> &str {
+        match *self {
+            Source::Sessions(relation) | Source::Events { relation, .. } => relation,
+        }
+    }
+
     /// The SQL of each actor's last session.
     fn sql(&self) -> String {
         match *self {
@@ -325,19 +332,25 @@ pub(super) async fn stage_updated(
     stage(ctx, location, &sql, token).await
 }
 
-/// Writes the tails of the table at `location` at its `version`, computed from all of it
-/// (`source`, the table registered): after a full build.
+/// Writes the tails of the table at `location` at its `version`, computed from all of it (the
+/// table registered as `source`'s relation here): after a full build. Returns why they could not
+/// be kept where they could not (the table is right either way: tails not kept are computed by
+/// the next run).
 pub(super) async fn write_all(
     ctx: &SessionContext,
     location: &str,
     version: i64,
     source: Source<'_>,
     token: &str,
-) -> Result<()> {
-    stage(ctx, location, &source.sql(), token)
-        .await?
-        .publish(ctx, location, version)
-        .await
+) -> Option<String> {
+    let written = async {
+        super::register_latest(ctx, source.relation(), location).await?;
+        stage(ctx, location, &source.sql(), token)
+            .await?
+            .publish(ctx, location, version)
+            .await
+    };
+    written.await.err().map(|e| e.to_string())
 }
 
 /// Makes a table's `commit` (which gives its new version) while its new tails are `staged`, then
